@@ -1,0 +1,138 @@
+/* include/nodedns/config.h - command line and JSON config file -> struct config.
+ *
+ * Every option of the contract (see README) can be given as a flag or as a key
+ * of the JSON config file named by --config (keys are the long option names
+ * without "--"; repeatable options are arrays; booleans are true/false).
+ * Flags override the file. Parsing is pure: no sockets, no files other than
+ * the config file itself and /etc/resolv.conf (through config_default_upstreams).
+ */
+#ifndef NODEDNS_CONFIG_H
+#define NODEDNS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/** Printed by --version as "nodedns <version>"; the build may override it. */
+#ifndef NODEDNS_VERSION
+#define NODEDNS_VERSION "0.1.0"
+#endif
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_UPSTREAMS 16
+#define CONFIG_MAX_STUBS 32
+#define CONFIG_MAX_STUB_SERVERS 8
+#define CONFIG_MAX_ALLOW 64
+
+/** A socket address with its text form ("127.0.0.1:53", "[::1]:53"). */
+struct config_addr {
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char text[64];
+};
+
+/** --stub DOMAIN=ADDR[,ADDR...]. @c domain is lower-case, without a trailing
+ * dot except for the root ("."), e.g. "corp.example". */
+struct config_stub {
+	char domain[256];
+	struct config_addr servers[CONFIG_MAX_STUB_SERVERS];
+	size_t nservers;
+};
+
+/** --allow CIDR. */
+struct config_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	uint8_t prefix;
+};
+
+enum config_proto { CONFIG_PROTO_TCP = 0, CONFIG_PROTO_UDP };
+enum config_pods { CONFIG_PODS_INSECURE = 0, CONFIG_PODS_DISABLED };
+
+struct config {
+	char *config_file; /* --config, NULL when none */
+
+	/* serving */
+	struct config_addr listen[CONFIG_MAX_LISTEN];
+	size_t nlisten;
+	unsigned threads;
+	struct config_cidr allow[CONFIG_MAX_ALLOW];
+	size_t nallow; /* 0: allow all */
+	unsigned tcp_max_clients;     /* per worker, default 1000 */
+	uint32_t tcp_idle_timeout_ms; /* default 10000 */
+	unsigned tcp_max_inflight;    /* pipelined queries per connection, default 100 */
+
+	/* forwarding */
+	struct config_addr upstream[CONFIG_MAX_UPSTREAMS];
+	size_t nupstream; /* 0 after parsing means: none found (error at start) */
+	bool upstream_from_resolv_conf;
+	enum config_proto upstream_proto;
+	uint32_t upstream_timeout_ms; /* default 2000 */
+	struct config_stub stubs[CONFIG_MAX_STUBS];
+	size_t nstubs;
+	unsigned max_inflight; /* upstream queries in flight per worker, default 10000 */
+	unsigned max_waiters;  /* clients waiting on one question, default 1000 */
+
+	/* cache */
+	uint64_t cache_memory_bytes; /* default 64 MiB */
+	uint32_t min_ttl_s, max_ttl_s, neg_ttl_s;
+	uint32_t serve_stale_s; /* 0 disables */
+	bool prefetch;
+
+	/* cluster */
+	char cluster_domain[256]; /* lower-case, no trailing dot */
+	uint32_t cluster_ttl_s;
+	char *kube_api, *kube_token_file, *kube_ca_file, *kubeconfig, *kube_snapshot;
+	struct config_addr cluster_fallback;
+	bool has_cluster_fallback;
+	enum config_pods pods;
+
+	/* node */
+	char *setup_interface; /* NULL: off */
+	bool setup_iptables;
+
+	/* observability */
+	struct config_addr metrics; /* valid when has_metrics */
+	bool has_metrics;
+	struct config_addr health; /* valid when has_health */
+	bool has_health;
+	int log_level;  /* enum log_level */
+	bool log_json;
+	bool query_log;
+};
+
+enum config_result {
+	CONFIG_OK = 0,
+	CONFIG_EXIT_OK,    /* --help or --version printed; exit 0 */
+	CONFIG_ERROR,      /* bad input: err holds one line naming the option; exit 2 */
+};
+
+/**
+ * Fill @p cfg from argv (and the --config file it names). @p err receives a
+ * one-line message such as "--threads: must be an integer from 1 to 64 (got
+ * 'x')" on CONFIG_ERROR. @p resolv_conf is the path used for the default
+ * upstreams ("/etc/resolv.conf"; tests pass their own).
+ * @return a config_result. Free with config_free() whatever it returns.
+ */
+enum config_result config_parse(struct config *cfg, int argc, char **argv,
+				const char *resolv_conf, char *err, size_t errlen);
+
+/** Release the strings a parsed config owns. Safe on a zeroed struct. */
+void config_free(struct config *cfg);
+
+/** Parse "IPv4[:PORT]" or "[IPv6][:PORT]" or a bare IPv6 with @p default_port.
+ * @return 0 or -EINVAL. */
+int config_parse_addr(const char *s, uint16_t default_port, struct config_addr *out);
+
+/** Parse a size with an optional K/M/G suffix (powers of 1024). @return 0 or -EINVAL. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/** True when @p sa (AF_INET/AF_INET6) is inside one of the --allow CIDRs, or
+ * when none is configured. */
+bool config_allowed(const struct config *cfg, const struct sockaddr *sa);
+
+/** Print --help to stdout. */
+void config_usage(void);
+
+#endif

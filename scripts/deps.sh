@@ -1,0 +1,34 @@
+#!/bin/sh
+# scripts/deps.sh - install what building and testing nodedns needs (Debian).
+# Usage: scripts/deps.sh build|test|bench
+# As root it runs apt-get; otherwise it prints the exact command and fails.
+set -e
+what=${1:-build}
+build_pkgs="gcc make pkg-config libldns-dev libuv1-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev"
+test_pkgs="nsd dnsperf bind9-dnsutils knot-dnsutils ldnsutils python3 valgrind clang libclang-rt-14-dev iproute2 openssl"
+bench_pkgs="unbound dnsmasq-base knot-resolver pdns-recursor"
+case "$what" in
+build) pkgs="$build_pkgs" ;;
+test) pkgs="$build_pkgs $test_pkgs" ;;
+bench) pkgs="$build_pkgs $test_pkgs $bench_pkgs" ;;
+*) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+missing=""
+for p in $pkgs; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "nodedns: missing packages:$missing" >&2
+	echo "run: sudo apt-get update && sudo apt-get install -y$missing" >&2
+	exit 1
+fi
+echo "nodedns: installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# An old package list may lack some packages: refresh once and retry.
+if ! apt-get install -y --no-install-recommends $missing >/tmp/nodedns-apt.log 2>&1; then
+	apt-get update >/dev/null 2>&1 || true
+	apt-get install -y --no-install-recommends $missing
+fi
