@@ -1,0 +1,645 @@
+/* src/main.c - owns the process: config, cache, cluster store, workers, control loop.
+ *
+ * Start-up order: parse the config (exit 2 on bad input), build the shared
+ * state (upstream servers, cache, cluster store), bind every socket for every
+ * worker (exit 1 when that fails), start the workers, then run the control
+ * loop: signals, the HTTP endpoints, the Kubernetes watch or the snapshot
+ * file. Teardown is the reverse, on SIGTERM or SIGINT.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "nodedns/admin.h"
+#include "nodedns/cache.h"
+#include "nodedns/cluster.h"
+#include "nodedns/config.h"
+#include "nodedns/k8s_watch.h"
+#include "nodedns/log.h"
+#include "nodedns/metrics.h"
+#include "nodedns/query.h"
+#include "nodedns/server.h"
+#include "nodedns/upstream.h"
+#include "nodedns/worker.h"
+
+#define CACHE_SHARDS 16
+#define SERVFAIL_TTL_S 2
+
+struct app {
+	int argc;
+	char **argv;
+	struct config cfg;
+	uv_loop_t loop;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	bool stopping;
+
+	/* forwarding */
+	struct upstream_server *servers; /* every distinct server, once */
+	size_t nservers;
+	struct upstream_server **default_list, **fallback_list;
+	struct upstream_group default_group, fallback_group;
+	struct query_stub stubs[CONFIG_MAX_STUBS];
+	struct upstream_group stub_groups[CONFIG_MAX_STUBS];
+	struct upstream_server **stub_lists[CONFIG_MAX_STUBS];
+
+	struct cache *cache;
+	struct query_env env;
+	struct worker_shared shared;
+	struct worker *workers;
+	unsigned nworkers;
+
+	struct k8s_store *store;
+	struct k8s_watch *watch;
+	bool snapshot_loaded;
+	struct admin *admin;
+	char ident[256];
+};
+
+/* ----------------------------------------------------------- upstreams */
+
+/* The shared server object for @p a, created on first use. */
+static struct upstream_server *server_for(struct app *app, const struct config_addr *a)
+{
+	for (size_t i = 0; i < app->nservers; i++)
+		if (app->servers[i].addrlen == a->salen &&
+		    memcmp(&app->servers[i].addr, &a->sa, a->salen) == 0)
+			return &app->servers[i];
+	struct upstream_server *s = &app->servers[app->nservers++];
+	memcpy(&s->addr, &a->sa, a->salen);
+	s->addrlen = a->salen;
+	snprintf(s->name, sizeof(s->name), "%s", a->text);
+	return s;
+}
+
+static int build_group(struct app *app, const struct config_addr *addrs, size_t n,
+		       struct upstream_server ***list, struct upstream_group *g)
+{
+	*list = calloc(n ? n : 1, sizeof(**list));
+	if (!*list)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		(*list)[i] = server_for(app, &addrs[i]);
+	g->servers = *list;
+	g->nservers = n;
+	return 0;
+}
+
+/* Lower-case dotted domain -> wire form. @return length or 0. */
+static size_t domain_to_wire(const char *d, uint8_t *out)
+{
+	if (strcmp(d, ".") == 0 || *d == '\0') {
+		out[0] = 0;
+		return 1;
+	}
+	size_t o = 0;
+	const char *p = d;
+	while (*p) {
+		const char *dot = strchr(p, '.');
+		size_t l = dot ? (size_t)(dot - p) : strlen(p);
+		if (l == 0 || l > 63 || o + 1 + l + 1 > DNS_NAME_MAX_BYTES)
+			return 0;
+		out[o++] = (uint8_t)l;
+		memcpy(out + o, p, l);
+		o += l;
+		p += l;
+		if (*p == '.')
+			p++;
+	}
+	out[o++] = 0;
+	return o;
+}
+
+static int setup_forwarding(struct app *app)
+{
+	const struct config *cfg = &app->cfg;
+	size_t max = cfg->nupstream + 1;
+	for (size_t i = 0; i < cfg->nstubs; i++)
+		max += cfg->stubs[i].nservers;
+	app->servers = calloc(max, sizeof(*app->servers));
+	if (!app->servers)
+		return -ENOMEM;
+	if (build_group(app, cfg->upstream, cfg->nupstream, &app->default_list,
+			&app->default_group) < 0)
+		return -ENOMEM;
+	if (cfg->has_cluster_fallback &&
+	    build_group(app, &cfg->cluster_fallback, 1, &app->fallback_list,
+			&app->fallback_group) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->nstubs; i++) {
+		const struct config_stub *st = &cfg->stubs[i];
+		if (build_group(app, st->servers, st->nservers, &app->stub_lists[i],
+				&app->stub_groups[i]) < 0)
+			return -ENOMEM;
+		app->stubs[i].name_len = domain_to_wire(st->domain, app->stubs[i].name);
+		app->stubs[i].group = &app->stub_groups[i];
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- metrics */
+
+static uint64_t ld(const _Atomic uint64_t *v)
+{
+	return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static int64_t ldi(const _Atomic int64_t *v)
+{
+	return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* Sum one uint64 field of every worker's query stats. */
+#define SUM_Q(app, field)                                                                  \
+	({                                                                                 \
+		uint64_t _s = 0;                                                           \
+		for (unsigned _i = 0; _i < (app)->nworkers; _i++)                          \
+			_s += ld(&query_worker_stats((app)->workers[_i].qw)->field);       \
+		_s;                                                                        \
+	})
+#define SUM_S(app, field)                                                                  \
+	({                                                                                 \
+		uint64_t _s = 0;                                                           \
+		for (unsigned _i = 0; _i < (app)->nworkers; _i++)                          \
+			_s += ld(&server_stats((app)->workers[_i].server)->field);         \
+		_s;                                                                        \
+	})
+
+static void counter(struct mbuf *b, const char *name, const char *help, uint64_t v)
+{
+	metrics_header(b, name, "counter", help);
+	metrics_u64(b, name, NULL, v);
+}
+
+static void gauge(struct mbuf *b, const char *name, const char *help, int64_t v)
+{
+	metrics_header(b, name, "gauge", help);
+	metrics_i64(b, name, NULL, v);
+}
+
+static void render_metrics(void *arg, struct mbuf *b)
+{
+	struct app *app = arg;
+	char lab[160];
+
+	metrics_header(b, "nodedns_requests_total", "counter", "DNS queries received, by transport.");
+	metrics_u64(b, "nodedns_requests_total", "proto=\"udp\"", SUM_Q(app, requests[0]));
+	metrics_u64(b, "nodedns_requests_total", "proto=\"tcp\"", SUM_Q(app, requests[1]));
+	metrics_header(b, "nodedns_requests_type_total", "counter", "DNS queries by query type.");
+	for (unsigned t = 0; t < 8; t++) {
+		snprintf(lab, sizeof(lab), "type=\"%s\"", query_type_labels[t]);
+		metrics_u64(b, "nodedns_requests_type_total", lab, SUM_Q(app, by_type[t]));
+	}
+	metrics_header(b, "nodedns_requests_zone_total", "counter",
+		       "DNS queries by where they were answered from: the cluster zone or forwarding.");
+	metrics_u64(b, "nodedns_requests_zone_total", "zone=\"cluster\"", SUM_Q(app, by_zone[0]));
+	metrics_u64(b, "nodedns_requests_zone_total", "zone=\"forward\"", SUM_Q(app, by_zone[1]));
+	metrics_header(b, "nodedns_responses_total", "counter", "DNS responses sent, by rcode.");
+	for (unsigned r = 0; r < QUERY_RCODE_SLOTS; r++) {
+		snprintf(lab, sizeof(lab), "rcode=\"%s\"", query_rcode_labels[r]);
+		metrics_u64(b, "nodedns_responses_total", lab, SUM_Q(app, responses[r]));
+	}
+	counter(b, "nodedns_cluster_answers_total", "Answers from the cluster store.",
+		SUM_Q(app, cluster_answers));
+	counter(b, "nodedns_cache_answers_total", "Answers from the cache.", SUM_Q(app, cache_answers));
+	counter(b, "nodedns_stale_answers_total", "Expired answers served because every upstream failed (RFC 8767).",
+		SUM_Q(app, stale_answers));
+	counter(b, "nodedns_coalesced_total", "Queries that joined an identical question already in flight.",
+		SUM_Q(app, coalesced));
+	counter(b, "nodedns_prefetches_total", "Cache entries refreshed before they expired.",
+		SUM_Q(app, prefetches));
+	counter(b, "nodedns_upstream_exhausted_total", "Queries answered SERVFAIL because every upstream failed.",
+		SUM_Q(app, upstream_failures));
+	counter(b, "nodedns_truncated_total", "UDP answers sent with TC=1.", SUM_Q(app, truncated));
+	counter(b, "nodedns_cluster_fallback_total", "Cluster-zone queries forwarded to --cluster-fallback before the first sync.",
+		SUM_Q(app, fallback_queries));
+	counter(b, "nodedns_cluster_unsynced_servfail_total", "Cluster-zone queries answered SERVFAIL before the first sync.",
+		SUM_Q(app, unsynced_servfail));
+	metrics_header(b, "nodedns_dropped_total", "counter", "Queries dropped or refused by a bound, by reason.");
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"malformed\"", SUM_Q(app, dropped_malformed));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"waiters\"", SUM_Q(app, dropped_waiters));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"inflight\"", SUM_Q(app, dropped_inflight));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"acl\"", SUM_Q(app, refused_acl));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"udp_send_queue\"", SUM_S(app, udp_sends_dropped));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"tcp_clients\"", SUM_S(app, tcp_rejected));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"tcp_slow_reader\"", SUM_S(app, tcp_slow_closed));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"tcp_bad_frame\"", SUM_S(app, tcp_bad_frames));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"tcp_idle\"", SUM_S(app, tcp_idle_closed));
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"tcp_evicted\"", SUM_S(app, tcp_evicted));
+	int64_t pending = 0, tcp_open = 0, inflight = 0;
+	uint64_t up_dropped = 0;
+	for (unsigned i = 0; i < app->nworkers; i++) {
+		pending += ldi(&query_worker_stats(app->workers[i].qw)->pending);
+		tcp_open += ldi(&server_stats(app->workers[i].server)->tcp_open);
+		const struct upstream_worker_stats *us = upstream_worker_stats(app->workers[i].up);
+		inflight += ldi(&us->inflight);
+		up_dropped += ld(&us->dropped_inflight);
+	}
+	metrics_u64(b, "nodedns_dropped_total", "reason=\"upstream_inflight\"", up_dropped);
+	gauge(b, "nodedns_pending_questions", "Distinct questions waiting for an upstream.", pending);
+	gauge(b, "nodedns_upstream_inflight", "Upstream queries in flight.", inflight);
+	gauge(b, "nodedns_tcp_connections", "Open client TCP connections.", tcp_open);
+	counter(b, "nodedns_tcp_connections_total", "Client TCP connections accepted.",
+		SUM_S(app, tcp_accepted));
+
+	const struct cache_stats *cs = cache_stats(app->cache);
+	counter(b, "nodedns_cache_hits_total", "Cache lookups that found a fresh entry.", ld(&cs->hits));
+	counter(b, "nodedns_cache_misses_total", "Cache lookups that found nothing fresh.", ld(&cs->misses));
+	counter(b, "nodedns_cache_stale_hits_total", "Stale entries served.", ld(&cs->stale_hits));
+	counter(b, "nodedns_cache_inserts_total", "Entries stored.", ld(&cs->inserts));
+	counter(b, "nodedns_cache_evictions_total", "Entries evicted to stay under --cache-memory.",
+		ld(&cs->evictions));
+	gauge(b, "nodedns_cache_entries", "Entries in the cache.", ldi(&cs->entries));
+	gauge(b, "nodedns_cache_bytes", "Bytes used by the cache.", ldi(&cs->bytes));
+	gauge(b, "nodedns_cache_max_bytes", "The cache's bound (--cache-memory).",
+	      (int64_t)app->cfg.cache_memory_bytes);
+
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} ups[] = {
+		{ "nodedns_upstream_requests_total", "Queries sent to an upstream (attempts).",
+		  offsetof(struct upstream_stats, queries) },
+		{ "nodedns_upstream_responses_total", "Matching replies from an upstream.",
+		  offsetof(struct upstream_stats, replies) },
+		{ "nodedns_upstream_tcp_connects_total", "TCP connections made to an upstream.",
+		  offsetof(struct upstream_stats, tcp_connects) },
+		{ "nodedns_upstream_tc_retries_total", "UDP replies with TC=1 retried over TCP.",
+		  offsetof(struct upstream_stats, tc_retries) },
+	};
+	for (size_t k = 0; k < sizeof(ups) / sizeof(ups[0]); k++) {
+		metrics_header(b, ups[k].name, "counter", ups[k].help);
+		for (size_t i = 0; i < app->nservers; i++) {
+			snprintf(lab, sizeof(lab), "upstream=\"%s\"", app->servers[i].name);
+			metrics_u64(b, ups[k].name, lab,
+				    ld((const _Atomic uint64_t *)((const char *)&app->servers[i].stats +
+								  ups[k].off)));
+		}
+	}
+	metrics_header(b, "nodedns_upstream_failures_total", "counter",
+		       "Failed upstream attempts, by reason.");
+	for (size_t i = 0; i < app->nservers; i++) {
+		const struct upstream_stats *st = &app->servers[i].stats;
+		snprintf(lab, sizeof(lab), "upstream=\"%s\",reason=\"timeout\"", app->servers[i].name);
+		metrics_u64(b, "nodedns_upstream_failures_total", lab, ld(&st->timeouts));
+		snprintf(lab, sizeof(lab), "upstream=\"%s\",reason=\"connection\"", app->servers[i].name);
+		metrics_u64(b, "nodedns_upstream_failures_total", lab, ld(&st->conn_failures));
+		snprintf(lab, sizeof(lab), "upstream=\"%s\",reason=\"bad_reply\"", app->servers[i].name);
+		metrics_u64(b, "nodedns_upstream_failures_total", lab, ld(&st->bad_replies));
+	}
+	metrics_header(b, "nodedns_upstream_connections", "gauge", "Open TCP connections to an upstream.");
+	for (size_t i = 0; i < app->nservers; i++) {
+		snprintf(lab, sizeof(lab), "upstream=\"%s\"", app->servers[i].name);
+		metrics_i64(b, "nodedns_upstream_connections", lab, ldi(&app->servers[i].stats.open_conns));
+	}
+	metrics_header(b, "nodedns_upstream_latency_seconds", "histogram",
+		       "Time from sending a query to its matching reply, per upstream.");
+	for (size_t i = 0; i < app->nservers; i++) {
+		snprintf(lab, sizeof(lab), "upstream=\"%s\"", app->servers[i].name);
+		metrics_histogram(b, "nodedns_upstream_latency_seconds", lab,
+				  &app->servers[i].stats.latency);
+	}
+
+	struct k8s_store_stats ks;
+	k8s_store_get_stats(app->store, &ks);
+	metrics_header(b, "nodedns_cluster_objects", "gauge", "Objects in the cluster store, by kind.");
+	metrics_u64(b, "nodedns_cluster_objects", "kind=\"service\"", ks.services);
+	metrics_u64(b, "nodedns_cluster_objects", "kind=\"endpointslice\"", ks.endpointslices);
+	metrics_u64(b, "nodedns_cluster_objects", "kind=\"namespace\"", ks.namespaces);
+	counter(b, "nodedns_cluster_events_total", "Object changes applied to the store.", ks.events_applied);
+	counter(b, "nodedns_cluster_events_rejected_total", "Malformed objects rejected.", ks.events_rejected);
+	counter(b, "nodedns_cluster_snapshots_total", "Snapshots published to the workers.",
+		ks.snapshots_published);
+	bool synced = app->snapshot_loaded;
+	if (app->watch) {
+		const struct k8s_watch_stats *w = k8s_watch_stats(app->watch);
+		synced = atomic_load(&w->synced) != 0;
+		counter(b, "nodedns_watch_restarts_total", "Watch streams restarted.", ld(&w->watch_restarts));
+		counter(b, "nodedns_watch_relists_total", "Relists after 410 Gone.", ld(&w->relists_410));
+		counter(b, "nodedns_watch_events_total", "Watch events received.", ld(&w->events));
+		counter(b, "nodedns_watch_errors_total", "API errors (HTTP, TLS, transport).", ld(&w->errors));
+		counter(b, "nodedns_watch_throttled_total", "429 responses from the API.", ld(&w->throttled_429));
+		counter(b, "nodedns_watch_unauthorized_total", "401 responses from the API.",
+			ld(&w->unauthorized_401));
+		counter(b, "nodedns_watch_dropped_events_total", "Watch events over the size bound or malformed.",
+			ld(&w->oversized_events) + ld(&w->bad_events));
+	}
+	gauge(b, "nodedns_cluster_synced", "1 once the cluster store has synced (or a snapshot is loaded).",
+	      synced ? 1 : 0);
+	if (app->admin) {
+		const struct admin_stats *as = admin_stats(app->admin);
+		counter(b, "nodedns_health_failures_total", "Failed /health checks.", ld(&as->health_failures));
+	}
+	gauge(b, "nodedns_workers", "Worker threads.", app->nworkers);
+}
+
+static bool is_ready(void *arg)
+{
+	struct app *app = arg;
+	if (app->snapshot_loaded)
+		return true;
+	return app->watch && atomic_load(&k8s_watch_stats(app->watch)->synced) != 0;
+}
+
+/* ------------------------------------------------------------- cluster */
+
+static void publish(struct app *app, struct cluster_snapshot *snap)
+{
+	for (unsigned i = 0; i < app->nworkers; i++) {
+		cluster_snapshot_ref(snap);
+		worker_publish(&app->workers[i], snap);
+	}
+	cluster_snapshot_unref(snap);
+}
+
+static void on_watch_publish(void *arg, struct cluster_snapshot *snap)
+{
+	publish(arg, snap);
+}
+
+static int load_snapshot_file(struct app *app)
+{
+	char err[512] = "";
+	int rc = k8s_store_load_file(app->store, app->cfg.kube_snapshot, err, sizeof(err));
+	if (rc < 0) {
+		log_error("cluster", "--kube-snapshot %s: %s", app->cfg.kube_snapshot,
+			  err[0] ? err : strerror(-rc));
+		return rc;
+	}
+	struct cluster_snapshot *snap = k8s_store_publish(app->store);
+	if (!snap)
+		return -ENOMEM;
+	struct k8s_store_stats ks;
+	k8s_store_get_stats(app->store, &ks);
+	log_info("cluster", "loaded %s: %llu services, %llu endpointslices, %llu namespaces",
+		 app->cfg.kube_snapshot, (unsigned long long)ks.services,
+		 (unsigned long long)ks.endpointslices, (unsigned long long)ks.namespaces);
+	publish(app, snap);
+	app->snapshot_loaded = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------- signals */
+
+static void on_closed_stop(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void shutdown_app(struct app *app)
+{
+	if (app->stopping)
+		return;
+	app->stopping = true;
+	log_info("main", "stopping: draining queries in flight (up to %d ms)", WORKER_DRAIN_MS);
+	for (unsigned i = 0; i < app->nworkers; i++)
+		worker_stop(&app->workers[i]);
+	admin_close(app->admin);
+	app->admin = NULL;
+	k8s_watch_close(app->watch);
+	app->watch = NULL;
+	uv_close((uv_handle_t *)&app->sig_term, on_closed_stop);
+	uv_close((uv_handle_t *)&app->sig_int, on_closed_stop);
+	uv_close((uv_handle_t *)&app->sig_hup, on_closed_stop);
+}
+
+static void reload(struct app *app)
+{
+	struct config next;
+	memset(&next, 0, sizeof(next));
+	char err[512] = "";
+	enum config_result r = config_parse(&next, app->argc, app->argv, "/etc/resolv.conf", err,
+					    sizeof(err));
+	if (r != CONFIG_OK) {
+		log_error("main", "SIGHUP: config not reloaded: %s", err);
+		config_free(&next);
+		return;
+	}
+	log_setup((enum log_level)next.log_level, next.log_json);
+	atomic_store(&app->env.query_log, next.query_log);
+	app->cfg.query_log = next.query_log;
+	app->cfg.log_level = next.log_level;
+	app->cfg.log_json = next.log_json;
+	/* What a running process cannot change in place. */
+	if (next.nlisten != app->cfg.nlisten ||
+	    memcmp(next.listen, app->cfg.listen, sizeof(next.listen[0]) * next.nlisten) != 0 ||
+	    next.nupstream != app->cfg.nupstream ||
+	    memcmp(next.upstream, app->cfg.upstream, sizeof(next.upstream[0]) * next.nupstream) != 0 ||
+	    next.nstubs != app->cfg.nstubs || next.threads != app->cfg.threads ||
+	    next.cache_memory_bytes != app->cfg.cache_memory_bytes)
+		log_warn("main", "SIGHUP: listen, upstream, stub, threads and cache-memory changes take effect after a restart");
+	config_free(&next);
+	if (app->cfg.kube_snapshot)
+		load_snapshot_file(app); /* on error the old data stays */
+	log_info("main", "SIGHUP: reloaded log level, query log%s",
+		 app->cfg.kube_snapshot ? " and the snapshot file" : "");
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct app *app = h->data;
+	if (signum == SIGHUP) {
+		reload(app);
+		return;
+	}
+	log_info("main", "received %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	shutdown_app(app);
+}
+
+/* --------------------------------------------------------------- main */
+
+static bool acl_allowed(const void *arg, const struct sockaddr *sa)
+{
+	return config_allowed(arg, sa);
+}
+
+int main(int argc, char **argv)
+{
+	static struct app app_storage;
+	struct app *app = &app_storage;
+	char err[512] = "";
+	int exit_code = 1;
+
+	app->argc = argc;
+	app->argv = argv;
+	enum config_result cr = config_parse(&app->cfg, argc, argv, "/etc/resolv.conf", err,
+					     sizeof(err));
+	if (cr == CONFIG_EXIT_OK) {
+		config_free(&app->cfg);
+		return 0;
+	}
+	if (cr != CONFIG_OK) {
+		fprintf(stderr, "nodedns: %s\n", err);
+		config_free(&app->cfg);
+		return 2;
+	}
+	const struct config *cfg = &app->cfg;
+	log_setup((enum log_level)cfg->log_level, cfg->log_json);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (setup_forwarding(app) < 0) {
+		log_error("main", "out of memory");
+		goto out;
+	}
+	if (cfg->nupstream == 0)
+		log_warn("main", "no upstream servers (none given and none usable in /etc/resolv.conf): "
+			 "names outside the cluster zone get SERVFAIL");
+
+	app->cache = cache_new(cfg->cache_memory_bytes, CACHE_SHARDS);
+	struct cluster_config ccfg;
+	memset(&ccfg, 0, sizeof(ccfg));
+	snprintf(ccfg.domain, sizeof(ccfg.domain), "%s", cfg->cluster_domain);
+	ccfg.ttl_s = cfg->cluster_ttl_s;
+	ccfg.pods_insecure = cfg->pods == CONFIG_PODS_INSECURE;
+	app->store = k8s_store_new(&ccfg);
+	if (!app->cache || !app->store) {
+		log_error("main", "out of memory");
+		goto out;
+	}
+	if (gethostname(app->ident, sizeof(app->ident) - 1) < 0)
+		snprintf(app->ident, sizeof(app->ident), "nodedns");
+
+	struct query_env *env = &app->env;
+	env->cache = app->cache;
+	env->cluster = ccfg;
+	env->upstreams = &app->default_group;
+	env->fallback = cfg->has_cluster_fallback ? &app->fallback_group : NULL;
+	env->stubs = app->stubs;
+	env->nstubs = cfg->nstubs;
+	env->ttl.min_ttl_s = cfg->min_ttl_s;
+	env->ttl.max_ttl_s = cfg->max_ttl_s;
+	env->ttl.neg_ttl_s = cfg->neg_ttl_s;
+	env->ttl.servfail_ttl_s = SERVFAIL_TTL_S;
+	env->serve_stale_s = cfg->serve_stale_s;
+	env->prefetch = cfg->prefetch;
+	env->max_waiters = cfg->max_waiters;
+	atomic_store(&env->query_log, cfg->query_log);
+	env->version = "nodedns " NODEDNS_VERSION;
+	env->ident = app->ident;
+	if (cfg->nallow) {
+		env->allowed = acl_allowed;
+		env->allowed_arg = cfg;
+	}
+
+	struct worker_shared *sh = &app->shared;
+	sh->env = env;
+	sh->server.tcp_max_clients = cfg->tcp_max_clients;
+	sh->server.tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms;
+	sh->server.tcp_max_inflight = cfg->tcp_max_inflight;
+	sh->server.tcp_max_unsent_bytes = 256 * 1024;
+	sh->server.udp_max_queued_sends = 4096;
+	sh->upstream.proto = cfg->upstream_proto == CONFIG_PROTO_UDP ? 1 : 0;
+	sh->upstream.timeout_ms = cfg->upstream_timeout_ms;
+	sh->upstream.conns_per_server = 2;
+	sh->upstream.max_inflight_conn = 256;
+	sh->upstream.max_inflight = cfg->max_inflight;
+
+	/* Bind everything first, so a port in use fails the start cleanly. */
+	app->workers = calloc(cfg->threads, sizeof(*app->workers));
+	struct server_fds(*fds)[CONFIG_MAX_LISTEN] = calloc(cfg->threads, sizeof(*fds));
+	if (!app->workers || !fds) {
+		free(fds);
+		log_error("main", "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < cfg->threads; i++) {
+		if (server_bind(cfg->listen, cfg->nlisten, fds[i], err, sizeof(err)) < 0) {
+			log_error("main", "%s", err);
+			for (unsigned j = 0; j < i; j++)
+				server_close_fds(fds[j], cfg->nlisten);
+			free(fds);
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < cfg->threads; i++) {
+		int rc = worker_start(&app->workers[i], (int)i, sh, fds[i], cfg->nlisten);
+		if (rc < 0) {
+			log_error("main", "worker %u: %s", i, uv_strerror(rc));
+			for (unsigned j = i + 1; j < cfg->threads; j++)
+				server_close_fds(fds[j], cfg->nlisten);
+			free(fds);
+			shutdown_app(app);
+			for (unsigned j = 0; j < i; j++)
+				worker_join(&app->workers[j]);
+			goto out;
+		}
+		app->nworkers++;
+	}
+	free(fds);
+
+	uv_loop_init(&app->loop);
+	app->sig_term.data = app->sig_int.data = app->sig_hup.data = app;
+	uv_signal_init(&app->loop, &app->sig_term);
+	uv_signal_init(&app->loop, &app->sig_int);
+	uv_signal_init(&app->loop, &app->sig_hup);
+	uv_signal_start(&app->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&app->sig_int, on_signal, SIGINT);
+	uv_signal_start(&app->sig_hup, on_signal, SIGHUP);
+
+	if (cfg->kube_snapshot) {
+		if (load_snapshot_file(app) < 0)
+			goto stop;
+	} else if (cfg->kube_api || cfg->kubeconfig) {
+		struct k8s_watch_config wc = {
+			.api_url = cfg->kube_api,
+			.token_file = cfg->kube_token_file,
+			.ca_file = cfg->kube_ca_file,
+			.kubeconfig = cfg->kubeconfig,
+			.max_event_bytes = 4u << 20,
+		};
+		if (k8s_watch_start(&app->loop, &wc, app->store, on_watch_publish, app, &app->watch,
+				    err, sizeof(err)) < 0) {
+			log_error("main", "kubernetes: %s", err);
+			goto stop;
+		}
+	} else {
+		log_warn("main", "no --kube-snapshot, no --kube-api and not in a cluster: the %s zone "
+			 "is %s until one is configured", cfg->cluster_domain,
+			 cfg->has_cluster_fallback ? "forwarded to --cluster-fallback" : "answered SERVFAIL");
+	}
+
+	if (cfg->has_metrics || cfg->has_health) {
+		struct admin_handlers h = { .metrics = render_metrics, .ready = is_ready, .arg = app };
+		int rc = admin_start(&app->loop, cfg->has_metrics ? (const struct sockaddr *)&cfg->metrics.sa : NULL,
+				     cfg->has_health ? (const struct sockaddr *)&cfg->health.sa : NULL,
+				     (const struct sockaddr *)&cfg->listen[0].sa, &h, &app->admin);
+		if (rc < 0) {
+			log_error("main", "http endpoints (--metrics %s, --health %s): %s",
+				  cfg->has_metrics ? cfg->metrics.text : "none",
+				  cfg->has_health ? cfg->health.text : "none", uv_strerror(rc));
+			goto stop;
+		}
+	}
+
+	log_info("main", "nodedns %s serving on %s%s (%u workers), upstream %s%s over %s",
+		 NODEDNS_VERSION, cfg->listen[0].text, cfg->nlisten > 1 ? " and more" : "", cfg->threads,
+		 cfg->nupstream ? cfg->upstream[0].text : "none", cfg->nupstream > 1 ? " and more" : "",
+		 cfg->upstream_proto == CONFIG_PROTO_UDP ? "udp" : "tcp");
+	exit_code = 0;
+	uv_run(&app->loop, UV_RUN_DEFAULT);
+	goto joined;
+stop:
+	exit_code = 1;
+	shutdown_app(app);
+	uv_run(&app->loop, UV_RUN_DEFAULT);
+joined:
+	for (unsigned i = 0; i < app->nworkers; i++)
+		worker_join(&app->workers[i]);
+	uv_loop_close(&app->loop);
+	log_info("main", "stopped");
+out:
+	k8s_store_free(app->store);
+	cache_free(app->cache);
+	free(app->workers);
+	free(app->default_list);
+	free(app->fallback_list);
+	for (size_t i = 0; i < CONFIG_MAX_STUBS; i++)
+		free(app->stub_lists[i]);
+	free(app->servers);
+	config_free(&app->cfg);
+	return exit_code;
+}
