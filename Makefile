@@ -22,8 +22,11 @@ UNIT_TESTS := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 TEST_MODS_cache   := cache
 TEST_MODS_config  := config log
 TEST_MODS_dnsmsg  := dnsmsg log
-TEST_MODS_cluster := cluster log dnsmsg
+TEST_MODS_cluster := k8s_store cluster_snapshot cluster_zone log
 TEST_MODS_metrics := metrics
+TEST_MODS_upstream := upstream metrics log
+TEST_MODS_k8s_stream := k8s_stream
+TEST_MODS_admin := admin metrics log
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
 .PHONY: all run test unit integration asan valgrind deps deps-test bench fuzz clean
