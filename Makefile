@@ -6,10 +6,11 @@
 #   make bench    the performance table against the peers (bench/)
 
 CC      ?= cc
-PKGS    := ldns libuv libcurl jansson
+PKGS    := ldns libuv libcurl jansson yaml-0.1
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# The project's own flags stay even when CFLAGS is given on the command line.
+NDNS_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+NDNS_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 BUILD   ?= build
 
 SRCS    := $(wildcard src/*.c)
@@ -35,15 +36,15 @@ all: $(BUILD)/nodedns
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard include/nodedns/*.h) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(NDNS_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/nodedns: $(OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(NDNS_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(NDNS_LIBS) $(LDLIBS)
 
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/unit/test_%.c $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(TEST_MODS_$$*)))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(NDNS_CFLAGS) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $^ $(NDNS_LIBS) $(LDLIBS) -lcmocka
 
 deps:
 	@scripts/deps.sh build

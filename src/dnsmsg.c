@@ -372,6 +372,7 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 	ldns_pkt_free(pkt);
 	memcpy(out, reply, len);
 	size_t blen = len;
+	out[2] &= (uint8_t)~0x04; /* AA: we are not the authority for a forwarded answer */
 
 	info->rcode = out[3] & 0x0f;
 	info->tc = (out[2] & 0x02) != 0;

@@ -30,6 +30,10 @@ struct k8s_watch_config {
 	const char *ca_file;    /* CA bundle; NULL: system default */
 	const char *kubeconfig; /* when set, server/CA/token/client cert come from it */
 	uint32_t max_event_bytes; /* bound on one watch line / list page object, default 4 MiB */
+	/* Added by k8s_watch.c: a transfer that receives no byte for this long
+	 * is aborted and restarted (watch streams get a bookmark about every
+	 * minute). 0: 150000 (150 s). Tests set it low. */
+	uint32_t idle_timeout_ms;
 };
 
 struct k8s_watch_stats {
@@ -44,6 +48,9 @@ struct k8s_watch;
 /**
  * Called on the control loop after a batch of changes was applied to the
  * store, with a new snapshot whose single reference now belongs to the callee.
+ * The first call comes once all three resources have been listed (just before
+ * stats.synced becomes 1); none before, so a partial store is never served.
+ * The callback must not call k8s_watch_close().
  */
 typedef void (*k8s_watch_publish_cb)(void *arg, struct cluster_snapshot *snap);
 
