@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #define SVC_NAME_LABEL "kubernetes.io/service-name"
+#define LOAD_FILE_MAX_BYTES (1024ull * 1024 * 1024) /* larger snapshot files are refused */
 
 /* ------------------------------------------------------------ hash map */
 
@@ -1054,6 +1056,7 @@ int k8s_store_load_file(struct k8s_store *s, const char *path, char *err, size_t
 	struct k8s_store *t;
 	json_error_t jerr;
 	uint64_t skipped = 0;
+	struct stat st;
 	json_t *doc;
 	FILE *f;
 	int rc;
@@ -1064,6 +1067,11 @@ int k8s_store_load_file(struct k8s_store *s, const char *path, char *err, size_t
 	if (!f) {
 		rc = -errno;
 		return fail_rc(rc, err, errlen, "%s: %s", path, strerror(-rc));
+	}
+	if (fstat(fileno(f), &st) == 0 && (uint64_t)st.st_size > LOAD_FILE_MAX_BYTES) {
+		fclose(f);
+		return fail_rc(-EFBIG, err, errlen, "%s: larger than %llu bytes", path,
+			       (unsigned long long)LOAD_FILE_MAX_BYTES);
 	}
 	doc = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
 	fclose(f);

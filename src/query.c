@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ldns/ldns.h>
+
 #include "nodedns/cache.h"
 #include "nodedns/log.h"
 #include "nodedns/upstream.h"
@@ -134,11 +136,17 @@ static void query_log(struct query_worker *w, const struct query_client *c,
 		 dnsmsg_rcode_str(rcode), source, (unsigned long long)(now - start_ms));
 }
 
+static void chase_complete(struct query_worker *w, void *ctx, const uint8_t *body, size_t len);
+
 /* Finalize the body in w->buf for @p q and send it to @p c. */
 static void send_body(struct query_worker *w, const struct query_client *c,
 		      const struct dnsmsg_query *q, size_t body_len, int rcode_ext,
 		      const char *source, uint64_t start_ms)
 {
+	if (c->proto == QUERY_INTERNAL) {
+		chase_complete(w, c->conn, w->buf, body_len);
+		return;
+	}
 	size_t limit = c->proto == QUERY_UDP ? dnsmsg_udp_limit(q) : DNS_MSG_MAX_BYTES;
 	size_t n = rcode_ext > 15 ? dnsmsg_finalize_rcode(w->buf, body_len, sizeof(w->buf), q,
 							  rcode_ext, limit)
@@ -454,6 +462,93 @@ static void forward(struct query_worker *w, const struct query_client *c,
 	}
 }
 
+/* ----------------------------------------------------- ExternalName chase
+ *
+ * A/AAAA for an ExternalName service: the cluster zone answers the CNAME, and
+ * the target (outside the zone) goes through the cache and the upstreams like
+ * any other name; the client gets the CNAME followed by the target's records.
+ * The merge goes through ldns: this path is not hot, and the target's answer
+ * may use compression pointers that must not be copied as bytes.
+ */
+struct chase {
+	struct query_client client;
+	struct dnsmsg_query q;
+	uint64_t start_ms;
+	size_t len;
+	uint8_t body[]; /* the cluster zone's CNAME answer */
+};
+
+static void chase_complete(struct query_worker *w, void *arg, const uint8_t *target, size_t tlen)
+{
+	struct chase *ch = arg;
+	ldns_pkt *pkt = NULL, *tp = NULL;
+	size_t n = 0;
+	if (ldns_wire2pkt(&pkt, ch->body, ch->len) == LDNS_STATUS_OK &&
+	    ldns_wire2pkt(&tp, target, tlen) == LDNS_STATUS_OK) {
+		int rc = ldns_pkt_get_rcode(tp);
+		if (rc == LDNS_RCODE_NOERROR || rc == LDNS_RCODE_NXDOMAIN) {
+			ldns_rr_list *ans = ldns_pkt_answer(tp);
+			for (size_t i = 0; i < ldns_rr_list_rr_count(ans); i++)
+				ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
+						 ldns_rr_clone(ldns_rr_list_rr(ans, i)));
+			ldns_pkt_set_rcode(pkt, (uint8_t)rc);
+		}
+		uint8_t *wire = NULL;
+		if (ldns_pkt2wire(&wire, pkt, &n) == LDNS_STATUS_OK && n <= DNS_MSG_MAX_BYTES)
+			memcpy(w->buf, wire, n);
+		else
+			n = 0;
+		LDNS_FREE(wire);
+	}
+	ldns_pkt_free(pkt);
+	ldns_pkt_free(tp);
+	if (n == 0) {
+		/* Could not merge: the CNAME alone still lets the client chase. */
+		memcpy(w->buf, ch->body, ch->len);
+		n = ch->len;
+	}
+	send_body(w, &ch->client, &ch->q, n, 0, "cluster+chase", ch->start_ms);
+	if (w->io.release)
+		w->io.release(w->io.arg, &ch->client);
+	free(ch);
+}
+
+/* w->buf holds the cluster zone's CNAME answer (@p n bytes) to @p q. */
+static void chase_start(struct query_worker *w, const struct query_client *c,
+			const struct dnsmsg_query *q, size_t n, const struct cluster_answer_info *info,
+			uint64_t now_ms)
+{
+	struct chase *ch = malloc(sizeof(*ch) + n);
+	if (!ch) {
+		send_body(w, c, q, n, 0, "cluster", now_ms);
+		return;
+	}
+	ch->client = *c;
+	ch->q = *q;
+	ch->start_ms = now_ms;
+	ch->len = n;
+	memcpy(ch->body, w->buf, n);
+	if (w->io.hold)
+		w->io.hold(w->io.arg, c);
+
+	struct dnsmsg_query tq = *q;
+	memcpy(tq.qname, info->chase_name, info->chase_len);
+	memcpy(tq.lname, info->chase_name, info->chase_len);
+	for (size_t i = 0; i < info->chase_len; i++)
+		if (tq.lname[i] >= 'A' && tq.lname[i] <= 'Z')
+			tq.lname[i] = (uint8_t)(tq.lname[i] + 32);
+	tq.qname_len = (uint8_t)info->chase_len;
+	tq.edns = true;
+	tq.udp_size = DNS_MSG_MAX_BYTES;
+	struct query_client ic;
+	memset(&ic, 0, sizeof(ic));
+	ic.proto = QUERY_INTERNAL;
+	ic.conn = ch;
+	ic.addr = c->addr;
+	ic.addrlen = c->addrlen;
+	forward(w, &ic, &tq, pick_group(w, &tq), true, now_ms);
+}
+
 static bool is_reverse(const struct dnsmsg_query *q)
 {
 	static const uint8_t v4[] = "\7in-addr\4arpa";
@@ -532,7 +627,11 @@ void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
 					   q.qclass, w->buf, cap, &n, &info) == CLUSTER_ANSWERED) {
 				inc(&w->stats.by_zone[0]);
 				inc(&w->stats.cluster_answers);
-				send_body(w, c, &q, n, 0, "cluster", now_ms);
+				if (info.chase_len > 0 && info.chase_len <= DNS_NAME_MAX_BYTES &&
+				    (q.qtype == DNS_TYPE_A || q.qtype == DNS_TYPE_AAAA))
+					chase_start(w, c, &q, n, &info, now_ms);
+				else
+					send_body(w, c, &q, n, 0, "cluster", now_ms);
 				return;
 			}
 		}

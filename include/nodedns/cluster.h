@@ -51,6 +51,8 @@ void k8s_store_free(struct k8s_store *s);
  * API server encodes it; borrowed). ADDED and MODIFIED replace the object with
  * the same namespace/name; DELETED removes it. Malformed objects are rejected
  * with -EINVAL and @p err (may be NULL) says why; the store is unchanged.
+ * Also -ENOSPC (a store limit: objects, ready addresses) and -ENOMEM, with
+ * the store unchanged as well.
  */
 int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 		    const struct json_t *obj, char *err, size_t errlen);
@@ -62,7 +64,8 @@ void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind);
  * Replace the whole store content with the objects of a `kubectl get
  * services,endpointslices,namespaces -A -o json` document (a v1 List, or a
  * single object) read from @p path. On any error the store is unchanged.
- * @return 0, -errno for I/O, -EINVAL for bad JSON (err says where).
+ * @return 0, -errno for I/O (-EFBIG over 1 GiB), -EINVAL for bad JSON or a
+ * malformed object (err says where), -ENOSPC for store limits.
  */
 int k8s_store_load_file(struct k8s_store *s, const char *path, char *err, size_t errlen);
 
@@ -75,7 +78,9 @@ struct cluster_snapshot;
 /**
  * Publish the store's current content as a new snapshot with one reference
  * owned by the caller. Costs in proportion to what changed since the last
- * publish. @return NULL on allocation failure.
+ * publish; when nothing DNS-visible changed it returns the last snapshot again
+ * (one more reference, same serial). @return NULL on allocation failure (the
+ * changes stay pending for the next call).
  */
 struct cluster_snapshot *k8s_store_publish(struct k8s_store *s);
 
@@ -106,7 +111,10 @@ struct cluster_answer_info {
  * "not synced yet": then names in the zone return CLUSTER_ANSWERED never; the
  * caller must handle the unsynced case first, see cluster_in_zone()).
  * The body goes to @p out (capacity @p cap); if it does not fit, the answer is
- * a body with TC=1 and no records.
+ * a body with TC=1 and no records. Additional records that do not fit are
+ * dropped without TC (RFC 2181 9). If not even the question fits: a bare
+ * 12-byte header with TC=1 and QDCOUNT 0 (*outlen 0 when cap < 12).
+ * @p info may be NULL. Any thread; @p snap is only read.
  */
 enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
 				    const struct cluster_config *cfg, const uint8_t *qname,

@@ -27,7 +27,7 @@ struct cache;
 struct upstream;
 struct upstream_group;
 
-enum query_proto { QUERY_UDP = 0, QUERY_TCP = 1 };
+enum query_proto { QUERY_UDP = 0, QUERY_TCP = 1, QUERY_INTERNAL = 2 /* our own sub-query */ };
 
 /** Where a reply goes: a UDP socket and the client's address, or a TCP
  * connection. Owned by the server; query only copies it around. */
