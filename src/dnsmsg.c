@@ -54,6 +54,9 @@ static int skip_name(const uint8_t *wire, size_t len, size_t *pos)
 		if ((l & 0xc0) == 0xc0) {
 			if (p + 2 > len)
 				return -1;
+			size_t target = (size_t)(l & 0x3f) << 8 | wire[p + 1];
+			if (target < DNS_HEADER_BYTES || target >= p)
+				return -1; /* into the header (rewritten per client), or forward */
 			*pos = p + 2;
 			return 0;
 		}
@@ -364,12 +367,8 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 	memset(info, 0, sizeof(*info));
 	if (len < DNS_HEADER_BYTES || len > cap)
 		return 0;
-	/* ldns decides whether the message is well formed (names, rdata of
-	 * every known type); the walk below then only finds offsets. */
-	ldns_pkt *pkt = NULL;
-	if (ldns_wire2pkt(&pkt, reply, len) != LDNS_STATUS_OK)
-		return 0;
-	ldns_pkt_free(pkt);
+	/* The walk below finds the records and their offsets; ldns then checks
+	 * each record it found (names, rdata of every known type). */
 	memcpy(out, reply, len);
 	size_t blen = len;
 	out[2] &= (uint8_t)~0x04; /* AA: we are not the authority for a forwarded answer */
@@ -383,6 +382,7 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 			return 0;
 		p += 4;
 	}
+	size_t qend = p;
 	bool negative = info->rcode == DNS_RCODE_NXDOMAIN ||
 			(info->rcode == DNS_RCODE_NOERROR && an == 0);
 	uint32_t min_ttl = UINT32_MAX;
@@ -401,12 +401,14 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 		size_t rdata = p + 10;
 		if (rdata + rdlen > blen)
 			return 0;
-		if (type == DNS_TYPE_OPT && i >= (unsigned)an + ns) {
+		if (type == DNS_TYPE_OPT && i < (unsigned)an + ns)
+			return 0; /* an OPT outside the additional section */
+		if (type == DNS_TYPE_OPT) {
 			/* The OPT record is hop by hop: cut the message here.
 			 * Only TSIG/SIG(0) may follow it, and they would not
 			 * verify for our client anyway. Nothing before it can
 			 * point into what is cut. */
-			blen = start;
+			p = start;
 			wr16(out + 10, (uint16_t)(i - an - ns));
 			break;
 		}
@@ -440,7 +442,30 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 		ttl_off[nttl++] = (uint16_t)ttlpos;
 		p = rdata + rdlen;
 	}
+	blen = p; /* bytes after the last record (ldns accepts them) are not kept */
 	info->nttl = (uint16_t)nttl;
+
+	/* Record by record, within the body: ldns_wire2pkt() would read the
+	 * fields of an rdata and go on from there even when the rdlength says
+	 * more (so check other records than ours), skips what follows a TSIG,
+	 * and leaks a record when there are two TSIGs. */
+	p = DNS_HEADER_BYTES;
+	for (unsigned i = 0; i < qd; i++) {
+		ldns_rr *rr = NULL;
+		if (ldns_wire2rr(&rr, out, blen, &p, LDNS_SECTION_QUESTION) != LDNS_STATUS_OK)
+			return 0;
+		ldns_rr_free(rr);
+	}
+	if (p != qend)
+		return 0;
+	for (size_t i = 0; i < nttl; i++) {
+		ldns_rr *rr = NULL;
+		if (ldns_wire2rr(&rr, out, blen, &p, LDNS_SECTION_ANSWER) != LDNS_STATUS_OK)
+			return 0;
+		ldns_rr_free(rr);
+		if (p != (size_t)ttl_off[i] + 6 + rd16(out + ttl_off[i] + 4))
+			return 0;
+	}
 
 	if (info->tc) {
 		info->cacheable = false;
