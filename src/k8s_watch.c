@@ -1178,23 +1178,30 @@ static void watch_done(struct res *r, CURLcode result, long code, enum abort_rea
 		schedule(r, PH_LIST, backoff(r));
 		return;
 	}
-	if (code == 200 || (result != CURLE_OK && !r->got_code)) {
-		if (result != CURLE_OK) {
-			/* Connection refused, reset, TLS failure, or a stream cut. */
+	if (code == 200 || (result != CURLE_OK && code == 0)) {
+		bool short_empty = ran_ms < SHORT_WATCH_MS && r->lines == 0;
+		const char *why = r->errbuf[0] ? r->errbuf : curl_easy_strerror(result);
+		if (result != CURLE_OK && (code == 0 || short_empty)) {
+			/* Connection refused, TLS failure, or cut at once. */
 			STAT_INC(w, errors);
 			if (may_log(r))
-				log_warn(TAG, "%s: watch: %s", r->def->name,
-					 r->errbuf[0] ? r->errbuf : curl_easy_strerror(result));
+				log_warn(TAG, "%s: watch: %s", r->def->name, why);
 			schedule(r, PH_WATCH, backoff(r));
-		} else if (ran_ms < SHORT_WATCH_MS && r->lines == 0) {
+		} else if (short_empty) {
 			STAT_INC(w, errors);
 			if (may_log(r))
 				log_warn(TAG, "%s: watch ended after %llu ms without events",
 					 r->def->name, (unsigned long long)ran_ms);
 			schedule(r, PH_WATCH, backoff(r));
 		} else {
-			/* The server's timeoutSeconds: resume from the last RV. */
-			log_debug(TAG, "%s: watch ended, resuming at %s", r->def->name, r->rv);
+			/* The server's timeoutSeconds, or a stream cut after it
+			 * delivered (apiserver rollout, GOAWAY, a proxy): resume
+			 * from the last RV at once, as client-go does. */
+			if (result != CURLE_OK && may_log(r))
+				log_info(TAG, "%s: watch interrupted (%s), resuming at %s",
+					 r->def->name, why, r->rv);
+			else
+				log_debug(TAG, "%s: watch ended, resuming at %s", r->def->name, r->rv);
 			schedule(r, PH_WATCH, 0);
 		}
 		return;

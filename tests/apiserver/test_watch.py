@@ -1,0 +1,617 @@
+#!/usr/bin/env python3
+"""tests/apiserver/test_watch.py - k8s_watch end to end against the fake API server.
+
+Usage (from the repository root):
+    tests/apiserver/build_driver.sh plain        # or asan
+    python3 tests/apiserver/test_watch.py [--driver build/apiserver/watch_driver]
+                                          [--valgrind] [-k NAME]
+
+Starts tests/apiserver/fake_apiserver.py on ephemeral loopback ports, then
+tests/apiserver/watch_driver (k8s_watch + a recording fake store) and drives
+scenarios through the fake's control interface, reading the driver's store
+dumps. With --valgrind every driver runs under valgrind and must exit clean.
+Exit status 0 when every scenario passed.
+"""
+
+import argparse
+import base64
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+IDLE_MS = 4000
+MAX_EVENT = 65536
+
+
+class Fail(Exception):
+    pass
+
+
+class FakeApi:
+    def __init__(self, tmp, bookmark_interval=1.0):
+        self.tmp = tmp
+        self.token_file = os.path.join(tmp, "token")
+        self.cert_dir = os.path.join(tmp, "certs")
+        self.log = open(os.path.join(tmp, "apiserver.log"), "w")
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "fake_apiserver.py"), "--port", "0",
+             "--control-port", "0", "--token-file", self.token_file, "--cert-dir",
+             self.cert_dir, "--bookmark-interval", str(bookmark_interval)],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.p.stdout.readline()
+        if not line:
+            raise Fail("fake apiserver did not start (see %s)" % self.log.name)
+        info = json.loads(line)
+        self.port, self.cport, self.ca = info["port"], info["control_port"], info["ca"]
+        self.url = "https://127.0.0.1:%d" % self.port
+
+    def ctl(self, path, body=None, method="POST"):
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        req = urllib.request.Request("http://127.0.0.1:%d/control/%s" % (self.cport, path),
+                                     data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise Fail("control %s: %d %s" % (path, e.code, e.read()[:300]))
+
+    def stats(self):
+        return self.ctl("stats", method="GET")
+
+    def requests(self):
+        return self.ctl("requests", method="GET")
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+        self.log.close()
+
+
+class Driver:
+    def __init__(self, binary, args, tmp, name, valgrind=False):
+        self.name = name
+        self.errpath = os.path.join(tmp, "driver-%s.log" % name)
+        self.err = open(self.errpath, "w")
+        cmd = [binary] + args
+        if valgrind:
+            cmd = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                   "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99"] + cmd
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=self.err, text=True)
+        self.q = queue.Queue()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        self.first = self._next(30)
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                self.q.put(json.loads(line))
+            except ValueError:
+                self.q.put({"garbage": line})
+        self.q.put(None)
+
+    def _next(self, timeout):
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise Fail("%s: no output for %ss" % (self.name, timeout))
+
+    def dump(self, timeout=30):
+        self.p.stdin.write("dump\n")
+        self.p.stdin.flush()
+        end = time.time() + timeout
+        while True:
+            m = self._next(max(0.1, end - time.time()))
+            if m is None:
+                raise Fail("%s exited (see %s)" % (self.name, self.errpath))
+            if "dump" in m:
+                return m["dump"]
+
+    def wait(self, pred, what, timeout=30):
+        end = time.time() + timeout
+        d = None
+        while time.time() < end:
+            d = self.dump()
+            if pred(d):
+                return d
+            time.sleep(0.2)
+        raise Fail("%s: timed out waiting for %s; stats %s" % (self.name, what,
+                                                               d and d.get("stats")))
+
+    def quit(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            pass
+        try:
+            rc = self.p.wait(60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise Fail("%s did not exit after quit" % self.name)
+        msgs = []
+        while True:
+            try:
+                m = self.q.get(timeout=5)
+            except queue.Empty:
+                break
+            if m is None:
+                break
+            msgs.append(m)
+        self.err.close()
+        closed = [m for m in msgs if "closed" in m]
+        if rc != 0 or not closed or closed[-1]["loop_close"] != 0:
+            raise Fail("%s: exit %s, closed=%s (see %s)" % (self.name, rc, closed, self.errpath))
+
+
+def svc(ns, name, labels=None, annotations=None):
+    o = {"kind": "Service", "metadata": {"name": name, "namespace": ns},
+         "spec": {"clusterIP": "10.0.9.9", "ports": [{"port": 80, "protocol": "TCP"}]}}
+    if labels:
+        o["metadata"]["labels"] = labels
+    if annotations:
+        o["metadata"]["annotations"] = annotations
+    return o
+
+
+class Suite:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="nodedns-watch-")
+        self.api = FakeApi(self.tmp)
+        self.drivers = []
+        self.d = None
+
+    def driver(self, args, name):
+        d = Driver(self.args.driver, args, self.tmp, name, self.args.valgrind)
+        self.drivers.append(d)
+        return d
+
+    def main_args(self):
+        return ["--api", self.api.url, "--token-file", self.api.token_file, "--ca-file",
+                self.api.ca, "--idle-ms", str(IDLE_MS), "--max-event-bytes", str(MAX_EVENT)]
+
+    def stat(self, name):
+        return self.d.dump()["stats"][name]
+
+    def wait_svc(self, key, pred=lambda o: True, what=None, timeout=30):
+        return self.d.wait(lambda d: key in d["services"] and pred(d["services"][key]),
+                           what or "service %s" % key, timeout)
+
+    # ------------------------------------------------------------ scenarios
+
+    def load_fixture(self):
+        objs = [{"kind": "Namespace", "metadata": {"name": "ns%d" % i}} for i in range(3)]
+        objs += [svc("ns%d" % (i % 3), "svc%d" % i) for i in range(1100)]
+        objs += [{"kind": "EndpointSlice",
+                  "metadata": {"name": "es%d" % i, "namespace": "ns0",
+                               "labels": {"kubernetes.io/service-name": "svc0"}},
+                  "addressType": "IPv4", "endpoints": [{"addresses": ["10.1.0.%d" % i]}],
+                  "ports": [{"port": 80}]} for i in range(3)]
+        self.api.ctl("add", {"objects": objs})
+
+    def start_main(self):
+        self.api.ctl("reset-stats")
+        self.d = self.driver(self.main_args(), "main")
+        if "started" not in self.d.first:
+            raise Fail("driver did not start: %s" % self.d.first)
+        self.d.wait(lambda d: d["stats"]["synced"] == 1, "synced", timeout=60)
+
+    def test_initial_sync_paginated(self):
+        d = self.d.dump()
+        o = self.api.stats()["objects"]
+        want = (o["Service"], o["EndpointSlice"], o["Namespace"])
+        got = (len(d["services"]), len(d["endpointslices"]), len(d["namespaces"]))
+        if got != want or want[0] < 1100:
+            raise Fail("counts %s, server has %s" % (got, want))
+        if d["stats"]["lists"] != 3 or d["publishes"] < 1:
+            raise Fail("stats %s" % d["stats"])
+        reqs = [r for r in self.api.requests() if r["path"] == "/api/v1/services"]
+        pages = [r for r in reqs if "continue=" in r["query"]]
+        first = [r for r in reqs if "resourceVersion=0" in r["query"] and "limit=500" in r["query"]]
+        if len(pages) != 2 or len(first) != 1:
+            raise Fail("expected 1 first page + 2 continue pages, got %s" % reqs)
+
+    def test_added_modified_deleted(self):
+        lists = self.stat("lists")
+        self.api.ctl("add", {"objects": [svc("ev", "amd-new"), svc("ev", "amd-gone")]})
+        self.api.ctl("update", svc("ev", "amd-new", labels={"v": "2"}))
+        self.api.ctl("delete", svc("ev", "amd-gone"))
+        self.api.ctl("delete", svc("ns0", "svc3"))
+        d = self.d.wait(lambda d: (d["services"].get("ev/amd-new", {}).get("labels") or {}).get("v") == "2"
+                        and "ev/amd-gone" not in d["services"] and "ns0/svc3" not in d["services"],
+                        "ADDED/MODIFIED/DELETED applied")
+        if d["stats"]["lists"] != lists or d["stats"]["events"] < 5:
+            raise Fail("stats %s" % d["stats"])
+
+    def test_bookmark_moves_rv(self):
+        self.d.wait(lambda d: d["stats"]["bookmarks"] >= 6, "bookmarks")
+        # A change to another kind; the slice watch only learns the RV from a bookmark.
+        rv = self.api.ctl("add", {"kind": "Namespace", "metadata": {"name": "bm"}})["resourceVersion"]
+        b = self.stat("bookmarks")
+        self.d.wait(lambda d: d["stats"]["bookmarks"] >= b + 7 and "/bm" in d["namespaces"],
+                    "bookmarks after the change")
+        watches = self.stat("watches")
+        self.api.ctl("drop-watches", {})
+        self.d.wait(lambda d: d["stats"]["watches"] >= watches + 3, "re-watch")
+        end = time.time() + 20
+        while True:  # the driver counts a watch before the server logs it
+            es = [r for r in self.api.requests()
+                  if r["path"].endswith("/endpointslices") and "watch=1" in r["query"]]
+            if len(es) >= 2 or time.time() > end:
+                break
+            time.sleep(0.1)
+        got = int(es[-1]["query"].split("resourceVersion=")[1].split("&")[0])
+        if got < int(rv):
+            raise Fail("endpointslices re-watched at %d, before the bookmark RV %s: %s"
+                       % (got, rv, [(r["time"], r["query"]) for r in es]))
+
+    def test_dropped_watch_resumes(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("drop-watches", {"partial": True})
+        self.d.wait(lambda d: d["stats"]["watches"] >= s0["watches"] + 3, "re-watch after drop")
+        self.api.ctl("add", svc("ev", "after-drop"))
+        d = self.wait_svc("ev/after-drop")
+        s = d["stats"]
+        if s["lists"] != s0["lists"] or s["watch_restarts"] < s0["watch_restarts"] + 3:
+            raise Fail("a dropped watch must resume without relisting: %s" % s)
+        if s["bad_events"] != s0["bad_events"]:
+            raise Fail("the half event of a cut stream must not be decoded: %s" % s)
+
+    def test_410_relist(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("stall", {"enabled": True})
+        self.api.ctl("add", svc("ev", "while-away"))
+        self.api.ctl("delete", svc("ns0", "svc0"))
+        self.api.ctl("compact", {})
+        self.api.ctl("drop-watches", {})
+        self.api.ctl("stall", {"enabled": False})
+        d = self.d.wait(lambda d: "ev/while-away" in d["services"]
+                        and "ns0/svc0" not in d["services"]
+                        and d["stats"]["lists"] >= s0["lists"] + 3, "relist after 410")
+        s = d["stats"]
+        if s["relists_410"] < s0["relists_410"] + 3:
+            raise Fail("expected three 410 relists: %s" % s)
+        if d["clears"]["services"] < 2:
+            raise Fail("relist must replace the set: %s" % d["clears"])
+        # The relist asked for "not older than" the last RV, not for RV 0.
+        rel = [r for r in self.api.requests() if r["path"] == "/api/v1/services"
+               and "resourceVersionMatch=NotOlderThan" in r["query"]]
+        if not rel:
+            raise Fail("relist did not use resourceVersionMatch=NotOlderThan")
+
+    def test_list_410_falls_back_to_latest(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("fail", {"status": 410, "count": 1, "match": "/api/v1/services?limit",
+                              "watch": False})
+        self.api.ctl("compact", {})
+        self.api.ctl("drop-watches", {})
+        self.d.wait(lambda d: d["stats"]["lists"] >= s0["lists"] + 3, "relist")
+        latest = [r for r in self.api.requests() if r["path"] == "/api/v1/services"
+                  and r["query"] == "limit=500"]
+        if not latest:
+            raise Fail("after a list 410 the relist must drop resourceVersion")
+        self.api.ctl("add", svc("ev", "after-410"))
+        self.wait_svc("ev/after-410")
+
+    def test_429_retry_after(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("throttle", {"count": 3, "retry_after": 1})
+        t0 = time.time()
+        self.api.ctl("drop-watches", {})
+        self.d.wait(lambda d: d["stats"]["throttled_429"] >= s0["throttled_429"] + 3, "429s")
+        self.api.ctl("add", svc("ev", "after-429"))
+        d = self.wait_svc("ev/after-429")
+        if time.time() - t0 < 0.9:
+            raise Fail("Retry-After: 1 not honoured")
+        if d["stats"]["lists"] != s0["lists"]:
+            raise Fail("429 on a watch must not relist: %s" % d["stats"])
+
+    def test_500s(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("fail", {"status": 500, "count": 4, "watch": True})
+        self.api.ctl("drop-watches", {})
+        self.d.wait(lambda d: d["stats"]["errors"] >= s0["errors"] + 4, "500s counted")
+        self.api.ctl("add", svc("ev", "after-500"))
+        d = self.wait_svc("ev/after-500", timeout=40)
+        if d["stats"]["lists"] != s0["lists"]:
+            raise Fail("500 on a watch must not relist: %s" % d["stats"])
+
+    def test_idle_watchdog(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("stall", {"enabled": True})
+        try:
+            self.d.wait(lambda d: d["stats"]["watch_restarts"] >= s0["watch_restarts"] + 3,
+                        "watchdog restarts", timeout=IDLE_MS / 1000 * 4 + 10)
+        finally:
+            self.api.ctl("stall", {"enabled": False})
+        self.api.ctl("add", svc("ev", "after-stall"))
+        self.wait_svc("ev/after-stall", timeout=IDLE_MS / 1000 * 2 + 20)
+
+    def test_slow_drip(self):
+        self.api.ctl("drip", {"bytes": 3, "delay_ms": 0.2})
+        try:
+            self.api.ctl("add", {"objects": [svc("drip", "d%d" % i, labels={"i": str(i)})
+                                             for i in range(15)]})
+            self.d.wait(lambda d: all("drip/d%d" % i in d["services"] for i in range(15)),
+                        "dripped events", timeout=60)
+        finally:
+            self.api.ctl("drip", {"bytes": 0})
+
+    def test_bad_lines_not_fatal(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("inject", {"kind": "Service", "raw": "this is not json"})
+        self.api.ctl("inject", {"kind": "Service", "raw": '{"type":"ADDED","object":[]}'})
+        self.api.ctl("inject", {"kind": "Service",
+                                "raw": '{"type":"ADDED","object":{"kind":"Service","metadata":{}}}'})
+        self.api.ctl("inject", {"kind": "Service",
+                                "raw": '{"type":"ADDED","object":{"kind":"Pod","metadata":'
+                                       '{"name":"p","namespace":"x"}}}'})
+        self.api.ctl("add", svc("ev", "after-bad"))
+        d = self.wait_svc("ev/after-bad")
+        s = d["stats"]
+        if s["bad_events"] < s0["bad_events"] + 4 or s["lists"] != s0["lists"]:
+            raise Fail("bad lines must be counted, not fatal: %s" % s)
+        if "x/p" in d["services"]:
+            raise Fail("an object of another kind was applied")
+
+    def test_oversized_event_relists(self):
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("add", svc("ev", "big", annotations={"a": "x" * (MAX_EVENT * 2)}))
+        d = self.wait_svc("ev/big", what="big object via relist")
+        s = d["stats"]
+        if s["oversized_events"] < s0["oversized_events"] + 1 or s["lists"] < s0["lists"] + 1:
+            raise Fail("oversized event must be counted and trigger a relist: %s" % s)
+
+    def test_token_rotation(self):
+        s0 = self.d.dump()["stats"]
+        new = self.api.ctl("rotate-token", {"write_file": False, "drop_watches": True})["token"]
+        self.d.wait(lambda d: d["stats"]["unauthorized_401"] >= s0["unauthorized_401"] + 1, "401")
+        time.sleep(1)
+        tmp = self.api.token_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(new + "\n")
+        os.rename(tmp, self.api.token_file)
+        self.api.ctl("add", svc("ev", "after-rotate"))
+        d = self.wait_svc("ev/after-rotate", timeout=45)
+        if d["stats"]["token_reloads"] < s0["token_reloads"] + 1:
+            raise Fail("token not reloaded: %s" % d["stats"])
+        # The kubelet way: the file changes and only then do old tokens fail.
+        s1 = d["stats"]
+        self.api.ctl("rotate-token", {"write_file": True, "drop_watches": True})
+        self.api.ctl("add", svc("ev", "after-rotate-2"))
+        d = self.wait_svc("ev/after-rotate-2", timeout=45)
+        if d["stats"]["token_reloads"] < s1["token_reloads"] + 1:
+            raise Fail("token not reloaded after the second rotation: %s" % d["stats"])
+
+    def test_wrong_ca_refused(self):
+        d = self.driver(["--api", self.api.url, "--token-file", self.api.token_file,
+                         "--ca-file", os.path.join(self.api.cert_dir, "other-ca.crt"),
+                         "--idle-ms", str(IDLE_MS)], "wrong-ca")
+        tls0 = self.api.stats().get("tls_errors", 0)
+        x = d.wait(lambda x: x["stats"]["errors"] >= 3, "TLS failures", timeout=40)
+        if x["stats"]["synced"] or x["stats"]["lists"] or x["services"]:
+            raise Fail("synced through an untrusted certificate: %s" % x["stats"])
+        if self.api.stats().get("tls_errors", 0) <= tls0:
+            raise Fail("the server saw no failed handshake")
+        d.quit()
+        self.drivers.remove(d)
+
+    def test_no_ca_uses_system_store(self):
+        # Our test CA is not in the system store: refused as well.
+        d = self.driver(["--api", self.api.url, "--token-file", self.api.token_file,
+                         "--idle-ms", str(IDLE_MS)], "system-ca")
+        x = d.wait(lambda x: x["stats"]["errors"] >= 2, "TLS failures", timeout=40)
+        if x["stats"]["lists"]:
+            raise Fail("synced without a trusted CA")
+        d.quit()
+        self.drivers.remove(d)
+
+    def kubeconfig(self, name, cluster, user):
+        def block(d, indent):
+            return "".join("%s%s: %s\n" % (" " * indent, k, json.dumps(v)) for k, v in d.items())
+        text = ("apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+                "contexts:\n- name: other\n  context: {cluster: nope, user: nope}\n"
+                "- name: test\n  context:\n    cluster: c1\n    user: u1\n    namespace: x\n"
+                "clusters:\n- name: c1\n  cluster:\n" + block(cluster, 4) +
+                "users:\n- name: u1\n  user:\n" + (block(user, 4) if user else "    {}\n"))
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_kubeconfig_driver(self, path, name):
+        d = self.driver(["--kubeconfig", path, "--idle-ms", str(IDLE_MS)], name)
+        if "started" not in d.first:
+            raise Fail("%s did not start: %s" % (name, d.first))
+        x = d.wait(lambda x: x["stats"]["synced"] == 1, "synced via kubeconfig", timeout=40)
+        if "ev/new" not in x["services"] or len(x["services"]) < 1100:
+            raise Fail("store content missing")
+        d.quit()
+        self.drivers.remove(d)
+
+    def test_kubeconfig_token_file_ca_data(self):
+        ca = base64.b64encode(open(self.api.ca, "rb").read()).decode()
+        shutil.copy(self.api.token_file, os.path.join(self.tmp, "kc-token"))
+        path = self.kubeconfig("kc-token.yaml", {"server": self.api.url + "/",
+                                                 "certificate-authority-data": ca},
+                               {"tokenFile": "kc-token"})
+        self.run_kubeconfig_driver(path, "kc-token")
+
+    def test_kubeconfig_client_cert(self):
+        cd = self.api.cert_dir
+        b64 = lambda f: base64.b64encode(open(os.path.join(cd, f), "rb").read()).decode()
+        before = self.api.stats().get("auth:client_cert", 0)
+        path = self.kubeconfig("kc-cert.yaml",
+                               {"server": self.api.url,
+                                "certificate-authority": os.path.relpath(self.api.ca, self.tmp)},
+                               {"client-certificate-data": b64("client.crt"),
+                                "client-key-data": b64("client.key")})
+        self.run_kubeconfig_driver(path, "kc-cert")
+        if self.api.stats().get("auth:client_cert", 0) <= before:
+            raise Fail("the client certificate was not used")
+
+    def test_kubeconfig_client_cert_files(self):
+        cd = self.api.cert_dir
+        path = self.kubeconfig("kc-certfile.yaml",
+                               {"server": self.api.url, "certificate-authority": self.api.ca},
+                               {"client-certificate": os.path.join(cd, "client.crt"),
+                                "client-key": os.path.join(cd, "client.key")})
+        self.run_kubeconfig_driver(path, "kc-certfile")
+
+    def expect_start_error(self, args, name, needle):
+        d = self.driver(args, name)
+        if "start_error" not in d.first or needle not in d.first["start_error"]:
+            raise Fail("%s: expected a start error with %r, got %s" % (name, needle, d.first))
+        rc = d.p.wait(60)
+        d.err.close()
+        self.drivers.remove(d)
+        if rc != 2:
+            raise Fail("%s: exit %d" % (name, rc))
+
+    def test_refused_configs(self):
+        ins = self.kubeconfig("kc-insecure.yaml", {"server": self.api.url,
+                                                   "insecure-skip-tls-verify": True},
+                              {"token": "x"})
+        self.expect_start_error(["--kubeconfig", ins], "insecure", "insecure-skip-tls-verify")
+        http = self.kubeconfig("kc-http.yaml", {"server": "http://127.0.0.1:1"}, {"token": "x"})
+        self.expect_start_error(["--kubeconfig", http], "http-kc", "https")
+        exe = self.kubeconfig("kc-exec.yaml", {"server": self.api.url},
+                              {"exec": {"command": "x"}})
+        self.expect_start_error(["--kubeconfig", exe], "exec", "exec")
+        self.expect_start_error(["--api", "http://127.0.0.1:1"], "http", "https")
+        self.expect_start_error(["--api", self.api.url, "--token-file",
+                                 os.path.join(self.tmp, "missing")], "notoken", "missing")
+        self.expect_start_error(["--kubeconfig", os.path.join(self.tmp, "nope.yaml")],
+                                "nokc", "nope.yaml")
+        bad = os.path.join(self.tmp, "kc-bad.yaml")
+        with open(bad, "w") as f:
+            f.write("current-context: [\n")
+        self.expect_start_error(["--kubeconfig", bad], "badyaml", "YAML")
+
+    def test_real_store(self):
+        """The same watch linked with the real store (src/k8s_store.c): counts only."""
+        if not os.access(self.args.real_driver, os.X_OK):
+            print("     (skipped: no %s; tests/apiserver/build_driver.sh real)"
+                  % self.args.real_driver)
+            return
+        d = Driver(self.args.real_driver, self.main_args(), self.tmp, "real", self.args.valgrind)
+        self.drivers.append(d)
+        if "started" not in d.first:
+            raise Fail("real driver did not start: %s" % d.first)
+
+        def server_count():
+            return self.api.stats()["objects"]["Service"]
+        n = server_count()
+        x = d.wait(lambda x: x["stats"]["synced"] == 1 and x["count_services"] == n, "synced",
+                   timeout=60)
+        if x["store_rejected"]:
+            raise Fail("the real store rejected listed objects: %s" % x)
+        self.api.ctl("add", svc("real", "one"))
+        self.api.ctl("delete", svc("ns1", "svc1"))
+        d.wait(lambda x: x["count_services"] == n, "add+delete applied")
+        self.api.ctl("add", svc("real", "two"))
+        self.api.ctl("compact", {})
+        self.api.ctl("drop-watches", {})
+        d.wait(lambda x: x["stats"]["relists_410"] >= 3 and x["count_services"] == n + 1
+               and x["stats"]["lists"] >= 6, "relist into the real store")
+        self.drivers.remove(d)
+        d.quit()
+
+    # (name, needs the main driver)
+    ORDER = [("initial_sync_paginated", True), ("added_modified_deleted", True),
+             ("bookmark_moves_rv", True), ("dropped_watch_resumes", True),
+             ("410_relist", True), ("list_410_falls_back_to_latest", True),
+             ("429_retry_after", True), ("500s", True), ("idle_watchdog", True),
+             ("slow_drip", True), ("bad_lines_not_fatal", True),
+             ("oversized_event_relists", True), ("token_rotation", True),
+             ("wrong_ca_refused", False), ("no_ca_uses_system_store", False),
+             ("kubeconfig_token_file_ca_data", False), ("kubeconfig_client_cert", False),
+             ("kubeconfig_client_cert_files", False), ("refused_configs", False),
+             ("real_store", False)]
+
+    def run(self):
+        failed = 0
+        self.load_fixture()
+        self.api.ctl("add", svc("ev", "new"))
+        for name, main in self.ORDER:
+            if self.args.k and self.args.k not in name:
+                continue
+            t0 = time.time()
+            try:
+                if main:
+                    self.start_main()
+                getattr(self, "test_" + name)()
+                if self.d:
+                    # Every scenario ends with a clean close (leak-free under valgrind).
+                    d, self.d = self.d, None
+                    self.drivers.remove(d)
+                    d.quit()
+                print("PASS %-34s %5.1fs" % (name, time.time() - t0), flush=True)
+            except Fail as e:
+                failed += 1
+                print("FAIL %-34s %5.1fs  %s" % (name, time.time() - t0, e), flush=True)
+                if self.d:
+                    d, self.d = self.d, None
+                    self.drivers.remove(d)
+                    try:
+                        d.quit()
+                    except Fail as e2:
+                        print("     and: %s" % e2)
+            finally:
+                for rule in ("clear-failures",):
+                    self.api.ctl(rule)
+                self.api.ctl("stall", {"enabled": False})
+                self.api.ctl("drip", {"bytes": 0})
+        return failed
+
+    def cleanup(self, keep):
+        for d in self.drivers:
+            try:
+                d.quit()
+            except Fail as e:
+                print("FAIL cleanup: %s" % e)
+        self.api.stop()
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print("logs kept in %s" % self.tmp)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--driver", default=os.path.join(ROOT, "build/apiserver/watch_driver"))
+    ap.add_argument("--real-driver",
+                    default=os.path.join(ROOT, "build/apiserver/watch_driver_real"))
+    ap.add_argument("--valgrind", action="store_true")
+    ap.add_argument("-k", help="run only scenarios whose name contains this")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir with the logs")
+    args = ap.parse_args()
+    if not os.access(args.driver, os.X_OK):
+        sys.exit("no driver at %s: run tests/apiserver/build_driver.sh" % args.driver)
+    s = Suite(args)
+    failed = 1
+    try:
+        failed = s.run()
+    finally:
+        s.cleanup(args.keep or failed)
+    print("%s: %d failed" % ("FAIL" if failed else "OK", failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

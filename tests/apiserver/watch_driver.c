@@ -1,0 +1,370 @@
+/* tests/apiserver/watch_driver.c - run k8s_watch against an API server and report on stdout.
+ *
+ * Built by hand (see tests/apiserver/build_driver.sh), not by the Makefile:
+ *   watch_driver (--api URL [--token-file F] [--ca-file CA] | --kubeconfig K)
+ *                [--idle-ms N] [--max-event-bytes N] [--log-level L]
+ *
+ * Links a recording fake of the k8s_store_* symbols (below) unless built with
+ * -DREAL_STORE, in which case the real store (src/k8s_store.c ...) is used and
+ * dumps carry only its counters. Commands on stdin, one per line:
+ *   dump   print {"dump":{...}} with the store content and the watch stats
+ *   quit   k8s_watch_close(), run the loop dry, print {"closed":...}, exit
+ * After every publish it prints {"publish":N}. EOF on stdin means quit.
+ * Exit: 0 clean, 2 k8s_watch_start failed ({"start_error":...}), 3 the loop
+ * did not close cleanly.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "nodedns/cluster.h"
+#include "nodedns/k8s_watch.h"
+#include "nodedns/log.h"
+
+#ifndef REAL_STORE
+static const char *const kind_names[K8S_KIND_COUNT] = {"services", "endpointslices",
+						       "namespaces"};
+
+/* ------------------------------------------------ a recording fake store */
+
+struct k8s_store {
+	json_t *objs[K8S_KIND_COUNT]; /* "ns/name" -> object (a copy) */
+	uint64_t applied[3], rejected, clears[K8S_KIND_COUNT], publishes;
+};
+
+struct cluster_snapshot {
+	int refs;
+	uint64_t serial;
+};
+
+static struct k8s_store *fake_store_new(void)
+{
+	struct k8s_store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	for (int k = 0; k < K8S_KIND_COUNT; k++)
+		s->objs[k] = json_object();
+	return s;
+}
+
+static void fake_store_free(struct k8s_store *s)
+{
+	for (int k = 0; k < K8S_KIND_COUNT; k++)
+		json_decref(s->objs[k]);
+	free(s);
+}
+
+int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
+		    const struct json_t *obj, char *err, size_t errlen)
+{
+	const json_t *meta = json_object_get(obj, "metadata");
+	const char *name = json_string_value(json_object_get(meta, "name"));
+	const char *ns = json_string_value(json_object_get(meta, "namespace"));
+	char key[600];
+
+	if ((unsigned)kind >= K8S_KIND_COUNT || !json_is_object(obj) || !name ||
+	    (kind != K8S_NAMESPACE && !ns)) {
+		s->rejected++;
+		if (err && errlen)
+			snprintf(err, errlen, "fake store: no metadata.name/namespace");
+		return -EINVAL;
+	}
+	snprintf(key, sizeof(key), "%s/%s", kind == K8S_NAMESPACE ? "" : ns, name);
+	s->applied[ev]++;
+	if (ev == K8S_DELETED)
+		json_object_del(s->objs[kind], key);
+	else
+		json_object_set_new(s->objs[kind], key, json_deep_copy(obj));
+	return 0;
+}
+
+void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
+{
+	s->clears[kind]++;
+	json_object_clear(s->objs[kind]);
+}
+
+struct cluster_snapshot *k8s_store_publish(struct k8s_store *s)
+{
+	struct cluster_snapshot *snap = calloc(1, sizeof(*snap));
+	if (!snap)
+		return NULL;
+	snap->refs = 1;
+	snap->serial = ++s->publishes;
+	return snap;
+}
+
+void cluster_snapshot_ref(struct cluster_snapshot *snap)
+{
+	snap->refs++;
+}
+
+void cluster_snapshot_unref(struct cluster_snapshot *snap)
+{
+	if (snap && --snap->refs == 0)
+		free(snap);
+}
+
+/* {"services":{"ns/name":{"rv":"12","annotation_bytes":N},...},...} */
+static json_t *store_dump(struct k8s_store *s)
+{
+	json_t *out = json_object();
+	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+		json_t *m = json_object();
+		const char *key;
+		json_t *o;
+		json_object_foreach(s->objs[k], key, o) {
+			const json_t *meta = json_object_get(o, "metadata");
+			json_t *e = json_object();
+			json_object_set(e, "rv", json_object_get(meta, "resourceVersion"));
+			json_object_set(e, "labels", json_object_get(meta, "labels"));
+			json_object_set_new(m, key, e);
+		}
+		json_object_set_new(out, kind_names[k], m);
+	}
+	json_object_set_new(out, "store_publishes", json_integer((json_int_t)s->publishes));
+	json_object_set_new(out, "store_rejected", json_integer((json_int_t)s->rejected));
+	json_t *cl = json_object();
+	for (int k = 0; k < K8S_KIND_COUNT; k++)
+		json_object_set_new(cl, kind_names[k], json_integer((json_int_t)s->clears[k]));
+	json_object_set_new(out, "clears", cl);
+	return out;
+}
+#else
+static json_t *store_dump(struct k8s_store *s)
+{
+	struct k8s_store_stats st;
+	k8s_store_get_stats(s, &st);
+	json_t *out = json_object();
+	json_object_set_new(out, "count_services", json_integer((json_int_t)st.services));
+	json_object_set_new(out, "count_endpointslices",
+			    json_integer((json_int_t)st.endpointslices));
+	json_object_set_new(out, "count_namespaces", json_integer((json_int_t)st.namespaces));
+	json_object_set_new(out, "store_rejected", json_integer((json_int_t)st.events_rejected));
+	json_object_set_new(out, "store_publishes",
+			    json_integer((json_int_t)st.snapshots_published));
+	return out;
+}
+#endif
+
+/* ------------------------------------------------------------- driver */
+
+struct driver {
+	uv_loop_t loop;
+	uv_pipe_t in;
+	uv_signal_t sigterm;
+	struct k8s_watch *w;
+	struct k8s_store *store;
+	char line[256];
+	size_t line_len;
+	uint64_t publishes;
+	bool quitting;
+	struct cluster_snapshot *current;
+};
+
+static void emit(json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (s) {
+		fprintf(stdout, "%s\n", s);
+		fflush(stdout);
+		free(s);
+	}
+}
+
+static json_t *stats_json(const struct k8s_watch_stats *st)
+{
+	json_t *j = json_object();
+#define S(f) json_object_set_new(j, #f, json_integer((json_int_t)atomic_load(&st->f)))
+	S(lists);
+	S(watches);
+	S(watch_restarts);
+	S(relists_410);
+	S(events);
+	S(bookmarks);
+	S(errors);
+	S(throttled_429);
+	S(unauthorized_401);
+	S(token_reloads);
+	S(oversized_events);
+	S(bad_events);
+	S(synced);
+#undef S
+	return j;
+}
+
+static void dump(struct driver *d)
+{
+	json_t *j = store_dump(d->store);
+	json_object_set_new(j, "stats", stats_json(k8s_watch_stats(d->w)));
+	json_object_set_new(j, "publishes", json_integer((json_int_t)d->publishes));
+	json_t *o = json_object();
+	json_object_set_new(o, "dump", j);
+	emit(o);
+}
+
+static void on_publish(void *arg, struct cluster_snapshot *snap)
+{
+	struct driver *d = arg;
+	/* Hold the newest snapshot, as a worker would, and drop the older one. */
+	cluster_snapshot_unref(d->current);
+	d->current = snap;
+	d->publishes++;
+	json_t *o = json_object();
+	json_object_set_new(o, "publish", json_integer((json_int_t)d->publishes));
+	emit(o);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void quit(struct driver *d)
+{
+	if (d->quitting)
+		return;
+	d->quitting = true;
+	k8s_watch_close(d->w);
+	d->w = NULL;
+	uv_read_stop((uv_stream_t *)&d->in);
+	uv_close((uv_handle_t *)&d->in, on_closed);
+	uv_close((uv_handle_t *)&d->sigterm, on_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static char mem[4096];
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(mem, sizeof(mem));
+}
+
+static void command(struct driver *d, const char *cmd)
+{
+	if (d->quitting)
+		return;
+	if (strcmp(cmd, "dump") == 0)
+		dump(d);
+	else if (strcmp(cmd, "quit") == 0)
+		quit(d);
+	else if (cmd[0])
+		fprintf(stderr, "watch_driver: unknown command \"%s\"\n", cmd);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct driver *d = s->data;
+	if (n < 0) {
+		quit(d);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		char c = buf->base[i];
+		if (c == '\n') {
+			d->line[d->line_len] = '\0';
+			d->line_len = 0;
+			command(d, d->line);
+		} else if (d->line_len + 1 < sizeof(d->line)) {
+			d->line[d->line_len++] = c;
+		}
+	}
+}
+
+static void on_signal(uv_signal_t *s, int sig)
+{
+	(void)sig;
+	quit(s->data);
+}
+
+int main(int argc, char **argv)
+{
+	struct driver d = {0};
+	struct k8s_watch_config cfg = {0};
+	enum log_level level = LOGL_INFO;
+	char err[512];
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v) {
+			fprintf(stderr, "watch_driver: %s needs a value\n", a);
+			return 2;
+		}
+		i++;
+		if (strcmp(a, "--api") == 0)
+			cfg.api_url = v;
+		else if (strcmp(a, "--token-file") == 0)
+			cfg.token_file = v;
+		else if (strcmp(a, "--ca-file") == 0)
+			cfg.ca_file = v;
+		else if (strcmp(a, "--kubeconfig") == 0)
+			cfg.kubeconfig = v;
+		else if (strcmp(a, "--idle-ms") == 0)
+			cfg.idle_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--max-event-bytes") == 0)
+			cfg.max_event_bytes = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--log-level") == 0 && log_level_parse(v, &level) == 0)
+			;
+		else {
+			fprintf(stderr, "watch_driver: bad option %s\n", a);
+			return 2;
+		}
+	}
+	log_setup(level, false);
+	signal(SIGPIPE, SIG_IGN);
+
+#ifdef REAL_STORE
+	struct cluster_config ccfg = {.domain = "cluster.local", .ttl_s = 5, .pods_insecure = true};
+	d.store = k8s_store_new(&ccfg);
+#else
+	d.store = fake_store_new();
+#endif
+	if (!d.store || uv_loop_init(&d.loop) < 0)
+		return 1;
+	rc = k8s_watch_start(&d.loop, &cfg, d.store, on_publish, &d, &d.w, err, sizeof(err));
+	if (rc < 0) {
+		json_t *o = json_object();
+		json_object_set_new(o, "start_error", json_string(err));
+		json_object_set_new(o, "rc", json_integer(rc));
+		emit(o);
+		uv_loop_close(&d.loop);
+#ifdef REAL_STORE
+		k8s_store_free(d.store);
+#else
+		fake_store_free(d.store);
+#endif
+		return 2;
+	}
+	uv_pipe_init(&d.loop, &d.in, 0);
+	d.in.data = &d;
+	uv_pipe_open(&d.in, 0);
+	uv_read_start((uv_stream_t *)&d.in, on_alloc, on_read);
+	uv_signal_init(&d.loop, &d.sigterm);
+	d.sigterm.data = &d;
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	{
+		json_t *o = json_object();
+		json_object_set_new(o, "started", json_true());
+		emit(o);
+	}
+
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	int lc = uv_loop_close(&d.loop);
+	cluster_snapshot_unref(d.current);
+#ifdef REAL_STORE
+	k8s_store_free(d.store);
+#else
+	fake_store_free(d.store);
+#endif
+	json_t *o = json_object();
+	json_object_set_new(o, "closed", json_true());
+	json_object_set_new(o, "loop_close", json_integer(lc));
+	emit(o);
+	return lc == 0 ? 0 : 3;
+}
