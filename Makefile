@@ -31,7 +31,7 @@ TEST_MODS_k8s_kubeconfig := k8s_kubeconfig
 TEST_MODS_admin := admin metrics log
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
-.PHONY: all run test unit integration asan valgrind deps deps-test bench fuzz clean
+.PHONY: all run test unit integration watch watch-asan asan valgrind deps deps-test bench fuzz clean
 
 all: $(BUILD)/nodedns
 
@@ -59,11 +59,24 @@ unit: $(TEST_BINS)
 integration: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/run.py
 
+# The list+watch client against the API server stand-in (tests/apiserver/).
+watch:
+	@tests/apiserver/build_driver.sh plain $(BUILD)/apiserver
+	@tests/apiserver/build_driver.sh real $(BUILD)/apiserver
+	@python3 tests/apiserver/test_watch.py --driver $(BUILD)/apiserver/watch_driver \
+		--real-driver $(BUILD)/apiserver/watch_driver_real
+
+watch-asan:
+	@tests/apiserver/build_driver.sh asan $(BUILD)/apiserver
+	@tests/apiserver/build_driver.sh real $(BUILD)/apiserver
+	@python3 tests/apiserver/test_watch.py --driver $(BUILD)/apiserver/watch_driver_asan \
+		--real-driver $(BUILD)/apiserver/watch_driver_real
+
 # The same suites, built with AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan \
 		CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		LDFLAGS="-fsanitize=address,undefined" build-asan/nodedns unit integration
+		LDFLAGS="-fsanitize=address,undefined" build-asan/nodedns unit integration watch-asan
 
 valgrind: $(TEST_BINS)
 	@VALGRIND=1 scripts/run-unit.sh $(TEST_BINS)
@@ -72,6 +85,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory watch
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
 

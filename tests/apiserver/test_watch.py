@@ -546,6 +546,7 @@ class Suite:
 
     def run(self):
         failed = 0
+        self.passed = 0
         self.load_fixture()
         self.api.ctl("add", svc("ev", "new"))
         for name, main in self.ORDER:
@@ -561,6 +562,7 @@ class Suite:
                     d, self.d = self.d, None
                     self.drivers.remove(d)
                     d.quit()
+                self.passed += 1
                 print("PASS %-34s %5.1fs" % (name, time.time() - t0), flush=True)
             except Fail as e:
                 failed += 1
@@ -609,7 +611,7 @@ def main():
         failed = s.run()
     finally:
         s.cleanup(args.keep or failed)
-    print("%s: %d failed" % ("FAIL" if failed else "OK", failed))
+    print("watch: %d passed, %d failed" % (getattr(s, "passed", 0), failed))
     sys.exit(1 if failed else 0)
 
 
