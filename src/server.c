@@ -19,12 +19,26 @@
 #define UDP_SLOT_BYTES (64 * 1024)
 #define UDP_SLOTS 20
 #define TCP_READ_BYTES (64 * 1024)
+/* UDP replies are collected per socket and sent with one sendmmsg() per loop
+ * turn (or when the batch is full): under load a syscall per reply is most
+ * of the CPU a cached answer costs. */
+#define UDP_BATCH 64
+#define UDP_BATCH_SLOT_BYTES 4096
 #define TCP_FRAME_MAX (2 + DNS_MSG_MAX_BYTES)
+
+struct udp_batch {
+	unsigned n;
+	struct mmsghdr msg[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	struct sockaddr_storage addr[UDP_BATCH];
+	uint8_t data[UDP_BATCH][UDP_BATCH_SLOT_BYTES];
+};
 
 struct udp_sock {
 	uv_udp_t h;
 	struct server *s;
 	unsigned queued; /* uv_udp_send requests not yet completed */
+	struct udp_batch *batch;
 };
 
 struct tcp_listener {
@@ -57,6 +71,7 @@ struct server {
 	struct tcp_conn *conns_tail;
 	unsigned nconns;
 	unsigned handles; /* open uv handles owned directly by the server */
+	uv_prepare_t flush; /* sends the UDP batches before the loop waits for I/O */
 	bool stopping, closing;
 	uint8_t *udp_buf;  /* in use by libuv while a recvmmsg batch is delivered */
 	bool udp_buf_busy;
@@ -201,14 +216,12 @@ static void udp_sent(uv_udp_send_t *req, int status)
 	free(r);
 }
 
-static void udp_reply(struct server *s, struct udp_sock *u, const struct query_client *c,
-		      const uint8_t *wire, size_t len)
+/* Send one datagram now, or queue a copy when the kernel buffer is full. */
+static void udp_send_one(struct server *s, struct udp_sock *u, const struct sockaddr *addr,
+			 const uint8_t *wire, size_t len)
 {
-	if (s->closing)
-		return;
 	uv_buf_t b = uv_buf_init((char *)wire, (unsigned)len);
-	int rc = u->queued ? UV_EAGAIN
-			   : uv_udp_try_send(&u->h, &b, 1, (const struct sockaddr *)&c->addr);
+	int rc = u->queued ? UV_EAGAIN : uv_udp_try_send(&u->h, &b, 1, addr);
 	if (rc >= 0)
 		return;
 	if (rc != UV_EAGAIN) {
@@ -228,13 +241,77 @@ static void udp_reply(struct server *s, struct udp_sock *u, const struct query_c
 	r->u = u;
 	memcpy(r->data, wire, len);
 	b = uv_buf_init((char *)r->data, (unsigned)len);
-	if (uv_udp_send(&r->req, &u->h, &b, 1, (const struct sockaddr *)&c->addr, udp_sent) < 0) {
+	if (uv_udp_send(&r->req, &u->h, &b, 1, addr, udp_sent) < 0) {
 		free(r);
 		inc(&s->stats.udp_send_errors);
 		return;
 	}
 	u->queued++;
 	inc(&s->stats.udp_sends_queued);
+}
+
+/* Send what the batch of @p u holds with sendmmsg(); what the kernel does not
+ * take at once goes through udp_send_one() (queued sends). */
+static void udp_flush(struct server *s, struct udp_sock *u)
+{
+	struct udp_batch *b = u->batch;
+	if (!b || b->n == 0)
+		return;
+	unsigned done = 0;
+	uv_os_fd_t fd;
+	if (u->queued == 0 && uv_fileno((uv_handle_t *)&u->h, &fd) == 0) {
+		while (done < b->n) {
+			int rc = sendmmsg(fd, b->msg + done, b->n - done, 0);
+			if (rc <= 0) {
+				if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+				    errno != EINTR) {
+					/* A datagram the kernel refuses (e.g. an
+					 * unreachable address): skip it. */
+					inc(&s->stats.udp_send_errors);
+					done++;
+					continue;
+				}
+				break;
+			}
+			done += (unsigned)rc;
+		}
+	}
+	for (unsigned i = done; i < b->n; i++)
+		udp_send_one(s, u, (const struct sockaddr *)&b->addr[i], b->data[i],
+			     b->iov[i].iov_len);
+	b->n = 0;
+}
+
+static void flush_all(uv_prepare_t *h)
+{
+	struct server *s = h->data;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->udp[i].batch && s->udp[i].batch->n)
+			udp_flush(s, &s->udp[i]);
+}
+
+static void udp_reply(struct server *s, struct udp_sock *u, const struct query_client *c,
+		      const uint8_t *wire, size_t len)
+{
+	if (s->closing)
+		return;
+	struct udp_batch *b = u->batch;
+	if (!b || len > UDP_BATCH_SLOT_BYTES) {
+		udp_send_one(s, u, (const struct sockaddr *)&c->addr, wire, len);
+		return;
+	}
+	unsigned i = b->n++;
+	memcpy(b->data[i], wire, len);
+	memcpy(&b->addr[i], &c->addr, c->addrlen);
+	b->iov[i].iov_base = b->data[i];
+	b->iov[i].iov_len = len;
+	memset(&b->msg[i], 0, sizeof(b->msg[i]));
+	b->msg[i].msg_hdr.msg_name = &b->addr[i];
+	b->msg[i].msg_hdr.msg_namelen = c->addrlen;
+	b->msg[i].msg_hdr.msg_iov = &b->iov[i];
+	b->msg[i].msg_hdr.msg_iovlen = 1;
+	if (b->n == UDP_BATCH)
+		udp_flush(s, u);
 }
 
 /* --------------------------------------------------------------- TCP */
@@ -623,11 +700,20 @@ const struct server_stats *server_stats(const struct server *s)
 static void server_maybe_free(struct server *s)
 {
 	if (s->closing && s->handles == 0 && s->nconns == 0) {
+		for (size_t i = 0; i < s->n; i++)
+			free(s->udp[i].batch);
 		free(s->udp);
 		free(s->tcp);
 		free(s->udp_buf);
 		free(s);
 	}
+}
+
+static void check_closed(uv_handle_t *h)
+{
+	struct server *s = h->data;
+	s->handles--;
+	server_maybe_free(s);
 }
 
 static void udp_closed(uv_handle_t *h)
@@ -665,10 +751,27 @@ int server_start(uv_loop_t *loop, const struct server_config *cfg, struct server
 		free(s);
 		return UV_ENOMEM;
 	}
-	int rc = 0;
+	int rc = uv_prepare_init(loop, &s->flush);
+	if (rc < 0) {
+		free(s->udp);
+		free(s->tcp);
+		free(s->udp_buf);
+		free(s);
+		return rc;
+	}
+	s->flush.data = s;
+	s->handles++;
+	uv_prepare_start(&s->flush, flush_all);
+	uv_unref((uv_handle_t *)&s->flush);
 	for (size_t i = 0; i < n; i++) {
 		struct udp_sock *u = &s->udp[i];
 		u->s = s;
+		u->batch = malloc(sizeof(*u->batch));
+		if (!u->batch) {
+			rc = UV_ENOMEM;
+			break;
+		}
+		u->batch->n = 0;
 		rc = uv_udp_init_ex(loop, &u->h, AF_UNSPEC | UV_UDP_RECVMMSG);
 		if (rc < 0)
 			break;
@@ -727,7 +830,12 @@ void server_close(struct server *s)
 {
 	if (!s || s->closing)
 		return;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->udp[i].h.data)
+			udp_flush(s, &s->udp[i]); /* answers of the last loop turn */
 	s->closing = true;
+	if (s->flush.data && !uv_is_closing((uv_handle_t *)&s->flush))
+		uv_close((uv_handle_t *)&s->flush, check_closed);
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->udp[i].h.data && !uv_is_closing((uv_handle_t *)&s->udp[i].h))
 			uv_close((uv_handle_t *)&s->udp[i].h, udp_closed);
