@@ -254,6 +254,9 @@ class Nsd:
             except (ProcessLookupError, PermissionError):
                 pass
         self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
         if not wait_port_free(self.port, 3.0):
             raise RuntimeError("nsd port %d still in use after stop" % self.port)
 
@@ -263,6 +266,7 @@ class Nsd:
         finally:
             if self.dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = None
 
 
 # ------------------------------------------------------------------ relay upstream
@@ -335,19 +339,16 @@ class Relay:
 
     def _serve(self, c):
         wlock = threading.Lock()
-        try:
-            while not self.stopping:
-                try:
-                    q = dnswire.tcp_read_msg(c, time.monotonic() + 300)
-                except (ConnectionError, TimeoutError, OSError):
-                    return
-                name = self._qname(q)
-                with self.lock:
-                    self.tcp_queries[name] = self.tcp_queries.get(name, 0) + 1
-                threading.Thread(target=self._answer, args=(c, wlock, q, name),
-                                 daemon=True).start()
-        finally:
-            pass
+        while not self.stopping:
+            try:
+                q = dnswire.tcp_read_msg(c, time.monotonic() + 300)
+            except (ConnectionError, TimeoutError, OSError):
+                return
+            name = self._qname(q)
+            with self.lock:
+                self.tcp_queries[name] = self.tcp_queries.get(name, 0) + 1
+            threading.Thread(target=self._answer, args=(c, wlock, q, name),
+                             daemon=True).start()
 
     def _answer(self, c, wlock, q, name):
         d = self.delays.get(name)
@@ -646,8 +647,14 @@ class Nodedns:
                               % (self.describe_rc(rc), self.stderr_tail()))
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def remove_files(self):
+        """Delete the log directory unless NODEDNS_KEEP_LOGS is set."""
+        if not os.environ.get("NODEDNS_KEEP_LOGS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
     def kill(self):
-        """Cleanup after a failed test: SIGTERM, then SIGKILL. Keeps the log."""
+        """Cleanup after a failed test: SIGTERM, then SIGKILL. Keeps the log
+        (the runner prints its tail, then calls remove_files())."""
         if self.stopped or self.proc is None:
             return
         self.stopped = True

@@ -8,7 +8,10 @@ Run one test, or every test whose name contains a word (argv = substrings):
     NODEDNS_BIN=build/nodedns python3 tests/integration/run.py cache_hit
     NODEDNS_BIN=build/nodedns python3 tests/integration/run.py negative stub
     python3 tests/integration/run.py --list      # the test names
-Keep the nodedns stderr files of failed tests: NODEDNS_KEEP_LOGS=1.
+Environment: NODEDNS_KEEP_LOGS=1 keeps each nodedns stderr file (path printed on
+failure); NODEDNS_GARBAGE_SEED=N replays garbage_input with the seed it printed;
+NODEDNS_KUBE_SNAPSHOT=FILE replaces deploy/examples/demo-cluster.json (the
+cluster tests skip when neither exists).
 
 Each test starts its own nodedns on fresh loopback ports (--threads 1, debug
 log to a file) in front of NSD serving zones/example.test.zone (and a second
@@ -16,7 +19,9 @@ NSD with zones/stub.test.zone for --stub). A test ends by stopping nodedns
 with SIGTERM, which must exit 0 within 3 s without a sanitizer report.
 Output: "ok - NAME", "FAIL - NAME: reason", "skip - NAME: reason" and one
 closing line "integration: N passed, N failed[, N skipped]"; exit 1 on failure.
-Needs: nsd, dig, kdig, drill, ss, python3 (stdlib only).
+Needs: nsd, dig, kdig, drill, ss, python3 (stdlib only). Files: harness.py
+(processes, ports, relay/blackhole upstreams, metrics parser, dig/kdig/drill),
+dnswire.py (DNS codec and raw UDP/TCP clients), zones/ (NSD zone files).
 """
 
 import json
@@ -667,6 +672,7 @@ def garbage_input():
     up = nsd()
     seed = int(os.environ.get("NODEDNS_GARBAGE_SEED", "0")) or random.randrange(1, 1 << 30)
     rnd = random.Random(seed)
+    print("# garbage_input: NODEDNS_GARBAGE_SEED=%d" % seed)
     with Nodedns(upstream=up.addr_text) as nd:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -1240,6 +1246,7 @@ def main(argv):
                         nd.kill()
                     except Exception:
                         pass
+                    nd.remove_files()
             sys.stdout.flush()
     finally:
         signal.alarm(0)
