@@ -361,23 +361,35 @@ static void on_watch_publish(void *arg, struct cluster_snapshot *snap)
 	publish(arg, snap);
 }
 
-static int load_snapshot_file(struct app *app)
+/* Load --kube-snapshot into the store. @return a new snapshot (one
+ * reference, the caller's) or NULL after logging why. */
+static struct cluster_snapshot *read_snapshot_file(struct app *app)
 {
 	char err[512] = "";
 	int rc = k8s_store_load_file(app->store, app->cfg.kube_snapshot, err, sizeof(err));
 	if (rc < 0) {
 		log_error("cluster", "--kube-snapshot %s: %s", app->cfg.kube_snapshot,
 			  err[0] ? err : strerror(-rc));
-		return rc;
+		return NULL;
 	}
 	struct cluster_snapshot *snap = k8s_store_publish(app->store);
-	if (!snap)
-		return -ENOMEM;
+	if (!snap) {
+		log_error("cluster", "--kube-snapshot %s: out of memory", app->cfg.kube_snapshot);
+		return NULL;
+	}
 	struct k8s_store_stats ks;
 	k8s_store_get_stats(app->store, &ks);
 	log_info("cluster", "loaded %s: %llu services, %llu endpointslices, %llu namespaces",
 		 app->cfg.kube_snapshot, (unsigned long long)ks.services,
 		 (unsigned long long)ks.endpointslices, (unsigned long long)ks.namespaces);
+	return snap;
+}
+
+static int load_snapshot_file(struct app *app)
+{
+	struct cluster_snapshot *snap = read_snapshot_file(app);
+	if (!snap)
+		return -EINVAL;
 	publish(app, snap);
 	app->snapshot_loaded = true;
 	return 0;
@@ -555,6 +567,17 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* A snapshot file is loaded before the first query can arrive. */
+	if (cfg->kube_snapshot) {
+		sh->initial_snap = read_snapshot_file(app);
+		if (!sh->initial_snap) {
+			for (unsigned j = 0; j < cfg->threads; j++)
+				server_close_fds(fds[j], cfg->nlisten);
+			free(fds);
+			goto out;
+		}
+		app->snapshot_loaded = true;
+	}
 	for (unsigned i = 0; i < cfg->threads; i++) {
 		int rc = worker_start(&app->workers[i], (int)i, sh, fds[i], cfg->nlisten);
 		if (rc < 0) {
@@ -580,9 +603,10 @@ int main(int argc, char **argv)
 	uv_signal_start(&app->sig_int, on_signal, SIGINT);
 	uv_signal_start(&app->sig_hup, on_signal, SIGHUP);
 
+	cluster_snapshot_unref(sh->initial_snap); /* each worker holds its own */
+	sh->initial_snap = NULL;
 	if (cfg->kube_snapshot) {
-		if (load_snapshot_file(app) < 0)
-			goto stop;
+		/* loaded above */
 	} else if (cfg->kube_api || cfg->kubeconfig) {
 		struct k8s_watch_config wc = {
 			.api_url = cfg->kube_api,
@@ -632,6 +656,7 @@ joined:
 	uv_loop_close(&app->loop);
 	log_info("main", "stopped");
 out:
+	cluster_snapshot_unref(app->shared.initial_snap);
 	k8s_store_free(app->store);
 	cache_free(app->cache);
 	free(app->workers);

@@ -70,6 +70,10 @@ static void thread_main(void *arg)
 		rc = UV_ENOMEM;
 		goto fail;
 	}
+	if (w->sh->initial_snap) {
+		cluster_snapshot_ref(w->sh->initial_snap);
+		query_worker_set_snapshot(w->qw, w->sh->initial_snap);
+	}
 	server_set_query(w->server, w->qw);
 	w->start_rc = 0;
 	uv_sem_post(&w->started);

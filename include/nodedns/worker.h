@@ -24,6 +24,10 @@ struct worker_shared {
 	struct server_config server;
 	struct upstream_config upstream;
 	const struct query_env *env;
+	/* The cluster snapshot to serve from the first query on (a file
+	 * loaded before the workers start), or NULL; each worker takes its own
+	 * reference. */
+	struct cluster_snapshot *initial_snap;
 };
 
 struct worker {
