@@ -83,6 +83,7 @@ valgrind: $(TEST_BINS)
 
 test: deps-test
 	@$(MAKE) --no-print-directory all
+	@python3 tests/deploy/check_manifests.py
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory watch

@@ -843,6 +843,10 @@ static int listen_socket(const struct sockaddr *sa, int *out)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0)
 		goto fail;
+	/* During a rolling update (surge) the new nodedns binds the same
+	 * addresses while the old one drains, as the DNS sockets do. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
+		goto fail;
 	if (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
 		goto fail;

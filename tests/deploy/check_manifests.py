@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""tests/deploy/check_manifests.py - check the Kubernetes manifests in deploy/.
+
+Reads deploy/kustomization.yaml, every file it lists and deploy/config.json,
+and checks what the DaemonSet needs to work on a node and what the README
+promises about it: RBAC limited to get/list/watch on services, endpointslices
+and namespaces; host network, dnsPolicy Default, system-node-critical; the
+capability set; probes aimed at the health address of config.json; the update
+strategy; resources; the metrics port and its annotations; the xtables lock;
+config keys that are real nodedns options (from `nodedns --help`).
+
+Needs python3-yaml. The binary is $NODEDNS_BIN, else build/nodedns.
+If kubectl is installed, `kubectl kustomize deploy` must also succeed (offline).
+Prints "deploy: N passed, N failed"; exits 1 on any failure.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEPLOY = os.path.join(ROOT, "deploy")
+
+try:
+    import yaml
+except ImportError:
+    print("deploy: python3-yaml is missing (apt-get install python3-yaml)", file=sys.stderr)
+    print("deploy: 0 passed, 1 failed")
+    sys.exit(1)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, "duplicate key %r" % (key,), key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+passed = 0
+failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL: " + what)
+    return bool(cond)
+
+
+def dig(obj, *path, default=None):
+    """obj[path[0]][path[1]]... or default when a step is missing."""
+    for p in path:
+        if isinstance(obj, dict) and p in obj:
+            obj = obj[p]
+        elif isinstance(obj, list) and isinstance(p, int) and -len(obj) <= p < len(obj):
+            obj = obj[p]
+        else:
+            return default
+    return obj
+
+
+def load_yaml_docs(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.load_all(f, Loader=UniqueKeyLoader) if d is not None]
+
+
+def split_addr(text):
+    """'IPv4[:PORT]' or '[IPv6][:PORT]' -> (ip, port or None)."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\](?::(\d+))?", text)
+    if m:
+        return m.group(1), int(m.group(2)) if m.group(2) else None
+    m = re.fullmatch(r"([0-9.]+)(?::(\d+))?", text)
+    if m:
+        return m.group(1), int(m.group(2)) if m.group(2) else None
+    return text, None
+
+
+def nodedns_options():
+    """Long options listed by `nodedns --help` -> {name: takes_value}, or None."""
+    binary = os.environ.get("NODEDNS_BIN", os.path.join(ROOT, "build", "nodedns"))
+    try:
+        out = subprocess.run([binary, "--help"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        print("deploy: cannot run %s --help: %s (build it first)" % (binary, e), file=sys.stderr)
+        return None
+    opts = {}
+    for m in re.finditer(r"^\s+--([a-z0-9-]+)(?:[ =](\S+))?", out, re.M):
+        opts[m.group(1)] = m.group(2) is not None
+    return opts
+
+
+# ---- kustomization: every manifest listed, every listed file present ----
+
+kust_path = os.path.join(DEPLOY, "kustomization.yaml")
+try:
+    kust = (load_yaml_docs(kust_path) or [{}])[0]
+except (OSError, yaml.YAMLError) as e:
+    kust = {}
+    check(False, "kustomization.yaml: %s" % e)
+if not check(isinstance(kust, dict) and kust.get("kind") == "Kustomization",
+             "kustomization.yaml: kind Kustomization"):
+    kust = {}
+resources = kust.get("resources") or []
+generated = [f for g in kust.get("configMapGenerator") or [] for f in g.get("files") or []]
+listed = set(resources) | set(generated)
+on_disk = {f for f in os.listdir(DEPLOY)
+           if f.endswith((".yaml", ".yml")) and f != "kustomization.yaml"}
+check(on_disk <= set(resources),
+      "kustomization.yaml: resources miss %s" % sorted(on_disk - set(resources)))
+for f in sorted(listed):
+    check(os.path.isfile(os.path.join(DEPLOY, f)), "kustomization.yaml lists missing file %s" % f)
+check("config.json" in generated, "kustomization.yaml: a configMapGenerator holds config.json")
+
+objs = []
+for f in resources:
+    path = os.path.join(DEPLOY, f)
+    if not os.path.isfile(path):
+        continue
+    try:
+        docs = load_yaml_docs(path)
+    except yaml.YAMLError as e:
+        check(False, "%s: %s" % (f, e))
+        continue
+    for d in docs:
+        ok = check(isinstance(d, dict) and d.get("apiVersion") and d.get("kind")
+                   and dig(d, "metadata", "name"), "%s: object without apiVersion/kind/name" % f)
+        if ok:
+            objs.append(d)
+
+by_kind = {}
+for o in objs:
+    by_kind.setdefault(o["kind"], []).append(o)
+for kind, n in (("ServiceAccount", 1), ("ClusterRole", 1), ("ClusterRoleBinding", 1),
+                ("DaemonSet", 1), ("Service", 2)):
+    check(len(by_kind.get(kind, [])) == n, "want %d %s, have %d" % (n, kind, len(by_kind.get(kind, []))))
+names = [(o["kind"], dig(o, "metadata", "namespace"), o["metadata"]["name"]) for o in objs]
+check(len(names) == len(set(names)), "duplicate objects: %s" % names)
+NAMESPACED = {"ServiceAccount", "ConfigMap", "DaemonSet", "Service"}
+for o in objs:
+    if o["kind"] in NAMESPACED:
+        check(dig(o, "metadata", "namespace") == "kube-system",
+              "%s/%s: namespace kube-system" % (o["kind"], o["metadata"]["name"]))
+
+sa = (by_kind.get("ServiceAccount") or [{}])[0]
+role = (by_kind.get("ClusterRole") or [{}])[0]
+binding = (by_kind.get("ClusterRoleBinding") or [{}])[0]
+ds = (by_kind.get("DaemonSet") or [{}])[0]
+services = {dig(s, "metadata", "name"): s for s in by_kind.get("Service", [])}
+sa_name = dig(sa, "metadata", "name")
+
+# ---- config.json: valid, real options, the addresses the manifests rely on ----
+
+dup_keys = []
+
+
+def _no_dups(pairs):
+    keys = [k for k, _ in pairs]
+    dup_keys.extend(k for k in set(keys) if keys.count(k) > 1)
+    return dict(pairs)
+
+
+try:
+    with open(os.path.join(DEPLOY, "config.json"), encoding="utf-8") as f:
+        cfg = json.load(f, object_pairs_hook=_no_dups)
+except (OSError, ValueError) as e:
+    cfg = {}
+    check(False, "config.json: %s" % e)
+if not check(isinstance(cfg, dict), "config.json: a JSON object"):
+    cfg = {}
+check(not dup_keys, "config.json: keys given twice: %s" % dup_keys)
+
+options = nodedns_options()
+if check(options, "nodedns --help lists the options"):
+    for key, val in cfg.items():
+        check(key in options and key not in ("config", "help", "version"),
+              "config.json: %r is not a nodedns option usable in a file" % key)
+        if key in options and not options[key]:
+            check(isinstance(val, bool), "config.json: %r is a switch, wants true/false" % key)
+check(isinstance(cfg.get("listen"), list) and "169.254.20.10:53" in cfg.get("listen", []),
+      "config.json: listen is a list holding 169.254.20.10:53")
+check(cfg.get("setup-interface") == "nodedns", "config.json: setup-interface nodedns")
+check(cfg.get("setup-iptables") is True, "config.json: setup-iptables true")
+check(cfg.get("metrics") == "0.0.0.0:9253", "config.json: metrics 0.0.0.0:9253")
+health_ip, health_port = split_addr(cfg.get("health", ""))
+listen_ips = [split_addr(a)[0] for a in cfg.get("listen", []) if isinstance(a, str)]
+check(health_ip in listen_ips and health_port, "config.json: health on a listen IP with a port")
+metrics_port = split_addr(cfg.get("metrics", ""))[1]
+
+# ---- RBAC: get/list/watch on services, endpointslices, namespaces; nothing else ----
+
+want = {("", "services"), ("", "namespaces"), ("discovery.k8s.io", "endpointslices")}
+have = set()
+for rule in role.get("rules") or []:
+    check(sorted(rule.get("verbs") or []) == ["get", "list", "watch"],
+          "ClusterRole: verbs exactly get/list/watch, have %s" % rule.get("verbs"))
+    check(not rule.get("nonResourceURLs") and not rule.get("resourceNames"),
+          "ClusterRole: no nonResourceURLs/resourceNames")
+    for g in rule.get("apiGroups") or []:
+        for r in rule.get("resources") or []:
+            have.add((g, r))
+check(have == want, "ClusterRole: resources %s, want %s" % (sorted(have), sorted(want)))
+check(dig(binding, "roleRef", "kind") == "ClusterRole"
+      and dig(binding, "roleRef", "name") == dig(role, "metadata", "name"),
+      "ClusterRoleBinding: refers to the ClusterRole")
+check({"kind": "ServiceAccount", "name": sa_name, "namespace": "kube-system"}
+      in (binding.get("subjects") or []), "ClusterRoleBinding: binds the ServiceAccount")
+check(sa.get("automountServiceAccountToken") is not False, "ServiceAccount: token automounted")
+
+# ---- DaemonSet ----
+
+pod = dig(ds, "spec", "template", "spec", default={})
+labels = dig(ds, "spec", "template", "metadata", "labels", default={})
+selector = dig(ds, "spec", "selector", "matchLabels", default={})
+check(selector and all(labels.get(k) == v for k, v in selector.items()),
+      "DaemonSet: selector matches the pod labels")
+check(pod.get("hostNetwork") is True, "DaemonSet: hostNetwork true")
+check(pod.get("dnsPolicy") == "Default", "DaemonSet: dnsPolicy Default")
+check(pod.get("priorityClassName") == "system-node-critical", "DaemonSet: system-node-critical")
+check(pod.get("serviceAccountName") == sa_name, "DaemonSet: runs as the ServiceAccount")
+check(pod.get("automountServiceAccountToken") is not False, "DaemonSet: token automounted")
+check(pod.get("enableServiceLinks") is not False, "DaemonSet: service links (env) enabled")
+check(any(t.get("operator") == "Exists" and not t.get("key") and not t.get("effect")
+          for t in pod.get("tolerations") or []),
+      "DaemonSet: a toleration with operator Exists and no key/effect (every node)")
+
+annotations = dig(ds, "spec", "template", "metadata", "annotations", default={})
+check(annotations.get("prometheus.io/scrape") == "true", "DaemonSet: prometheus.io/scrape \"true\"")
+check(annotations.get("prometheus.io/port") == str(metrics_port),
+      "DaemonSet: prometheus.io/port is the metrics port of config.json")
+
+strategy = dig(ds, "spec", "updateStrategy", default={})
+surge = dig(strategy, "rollingUpdate", "maxSurge", default=0)
+unavailable = dig(strategy, "rollingUpdate", "maxUnavailable", default=1)
+check(strategy.get("type") == "RollingUpdate", "DaemonSet: RollingUpdate")
+containers = pod.get("containers") or []
+check(len(containers) == 1, "DaemonSet: one container")
+c = containers[0] if containers else {}
+ports = c.get("ports") or []
+if surge not in (0, "0", "0%"):
+    # A surging pod lands on a node whose old pod still holds the same host
+    # ports: the scheduler refuses it (kubernetes/kubernetes#106417).
+    check(not ports, "DaemonSet: maxSurge needs pods without (host) ports")
+    check(unavailable in (0, "0", "0%"), "DaemonSet: maxSurge with maxUnavailable 0")
+else:
+    check(unavailable not in (0, "0", "0%"), "DaemonSet: maxSurge 0 needs maxUnavailable > 0")
+
+sc = c.get("securityContext") or {}
+caps = sc.get("capabilities") or {}
+check(caps.get("drop") == ["ALL"], "container: capabilities drop ALL")
+# NET_ADMIN: interface and iptables; NET_BIND_SERVICE: port 53 once ALL is dropped.
+check(sorted(caps.get("add") or []) == ["NET_ADMIN", "NET_BIND_SERVICE"],
+      "container: capabilities add exactly NET_ADMIN and NET_BIND_SERVICE, have %s" % caps.get("add"))
+check(sc.get("readOnlyRootFilesystem") is True, "container: readOnlyRootFilesystem true")
+check(sc.get("allowPrivilegeEscalation") is False, "container: allowPrivilegeEscalation false")
+check(not sc.get("privileged"), "container: not privileged")
+
+for kind, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready"),
+                   ("startupProbe", "/health")):
+    probe = c.get(kind)
+    if kind == "startupProbe" and probe is None:
+        continue
+    get = dig(probe, "httpGet", default={})
+    port = get.get("port")
+    if isinstance(port, str):
+        port = next((p.get("containerPort") for p in ports if p.get("name") == port), None)
+    check(get.get("path") == path, "container: %s GET %s" % (kind, path))
+    check(port == health_port, "container: %s on the health port %s" % (kind, health_port))
+    check(get.get("host") == health_ip,
+          "container: %s host %s (the pod IP is the node's; health listens on %s only)"
+          % (kind, health_ip, health_ip))
+
+res = c.get("resources") or {}
+check(dig(res, "requests", "cpu") and dig(res, "requests", "memory"),
+      "container: cpu and memory requests")
+check(dig(res, "limits", "memory"), "container: memory limit")
+
+port_set = {(p.get("containerPort"), p.get("protocol", "TCP")) for p in ports}
+if ports:
+    check({(53, "UDP"), (53, "TCP"), (metrics_port, "TCP")} <= port_set,
+          "container: ports 53/UDP, 53/TCP and %s/TCP" % metrics_port)
+
+args = c.get("args") or []
+flags = [a.split("=", 1)[0][2:] for a in args if a.startswith("--")]
+if options:
+    for fl in flags:
+        check(fl in options, "container: args: --%s is not a nodedns option" % fl)
+config_arg = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+mounts = {m.get("name"): m for m in c.get("volumeMounts") or []}
+volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+cm_vol = next((v for v in volumes.values() if v.get("configMap")), {})
+cm_mount = mounts.get(cm_vol.get("name"), {})
+gen_names = [g.get("name") for g in kust.get("configMapGenerator") or []]
+check(dig(cm_vol, "configMap", "name") in gen_names, "DaemonSet: mounts the generated ConfigMap")
+check(config_arg and cm_mount.get("mountPath")
+      and config_arg == cm_mount["mountPath"].rstrip("/") + "/config.json",
+      "container: --config=<ConfigMap mount>/config.json")
+xt = [v for v in volumes.values() if dig(v, "hostPath", "path") == "/run/xtables.lock"]
+check(xt and dig(xt[0], "hostPath", "type") == "FileOrCreate", "DaemonSet: hostPath /run/xtables.lock FileOrCreate")
+check(xt and dig(mounts.get(xt[0].get("name")), "mountPath") == "/run/xtables.lock",
+      "container: /run/xtables.lock mounted")
+
+# ---- Services ----
+
+metrics_svc = next((s for s in services.values() if dig(s, "spec", "clusterIP") == "None"), {})
+check(metrics_svc, "a headless Service (clusterIP None) for metrics")
+check(dig(metrics_svc, "spec", "selector") == selector, "metrics Service: selects the nodedns pods")
+check([(p.get("port"), p.get("targetPort", p.get("port"))) for p in dig(metrics_svc, "spec", "ports", default=[])]
+      == [(metrics_port, metrics_port)], "metrics Service: port %s" % metrics_port)
+
+fallback = [a.split("=", 1)[1] for a in args if a.startswith("--cluster-fallback=")]
+check(len(fallback) == 1, "container: one --cluster-fallback")
+m = re.fullmatch(r"\$\(([A-Z0-9_]+)_SERVICE_HOST\)", fallback[0] if fallback else "")
+fb_name = m.group(1).lower().replace("_", "-") if m else None
+fb_svc = services.get(fb_name, {})
+check(fb_svc, "--cluster-fallback names the $(<SERVICE>_SERVICE_HOST) of a Service here")
+check(dig(fb_svc, "spec", "selector") == {"k8s-app": "kube-dns"},
+      "fallback Service: selector k8s-app: kube-dns")
+check(dig(fb_svc, "spec", "clusterIP") in (None, "") and dig(fb_svc, "spec", "type", default="ClusterIP") == "ClusterIP",
+      "fallback Service: a ClusterIP Service")
+check(sorted((p.get("port"), p.get("protocol", "TCP")) for p in dig(fb_svc, "spec", "ports", default=[]))
+      == [(53, "TCP"), (53, "UDP")], "fallback Service: 53/UDP and 53/TCP")
+
+# ---- Dockerfile ----
+
+try:
+    with open(os.path.join(DEPLOY, "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+except OSError:
+    dockerfile = ""
+froms = re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)
+check(froms and froms[0] == "debian:bookworm" and froms[-1] == "debian:bookworm-slim",
+      "Dockerfile: builds on debian:bookworm, runs on debian:bookworm-slim")
+for p in ("libldns3", "libuv1", "libcurl4", "libjansson4", "libyaml-0-2", "ca-certificates", "iptables"):
+    check(re.search(r"\b%s\b" % re.escape(p), dockerfile.split(froms[-1])[-1] if froms else ""),
+          "Dockerfile: runtime stage installs %s" % p)
+
+# ---- kubectl kustomize (when kubectl is there; needs no cluster) ----
+
+if shutil.which("kubectl"):
+    r = subprocess.run(["kubectl", "kustomize", DEPLOY], capture_output=True, text=True, timeout=60)
+    if check(r.returncode == 0, "kubectl kustomize deploy: %s" % r.stderr.strip()):
+        out = list(yaml.safe_load_all(r.stdout))
+        cms = [o for o in out if o and o.get("kind") == "ConfigMap"]
+        check(len(cms) == 1 and json.loads(dig(cms[0], "data", "config.json", default="null")) == cfg,
+              "kustomize: the ConfigMap holds config.json")
+        rds = [o for o in out if o and o.get("kind") == "DaemonSet"]
+        vol_names = [dig(v, "configMap", "name") for v in
+                     dig(rds[0] if rds else {}, "spec", "template", "spec", "volumes", default=[])]
+        check(cms and dig(cms[0], "metadata", "name") in vol_names,
+              "kustomize: the DaemonSet mounts the generated ConfigMap")
+
+print("deploy: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
