@@ -83,7 +83,7 @@ valgrind: $(TEST_BINS)
 
 test: deps-test
 	@$(MAKE) --no-print-directory all
-	@python3 tests/deploy/check_manifests.py
+	@/usr/bin/python3 tests/deploy/check_manifests.py  # Debian's python3 has python3-yaml
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory watch
