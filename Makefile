@@ -29,6 +29,7 @@ TEST_MODS_upstream := upstream metrics log
 TEST_MODS_k8s_stream := k8s_stream
 TEST_MODS_k8s_kubeconfig := k8s_kubeconfig
 TEST_MODS_admin := admin metrics log
+TEST_MODS_query := query dnsmsg cache k8s_store cluster_snapshot cluster_zone log
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
 .PHONY: all run test unit integration watch watch-asan asan valgrind deps deps-test bench fuzz clean

@@ -1,0 +1,570 @@
+/* tests/unit/test_query.c - the path of one query, with a link-time fake upstream.
+ *
+ * query.c reaches the network only through upstream_query() and the
+ * query_io callbacks; this file implements both, so every branch of the path
+ * (cache, coalescing, serve-stale, bounds, cluster zone, stubs, prefetch,
+ * ExternalName chase) runs deterministically, with time passed in.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <ldns/ldns.h>
+
+#include "nodedns/cache.h"
+#include "nodedns/cluster.h"
+#include "nodedns/dnsmsg.h"
+#include "nodedns/query.h"
+#include "nodedns/upstream.h"
+
+/* ------------------------------------------------------- fake upstream */
+
+#define MAX_CALLS 64
+
+struct call {
+	const struct upstream_group *group;
+	uint8_t query[512];
+	size_t len;
+	upstream_done_cb cb;
+	void *arg;
+	bool done;
+};
+
+static struct call calls[MAX_CALLS];
+static size_t ncalls;
+static int next_rc; /* what upstream_query() returns next (then 0 again) */
+
+int upstream_query(struct upstream *u, const struct upstream_group *group, const uint8_t *query,
+		   size_t len, upstream_done_cb cb, void *arg)
+{
+	(void)u;
+	if (next_rc) {
+		int rc = next_rc;
+		next_rc = 0;
+		return rc;
+	}
+	assert_true(ncalls < MAX_CALLS);
+	assert_true(len <= sizeof(calls[0].query));
+	struct call *c = &calls[ncalls++];
+	c->group = group;
+	memcpy(c->query, query, len);
+	c->len = len;
+	c->cb = cb;
+	c->arg = arg;
+	c->done = false;
+	return 0;
+}
+
+/* Answer call @p i: an A record @p ip with TTL @p ttl, or @p rcode with an
+ * SOA (minimum 60) when @p ip is NULL. */
+static void fake_answer(size_t i, const char *ip, uint32_t ttl, int rcode)
+{
+	struct call *c = &calls[i];
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_wire2pkt(&q, c->query, c->len), LDNS_STATUS_OK);
+	ldns_pkt *r = ldns_pkt_clone(q);
+	ldns_pkt_set_qr(r, true);
+	ldns_pkt_set_ra(r, true);
+	ldns_pkt_set_rcode(r, (uint8_t)rcode);
+	ldns_rr *qrr = ldns_rr_list_rr(ldns_pkt_question(q), 0);
+	char *owner = ldns_rdf2str(ldns_rr_owner(qrr));
+	char text[512];
+	ldns_rr *rr = NULL;
+	if (ip) {
+		snprintf(text, sizeof(text), "%s %u IN A %s", owner, ttl, ip);
+		assert_int_equal(ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL), LDNS_STATUS_OK);
+		ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, rr);
+	} else {
+		snprintf(text, sizeof(text), "example.test. %u IN SOA ns.example.test. h.example.test. 1 2 3 4 60",
+			 ttl);
+		assert_int_equal(ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL), LDNS_STATUS_OK);
+		ldns_pkt_push_rr(r, LDNS_SECTION_AUTHORITY, rr);
+	}
+	LDNS_FREE(owner);
+	uint8_t *wire = NULL;
+	size_t len = 0;
+	assert_int_equal(ldns_pkt2wire(&wire, r, &len), LDNS_STATUS_OK);
+	c->done = true;
+	c->cb(c->arg, 0, wire, len, NULL);
+	LDNS_FREE(wire);
+	ldns_pkt_free(q);
+	ldns_pkt_free(r);
+}
+
+static void fake_fail(size_t i, int status)
+{
+	calls[i].done = true;
+	calls[i].cb(calls[i].arg, status, NULL, 0, NULL);
+}
+
+/* ---------------------------------------------------------- fake server */
+
+#define MAX_REPLIES 256
+
+struct reply {
+	uint8_t proto;
+	void *conn;
+	uint8_t wire[4096];
+	size_t len;
+};
+
+static struct reply replies[MAX_REPLIES];
+static size_t nreplies;
+static int holds;
+static uint64_t now;
+
+static void io_reply(void *arg, const struct query_client *c, const uint8_t *wire, size_t len)
+{
+	(void)arg;
+	assert_true(nreplies < MAX_REPLIES);
+	assert_true(len <= sizeof(replies[0].wire));
+	replies[nreplies].proto = c->proto;
+	replies[nreplies].conn = c->conn;
+	memcpy(replies[nreplies].wire, wire, len);
+	replies[nreplies].len = len;
+	nreplies++;
+}
+
+static void io_hold(void *arg, const struct query_client *c)
+{
+	(void)arg;
+	if (c->proto == QUERY_TCP)
+		holds++;
+}
+
+static void io_release(void *arg, const struct query_client *c)
+{
+	(void)arg;
+	if (c->proto == QUERY_TCP)
+		holds--;
+}
+
+static uint64_t io_now(void *arg)
+{
+	(void)arg;
+	return now;
+}
+
+/* ------------------------------------------------------------ fixture */
+
+struct fixture {
+	struct cache *cache;
+	struct query_env env;
+	struct upstream_server servers[3];
+	struct upstream_server *def_list[1], *fb_list[1], *stub_list[1];
+	struct upstream_group def, fallback, stub_group;
+	struct query_stub stub;
+	struct k8s_store *store;
+	struct query_worker *w;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	f->cache = cache_new(1 << 20, 4);
+	for (int i = 0; i < 3; i++)
+		snprintf(f->servers[i].name, sizeof(f->servers[i].name), "s%d", i);
+	f->def_list[0] = &f->servers[0];
+	f->fb_list[0] = &f->servers[1];
+	f->stub_list[0] = &f->servers[2];
+	f->def = (struct upstream_group){ f->def_list, 1 };
+	f->fallback = (struct upstream_group){ f->fb_list, 1 };
+	f->stub_group = (struct upstream_group){ f->stub_list, 1 };
+	memcpy(f->stub.name, "\4corp\7example\0", 14);
+	f->stub.name_len = 14;
+	f->stub.group = &f->stub_group;
+
+	struct query_env *e = &f->env;
+	e->cache = f->cache;
+	snprintf(e->cluster.domain, sizeof(e->cluster.domain), "cluster.local");
+	e->cluster.ttl_s = 5;
+	e->cluster.pods_insecure = true;
+	e->upstreams = &f->def;
+	e->stubs = &f->stub;
+	e->nstubs = 1;
+	e->ttl = (struct dnsmsg_ttl_policy){ 0, 86400, 300, 2 };
+	e->serve_stale_s = 3600;
+	e->prefetch = true;
+	e->max_waiters = 3;
+	e->version = "nodedns test";
+	e->ident = "test-host";
+	f->store = k8s_store_new(&e->cluster);
+
+	struct query_io io = { io_reply, io_hold, io_release, io_now, NULL };
+	f->w = query_worker_new(e, NULL, &io);
+	ncalls = 0;
+	nreplies = 0;
+	holds = 0;
+	next_rc = 0;
+	now = 1000000;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	for (size_t i = 0; i < ncalls; i++)
+		if (!calls[i].done)
+			fake_fail(i, -ECANCELED);
+	assert_int_equal(query_pending(f->w), 0);
+	assert_int_equal(holds, 0);
+	query_worker_free(f->w);
+	k8s_store_free(f->store);
+	cache_free(f->cache);
+	free(f);
+	return 0;
+}
+
+/* Send a query for @p name/@p type with @p id from a client. */
+static void ask(struct fixture *f, const char *name, ldns_rr_type type, uint16_t id, uint8_t proto,
+		bool edns)
+{
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN, LDNS_RD),
+			 LDNS_STATUS_OK);
+	ldns_pkt_set_id(q, id);
+	if (edns)
+		ldns_pkt_set_edns_udp_size(q, 4096);
+	uint8_t *wire = NULL;
+	size_t len = 0;
+	assert_int_equal(ldns_pkt2wire(&wire, q, &len), LDNS_STATUS_OK);
+	struct query_client c;
+	memset(&c, 0, sizeof(c));
+	c.proto = proto;
+	c.conn = (void *)(uintptr_t)(id + 1);
+	query_handle(f->w, wire, len, &c, now);
+	LDNS_FREE(wire);
+	ldns_pkt_free(q);
+}
+
+static ldns_pkt *reply_pkt(size_t i)
+{
+	ldns_pkt *p = NULL;
+	assert_true(i < nreplies);
+	assert_int_equal(ldns_wire2pkt(&p, replies[i].wire, replies[i].len), LDNS_STATUS_OK);
+	return p;
+}
+
+static void check_a(size_t i, uint16_t id, const char *owner_text, const char *ip, int rcode)
+{
+	ldns_pkt *p = reply_pkt(i);
+	assert_int_equal(ldns_pkt_id(p), id);
+	assert_true(ldns_pkt_qr(p));
+	assert_true(ldns_pkt_ra(p));
+	assert_int_equal(ldns_pkt_get_rcode(p), rcode);
+	char *q = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(p), 0)));
+	assert_string_equal(q, owner_text);
+	LDNS_FREE(q);
+	if (ip) {
+		ldns_rr_list *a = ldns_pkt_rr_list_by_type(p, LDNS_RR_TYPE_A, LDNS_SECTION_ANSWER);
+		assert_non_null(a);
+		char *t = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(a, 0), 0));
+		assert_string_equal(t, ip);
+		LDNS_FREE(t);
+		ldns_rr_list_deep_free(a);
+	}
+	ldns_pkt_free(p);
+}
+
+static uint32_t answer_ttl(size_t i)
+{
+	ldns_pkt *p = reply_pkt(i);
+	uint32_t ttl = ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(p), 0));
+	ldns_pkt_free(p);
+	return ttl;
+}
+
+/* -------------------------------------------------------------- tests */
+
+static void test_miss_then_hit(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "WWW.Example.Test.", LDNS_RR_TYPE_A, 100, QUERY_UDP, true);
+	assert_int_equal(ncalls, 1);
+	assert_int_equal(nreplies, 0);
+	assert_ptr_equal(calls[0].group, &f->def);
+	/* Upstream gets the lower-cased name, RD=1, EDNS. */
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_wire2pkt(&q, calls[0].query, calls[0].len), LDNS_STATUS_OK);
+	assert_true(ldns_pkt_rd(q));
+	assert_int_equal(ldns_pkt_edns_udp_size(q), 1232);
+	char *n = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(q), 0)));
+	assert_string_equal(n, "www.example.test.");
+	LDNS_FREE(n);
+	ldns_pkt_free(q);
+
+	fake_answer(0, "192.0.2.1", 300, 0);
+	assert_int_equal(nreplies, 1);
+	check_a(0, 100, "WWW.Example.Test.", "192.0.2.1", 0);
+
+	now += 3500;
+	ask(f, "www.example.test.", LDNS_RR_TYPE_A, 101, QUERY_UDP, false);
+	assert_int_equal(ncalls, 1); /* a hit: no upstream query */
+	assert_int_equal(nreplies, 2);
+	check_a(1, 101, "www.example.test.", "192.0.2.1", 0);
+	assert_int_equal(answer_ttl(1), 297);
+	assert_int_equal(query_worker_stats(f->w)->cache_answers, 1);
+}
+
+static void test_coalescing_and_waiter_bound(void **state)
+{
+	struct fixture *f = *state;
+	for (uint16_t id = 1; id <= 4; id++)
+		ask(f, "a.example.test.", LDNS_RR_TYPE_A, id, QUERY_TCP, false);
+	assert_int_equal(ncalls, 1);
+	/* max_waiters 3: the 4th gets SERVFAIL at once. */
+	assert_int_equal(nreplies, 1);
+	check_a(0, 4, "a.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	assert_int_equal(holds, 3);
+	assert_int_equal(query_worker_stats(f->w)->coalesced, 2);
+	assert_int_equal(query_worker_stats(f->w)->dropped_waiters, 1);
+	fake_answer(0, "192.0.2.7", 60, 0);
+	assert_int_equal(nreplies, 4);
+	for (size_t i = 1; i < 4; i++)
+		check_a(i, (uint16_t)i, "a.example.test.", "192.0.2.7", 0);
+	assert_int_equal(holds, 0);
+}
+
+static void test_servfail_then_stale(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "s.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	fake_fail(0, -ETIMEDOUT);
+	check_a(0, 1, "s.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+
+	ask(f, "s.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	fake_answer(1, "192.0.2.9", 10, 0);
+	now += 60 * 1000; /* expired 50 s ago */
+	ask(f, "s.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	assert_int_equal(ncalls, 3);
+	fake_fail(2, -ECONNREFUSED);
+	check_a(2, 3, "s.example.test.", "192.0.2.9", 0);
+	assert_int_equal(answer_ttl(2), 30);
+	assert_int_equal(query_worker_stats(f->w)->stale_answers, 1);
+	/* An upstream SERVFAIL also prefers the stale answer. */
+	ask(f, "s.example.test.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false);
+	fake_answer(3, NULL, 60, LDNS_RCODE_SERVFAIL);
+	check_a(3, 4, "s.example.test.", "192.0.2.9", 0);
+}
+
+static void test_negative_cached(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "nx.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	fake_answer(0, NULL, 3600, LDNS_RCODE_NXDOMAIN);
+	check_a(0, 1, "nx.example.test.", NULL, LDNS_RCODE_NXDOMAIN);
+	now += 1000;
+	ask(f, "nx.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(ncalls, 1);
+	check_a(1, 2, "nx.example.test.", NULL, LDNS_RCODE_NXDOMAIN);
+	ldns_pkt *p = reply_pkt(1);
+	/* SOA TTL: min(3600, minimum 60, neg cap 300) - 1 s. */
+	assert_int_equal(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_authority(p), 0)), 59);
+	ldns_pkt_free(p);
+}
+
+static void test_inflight_full(void **state)
+{
+	struct fixture *f = *state;
+	next_rc = -ENOBUFS;
+	ask(f, "b.example.test.", LDNS_RR_TYPE_A, 9, QUERY_UDP, false);
+	assert_int_equal(nreplies, 1);
+	check_a(0, 9, "b.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	assert_int_equal(query_worker_stats(f->w)->dropped_inflight, 1);
+	assert_int_equal(query_pending(f->w), 0);
+}
+
+static void test_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct query_client c;
+	memset(&c, 0, sizeof(c));
+	uint8_t shortpkt[5] = { 0 };
+	query_handle(f->w, shortpkt, sizeof(shortpkt), &c, now);
+	assert_int_equal(nreplies, 0); /* no header: dropped */
+
+	uint8_t notimp[] = { 0, 7, 0x10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 1 };
+	query_handle(f->w, notimp, sizeof(notimp), &c, now);
+	assert_int_equal(nreplies, 1);
+	assert_int_equal(replies[0].wire[3] & 0x0f, LDNS_RCODE_NOTIMPL);
+
+	uint8_t formerr[] = { 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9, 'a' };
+	query_handle(f->w, formerr, sizeof(formerr), &c, now);
+	assert_int_equal(replies[1].wire[3] & 0x0f, LDNS_RCODE_FORMERR);
+
+	uint8_t chaos[] = { 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, 'v', 'e', 'r', 's', 'i', 'o', 'n',
+			    4, 'b', 'i', 'n', 'd', 0, 0, 16, 0, 3 };
+	query_handle(f->w, chaos, sizeof(chaos), &c, now);
+	assert_int_equal(replies[2].wire[3] & 0x0f, 0);
+	assert_int_equal(replies[2].wire[7], 1); /* one TXT answer */
+
+	uint8_t hesiod[] = { 0, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 4 };
+	query_handle(f->w, hesiod, sizeof(hesiod), &c, now);
+	assert_int_equal(replies[3].wire[3] & 0x0f, LDNS_RCODE_REFUSED);
+	assert_int_equal(ncalls, 0);
+}
+
+static void test_stub_routing(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "host.CORP.example.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	ask(f, "xcorp.example.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(ncalls, 2);
+	assert_ptr_equal(calls[0].group, &f->stub_group);
+	assert_ptr_equal(calls[1].group, &f->def); /* not at a label boundary */
+}
+
+static const char *const svc_json =
+	"{\"kind\":\"Service\",\"metadata\":{\"name\":\"api\",\"namespace\":\"demo\"},"
+	"\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.0.5\",\"clusterIPs\":[\"10.96.0.5\"]}}";
+static const char *const ext_json =
+	"{\"kind\":\"Service\",\"metadata\":{\"name\":\"ext\",\"namespace\":\"demo\"},"
+	"\"spec\":{\"type\":\"ExternalName\",\"externalName\":\"www.example.test\"}}";
+static const char *const ns_json = "{\"kind\":\"Namespace\",\"metadata\":{\"name\":\"demo\"}}";
+
+static void load_cluster(struct fixture *f)
+{
+	const char *objs[] = { ns_json, svc_json, ext_json };
+	enum k8s_kind kinds[] = { K8S_NAMESPACE, K8S_SERVICE, K8S_SERVICE };
+	for (size_t i = 0; i < 3; i++) {
+		json_error_t e;
+		json_t *o = json_loads(objs[i], 0, &e);
+		assert_non_null(o);
+		assert_int_equal(k8s_store_apply(f->store, kinds[i], K8S_ADDED, o, NULL, 0), 0);
+		json_decref(o);
+	}
+	query_worker_set_snapshot(f->w, k8s_store_publish(f->store));
+}
+
+static void test_cluster_unsynced(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	assert_int_equal(ncalls, 0);
+	check_a(0, 1, "api.demo.svc.cluster.local.", NULL, LDNS_RCODE_SERVFAIL);
+	f->env.fallback = &f->fallback;
+	ask(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(ncalls, 1);
+	assert_ptr_equal(calls[0].group, &f->fallback);
+	fake_answer(0, "10.96.0.99", 5, 0);
+	check_a(1, 2, "api.demo.svc.cluster.local.", "10.96.0.99", 0);
+	/* Fallback answers are not cached as cluster data. */
+	load_cluster(f);
+	ask(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	check_a(2, 3, "api.demo.svc.cluster.local.", "10.96.0.5", 0);
+	f->env.fallback = NULL;
+}
+
+static void test_cluster_answers_and_chase(void **state)
+{
+	struct fixture *f = *state;
+	load_cluster(f);
+	ask(f, "API.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 1, QUERY_UDP, true);
+	assert_int_equal(ncalls, 0);
+	check_a(0, 1, "API.demo.svc.cluster.local.", "10.96.0.5", 0);
+	ldns_pkt *p = reply_pkt(0);
+	assert_true(ldns_pkt_aa(p));
+	ldns_pkt_free(p);
+
+	ask(f, "www.google.com.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(ncalls, 0);
+	check_a(1, 2, "www.google.com.demo.svc.cluster.local.", NULL, LDNS_RCODE_NXDOMAIN);
+
+	/* ExternalName: the CNAME, then the target through the upstream. */
+	ask(f, "ext.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 3, QUERY_TCP, false);
+	assert_int_equal(ncalls, 1);
+	assert_int_equal(nreplies, 2);
+	assert_int_equal(holds, 1);
+	fake_answer(0, "192.0.2.44", 300, 0);
+	assert_int_equal(nreplies, 3);
+	assert_int_equal(holds, 0);
+	p = reply_pkt(2);
+	assert_int_equal(ldns_pkt_id(p), 3);
+	assert_int_equal(ldns_pkt_ancount(p), 2);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(p), 0)), LDNS_RR_TYPE_CNAME);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(p), 1)), LDNS_RR_TYPE_A);
+	ldns_pkt_free(p);
+	/* The target is now cached: the next chase needs no upstream. */
+	ask(f, "ext.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false);
+	assert_int_equal(ncalls, 1);
+	assert_int_equal(nreplies, 4);
+	check_a(3, 4, "ext.demo.svc.cluster.local.", "192.0.2.44", 0);
+}
+
+static void test_prefetch(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "p.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	fake_answer(0, "192.0.2.3", 100, 0);
+	now += 95 * 1000; /* the last 10% of the TTL */
+	ask(f, "p.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(nreplies, 2); /* answered from the cache at once */
+	assert_int_equal(ncalls, 2);   /* and refreshed in the background */
+	assert_int_equal(query_worker_stats(f->w)->prefetches, 1);
+	fake_answer(1, "192.0.2.4", 100, 0);
+	assert_int_equal(nreplies, 2); /* nobody waited on the prefetch */
+	ask(f, "p.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	check_a(2, 3, "p.example.test.", "192.0.2.4", 0);
+	assert_int_equal(answer_ttl(2), 100);
+}
+
+static void test_truncation(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "t.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	/* A reply larger than 512 bytes: 40 A records. */
+	struct call *c = &calls[0];
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_wire2pkt(&q, c->query, c->len), LDNS_STATUS_OK);
+	ldns_pkt *r = ldns_pkt_clone(q);
+	ldns_pkt_set_qr(r, true);
+	for (int i = 0; i < 40; i++) {
+		char text[128];
+		ldns_rr *rr = NULL;
+		snprintf(text, sizeof(text), "t.example.test. 300 IN A 192.0.2.%d", i);
+		assert_int_equal(ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL), LDNS_STATUS_OK);
+		ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, rr);
+	}
+	uint8_t *wire = NULL;
+	size_t len = 0;
+	assert_int_equal(ldns_pkt2wire(&wire, r, &len), LDNS_STATUS_OK);
+	c->done = true;
+	c->cb(c->arg, 0, wire, len, NULL);
+	LDNS_FREE(wire);
+	ldns_pkt_free(q);
+	ldns_pkt_free(r);
+	assert_int_equal(nreplies, 1);
+	assert_true(replies[0].len <= 512);
+	assert_true(replies[0].wire[2] & 0x02); /* TC */
+	/* Over TCP the whole answer comes from the cache. */
+	ask(f, "t.example.test.", LDNS_RR_TYPE_A, 2, QUERY_TCP, false);
+	ldns_pkt *p = reply_pkt(1);
+	assert_int_equal(ldns_pkt_ancount(p), 40);
+	assert_false(ldns_pkt_tc(p));
+	ldns_pkt_free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_miss_then_hit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_coalescing_and_waiter_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_servfail_then_stale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_negative_cached, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inflight_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stub_routing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cluster_unsynced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cluster_answers_and_chase, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
