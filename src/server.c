@@ -81,9 +81,13 @@ struct server {
 	struct log_limit lim;
 };
 
+/* Counters of one worker have one writer (its thread): a relaxed load and
+ * store is enough for the control thread's relaxed reads, and avoids a locked
+ * instruction per counter on the path of every query. */
 static inline void inc(_Atomic uint64_t *c)
 {
-	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------ sockets */
