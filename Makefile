@@ -59,6 +59,7 @@ unit: $(TEST_BINS)
 
 integration: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/run.py
+	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/cluster_e2e.py
 
 # The list+watch client against the API server stand-in (tests/apiserver/).
 watch:
