@@ -6,7 +6,7 @@
 #   make bench    the performance table against the peers (bench/)
 
 CC      ?= cc
-PKGS    := ldns libuv libcurl jansson yaml-0.1
+PKGS    := ldns libuv libcurl jansson yaml-0.1 libmnl
 CFLAGS  ?= -O2 -g
 # The project's own flags stay even when CFLAGS is given on the command line.
 NDNS_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -29,10 +29,11 @@ TEST_MODS_upstream := upstream metrics log
 TEST_MODS_k8s_stream := k8s_stream
 TEST_MODS_k8s_kubeconfig := k8s_kubeconfig
 TEST_MODS_admin := admin metrics log
+TEST_MODS_netsetup := netsetup metrics log
 TEST_MODS_query := query dnsmsg cache k8s_store cluster_snapshot cluster_zone log
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
-.PHONY: all run test unit integration watch watch-asan asan valgrind deps deps-test bench fuzz clean
+.PHONY: all run test unit integration node watch watch-asan asan valgrind deps deps-test bench fuzz clean
 
 all: $(BUILD)/nodedns
 
@@ -60,6 +61,11 @@ unit: $(TEST_BINS)
 integration: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/run.py
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/cluster_e2e.py
+
+# Node setup and safe restarts end to end, as root, in network namespaces
+# (tests/node/): interface, iptables, kill -9, rolling-update handover.
+node: $(BUILD)/nodedns
+	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/run.py
 
 # The list+watch client against the API server stand-in (tests/apiserver/).
 watch:
@@ -89,6 +95,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory watch
+	@$(MAKE) --no-print-directory node
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
 
@@ -103,3 +110,9 @@ bench: all
 
 clean:
 	rm -rf build build-asan
+
+fuzz-short:
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} tests/fuzz/run.sh
+
+fuzz:
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-600} tests/fuzz/run.sh

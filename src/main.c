@@ -6,7 +6,9 @@
  * loop: signals, the HTTP endpoints, the Kubernetes watch or the snapshot
  * file. Teardown is the reverse, on SIGTERM or SIGINT.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #include "nodedns/metrics.h"
 #include "nodedns/query.h"
 #include "nodedns/server.h"
+#include "nodedns/supervisor.h"
 #include "nodedns/upstream.h"
 #include "nodedns/worker.h"
 
@@ -58,6 +61,7 @@ struct app {
 	bool snapshot_loaded;
 	struct admin *admin;
 	char ident[256];
+	struct supervisor_child sup; /* set when a node-setup supervisor runs us */
 };
 
 /* ----------------------------------------------------------- upstreams */
@@ -335,6 +339,7 @@ static void render_metrics(void *arg, struct mbuf *b)
 		counter(b, "nodedns_health_failures_total", "Failed /health checks.", ld(&as->health_failures));
 	}
 	gauge(b, "nodedns_workers", "Worker threads.", app->nworkers);
+	supervisor_child_render_metrics(&app->sup, b);
 }
 
 static bool is_ready(void *arg)
@@ -462,6 +467,62 @@ static void on_signal(uv_signal_t *h, int signum)
 	shutdown_app(app);
 }
 
+/* ---------------------------------------------------------- node setup */
+
+static int listen_to_netsetup(const struct config_addr *c, struct netsetup_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (c->sa.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&c->sa;
+		a->family = AF_INET;
+		memcpy(a->ip, &in->sin_addr, 4);
+		a->port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (c->sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&c->sa;
+		a->family = AF_INET6;
+		memcpy(a->ip, &in6->sin6_addr, 16);
+		a->port = ntohs(in6->sin6_port);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/*
+ * With --setup-interface or --setup-iptables the process the operator
+ * started becomes the supervisor (src/supervisor.c): it owns the node setup
+ * and runs the resolver as its child, which comes back through here with
+ * NODEDNS_SUPERVISED=1 and serves.
+ * @return -1 to go on as the resolver, else the exit status of the process.
+ */
+static int node_setup_or_resolver(struct app *app)
+{
+	const struct config *cfg = &app->cfg;
+	int rc = supervisor_child_attach(&app->sup);
+	if (rc < 0) {
+		log_error("main", "the node setup supervisor is gone: exiting");
+		return 1;
+	}
+	if (rc == 1 || (!cfg->setup_interface && !cfg->setup_iptables))
+		return -1;
+	struct supervisor_config sc;
+	char err[256] = "";
+	if (supervisor_config_init(&sc, err, sizeof(err)) < 0) {
+		fprintf(stderr, "nodedns: %s\n", err);
+		return 2;
+	}
+	sc.net.ifname = cfg->setup_interface;
+	sc.net.iptables = cfg->setup_iptables;
+	for (size_t i = 0; i < cfg->nlisten && sc.net.naddrs < NETSETUP_MAX_ADDRS; i++)
+		if (listen_to_netsetup(&cfg->listen[i], &sc.net.addrs[sc.net.naddrs]) == 0)
+			sc.net.naddrs++;
+	struct netsetup_addr health;
+	if (cfg->has_health && listen_to_netsetup(&cfg->health, &health) == 0)
+		sc.net.health_port = health.port;
+	return supervisor_run(&sc, app->argv);
+}
+
 /* --------------------------------------------------------------- main */
 
 static bool acl_allowed(const void *arg, const struct sockaddr *sa)
@@ -492,6 +553,11 @@ int main(int argc, char **argv)
 	const struct config *cfg = &app->cfg;
 	log_setup((enum log_level)cfg->log_level, cfg->log_json);
 	signal(SIGPIPE, SIG_IGN);
+	int sup_rc = node_setup_or_resolver(app);
+	if (sup_rc >= 0) {
+		config_free(&app->cfg);
+		return sup_rc;
+	}
 
 	if (setup_forwarding(app) < 0) {
 		log_error("main", "out of memory");
@@ -644,6 +710,7 @@ int main(int argc, char **argv)
 		 cfg->nupstream ? cfg->upstream[0].text : "none", cfg->nupstream > 1 ? " and more" : "",
 		 cfg->upstream_proto == CONFIG_PROTO_UDP ? "udp" : "tcp");
 	exit_code = 0;
+	supervisor_child_ready(&app->sup);
 	uv_run(&app->loop, UV_RUN_DEFAULT);
 	goto joined;
 stop:
@@ -665,6 +732,7 @@ out:
 	for (size_t i = 0; i < CONFIG_MAX_STUBS; i++)
 		free(app->stub_lists[i]);
 	free(app->servers);
+	supervisor_child_detach(&app->sup);
 	config_free(&app->cfg);
 	return exit_code;
 }

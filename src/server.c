@@ -188,7 +188,9 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 {
 	struct udp_sock *u = h->data;
 	struct server *s = u->s;
-	if (nread > 0 && addr && s->qw && !s->stopping) {
+	/* Also while stopping: the socket left its group (udp_leave_group), and
+	 * what was queued on it before still deserves an answer. */
+	if (nread > 0 && addr && s->qw) {
 		struct query_client c;
 		c.proto = QUERY_UDP;
 		c.conn = u;
@@ -813,13 +815,45 @@ int server_start(uv_loop_t *loop, const struct server_config *cfg, struct server
 	return 0;
 }
 
+/* Take a UDP socket out of its SO_REUSEPORT group without closing it:
+ * connect it to a port nobody sends from (discard, on its own address). Linux
+ * then steers every new datagram to the group's unconnected sockets (those of
+ * the other workers or of the nodedns taking over during a rolling update),
+ * while this socket still delivers what was already queued on it and can send
+ * the answers still owed (sendto() on a connected UDP socket is allowed).
+ * Closing it instead would drop what the kernel queued on it meanwhile.
+ * @return 0, or -errno when the socket stays in the group. */
+static int udp_leave_group(struct udp_sock *u)
+{
+	uv_os_fd_t fd;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (uv_fileno((uv_handle_t *)&u->h, &fd) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -EBADF;
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons(9);
+	else if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(9);
+	else
+		return -EAFNOSUPPORT;
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		int e = errno;
+		log_warn("server", "cannot take a UDP socket out of its group (%s): "
+			 "datagrams queued on it at exit are lost", strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 void server_stop_listening(struct server *s)
 {
 	if (!s || s->stopping)
 		return;
 	s->stopping = true;
 	for (size_t i = 0; i < s->n; i++) {
-		if (s->udp[i].s && uv_is_active((uv_handle_t *)&s->udp[i].h))
+		if (s->udp[i].s && uv_is_active((uv_handle_t *)&s->udp[i].h) &&
+		    udp_leave_group(&s->udp[i]) < 0)
 			uv_udp_recv_stop(&s->udp[i].h);
 		if (s->tcp[i].s && !uv_is_closing((uv_handle_t *)&s->tcp[i].h) &&
 		    s->tcp[i].h.data) {

@@ -73,8 +73,11 @@ void server_set_query(struct server *s, struct query_worker *qw);
 
 const struct server_stats *server_stats(const struct server *s);
 
-/** Stop taking new queries: stop reading UDP, close the TCP listeners, stop
- * reading from connections. Replies to queries in flight still go out. */
+/** Stop taking new queries: take the UDP sockets out of their SO_REUSEPORT
+ * groups (new datagrams go to the other sockets bound to the same address,
+ * e.g. a successor's; what was already queued is still answered), close the
+ * TCP listeners, stop reading from connections. Replies to queries in flight
+ * still go out. */
 void server_stop_listening(struct server *s);
 
 /** Close everything and free @p s once libuv has closed its handles. Pending
