@@ -64,6 +64,7 @@ enum opt_id {
 	OPT_PODS,
 	OPT_SETUP_INTERFACE,
 	OPT_SETUP_IPTABLES,
+	OPT_USER,
 	OPT_METRICS,
 	OPT_HEALTH,
 	OPT_LOG_LEVEL,
@@ -169,6 +170,10 @@ static const struct opt_def opts[OPT_COUNT] = {
 		"NAME", "create dummy interface NAME holding the listen IPs", "off" },
 	[OPT_SETUP_IPTABLES] = { "setup-iptables", OPT_SETUP_IPTABLES, K_FLAG, 0, 0, 0, NULL, NULL,
 		"install NOTRACK/ACCEPT rules for the listen IPs", "off" },
+	[OPT_USER] = { "user", OPT_USER, K_STR, 0, 0, 0, NULL, "NAME",
+		"when started as root, switch to this user once the sockets are bound "
+		"('root': stay root; capabilities are dropped either way)",
+		"stay root, without capabilities" },
 
 	[OPT_METRICS] = { "metrics", OPT_METRICS, K_STR, 0, 0, 0, "Observability", "ADDR",
 		"serve GET /metrics on ADDR; 'none' disables", DEFAULT_METRICS },
@@ -825,6 +830,15 @@ static int apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b
 	case OPT_SETUP_IPTABLES:
 		cfg->setup_iptables = b;
 		return 0;
+	case OPT_USER: {
+		size_t len = strlen(s);
+		if (len == 0 || len > 32 || strpbrk(s, "/: \t\n\r\v\f")) {
+			snprintf(why, whylen, "must be a user name of 1 to 32 characters (got '%s')",
+				 shown(s, sb));
+			return -1;
+		}
+		return set_path(&cfg->user, s, why, whylen);
+	}
 	case OPT_METRICS:
 		return set_optional_addr(&cfg->metrics, &cfg->has_metrics, s, METRICS_PORT, why,
 					 whylen);
@@ -1288,6 +1302,8 @@ void config_free(struct config *cfg)
 	free(cfg->kubeconfig);
 	free(cfg->kube_snapshot);
 	free(cfg->setup_interface);
+	free(cfg->user);
+	cfg->user = NULL;
 	cfg->config_file = NULL;
 	cfg->kube_api = cfg->kube_token_file = cfg->kube_ca_file = NULL;
 	cfg->kubeconfig = cfg->kube_snapshot = NULL;

@@ -24,6 +24,7 @@
 #include "nodedns/k8s_watch.h"
 #include "nodedns/log.h"
 #include "nodedns/metrics.h"
+#include "nodedns/privdrop.h"
 #include "nodedns/query.h"
 #include "nodedns/server.h"
 #include "nodedns/supervisor.h"
@@ -705,6 +706,15 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* Everything is bound: keep no privilege (see privdrop.h). */
+	{
+		char what[160] = "", perr[256] = "";
+		if (privdrop_apply(cfg->user, what, sizeof(what), perr, sizeof(perr)) < 0) {
+			log_error("main", "%s", perr);
+			goto stop;
+		}
+		log_info("main", "%s", what);
+	}
 	log_info("main", "nodedns %s serving on %s%s (%u workers), upstream %s%s over %s",
 		 NODEDNS_VERSION, cfg->listen[0].text, cfg->nlisten > 1 ? " and more" : "", cfg->threads,
 		 cfg->nupstream ? cfg->upstream[0].text : "none", cfg->nupstream > 1 ? " and more" : "",

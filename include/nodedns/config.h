@@ -91,6 +91,7 @@ struct config {
 	/* node */
 	char *setup_interface; /* NULL: off */
 	bool setup_iptables;
+	char *user; /* --user: NULL keeps the uid (capabilities are dropped) */
 
 	/* observability */
 	struct config_addr metrics; /* valid when has_metrics */
