@@ -676,9 +676,27 @@ int supervisor_run(const struct supervisor_config *sc, char **argv)
 	if (read_oom(&s->orig_oom) == 0) {
 		s->have_orig_oom = true;
 		int rc = write_oom(SUPERVISOR_OOM_SCORE_ADJ);
+		/* Without CAP_SYS_RESOURCE the score can only go up: expected in
+		 * a pod (kubelet already gives Guaranteed pods -997). */
 		if (rc < 0)
-			log_warn(TAG, "cannot set oom_score_adj to %d (%s): the OOM killer may pick the "
-				 "supervisor", SUPERVISOR_OOM_SCORE_ADJ, strerror(-rc));
+			log_msg(rc == -EACCES || rc == -EPERM ? LOGL_INFO : LOGL_WARN, TAG,
+				"cannot set oom_score_adj to %d (%s): keeping %d", SUPERVISOR_OOM_SCORE_ADJ,
+				strerror(-rc), s->orig_oom);
+	}
+	/* The resolver's score: the operator's NODEDNS_OOM_SCORE_ADJ (a process
+	 * may always raise its own), else what we were started with. It should
+	 * be above the supervisor's, so the OOM killer takes the resolver, which
+	 * the supervisor restarts at once. */
+	const char *want = getenv(ENV_OOM);
+	if (want && *want) {
+		char *end = NULL;
+		long v = strtol(want, &end, 10);
+		if (*end == '\0' && v >= -1000 && v <= 1000) {
+			s->orig_oom = (int)v;
+			s->have_orig_oom = true;
+		} else {
+			log_warn(TAG, "%s=%s: not an integer from -1000 to 1000, ignored", ENV_OOM, want);
+		}
 	}
 	take_instance_lock(s);
 	char state_path[PATH_MAX];

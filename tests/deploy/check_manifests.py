@@ -5,9 +5,11 @@ Reads deploy/kustomization.yaml, every file it lists and deploy/config.json,
 and checks what the DaemonSet needs to work on a node and what the README
 promises about it: RBAC limited to get/list/watch on services, endpointslices
 and namespaces; host network, dnsPolicy Default, system-node-critical; the
-capability set; probes aimed at the health address of config.json; the update
-strategy; resources; the metrics port and its annotations; the xtables lock;
-config keys that are real nodedns options (from `nodedns --help`).
+capability set; probes aimed at the health address of config.json; the
+surge update strategy and what it needs (no host ports, the /run/nodedns
+hostPath for the instance lock); Guaranteed QoS; the metrics port and its
+annotations; the xtables lock; the Dockerfile's packages; config keys that are
+real nodedns options (from `nodedns --help`).
 
 Needs python3-yaml. The binary is $NODEDNS_BIN, else build/nodedns.
 If kubectl is installed, `kubectl kustomize deploy` must also succeed (offline).
@@ -244,21 +246,33 @@ check(annotations.get("prometheus.io/scrape") == "true", "DaemonSet: prometheus.
 check(annotations.get("prometheus.io/port") == str(metrics_port),
       "DaemonSet: prometheus.io/port is the metrics port of config.json")
 
+# Surge: the new pod serves next to the old one (SO_REUSEPORT), so a node
+# never goes without DNS during an update.
 strategy = dig(ds, "spec", "updateStrategy", default={})
 surge = dig(strategy, "rollingUpdate", "maxSurge", default=0)
 unavailable = dig(strategy, "rollingUpdate", "maxUnavailable", default=1)
 check(strategy.get("type") == "RollingUpdate", "DaemonSet: RollingUpdate")
+check(surge not in (None, 0, "0", "0%"), "DaemonSet: maxSurge > 0 (have %r)" % (surge,))
+check(unavailable in (0, "0", "0%"), "DaemonSet: maxUnavailable 0 (have %r)" % (unavailable,))
+min_ready = dig(ds, "spec", "minReadySeconds")
+check(isinstance(min_ready, int) and min_ready > 0,
+      "DaemonSet: minReadySeconds > 0 (the old pod stops once the new one has served that long)")
 containers = pod.get("containers") or []
 check(len(containers) == 1, "DaemonSet: one container")
 c = containers[0] if containers else {}
 ports = c.get("ports") or []
-if surge not in (0, "0", "0%"):
-    # A surging pod lands on a node whose old pod still holds the same host
-    # ports: the scheduler refuses it (kubernetes/kubernetes#106417).
-    check(not ports, "DaemonSet: maxSurge needs pods without (host) ports")
-    check(unavailable in (0, "0", "0%"), "DaemonSet: maxSurge with maxUnavailable 0")
-else:
-    check(unavailable not in (0, "0", "0%"), "DaemonSet: maxSurge 0 needs maxUnavailable > 0")
+# With hostNetwork every container port is a host port: the surging pod would
+# land on a node whose old pod holds the same ones, and the scheduler refuses
+# it (kubernetes/kubernetes#106417).
+check(not ports, "container: no ports (host ports block the surge pod), have %s" % ports)
+check(not any(p.get("hostPort") for ct in (pod.get("initContainers") or []) + containers
+              for p in ct.get("ports") or []), "DaemonSet: no hostPort anywhere")
+# Host ports used to keep nodedns off nodes where NodeLocal DNSCache runs; a
+# required anti-affinity does it now.
+anti = dig(pod, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution", default=[])
+check(any(t.get("topologyKey") == "kubernetes.io/hostname"
+          and dig(t, "labelSelector", "matchLabels", "k8s-app") == "node-local-dns" for t in anti),
+      "DaemonSet: required anti-affinity against k8s-app: node-local-dns per node")
 
 sc = c.get("securityContext") or {}
 caps = sc.get("capabilities") or {}
@@ -277,23 +291,46 @@ for kind, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready"),
         continue
     get = dig(probe, "httpGet", default={})
     port = get.get("port")
-    if isinstance(port, str):
-        port = next((p.get("containerPort") for p in ports if p.get("name") == port), None)
     check(get.get("path") == path, "container: %s GET %s" % (kind, path))
     check(port == health_port, "container: %s on the health port %s" % (kind, health_port))
     check(get.get("host") == health_ip,
           "container: %s host %s (the pod IP is the node's; health listens on %s only)"
           % (kind, health_ip, health_ip))
 
-res = c.get("resources") or {}
-check(dig(res, "requests", "cpu") and dig(res, "requests", "memory"),
-      "container: cpu and memory requests")
-check(dig(res, "limits", "memory"), "container: memory limit")
+check("SYS_RESOURCE" not in (caps.get("add") or []), "container: no SYS_RESOURCE")
 
-port_set = {(p.get("containerPort"), p.get("protocol", "TCP")) for p in ports}
-if ports:
-    check({(53, "UDP"), (53, "TCP"), (metrics_port, "TCP")} <= port_set,
-          "container: ports 53/UDP, 53/TCP and %s/TCP" % metrics_port)
+# Guaranteed QoS: requests == limits for cpu and memory (a request left out
+# defaults to the limit), so the kubelet sets oom_score_adj -997.
+UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+         "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "m": 1e-3}
+
+
+def quantity(q):
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T|m|)", str(q)) if q is not None else None
+    return float(m.group(1)) * UNITS[m.group(2)] if m else None
+
+
+res = c.get("resources") or {}
+for r in ("cpu", "memory"):
+    lim = quantity(dig(res, "limits", r))
+    req = quantity(dig(res, "requests", r, default=dig(res, "limits", r)))
+    check(lim and req == lim, "container: Guaranteed QoS needs %s requests == limits, have %s / %s"
+          % (r, dig(res, "requests", r), dig(res, "limits", r)))
+mem = quantity(dig(res, "limits", "memory")) or 0
+cache = quantity(str(cfg.get("cache-memory", "0")).replace("K", "k")) or 0
+check(mem >= cache + 64 * 2**20,
+      "container: memory limit %s covers cache-memory %s plus 64Mi" % (dig(res, "limits", "memory"),
+                                                                        cfg.get("cache-memory")))
+
+env = {e.get("name"): e.get("value") for e in c.get("env") or []}
+check(env.get("NODEDNS_IPTABLES_BACKEND", "auto") in ("auto", "plain", "legacy", "nft"),
+      "container: NODEDNS_IPTABLES_BACKEND auto|plain|legacy|nft")
+# The resolver's score must be above the supervisor's -997 (the OOM killer
+# takes the resolver, which the supervisor restarts) and below zero.
+oom = env.get("NODEDNS_OOM_SCORE_ADJ")
+check(oom is not None and oom.lstrip("-").isdigit() and -997 < int(oom) < 0,
+      "container: NODEDNS_OOM_SCORE_ADJ between -997 and 0 (got %r)" % oom)
+run_dir = env.get("NODEDNS_RUN_DIR", "/run/nodedns")
 
 args = c.get("args") or []
 flags = [a.split("=", 1)[0][2:] for a in args if a.startswith("--")]
@@ -314,6 +351,14 @@ xt = [v for v in volumes.values() if dig(v, "hostPath", "path") == "/run/xtables
 check(xt and dig(xt[0], "hostPath", "type") == "FileOrCreate", "DaemonSet: hostPath /run/xtables.lock FileOrCreate")
 check(xt and dig(mounts.get(xt[0].get("name")), "mountPath") == "/run/xtables.lock",
       "container: /run/xtables.lock mounted")
+# The instance lock and the state file, shared with the other pod of a surge
+# update: without them the pod that stops tears down what the new one uses.
+rd = [v for v in volumes.values() if dig(v, "hostPath", "path") == "/run/nodedns"]
+check(rd and dig(rd[0], "hostPath", "type") == "DirectoryOrCreate",
+      "DaemonSet: hostPath /run/nodedns DirectoryOrCreate")
+rd_mount = mounts.get(rd[0].get("name")) if rd else None
+check(rd_mount and rd_mount.get("mountPath") == run_dir and not rd_mount.get("readOnly"),
+      "container: /run/nodedns mounted writable at NODEDNS_RUN_DIR (%s)" % run_dir)
 
 # ---- Services ----
 
@@ -321,7 +366,8 @@ metrics_svc = next((s for s in services.values() if dig(s, "spec", "clusterIP") 
 check(metrics_svc, "a headless Service (clusterIP None) for metrics")
 check(dig(metrics_svc, "spec", "selector") == selector, "metrics Service: selects the nodedns pods")
 check([(p.get("port"), p.get("targetPort", p.get("port"))) for p in dig(metrics_svc, "spec", "ports", default=[])]
-      == [(metrics_port, metrics_port)], "metrics Service: port %s" % metrics_port)
+      == [(metrics_port, metrics_port)], "metrics Service: port and targetPort %s (a number: no named "
+      "container port exists)" % metrics_port)
 
 fallback = [a.split("=", 1)[1] for a in args if a.startswith("--cluster-fallback=")]
 check(len(fallback) == 1, "container: one --cluster-fallback")
@@ -346,9 +392,24 @@ except OSError:
 froms = re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)
 check(froms and froms[0] == "debian:bookworm" and froms[-1] == "debian:bookworm-slim",
       "Dockerfile: builds on debian:bookworm, runs on debian:bookworm-slim")
-for p in ("libldns3", "libuv1", "libcurl4", "libjansson4", "libyaml-0-2", "ca-certificates", "iptables"):
-    check(re.search(r"\b%s\b" % re.escape(p), dockerfile.split(froms[-1])[-1] if froms else ""),
+build_stage = dockerfile.split(froms[-1])[0] if froms else ""
+run_stage = dockerfile.split(froms[-1])[-1] if froms else ""
+for p in ("libldns3", "libuv1", "libcurl4", "libjansson4", "libyaml-0-2", "libmnl0",
+          "ca-certificates", "iptables"):
+    check(re.search(r"(?<![\w.-])%s(?![\w.-])" % re.escape(p), run_stage),
           "Dockerfile: runtime stage installs %s" % p)
+# The build stage has scripts/deps.sh's build list (cmocka is for unit tests only).
+try:
+    with open(os.path.join(ROOT, "scripts", "deps.sh"), encoding="utf-8") as f:
+        m = re.search(r'^build_pkgs="([^"]*)"', f.read(), re.M)
+    deps = m.group(1).split() if m else []
+except OSError:
+    deps = []
+check(deps, "scripts/deps.sh: a build_pkgs list")
+for p in deps:
+    if p != "libcmocka-dev":
+        check(re.search(r"(?<![\w.-])%s(?![\w.-])" % re.escape(p), build_stage),
+              "Dockerfile: build stage installs %s (scripts/deps.sh build list)" % p)
 
 # ---- kubectl kustomize (when kubectl is there; needs no cluster) ----
 
