@@ -33,7 +33,7 @@ TEST_MODS_netsetup := netsetup metrics log
 TEST_MODS_query := query dnsmsg cache k8s_store cluster_snapshot cluster_zone log
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
-.PHONY: all run test unit integration node watch watch-asan asan valgrind deps deps-test bench fuzz clean
+.PHONY: all run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz clean
 
 all: $(BUILD)/nodedns
 
@@ -61,6 +61,11 @@ unit: $(TEST_BINS)
 integration: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/run.py
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/cluster_e2e.py
+	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/faults.py
+
+# 30 s of mixed load with API churn and upstream restarts (bench/soak.sh runs 10 min).
+soak-ci: $(BUILD)/nodedns
+	@NODEDNS_BIN=$(BUILD)/nodedns bench/soak.sh --ci
 
 # Node setup and safe restarts end to end, as root, in network namespaces
 # (tests/node/): interface, iptables, kill -9, rolling-update handover.
@@ -96,6 +101,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory watch
 	@$(MAKE) --no-print-directory node
+	@$(MAKE) --no-print-directory soak-ci
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
 
