@@ -491,6 +491,43 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 	return blen;
 }
 
+size_t dnsmsg_name_from_text(const char *d, uint8_t *out)
+{
+	if (strcmp(d, ".") == 0 || *d == '\0') {
+		out[0] = 0;
+		return 1;
+	}
+	size_t o = 0;
+	const char *p = d;
+	while (*p) {
+		const char *dot = strchr(p, '.');
+		size_t l = dot ? (size_t)(dot - p) : strlen(p);
+		if (l == 0 || l > 63 || o + 1 + l + 1 > DNS_NAME_MAX_BYTES)
+			return 0;
+		out[o++] = (uint8_t)l;
+		memcpy(out + o, p, l);
+		o += l;
+		p += l;
+		if (*p == '.')
+			p++;
+	}
+	out[o++] = 0;
+	return o;
+}
+
+bool dnsmsg_name_under(const uint8_t *name, size_t len, const uint8_t *zone, size_t zlen)
+{
+	if (zlen == 0 || zlen > len)
+		return false;
+	size_t off = len - zlen;
+	if (memcmp(name + off, zone, zlen) != 0)
+		return false;
+	size_t p = 0;
+	while (p < off)
+		p += 1u + name[p];
+	return p == off;
+}
+
 char *dnsmsg_name_str(const uint8_t *name, size_t len, char *out, size_t cap)
 {
 	size_t o = 0, p = 0;

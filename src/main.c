@@ -94,31 +94,6 @@ static int build_group(struct app *app, const struct config_addr *addrs, size_t 
 	return 0;
 }
 
-/* Lower-case dotted domain -> wire form. @return length or 0. */
-static size_t domain_to_wire(const char *d, uint8_t *out)
-{
-	if (strcmp(d, ".") == 0 || *d == '\0') {
-		out[0] = 0;
-		return 1;
-	}
-	size_t o = 0;
-	const char *p = d;
-	while (*p) {
-		const char *dot = strchr(p, '.');
-		size_t l = dot ? (size_t)(dot - p) : strlen(p);
-		if (l == 0 || l > 63 || o + 1 + l + 1 > DNS_NAME_MAX_BYTES)
-			return 0;
-		out[o++] = (uint8_t)l;
-		memcpy(out + o, p, l);
-		o += l;
-		p += l;
-		if (*p == '.')
-			p++;
-	}
-	out[o++] = 0;
-	return o;
-}
-
 static int setup_forwarding(struct app *app)
 {
 	const struct config *cfg = &app->cfg;
@@ -140,7 +115,7 @@ static int setup_forwarding(struct app *app)
 		if (build_group(app, st->servers, st->nservers, &app->stub_lists[i],
 				&app->stub_groups[i]) < 0)
 			return -ENOMEM;
-		app->stubs[i].name_len = domain_to_wire(st->domain, app->stubs[i].name);
+		app->stubs[i].name_len = dnsmsg_name_from_text(st->domain, app->stubs[i].name);
 		app->stubs[i].group = &app->stub_groups[i];
 	}
 	return 0;

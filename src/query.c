@@ -52,6 +52,8 @@ struct query_worker {
 	size_t npending;
 	struct query_stats stats;
 	struct log_limit lim_fail;
+	uint8_t zone[DNS_NAME_MAX_BYTES]; /* the cluster domain, wire form */
+	size_t zone_len;
 	uint8_t buf[REPLY_BUF_BYTES];  /* reply being built */
 	uint8_t body[REPLY_BUF_BYTES]; /* prepared upstream body */
 	uint16_t ttl_off[CACHE_TTLS_MAX];
@@ -75,6 +77,7 @@ struct query_worker *query_worker_new(const struct query_env *env, struct upstre
 	w->env = env;
 	w->up = up;
 	w->io = *io;
+	w->zone_len = dnsmsg_name_from_text(env->cluster.domain, w->zone);
 	return w;
 }
 
@@ -234,16 +237,8 @@ static const struct upstream_group *pick_group(const struct query_worker *w,
 	size_t best_len = 0;
 	for (size_t i = 0; i < env->nstubs; i++) {
 		const struct query_stub *s = &env->stubs[i];
-		if (s->name_len > q->qname_len || s->name_len <= best_len)
-			continue;
-		size_t off = q->qname_len - s->name_len;
-		if (memcmp(q->lname + off, s->name, s->name_len) != 0)
-			continue;
-		/* the suffix must start at a label boundary */
-		size_t p = 0;
-		while (p < off)
-			p += 1u + q->lname[p];
-		if (p != off)
+		if (s->name_len <= best_len ||
+		    !dnsmsg_name_under(q->lname, q->qname_len, s->name, s->name_len))
 			continue;
 		best = s->group;
 		best_len = s->name_len;
@@ -608,7 +603,9 @@ void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
 		return;
 	}
 
-	bool in_zone = cluster_in_zone(&env->cluster, q.qname, q.qname_len);
+	/* The zone test on the lower-cased name: a suffix compare, not a
+	 * parse (this runs for every query). */
+	bool in_zone = dnsmsg_name_under(q.lname, q.qname_len, w->zone, w->zone_len);
 	if (in_zone || is_reverse(&q)) {
 		if (in_zone && !w->snap) {
 			inc(&w->stats.by_zone[0]);

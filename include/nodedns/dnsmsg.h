@@ -162,6 +162,15 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 			    uint8_t *out, size_t cap, uint16_t *ttl_off, size_t ttl_cap,
 			    struct dnsmsg_reply_info *info);
 
+/** Convert a lower-case dotted domain ("cluster.local", "." for the root;
+ * no trailing dot) to wire form in @p out (>= 255 bytes).
+ * @return the wire length, or 0 for an invalid name. */
+size_t dnsmsg_name_from_text(const char *domain, uint8_t *out);
+
+/** True when the wire name @p name (lower-case, @p len bytes) is @p zone
+ * (lower-case wire, @p zlen bytes) or below it, at a label boundary. */
+bool dnsmsg_name_under(const uint8_t *name, size_t len, const uint8_t *zone, size_t zlen);
+
 /** Read the rcode (low 4 bits) of a message header. */
 static inline int dnsmsg_rcode(const uint8_t *wire)
 {

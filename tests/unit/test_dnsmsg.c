@@ -1456,6 +1456,29 @@ static void test_strings(void **state)
 	assert_string_equal(dnsmsg_rcode_str(-1), "OTHER");
 }
 
+static void test_name_under(void **state)
+{
+	(void)state;
+	uint8_t zone[255], name[255];
+	size_t zl = dnsmsg_name_from_text("cluster.local", zone);
+	assert_int_equal(zl, 15);
+	size_t nl = dnsmsg_name_from_text("a.b.cluster.local", name);
+	assert_true(dnsmsg_name_under(name, nl, zone, zl));
+	assert_true(dnsmsg_name_under(zone, zl, zone, zl));
+	nl = dnsmsg_name_from_text("xcluster.local", name);
+	assert_false(dnsmsg_name_under(name, nl, zone, zl)); /* not at a label boundary */
+	nl = dnsmsg_name_from_text("local", name);
+	assert_false(dnsmsg_name_under(name, nl, zone, zl));
+	uint8_t root[1];
+	assert_int_equal(dnsmsg_name_from_text(".", root), 1);
+	assert_true(dnsmsg_name_under(name, nl, root, 1));
+	assert_int_equal(dnsmsg_name_from_text("a..b", name), 0);
+	char big[300];
+	memset(big, 'a', 64);
+	big[64] = '\0';
+	assert_int_equal(dnsmsg_name_from_text(big, name), 0); /* label > 63 */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1487,6 +1510,7 @@ int main(void)
 		cmocka_unit_test(test_prepare_two_tsig_no_leak),
 		cmocka_unit_test(test_prepare_then_finalize),
 		cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_name_under),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
