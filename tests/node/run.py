@@ -689,9 +689,25 @@ def transparent_fallback(ctx):
     tcp = ns.x(["dig", "+tcp", "+short", "@" + CLUSTER_IP, "www.node.test"]).stdout.strip()
     check(tcp == "192.0.2.10", "TCP through the ClusterIP: %r" % tcp)
     # The address without the NOTRACK rules (what the crash-loop backoff
-    # leaves) is harmless: kube-proxy's DNAT still applies.
-    ns.x(["iptables", "-t", "raw", "-F"])
-    check(who() == "kube-dns", "address kept, rules gone: %s" % who())
+    # leaves) is harmless: kube-proxy's DNAT still applies. The supervisor is
+    # stopped (SIGSTOP) for this step: its re-ensure (every 500 ms) would put
+    # the rules back at any moment, often between the flush and the query,
+    # which then met them again and was answered by nodedns. Stopped, it can
+    # start no pass (a pass in flight computed nothing to insert: all 24 were
+    # there); the resolver, a process of its own, keeps serving the address.
+    # The raw rules are checked gone before and after the query, so the
+    # answer is known to have come without them.
+    def raw_rules():
+        return [r for r in ns.rules() if r.startswith("raw ")]
+    n.signal(signal.SIGSTOP)
+    try:
+        ns.x(["iptables", "-t", "raw", "-F"])
+        check(raw_rules() == [], "raw rules left after the flush: %s" % raw_rules())
+        got = who()
+        check(raw_rules() == [], "raw rules back while the supervisor was stopped: %s" % raw_rules())
+        check(got == "kube-dns", "address kept, rules gone: %s" % got)
+    finally:
+        n.signal(signal.SIGCONT)
     wait_rules(ns, 24, timeout=3)
     check(who() == "nodedns", "after the re-ensure: %s" % who())
     check(n.stop() == 0, "exit status")
