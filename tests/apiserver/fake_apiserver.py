@@ -317,6 +317,9 @@ VERBOSE = False
 
 
 class ApiHandler(http.server.BaseHTTPRequestHandler):
+    # kube-apiserver sets TCP_NODELAY; without it headers and body sent in
+    # separate writes wait ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "fake-apiserver/1"
     timeout = 60
@@ -636,6 +639,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
 
 class ControlHandler(http.server.BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     timeout = 30
 
