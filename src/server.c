@@ -116,8 +116,13 @@ static int open_one(const struct config_addr *a, int type, char *err, size_t err
 	if (a->sa.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
 	if (type == SOCK_DGRAM) {
-		int size = 4 << 20; /* the kernel caps it at rmem_max */
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+		/* A deep receive queue rides out a moment without CPU (or a
+		 * burst of garbage) without dropping good queries. Past
+		 * rmem_max only with CAP_NET_ADMIN (we bind before dropping
+		 * it); else the kernel caps the plain request. */
+		int size = 8 << 20;
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	} else {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}

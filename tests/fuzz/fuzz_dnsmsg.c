@@ -1,11 +1,7 @@
 /* tests/fuzz/fuzz_dnsmsg.c - libFuzzer target for the DNS wire module.
  *
- * Build (from the repository root):
- *   mkdir -p build-fuzz
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
- *       tests/fuzz/fuzz_dnsmsg.c src/dnsmsg.c src/log.c -lldns -o build-fuzz/fuzz_dnsmsg
- * Run (new inputs go to the first directory; copy it, not the seeds, if unwanted):
- *   build-fuzz/fuzz_dnsmsg -max_total_time=180 tests/fuzz/corpus/dnsmsg
+ * Build and run: FUZZ_TARGETS=dnsmsg tests/fuzz/run.sh (FUZZ_SECONDS=0 only
+ * builds build-fuzz/fuzz_dnsmsg; runs use a copy of tests/fuzz/corpus/dnsmsg).
  * Reproduce a crash:
  *   build-fuzz/fuzz_dnsmsg crash-<sha1>
  *
