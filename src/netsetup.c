@@ -497,7 +497,9 @@ static void state_end(struct netsetup *ns, int fd, const struct owned_set *s)
 
 /* ------------------------------------------------------- interface */
 
-static int ensure_interface(struct netsetup *ns)
+/* Open rtnetlink and load the ownership records: what both interface passes
+ * start with. On failure nothing is left open or locked. */
+static int iface_begin(struct netsetup *ns, struct nl **nlp, int *sfd, struct owned_set *owned)
 {
 	struct nl *nl = malloc(sizeof(*nl));
 	if (!nl)
@@ -509,9 +511,27 @@ static int ensure_interface(struct netsetup *ns)
 		free(nl);
 		return rc;
 	}
+	state_begin(ns, sfd, owned);
+	*nlp = nl;
+	return 0;
+}
+
+/* Store the ownership records (releasing the state lock) and close rtnetlink. */
+static void iface_end(struct netsetup *ns, struct nl *nl, int sfd, const struct owned_set *owned)
+{
+	state_end(ns, sfd, owned);
+	nl_close(nl);
+	free(nl);
+}
+
+static int ensure_interface(struct netsetup *ns)
+{
+	struct nl *nl;
 	int sfd;
 	struct owned_set owned;
-	state_begin(ns, &sfd, &owned);
+	int rc = iface_begin(ns, &nl, &sfd, &owned);
+	if (rc < 0)
+		return rc;
 
 	struct link_info li;
 	rc = nl_get_link(nl, ns->ifname, &li);
@@ -609,9 +629,7 @@ static int ensure_interface(struct netsetup *ns)
 	}
 	free(d);
 out:
-	state_end(ns, sfd, &owned);
-	nl_close(nl);
-	free(nl);
+	iface_end(ns, nl, sfd, &owned);
 	if (rc == 0)
 		ns->iface_established = true;
 	return rc;
@@ -619,19 +637,12 @@ out:
 
 static int teardown_interface(struct netsetup *ns)
 {
-	struct nl *nl = malloc(sizeof(*nl));
-	if (!nl)
-		return -ENOMEM;
-	int rc = nl_open(ns, nl);
-	if (rc < 0) {
-		log_error(TAG, "rtnetlink: %s", strerror(-rc));
-		count_error(ns, NETSETUP_ERR_INTERFACE);
-		free(nl);
-		return rc;
-	}
+	struct nl *nl;
 	int sfd;
 	struct owned_set owned;
-	state_begin(ns, &sfd, &owned);
+	int rc = iface_begin(ns, &nl, &sfd, &owned);
+	if (rc < 0)
+		return rc;
 	struct link_info li;
 	rc = nl_get_link(nl, ns->ifname, &li);
 	if (rc == -ENODEV) {
@@ -684,9 +695,7 @@ static int teardown_interface(struct netsetup *ns)
 		owned_del_at(&owned, i);
 	}
 out:
-	state_end(ns, sfd, &owned);
-	nl_close(nl);
-	free(nl);
+	iface_end(ns, nl, sfd, &owned);
 	if (rc == 0)
 		ns->iface_established = false;
 	return rc;

@@ -44,14 +44,13 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import dnswire  # noqa: E402
 import harness  # noqa: E402
-from harness import CheckFailed, Skip, check, Nodedns, Nsd, LOCAL, REPO  # noqa: E402
+from harness import CheckFailed, Skip, check, Nodedns, LOCAL, REPO  # noqa: E402
 
 FAKE_API = os.path.join(REPO, "tests", "apiserver", "fake_apiserver.py")
 ZONE = "cluster.local"
@@ -61,11 +60,7 @@ POLL_S = 0.02
 TEST_TIMEOUT_S = 60
 
 TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
+test = harness.collector(TESTS)
 
 
 # ================================================================== fixture
@@ -400,21 +395,12 @@ _nsd = {}
 
 
 def upstream_nsd():
-    n = _nsd.get("main")
-    if n is None:
-        n = _nsd["main"] = Nsd([("example.test", "example.test.zone")], "e2e-main")
-    if not n.running():
-        n.start()
-    return n
+    return harness.shared_nsd(_nsd, "main", [("example.test", "example.test.zone")], "e2e-main")
 
 
 def fallback_nsd():
-    n = _nsd.get("fb")
-    if n is None:
-        n = _nsd["fb"] = Nsd([("cluster.local", "cluster.local.zone")], "e2e-fallback")
-    if not n.running():
-        n.start()
-    return n
+    return harness.shared_nsd(_nsd, "fb", [("cluster.local", "cluster.local.zone")],
+                              "e2e-fallback")
 
 
 def start_api(objects=None, **kw):
@@ -1177,98 +1163,19 @@ def wrong_name_refused():
 
 # ================================================================== runner
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise _Timeout("test did not finish within %d s" % TEST_TIMEOUT_S)
+def _after_test():
+    for fn in reversed(CLEANUP):
+        try:
+            fn()
+        except Exception as e:  # pragma: no cover
+            print("# cleanup: %s" % e)
+    CLEANUP.clear()
 
 
 def main(argv):
-    if "--list" in argv:
-        for t in TESTS:
-            print(t.__name__)
-        return 0
-    filters = [a for a in argv if not a.startswith("-")]
-    selected = [t for t in TESTS if not filters or any(f in t.__name__ for f in filters)]
-    binary = harness.nodedns_bin()
-    print("# nodedns cluster e2e: %s, %d tests" % (binary, len(selected)))
-    passed = failed = skipped = 0
-    if not selected:
-        print("cluster-e2e: 0 passed, 0 failed")
-        return 1 if filters else 0
-    if not os.path.exists(binary):
-        print("FAIL - setup: NODEDNS_BIN %s does not exist (build it first)" % binary)
-        print("cluster-e2e: 0 passed, 1 failed")
-        return 1
-    signal.signal(signal.SIGALRM, _alarm)
-    t_start = time.monotonic()
-    try:
-        for t in selected:
-            name = t.__name__
-            harness.ACTIVE.clear()
-            CLEANUP.clear()
-            t0 = time.monotonic()
-            signal.alarm(TEST_TIMEOUT_S)
-            try:
-                t()
-                signal.alarm(0)
-                print("ok - %s (%.1fs)" % (name, time.monotonic() - t0))
-                passed += 1
-            except Skip as e:
-                signal.alarm(0)
-                print("skip - %s: %s" % (name, e))
-                skipped += 1
-            except BaseException as e:
-                signal.alarm(0)
-                if isinstance(e, KeyboardInterrupt):
-                    raise
-                if isinstance(e, (CheckFailed, _Timeout)):
-                    reason = str(e)
-                else:
-                    tb = traceback.extract_tb(e.__traceback__)
-                    where = ["%s:%d" % (os.path.basename(f.filename), f.lineno) for f in tb
-                             if os.path.basename(f.filename) == "cluster_e2e.py"]
-                    reason = "%s: %s (at %s)" % (type(e).__name__, e, ", ".join(where[-3:]))
-                first, _, rest = reason.partition("\n")
-                print("FAIL - %s: %s" % (name, first))
-                if rest:
-                    print(rest)
-                if "--- nodedns stderr" not in rest:
-                    for nd in harness.ACTIVE:
-                        if nd.proc is not None:
-                            print("  nodedns pid %d (%s): %s" % (
-                                nd.proc.pid, nd.describe_rc(nd.proc.poll()), nd.cmdline()))
-                            print(nd.stderr_tail(25))
-                failed += 1
-            finally:
-                for nd in harness.ACTIVE:
-                    try:
-                        nd.kill()
-                    except Exception:
-                        pass
-                    nd.remove_files()
-                for fn in reversed(CLEANUP):
-                    try:
-                        fn()
-                    except Exception as e:  # pragma: no cover
-                        print("# cleanup: %s" % e)
-                CLEANUP.clear()
-            sys.stdout.flush()
-    finally:
-        signal.alarm(0)
-        for n in _nsd.values():
-            try:
-                n.cleanup()
-            except Exception as e:  # pragma: no cover
-                print("# nsd cleanup: %s" % e)
-    print("# %.1f s" % (time.monotonic() - t_start))
-    line = "cluster-e2e: %d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    return 1 if failed else 0
+    return harness.run_suite(argv, TESTS, "cluster-e2e", "cluster e2e", TEST_TIMEOUT_S,
+                             "cluster_e2e.py", frames=3, after_test=_after_test,
+                             teardown=lambda: harness.cleanup_nsds(_nsd))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,6 @@ import resource
 import select
 import selectors
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -64,7 +63,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -84,11 +82,7 @@ FIXED_OVERHEAD_MIB = 8    # see the docstring (measured: 2.6 MiB)
 SLOW_READER_RSS_MIB = 32  # RSS growth allowed while slow readers hold answers
 
 TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
+test = harness.collector(TESTS)
 
 
 # ================================================================== helpers
@@ -1443,93 +1437,8 @@ def reply_to_source_only():
 
 # ================================================================== runner
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise _Timeout("test did not finish within %d s" % TEST_TIMEOUT_S)
-
-
-def _report_processes():
-    out = []
-    for nd in harness.ACTIVE:
-        if nd.proc is None:
-            continue
-        out.append("  nodedns pid %d (%s): %s" % (nd.proc.pid, nd.describe_rc(nd.proc.poll()),
-                                                  nd.cmdline()))
-        out.append(nd.stderr_tail(25 if not nd.sanitizer_report() else 80))
-        if os.environ.get("NODEDNS_KEEP_LOGS"):
-            out.append("  (log kept: %s)" % nd.stderr_path)
-    return "\n".join(out)
-
-
 def main(argv):
-    if "--list" in argv:
-        for t in TESTS:
-            print(t.__name__)
-        return 0
-    filters = [a for a in argv if not a.startswith("-")]
-    selected = [t for t in TESTS if not filters or any(f in t.__name__ for f in filters)]
-    binary = harness.nodedns_bin()
-    print("# nodedns faults: %s, %d tests" % (binary, len(selected)))
-    if not os.path.exists(binary):
-        print("FAIL - setup: NODEDNS_BIN %s does not exist (build it first)" % binary)
-        print("faults: 0 passed, 1 failed")
-        return 1
-    if not selected:
-        print("faults: 0 passed, 0 failed")
-        return 1 if filters else 0
-    passed = failed = skipped = 0
-    signal.signal(signal.SIGALRM, _alarm)
-    t_start = time.monotonic()
-    for t in selected:
-        name = t.__name__
-        harness.ACTIVE.clear()
-        t0 = time.monotonic()
-        signal.alarm(TEST_TIMEOUT_S)
-        try:
-            t()
-            signal.alarm(0)
-            print("ok - %s (%.1fs)" % (name, time.monotonic() - t0))
-            passed += 1
-        except Skip as e:
-            signal.alarm(0)
-            print("skip - %s: %s" % (name, e))
-            skipped += 1
-        except BaseException as e:
-            signal.alarm(0)
-            if isinstance(e, KeyboardInterrupt):
-                raise
-            if isinstance(e, (CheckFailed, _Timeout)):
-                reason = str(e)
-            else:
-                tb = traceback.extract_tb(e.__traceback__)
-                where = ["%s:%d" % (os.path.basename(f.filename), f.lineno) for f in tb
-                         if os.path.basename(f.filename) == "faults.py"]
-                reason = "%s: %s (at %s)" % (type(e).__name__, e, ", ".join(where[-2:]))
-            first, _, rest = reason.partition("\n")
-            print("FAIL - %s: %s" % (name, first))
-            if rest:
-                print(rest)
-            procs = _report_processes()
-            if procs and "--- nodedns stderr" not in rest:
-                print(procs)
-            failed += 1
-        finally:
-            for nd in harness.ACTIVE:
-                try:
-                    nd.kill()
-                except Exception:
-                    pass
-                nd.remove_files()
-        sys.stdout.flush()
-    print("# %.1f s" % (time.monotonic() - t_start))
-    line = "faults: %d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    return 1 if failed else 0
+    return harness.run_suite(argv, TESTS, "faults", "faults", TEST_TIMEOUT_S, "faults.py")
 
 
 if __name__ == "__main__":

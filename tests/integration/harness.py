@@ -19,9 +19,11 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import traceback
 
 import dnswire
 
@@ -267,6 +269,26 @@ class Nsd:
             if self.dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 self.dir = None
+
+
+def shared_nsd(pool, key, zones, name):
+    """The NSD pool[key] serving @zones, made on first use and (re)started when
+    a previous test stopped it. Shared by the tests of one suite run."""
+    n = pool.get(key)
+    if n is None:
+        n = pool[key] = Nsd(zones, name)
+    if not n.running():
+        n.start()
+    return n
+
+
+def cleanup_nsds(pool):
+    """Stop every NSD of @pool (a dict made by shared_nsd) and remove its files."""
+    for n in pool.values():
+        try:
+            n.cleanup()
+        except Exception as e:  # pragma: no cover
+            print("# nsd cleanup: %s" % e)
 
 
 # ------------------------------------------------------------------ relay upstream
@@ -839,3 +861,132 @@ def drill(addr, name, qtype="A", tcp=False):
     a = _parse_presentation(out, "drill")
     a.rc = rc
     return a
+
+
+# ------------------------------------------------------------------ suite runner
+
+def collector(tests):
+    """A decorator that registers a test function: appends it to @tests."""
+    def test(fn):
+        tests.append(fn)
+        return fn
+    return test
+
+
+class TestTimeout(Exception):
+    pass
+
+
+def report_processes():
+    """State, command line and stderr tail of each nodedns the current test
+    started (for a failure report); "" when there is none."""
+    out = []
+    for nd in ACTIVE:
+        if nd.proc is None:
+            continue
+        state = nd.describe_rc(nd.proc.poll())
+        out.append("  nodedns pid %d (%s): %s" % (nd.proc.pid, state, nd.cmdline()))
+        out.append(nd.stderr_tail(25 if not nd.sanitizer_report() else 80))
+        if os.environ.get("NODEDNS_KEEP_LOGS"):
+            out.append("  (log kept: %s)" % nd.stderr_path)
+    return "\n".join(out)
+
+
+def _failure_reason(e, script, frames):
+    if isinstance(e, (CheckFailed, TestTimeout)):
+        return str(e)
+    tb = traceback.extract_tb(e.__traceback__)
+    where = ["%s:%d" % (os.path.basename(f.filename), f.lineno) for f in tb
+             if os.path.basename(f.filename) == script]
+    return "%s: %s (at %s)" % (type(e).__name__, e, ", ".join(where[-frames:]))
+
+
+def run_suite(argv, tests, suite, title, timeout_s, script, frames=2,
+              setup=None, after_test=None, teardown=None):
+    """Run a suite's tests and return the exit code (0: none failed).
+
+    argv: "--list" prints the test names; other words not starting with "-"
+    select the tests whose name contains one of them (all when there is none).
+    Prints "# nodedns <title>: <binary>, N tests", a line per test
+    ("ok - name (1.2s)", "FAIL - name: reason" with details, "skip - name: why")
+    and last "<suite>: N passed, N failed[, N skipped]", the line CI reads.
+    Each test runs under a SIGALRM timeout of timeout_s; an unexpected
+    exception is located by its last @frames frames in the file @script.
+    setup() runs before the first test and returns an error text or None;
+    after_test() runs after each test, once its nodedns instances are stopped;
+    teardown() runs at the end (also after a failed setup)."""
+    if "--list" in argv:
+        for t in tests:
+            print(t.__name__)
+        return 0
+    filters = [a for a in argv if not a.startswith("-")]
+    selected = [t for t in tests if not filters or any(f in t.__name__ for f in filters)]
+    binary = nodedns_bin()
+    print("# nodedns %s: %s, %d tests" % (title, binary, len(selected)))
+    if not selected:
+        print("%s: 0 passed, 0 failed" % suite)
+        return 1 if filters else 0
+    if not os.path.exists(binary):
+        setup_error = "NODEDNS_BIN %s does not exist (build it first)" % binary
+    else:
+        setup_error = setup() if setup else None
+    if setup_error:
+        print("FAIL - setup: %s" % setup_error)
+        print("%s: 0 passed, 1 failed" % suite)
+        if teardown:
+            teardown()
+        return 1
+
+    def alarm(signum, frame):
+        raise TestTimeout("test did not finish within %d s" % timeout_s)
+
+    passed = failed = skipped = 0
+    signal.signal(signal.SIGALRM, alarm)
+    t_start = time.monotonic()
+    try:
+        for t in selected:
+            name = t.__name__
+            ACTIVE.clear()
+            t0 = time.monotonic()
+            signal.alarm(timeout_s)
+            try:
+                t()
+                signal.alarm(0)
+                print("ok - %s (%.1fs)" % (name, time.monotonic() - t0))
+                passed += 1
+            except Skip as e:
+                signal.alarm(0)
+                print("skip - %s: %s" % (name, e))
+                skipped += 1
+            except BaseException as e:
+                signal.alarm(0)
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                first, _, rest = _failure_reason(e, script, frames).partition("\n")
+                print("FAIL - %s: %s" % (name, first))
+                if rest:
+                    print(rest)
+                procs = report_processes()
+                if procs and "--- nodedns stderr" not in rest:
+                    print(procs)
+                failed += 1
+            finally:
+                for nd in ACTIVE:
+                    try:
+                        nd.kill()
+                    except Exception:
+                        pass
+                    nd.remove_files()
+                if after_test:
+                    after_test()
+            sys.stdout.flush()
+    finally:
+        signal.alarm(0)
+        if teardown:
+            teardown()
+    print("# %.1f s" % (time.monotonic() - t_start))
+    line = "%s: %d passed, %d failed" % (suite, passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    print(line)
+    return 1 if failed else 0

@@ -33,14 +33,13 @@ import struct
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import dnswire  # noqa: E402
 import harness  # noqa: E402
 from dnswire import build_query, parse, check_reply  # noqa: E402
-from harness import (CheckFailed, Skip, check, Nodedns, Nsd, Relay,  # noqa: E402
+from harness import (CheckFailed, Skip, check, Nodedns, Relay,  # noqa: E402
                      Blackhole, REPO, LOCAL)
 
 SNAPSHOT = os.environ.get("NODEDNS_KUBE_SNAPSHOT") or \
@@ -60,11 +59,7 @@ METRIC_NAMES = [
 HISTOGRAM_NAMES = ["nodedns_upstream_latency_seconds"]
 
 TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
+test = harness.collector(TESTS)
 
 
 # ------------------------------------------------------------------ shared upstreams
@@ -74,22 +69,12 @@ _nsd = {}
 
 def nsd():
     """The example.test NSD, (re)started when a previous test stopped it."""
-    n = _nsd.get("main")
-    if n is None:
-        n = _nsd["main"] = Nsd([("example.test", "example.test.zone")], "main")
-    if not n.running():
-        n.start()
-    return n
+    return harness.shared_nsd(_nsd, "main", [("example.test", "example.test.zone")], "main")
 
 
 def nsd_stub():
-    n = _nsd.get("stub")
-    if n is None:
-        n = _nsd["stub"] = Nsd([("stub.test", "stub.test.zone"),
-                                ("cluster.local", "cluster.local.zone")], "stub")
-    if not n.running():
-        n.start()
-    return n
+    return harness.shared_nsd(_nsd, "stub", [("stub.test", "stub.test.zone"),
+                                             ("cluster.local", "cluster.local.zone")], "stub")
 
 
 def stop_nsd():
@@ -97,11 +82,7 @@ def stop_nsd():
 
 
 def cleanup_nsd():
-    for n in _nsd.values():
-        try:
-            n.cleanup()
-        except Exception as e:  # pragma: no cover
-            print("# nsd cleanup: %s" % e)
+    harness.cleanup_nsds(_nsd)
 
 
 # ------------------------------------------------------------------ small helpers
@@ -1157,106 +1138,17 @@ def cluster_not_synced_and_fallback():
 
 # ================================================================== runner
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise _Timeout("test did not finish within %d s" % TEST_TIMEOUT_S)
-
-
-def _report_processes():
-    out = []
-    for nd in harness.ACTIVE:
-        if nd.proc is None:
-            continue
-        state = nd.describe_rc(nd.proc.poll())
-        out.append("  nodedns pid %d (%s): %s" % (nd.proc.pid, state, nd.cmdline()))
-        out.append(nd.stderr_tail(25 if not nd.sanitizer_report() else 80))
-        if os.environ.get("NODEDNS_KEEP_LOGS"):
-            out.append("  (log kept: %s)" % nd.stderr_path)
-    return "\n".join(out)
+def _start_nsd():
+    try:
+        nsd()
+    except Exception as e:
+        return "cannot start NSD: %s" % e
+    return None
 
 
 def main(argv):
-    if "--list" in argv:
-        for t in TESTS:
-            print(t.__name__)
-        return 0
-    filters = [a for a in argv if not a.startswith("-")]
-    selected = [t for t in TESTS if not filters or any(f in t.__name__ for f in filters)]
-    passed = failed = skipped = 0
-    binary = harness.nodedns_bin()
-    print("# nodedns integration: %s, %d tests" % (binary, len(selected)))
-    if not selected:
-        print("integration: 0 passed, 0 failed")
-        return 1 if filters else 0
-    setup_error = None
-    if not os.path.exists(binary):
-        setup_error = "NODEDNS_BIN %s does not exist (build it first)" % binary
-    else:
-        try:
-            nsd()
-        except Exception as e:
-            setup_error = "cannot start NSD: %s" % e
-    if setup_error:
-        print("FAIL - setup: %s" % setup_error)
-        print("integration: 0 passed, 1 failed")
-        cleanup_nsd()
-        return 1
-    signal.signal(signal.SIGALRM, _alarm)
-    t_start = time.monotonic()
-    try:
-        for t in selected:
-            name = t.__name__
-            harness.ACTIVE.clear()
-            t0 = time.monotonic()
-            signal.alarm(TEST_TIMEOUT_S)
-            try:
-                t()
-                signal.alarm(0)
-                print("ok - %s (%.1fs)" % (name, time.monotonic() - t0))
-                passed += 1
-            except Skip as e:
-                signal.alarm(0)
-                print("skip - %s: %s" % (name, e))
-                skipped += 1
-            except BaseException as e:
-                signal.alarm(0)
-                if isinstance(e, KeyboardInterrupt):
-                    raise
-                if isinstance(e, (CheckFailed, _Timeout)):
-                    reason = str(e)
-                else:
-                    tb = traceback.extract_tb(e.__traceback__)
-                    where = ["%s:%d" % (os.path.basename(f.filename), f.lineno) for f in tb
-                             if os.path.basename(f.filename) in ("run.py",)]
-                    reason = "%s: %s (at %s)" % (type(e).__name__, e, ", ".join(where[-2:]))
-                first, _, rest = reason.partition("\n")
-                print("FAIL - %s: %s" % (name, first))
-                if rest:
-                    print(rest)
-                procs = _report_processes()
-                if procs and "--- nodedns stderr" not in rest:
-                    print(procs)
-                failed += 1
-            finally:
-                for nd in harness.ACTIVE:
-                    try:
-                        nd.kill()
-                    except Exception:
-                        pass
-                    nd.remove_files()
-            sys.stdout.flush()
-    finally:
-        signal.alarm(0)
-        cleanup_nsd()
-    print("# %.1f s" % (time.monotonic() - t_start))
-    line = "integration: %d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    return 1 if failed else 0
+    return harness.run_suite(argv, TESTS, "integration", "integration", TEST_TIMEOUT_S, "run.py",
+                             setup=_start_nsd, teardown=cleanup_nsd)
 
 
 if __name__ == "__main__":
