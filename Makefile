@@ -33,7 +33,7 @@ TEST_MODS_netsetup := netsetup metrics log
 TEST_MODS_query := query dnsmsg cache k8s_store cluster_snapshot cluster_zone log
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
-.PHONY: all run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz clean
+.PHONY: all run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean
 
 all: $(BUILD)/nodedns
 
@@ -102,6 +102,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory watch
 	@$(MAKE) --no-print-directory node
 	@$(MAKE) --no-print-directory soak-ci
+	@FUZZ_JOBS=2 $(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
 
@@ -117,6 +118,7 @@ bench: all
 clean:
 	rm -rf build build-asan
 
+# Every fuzz target for 20 s (in make test), or 10 min each (make fuzz).
 fuzz-short:
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} tests/fuzz/run.sh
 

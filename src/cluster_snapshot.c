@@ -368,7 +368,7 @@ static int pool_reserve(struct pool *p, size_t nports)
 {
 	struct svc_rec *r = p->r;
 
-	if (r->n_pool + nports > p->cap_pool) {
+	if (!r->pool || r->n_pool + nports > p->cap_pool) {
 		size_t cap = p->cap_pool ? p->cap_pool : 16;
 		while (cap < r->n_pool + nports)
 			cap *= 2;
