@@ -71,6 +71,7 @@ soak-ci: $(BUILD)/nodedns
 # (tests/node/): interface, iptables, kill -9, rolling-update handover.
 node: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/run.py
+	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/pods_e2e.py
 
 # The list+watch client against the API server stand-in (tests/apiserver/).
 watch:
