@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -63,6 +64,7 @@ struct app {
 	struct admin *admin;
 	char ident[256];
 	struct supervisor_child sup; /* set when a node-setup supervisor runs us */
+	size_t inherited_fds;        /* listening sockets the supervisor handed us */
 };
 
 /* ----------------------------------------------------------- upstreams */
@@ -480,7 +482,12 @@ static int node_setup_or_resolver(struct app *app)
 		log_error("main", "the node setup supervisor is gone: exiting");
 		return 1;
 	}
-	if (rc == 1 || (!cfg->setup_interface && !cfg->setup_iptables))
+	if (rc == 1) {
+		const char *n = getenv(SUPERVISOR_LISTEN_FDS_ENV);
+		app->inherited_fds = n ? strtoul(n, NULL, 10) : 0;
+		return -1;
+	}
+	if (!cfg->setup_interface && !cfg->setup_iptables)
 		return -1;
 	struct supervisor_config sc;
 	char err[256] = "";
@@ -496,7 +503,73 @@ static int node_setup_or_resolver(struct app *app)
 	struct netsetup_addr health;
 	if (cfg->has_health && listen_to_netsetup(&cfg->health, &health) == 0)
 		sc.net.health_port = health.port;
-	return supervisor_run(&sc, app->argv);
+
+	/* The supervisor holds the listening sockets for every resolver it
+	 * starts (see supervisor.h): bound here, once, in the order the
+	 * resolver's workers take them. */
+	size_t per = cfg->nlisten * 2, n = cfg->threads * per;
+	int *fds = calloc(n, sizeof(*fds));
+	if (!fds) {
+		fprintf(stderr, "nodedns: out of memory\n");
+		return 1;
+	}
+	for (unsigned i = 0; i < cfg->threads; i++) {
+		struct server_fds one[CONFIG_MAX_LISTEN];
+		if (server_bind(cfg->listen, cfg->nlisten, one, err, sizeof(err)) < 0) {
+			fprintf(stderr, "nodedns: %s\n", err);
+			for (size_t k = 0; k < i * per; k++)
+				close(fds[k]);
+			free(fds);
+			return 1;
+		}
+		for (size_t j = 0; j < cfg->nlisten; j++) {
+			fds[i * per + 2 * j] = one[j].udp;
+			fds[i * per + 2 * j + 1] = one[j].tcp;
+		}
+	}
+	sc.listen_fds = fds;
+	sc.nlisten_fds = n;
+	int status = supervisor_run(&sc, app->argv);
+	for (size_t k = 0; k < n; k++)
+		close(fds[k]);
+	free(fds);
+	return status;
+}
+
+/* Take the sockets a supervisor bound for worker @p worker (see
+ * node_setup_or_resolver), after checking each is what --listen asks for. */
+static int adopt_fds(const struct app *app, unsigned worker, struct server_fds *out, char *err,
+		     size_t errlen)
+{
+	const struct config *cfg = &app->cfg;
+	if (app->inherited_fds != (size_t)cfg->threads * cfg->nlisten * 2) {
+		snprintf(err, errlen, "the supervisor handed over %zu sockets, %u expected",
+			 app->inherited_fds, cfg->threads * (unsigned)cfg->nlisten * 2);
+		return -EINVAL;
+	}
+	for (size_t j = 0; j < cfg->nlisten; j++) {
+		int pair[2];
+		for (int k = 0; k < 2; k++) {
+			int fd = SUPERVISOR_LISTEN_FD_BASE + (int)((worker * cfg->nlisten + j) * 2) + k;
+			int type = 0;
+			socklen_t tl = sizeof(type);
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+			    type != (k ? SOCK_STREAM : SOCK_DGRAM) ||
+			    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+			    sl != cfg->listen[j].salen || memcmp(&ss, &cfg->listen[j].sa, sl) != 0) {
+				snprintf(err, errlen, "inherited socket %d is not %s/%s", fd,
+					 cfg->listen[j].text, k ? "tcp" : "udp");
+				return -EINVAL;
+			}
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+			pair[k] = fd;
+		}
+		out[j].udp = pair[0];
+		out[j].tcp = pair[1];
+	}
+	return 0;
 }
 
 /* --------------------------------------------------------------- main */
@@ -601,7 +674,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (unsigned i = 0; i < cfg->threads; i++) {
-		if (server_bind(cfg->listen, cfg->nlisten, fds[i], err, sizeof(err)) < 0) {
+		if ((app->inherited_fds ? adopt_fds(app, i, fds[i], err, sizeof(err))
+					: server_bind(cfg->listen, cfg->nlisten, fds[i], err, sizeof(err))) < 0) {
 			log_error("main", "%s", err);
 			for (unsigned j = 0; j < i; j++)
 				server_close_fds(fds[j], cfg->nlisten);

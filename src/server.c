@@ -862,6 +862,13 @@ void server_stop_listening(struct server *s)
 			uv_udp_recv_stop(&s->udp[i].h);
 		if (s->tcp[i].s && !uv_is_closing((uv_handle_t *)&s->tcp[i].h) &&
 		    s->tcp[i].h.data) {
+			/* The socket may be shared with a node-setup supervisor
+			 * that outlives us: shutdown() stops it listening (and
+			 * leaves its reuseport group) for every holder, where
+			 * close() would only drop our reference. */
+			uv_os_fd_t fd;
+			if (uv_fileno((uv_handle_t *)&s->tcp[i].h, &fd) == 0)
+				shutdown(fd, SHUT_RDWR);
 			uv_close((uv_handle_t *)&s->tcp[i].h, listener_closed);
 		}
 	}

@@ -85,7 +85,7 @@ struct sup {
 	unsigned backoff_exp;
 	int orig_oom;
 	bool have_orig_oom;
-	char own_env[3][64];
+	char own_env[4][64];
 	const char *exe; /* /proc/self/exe: this very binary, even if replaced on disk */
 };
 
@@ -305,7 +305,7 @@ static char **child_env(struct sup *s)
 	size_t n = 0;
 	while (environ[n])
 		n++;
-	char **env = calloc(n + 4, sizeof(*env));
+	char **env = calloc(n + 5, sizeof(*env));
 	if (!env)
 		return NULL;
 	size_t k = 0;
@@ -313,7 +313,8 @@ static char **child_env(struct sup *s)
 		const char *e = environ[i];
 		if (strncmp(e, ENV_SUPERVISED "=", sizeof(ENV_SUPERVISED)) == 0 ||
 		    strncmp(e, ENV_SUPERVISOR_PID "=", sizeof(ENV_SUPERVISOR_PID)) == 0 ||
-		    strncmp(e, ENV_OOM "=", sizeof(ENV_OOM)) == 0)
+		    strncmp(e, ENV_OOM "=", sizeof(ENV_OOM)) == 0 ||
+		    strncmp(e, SUPERVISOR_LISTEN_FDS_ENV "=", sizeof(SUPERVISOR_LISTEN_FDS_ENV)) == 0)
 			continue;
 		env[k++] = (char *)e;
 	}
@@ -324,6 +325,11 @@ static char **child_env(struct sup *s)
 	if (s->have_orig_oom) {
 		snprintf(s->own_env[2], sizeof(s->own_env[2]), ENV_OOM "=%d", s->orig_oom);
 		env[k++] = s->own_env[2];
+	}
+	if (s->sc->nlisten_fds) {
+		snprintf(s->own_env[3], sizeof(s->own_env[3]), SUPERVISOR_LISTEN_FDS_ENV "=%zu",
+			 s->sc->nlisten_fds);
+		env[k++] = s->own_env[3];
 	}
 	return env;
 }
@@ -555,7 +561,18 @@ static void spawn_child(struct sup *s)
 		child_close_pipe(c);
 		goto failed;
 	}
-	uv_stdio_container_t stdio[5];
+	size_t nstdio = SUPERVISOR_LISTEN_FD_BASE + s->sc->nlisten_fds;
+	uv_stdio_container_t *stdio = calloc(nstdio, sizeof(*stdio));
+	if (!stdio) {
+		log_error(TAG, "cannot start the resolver: out of memory");
+		close(p[1]);
+		child_close_pipe(c);
+		goto failed;
+	}
+	for (size_t i = 0; i < s->sc->nlisten_fds; i++) {
+		stdio[SUPERVISOR_LISTEN_FD_BASE + i].flags = UV_INHERIT_FD;
+		stdio[SUPERVISOR_LISTEN_FD_BASE + i].data.fd = s->sc->listen_fds[i];
+	}
 	for (int i = 0; i < 3; i++) {
 		stdio[i].flags = UV_INHERIT_FD;
 		stdio[i].data.fd = i;
@@ -570,11 +587,12 @@ static void spawn_child(struct sup *s)
 	o.file = s->exe;
 	o.args = s->argv;
 	o.env = s->env;
-	o.stdio_count = 5;
+	o.stdio_count = (int)nstdio;
 	o.stdio = stdio;
 	c->proc.data = c;
 	c->handles++;
 	rc = uv_spawn(&s->loop, &c->proc, &o);
+	free(stdio);
 	close(p[1]);
 	if (rc < 0) {
 		log_error(TAG, "cannot start the resolver (%s): %s", s->exe, uv_strerror(rc));

@@ -56,12 +56,22 @@
 #define SUPERVISOR_OOM_SCORE_ADJ (-998)
 #define SUPERVISOR_LOCK_WAIT_MS 30000     /* for a departing instance's teardown */
 
+/* The listening sockets the supervisor binds once and hands to every
+ * resolver it starts, at fds SUPERVISOR_LISTEN_FD_BASE.., their count in
+ * the environment variable SUPERVISOR_LISTEN_FDS_ENV. They outlive a
+ * resolver that dies: datagrams queued meanwhile are read by the next one,
+ * and clients never see a port-unreachable while it restarts. */
+#define SUPERVISOR_LISTEN_FD_BASE 5
+#define SUPERVISOR_LISTEN_FDS_ENV "NODEDNS_LISTEN_FDS"
+
 struct supervisor_config {
 	struct netsetup_config net;
 	char run_dir[256];
 	uint32_t reensure_ms;
 	uint32_t stop_timeout_ms;
 	uint32_t ready_timeout_ms;
+	const int *listen_fds; /* borrowed, kept open by the caller; may be NULL */
+	size_t nlisten_fds;
 };
 
 /**

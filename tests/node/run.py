@@ -722,8 +722,9 @@ def startup_failure(ctx):
     n = ctx.nodedns(env={"NODEDNS_REENSURE_MS": "5"}, name="badenv").start()
     check(n.wait() == 2, "bad NODEDNS_REENSURE_MS: exit %s" % n.proc.returncode)
     check("NODEDNS_REENSURE_MS" in n.log(), "message: %s" % n.log())
-    # Port taken by a socket without SO_REUSEPORT: the resolver exits 1, so
-    # does the supervisor, after removing the address it added; no rules.
+    # Port taken by a socket without SO_REUSEPORT: the supervisor binds the
+    # listening sockets itself (it hands them to every resolver), so it exits
+    # 1 at once, naming the address, before any node setup; no rules.
     holder = ns.popen(["python3", "-c",
                        "import socket,time\n"
                        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
@@ -733,7 +734,7 @@ def startup_failure(ctx):
     check(holder.stdout.readline().strip() == "bound", "port holder")
     n = ctx.nodedns(name="inuse").start()
     check(n.wait(10) == 1, "port in use: exit %s" % n.proc.returncode)
-    check("before it served" in n.log(), "log:\n%s" % n.log()[-1500:])
+    check("169.254.20.10:53/udp: Address already in use" in n.log(), "log:\n%s" % n.log()[-1500:])
     check(ns.rules() == [], "rules installed for a resolver that never served")
     check(LL + "/32" not in ns.addrs(), "address left")
     _kill_group(holder)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,91 +515,52 @@ static void test_bad_values(void **state)
 	EXPECT_ERROR("--pods: must be disabled or insecure (got 'a?b')", "--pods", "a\nb");
 }
 
+/* argv "nodedns OPT V1 ... OPT Vn", each value "<prefix><i + first><suffix>"
+ * for i from 0; valid until the next call. */
+static char **repeated(const char *opt, const char *prefix, int first, const char *suffix, int n)
+{
+	static char vals[CONFIG_MAX_ALLOW + 1][32];
+	static char *argv[2 * (CONFIG_MAX_ALLOW + 1) + 2];
+	int argc = 0;
+	assert_true(n <= CONFIG_MAX_ALLOW + 1);
+	argv[argc++] = "nodedns";
+	for (int i = 0; i < n; i++) {
+		snprintf(vals[i], sizeof(vals[i]), "%s%d%s", prefix, i + first, suffix);
+		argv[argc++] = (char *)opt;
+		argv[argc++] = vals[i];
+	}
+	argv[argc] = NULL;
+	return argv;
+}
+
+/* Each repeatable option: its maximum count fits, one more does not. */
 static void test_bounds(void **state)
 {
 	(void)state;
-	char vals[CONFIG_MAX_ALLOW + 1][32];
-	char *argv[2 * (CONFIG_MAX_ALLOW + 1) + 2];
-	int argc;
-
-	/* --listen: CONFIG_MAX_LISTEN fits, one more does not. */
-	for (int extra = 0; extra <= 1; extra++) {
-		argc = 0;
-		argv[argc++] = "nodedns";
-		for (int i = 0; i < CONFIG_MAX_LISTEN + extra; i++) {
-			snprintf(vals[i], sizeof(vals[i]), "127.0.0.%d", i + 1);
-			argv[argc++] = "--listen";
-			argv[argc++] = vals[i];
-		}
-		argv[argc] = NULL;
+	static const struct {
+		const char *opt, *prefix, *suffix; /* values "<prefix><i + first><suffix>" */
+		int first, max;
+		size_t count; /* offset of the config's count of them; SIZE_MAX: not checked */
+		const char *needle; /* in the error for max + 1 */
+	} limits[] = {
+		{ "--listen", "127.0.0.", "", 1, CONFIG_MAX_LISTEN, offsetof(struct config, nlisten),
+		  "--listen: at most 16" },
+		{ "--upstream", "10.0.1.", "", 1, CONFIG_MAX_UPSTREAMS, SIZE_MAX, "--upstream" },
+		{ "--stub", "d", ".example=10.0.0.1", 0, CONFIG_MAX_STUBS, offsetof(struct config, nstubs),
+		  "--stub" },
+		{ "--allow", "10.", ".0.0/16", 0, CONFIG_MAX_ALLOW, offsetof(struct config, nallow), "--allow" },
+	};
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		struct config cfg;
-		enum config_result r = parse_with(&cfg, g_resolv, argv);
-		if (extra) {
-			assert_int_equal(r, CONFIG_ERROR);
-			assert_non_null(strstr(g_err, "--listen: at most 16"));
-		} else {
-			assert_int_equal(r, CONFIG_OK);
-			assert_int_equal(cfg.nlisten, CONFIG_MAX_LISTEN);
-		}
+		char **argv = repeated(limits[i].opt, limits[i].prefix, limits[i].first, limits[i].suffix,
+				       limits[i].max);
+		assert_int_equal(parse_with(&cfg, g_resolv, argv), CONFIG_OK);
+		if (limits[i].count != SIZE_MAX)
+			assert_int_equal(*(const size_t *)((const char *)&cfg + limits[i].count), limits[i].max);
 		config_free(&cfg);
-	}
-
-	/* --upstream */
-	for (int extra = 0; extra <= 1; extra++) {
-		argc = 0;
-		argv[argc++] = "nodedns";
-		for (int i = 0; i < CONFIG_MAX_UPSTREAMS + extra; i++) {
-			snprintf(vals[i], sizeof(vals[i]), "10.0.1.%d", i + 1);
-			argv[argc++] = "--upstream";
-			argv[argc++] = vals[i];
-		}
-		argv[argc] = NULL;
-		struct config cfg;
-		enum config_result r = parse_with(&cfg, g_resolv, argv);
-		assert_int_equal(r, extra ? CONFIG_ERROR : CONFIG_OK);
-		if (extra)
-			assert_non_null(strstr(g_err, "--upstream"));
-		config_free(&cfg);
-	}
-
-	/* --stub */
-	for (int extra = 0; extra <= 1; extra++) {
-		argc = 0;
-		argv[argc++] = "nodedns";
-		for (int i = 0; i < CONFIG_MAX_STUBS + extra; i++) {
-			snprintf(vals[i], sizeof(vals[i]), "d%d.example=10.0.0.1", i);
-			argv[argc++] = "--stub";
-			argv[argc++] = vals[i];
-		}
-		argv[argc] = NULL;
-		struct config cfg;
-		enum config_result r = parse_with(&cfg, g_resolv, argv);
-		assert_int_equal(r, extra ? CONFIG_ERROR : CONFIG_OK);
-		if (extra)
-			assert_non_null(strstr(g_err, "--stub"));
-		else
-			assert_int_equal(cfg.nstubs, CONFIG_MAX_STUBS);
-		config_free(&cfg);
-	}
-
-	/* --allow */
-	for (int extra = 0; extra <= 1; extra++) {
-		argc = 0;
-		argv[argc++] = "nodedns";
-		for (int i = 0; i < CONFIG_MAX_ALLOW + extra; i++) {
-			snprintf(vals[i], sizeof(vals[i]), "10.%d.0.0/16", i);
-			argv[argc++] = "--allow";
-			argv[argc++] = vals[i];
-		}
-		argv[argc] = NULL;
-		struct config cfg;
-		enum config_result r = parse_with(&cfg, g_resolv, argv);
-		assert_int_equal(r, extra ? CONFIG_ERROR : CONFIG_OK);
-		if (extra)
-			assert_non_null(strstr(g_err, "--allow"));
-		else
-			assert_int_equal(cfg.nallow, CONFIG_MAX_ALLOW);
-		config_free(&cfg);
+		argv = repeated(limits[i].opt, limits[i].prefix, limits[i].first, limits[i].suffix,
+				limits[i].max + 1);
+		expect_error(argv, limits[i].needle);
 	}
 }
 
@@ -1024,27 +986,32 @@ static void test_parse_size(void **state)
 
 /* -------------------------------------------------------------- allowed */
 
-static struct sockaddr_storage sa4(const char *ip)
+/* A socket address of @p family for @p ip, port 0. */
+static struct sockaddr_storage sa_ip(int family, const char *ip)
 {
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	sin->sin_family = AF_INET;
-	assert_int_equal(inet_pton(AF_INET, ip, &sin->sin_addr), 1);
+	ss.ss_family = (sa_family_t)family;
+	void *dst = family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+				      : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+	assert_int_equal(inet_pton(family, ip, dst), 1);
 	return ss;
+}
+
+static struct sockaddr_storage sa4(const char *ip)
+{
+	return sa_ip(AF_INET, ip);
 }
 
 static struct sockaddr_storage sa6(const char *ip)
 {
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-	sin6->sin6_family = AF_INET6;
-	assert_int_equal(inet_pton(AF_INET6, ip, &sin6->sin6_addr), 1);
-	return ss;
+	return sa_ip(AF_INET6, ip);
 }
 
-#define ALLOWED(cfg, ss) config_allowed(cfg, (const struct sockaddr *)&(ss))
+static bool allowed(const struct config *cfg, struct sockaddr_storage ss)
+{
+	return config_allowed(cfg, (const struct sockaddr *)&ss);
+}
 
 static void test_allowed(void **state)
 {
@@ -1054,10 +1021,8 @@ static void test_allowed(void **state)
 
 	/* No --allow: everyone. */
 	assert_int_equal(PARSE0(&cfg), CONFIG_OK);
-	ss = sa4("203.0.113.1");
-	assert_true(ALLOWED(&cfg, ss));
-	ss = sa6("2001:db8::1");
-	assert_true(ALLOWED(&cfg, ss));
+	assert_true(allowed(&cfg, sa4("203.0.113.1")));
+	assert_true(allowed(&cfg, sa6("2001:db8::1")));
 	config_free(&cfg);
 
 	assert_int_equal(PARSE(&cfg, "--allow", "10.1.2.3/8", "--allow", "192.168.1.7",
@@ -1096,32 +1061,27 @@ static void test_allowed(void **state)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		ss = cases[i].v6 ? sa6(cases[i].ip) : sa4(cases[i].ip);
-		if (ALLOWED(&cfg, ss) != cases[i].ok)
+		if (allowed(&cfg, ss) != cases[i].ok)
 			fprintf(stderr, "allowed(%s) != %d\n", cases[i].ip, cases[i].ok);
-		assert_int_equal(ALLOWED(&cfg, ss), cases[i].ok);
+		assert_int_equal(allowed(&cfg, ss), cases[i].ok);
 	}
 	struct sockaddr_storage un;
 	memset(&un, 0, sizeof(un));
 	un.ss_family = AF_UNIX;
-	assert_false(ALLOWED(&cfg, un));
+	assert_false(allowed(&cfg, un));
 	assert_false(config_allowed(&cfg, NULL));
 	config_free(&cfg);
 
 	/* /0 matches its whole family. */
 	assert_int_equal(PARSE(&cfg, "--allow", "0.0.0.0/0"), CONFIG_OK);
-	ss = sa4("1.2.3.4");
-	assert_true(ALLOWED(&cfg, ss));
-	ss = sa6("::ffff:1.2.3.4");
-	assert_true(ALLOWED(&cfg, ss));
-	ss = sa6("2001:db8::1");
-	assert_false(ALLOWED(&cfg, ss));
+	assert_true(allowed(&cfg, sa4("1.2.3.4")));
+	assert_true(allowed(&cfg, sa6("::ffff:1.2.3.4")));
+	assert_false(allowed(&cfg, sa6("2001:db8::1")));
 	config_free(&cfg);
 
 	assert_int_equal(PARSE(&cfg, "--allow", "::/0"), CONFIG_OK);
-	ss = sa6("2001:db8::1");
-	assert_true(ALLOWED(&cfg, ss));
-	ss = sa4("1.2.3.4");
-	assert_false(ALLOWED(&cfg, ss));
+	assert_true(allowed(&cfg, sa6("2001:db8::1")));
+	assert_false(allowed(&cfg, sa4("1.2.3.4")));
 	config_free(&cfg);
 }
 

@@ -729,10 +729,99 @@ static void check_answer(const struct rec *r, const char *name, uint8_t tag)
 	}
 }
 
-/* ---- Tests ---- */
+/* ---- Test helpers ---- */
 
 #define TCP 0
 #define UDP 1
+
+/* A loop and one fake on TCP (@p mode, @p tag) as the only upstream server. */
+static void env_one(struct env *e, struct fake *f, enum fake_mode mode, uint8_t tag, uint32_t timeout_ms,
+		    unsigned conns, unsigned per_conn, unsigned max_inflight)
+{
+	env_init(e);
+	fake_start(f, &e->loop, mode, tag);
+	env_upstream(e, TCP, timeout_ms, conns, per_conn, max_inflight, &f->port, 1);
+}
+
+/* One fake answering on TCP (tag @p tag) and UDP (@p udp_mode); the upstream speaks UDP. */
+static void env_udp(struct env *e, struct fake *f, uint8_t tag, enum fake_mode udp_mode)
+{
+	env_init(e);
+	fake_start(f, &e->loop, FM_ANSWER, tag);
+	fake_start_udp(f, udp_mode);
+	env_upstream(e, UDP, 1000, 2, 256, 100, &f->port, 1);
+}
+
+/* Two fakes, tags 1 and 2, as the servers of one group in that order. */
+static void env_two(struct env *e, struct fake f[2], enum fake_mode mode0, enum fake_mode mode1,
+		    uint32_t timeout_ms)
+{
+	env_init(e);
+	fake_start(&f[0], &e->loop, mode0, 1);
+	fake_start(&f[1], &e->loop, mode1, 2);
+	int ports[] = { f[0].port, f[1].port };
+	env_upstream(e, TCP, timeout_ms, 2, 256, 100, ports, 2);
+}
+
+/* A single server on a port where nothing listens. */
+static void env_dead(struct env *e, int proto)
+{
+	int port = dead_port();
+	env_init(e);
+	env_upstream(e, proto, 1000, 2, 256, 100, &port, 1);
+}
+
+static void finish_one(struct env *e, struct fake *f)
+{
+	struct fake *fs[] = { f };
+	env_finish(e, fs, 1);
+}
+
+static void finish_two(struct env *e, struct fake f[2])
+{
+	struct fake *fs[] = { &f[0], &f[1] };
+	env_finish(e, fs, 2);
+}
+
+/* Send one query and run until its callback (the next one due) has run. */
+static void ask(struct env *e, uint16_t id, const char *name, struct rec *r)
+{
+	unsigned want = e->ndone + 1;
+	assert_int_equal(query(e, id, name, r), 0);
+	run_until(e, &e->ndone, want, 2000);
+}
+
+/* The name of query @p i of a batch: "<prefix><i>.<domain>". */
+static const char *batch_name(char *buf, size_t len, const char *prefix, int i, const char *domain)
+{
+	snprintf(buf, len, "%s%d.%s", prefix, i, domain);
+	return buf;
+}
+
+/* Send @p n queries (IDs @p id0 + i) at once, then run until all are called back. */
+static void ask_batch(struct env *e, struct rec *r, int n, uint16_t id0, const char *prefix, const char *domain,
+		      unsigned max_ms)
+{
+	char name[64];
+	unsigned want = e->ndone + (unsigned)n;
+	for (int i = 0; i < n; i++)
+		assert_int_equal(query(e, (uint16_t)(id0 + i), batch_name(name, sizeof(name), prefix, i, domain),
+				       &r[i]),
+				 0);
+	run_until(e, &e->ndone, want, max_ms);
+}
+
+/* Each of the @p n queries of a batch got its answer from @p tag. */
+static void check_batch(const struct rec *r, int n, const char *prefix, const char *domain, uint8_t tag)
+{
+	char name[64];
+	for (int i = 0; i < n; i++)
+		check_answer(&r[i], batch_name(name, sizeof(name), prefix, i, domain), tag);
+}
+
+#define STAT(e, i, field) sv(&(e).srv[i].stats.field)
+
+/* ---- Tests ---- */
 
 static void test_tcp_forward(void **state)
 {
@@ -740,9 +829,7 @@ static void test_tcp_forward(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r;
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_ANSWER, 7);
-	env_upstream(&e, TCP, 1000, 2, 256, 100, &f.port, 1);
+	env_one(&e, &f, FM_ANSWER, 7, 1000, 2, 256, 100);
 
 	assert_int_equal(query(&e, 0x1234, "www.example.com", &r), 0);
 	assert_int_equal(r.n, 0);
@@ -750,22 +837,20 @@ static void test_tcp_forward(void **state)
 	run_until(&e, &e.ndone, 1, 2000);
 	check_answer(&r, "www.example.com", 7);
 	assert_ptr_equal(r.srv, &e.srv[0]);
-	assert_int_equal(sv(&e.srv[0].stats.queries), 1);
-	assert_int_equal(sv(&e.srv[0].stats.replies), 1);
-	assert_int_equal(sv(&e.srv[0].stats.tcp_connects), 1);
-	assert_int_equal(sv(&e.srv[0].stats.latency.count), 1);
+	assert_int_equal(STAT(e, 0, queries), 1);
+	assert_int_equal(STAT(e, 0, replies), 1);
+	assert_int_equal(STAT(e, 0, tcp_connects), 1);
+	assert_int_equal(STAT(e, 0, latency.count), 1);
 	assert_int_equal(atomic_load(&e.srv[0].stats.open_conns), 1);
 	assert_int_equal(atomic_load(&upstream_worker_stats(e.u)->inflight), 0);
 
 	/* A second query reuses the idle connection. */
-	assert_int_equal(query(&e, 0x4321, "two.example.com", &r), 0);
-	run_until(&e, &e.ndone, 2, 2000);
+	ask(&e, 0x4321, "two.example.com", &r);
 	check_answer(&r, "two.example.com", 7);
-	assert_int_equal(sv(&e.srv[0].stats.tcp_connects), 1);
+	assert_int_equal(STAT(e, 0, tcp_connects), 1);
 	assert_int_equal(f.nconns, 1);
 
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 	assert_int_equal(atomic_load(&e.srv[0].stats.open_conns), 0);
 }
 
@@ -775,9 +860,7 @@ static void test_invalid(void **state)
 	struct env e;
 	struct rec r = { .e = &e };
 	uint8_t b[300];
-	int port = dead_port();
-	env_init(&e);
-	env_upstream(&e, TCP, 1000, 2, 256, 100, &port, 1);
+	env_dead(&e, TCP);
 
 	struct upstream_group empty = { .servers = e.list, .nservers = 0 };
 	size_t n = build_query(b, 1, "a.example", 1);
@@ -805,26 +888,16 @@ static void test_pipelining_reverse(void **state)
 	struct env e;
 	struct fake f;
 	static struct rec r[N];
-	char name[64];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_REVERSE, 3);
-	env_upstream(&e, TCP, 2000, 1, 256, 1000, &f.port, 1);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "q%d.example.org", i);
-		assert_int_equal(query(&e, (uint16_t)(1000 + i), name, &r[i]), 0);
-	}
-	run_until(&e, &e.ndone, N, 3000);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "q%d.example.org", i);
-		check_answer(&r[i], name, 3);
+	env_one(&e, &f, FM_REVERSE, 3, 2000, 1, 256, 1000);
+	ask_batch(&e, r, N, 1000, "q", "example.org", 3000);
+	check_batch(r, N, "q", "example.org", 3);
+	for (int i = 0; i < N; i++)
 		assert_int_equal(r[i].order, N - 1 - i); /* answered in reverse */
-	}
 	assert_int_equal(f.nconns, 1);
-	assert_int_equal(sv(&e.srv[0].stats.tcp_connects), 1);
-	assert_int_equal(sv(&e.srv[0].stats.replies), N);
-	assert_int_equal(sv(&e.srv[0].stats.bad_replies), 0);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, tcp_connects), 1);
+	assert_int_equal(STAT(e, 0, replies), N);
+	assert_int_equal(STAT(e, 0, bad_replies), 0);
+	finish_one(&e, &f);
 }
 
 static void test_pipelining_pool(void **state)
@@ -834,23 +907,12 @@ static void test_pipelining_pool(void **state)
 	struct env e;
 	struct fake f;
 	static struct rec r[N];
-	char name[64];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_REVERSE, 4);
-	env_upstream(&e, TCP, 2000, 2, 256, 1000, &f.port, 1);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "p%d.example.org", i);
-		assert_int_equal(query(&e, (uint16_t)i, name, &r[i]), 0);
-	}
-	run_until(&e, &e.ndone, N, 3000);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "p%d.example.org", i);
-		check_answer(&r[i], name, 4);
-	}
-	assert_true(sv(&e.srv[0].stats.tcp_connects) <= 2);
+	env_one(&e, &f, FM_REVERSE, 4, 2000, 2, 256, 1000);
+	ask_batch(&e, r, N, 0, "p", "example.org", 3000);
+	check_batch(r, N, "p", "example.org", 4);
+	assert_true(STAT(e, 0, tcp_connects) <= 2);
 	assert_true(f.nconns <= 2);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 }
 
 /* max_inflight_conn 4 with a pool of 1: the rest wait in the backlog. */
@@ -861,23 +923,12 @@ static void test_backlog(void **state)
 	struct env e;
 	struct fake f;
 	static struct rec r[N];
-	char name[64];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_REVERSE, 5);
-	env_upstream(&e, TCP, 2000, 1, 4, 1000, &f.port, 1);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "b%d.example.org", i);
-		assert_int_equal(query(&e, (uint16_t)i, name, &r[i]), 0);
-	}
-	run_until(&e, &e.ndone, N, 3000);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "b%d.example.org", i);
-		check_answer(&r[i], name, 5);
-	}
+	env_one(&e, &f, FM_REVERSE, 5, 2000, 1, 4, 1000);
+	ask_batch(&e, r, N, 0, "b", "example.org", 3000);
+	check_batch(r, N, "b", "example.org", 5);
 	assert_true(f.max_pend <= 4);
 	assert_int_equal(f.nconns, 1);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 }
 
 static void test_bad_replies_ignored(void **state)
@@ -886,18 +937,14 @@ static void test_bad_replies_ignored(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r;
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_BAD_THEN_GOOD, 9);
-	env_upstream(&e, TCP, 2000, 2, 256, 100, &f.port, 1);
-	assert_int_equal(query(&e, 0xbeef, "mixed.example.net", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_one(&e, &f, FM_BAD_THEN_GOOD, 9, 2000, 2, 256, 100);
+	ask(&e, 0xbeef, "mixed.example.net", &r);
 	check_answer(&r, "mixed.example.net", 9);
-	assert_int_equal(sv(&e.srv[0].stats.bad_replies), 8);
-	assert_int_equal(sv(&e.srv[0].stats.replies), 1);
+	assert_int_equal(STAT(e, 0, bad_replies), 8);
+	assert_int_equal(STAT(e, 0, replies), 1);
 	run_for(&e, 50);
 	assert_int_equal(r.n, 1);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 }
 
 static void test_only_wrong_question_eproto(void **state)
@@ -906,16 +953,12 @@ static void test_only_wrong_question_eproto(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r;
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_WRONG_QUESTION, 1);
-	env_upstream(&e, TCP, 80, 2, 256, 100, &f.port, 1);
-	assert_int_equal(query(&e, 1, "x.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_one(&e, &f, FM_WRONG_QUESTION, 1, 80, 2, 256, 100);
+	ask(&e, 1, "x.example", &r);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.status, -EPROTO);
-	assert_int_equal(sv(&e.srv[0].stats.bad_replies), 1);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, bad_replies), 1);
+	finish_one(&e, &f);
 }
 
 static void test_timeout_failover(void **state)
@@ -924,23 +967,17 @@ static void test_timeout_failover(void **state)
 	struct env e;
 	struct fake f[2];
 	struct rec r;
-	env_init(&e);
-	fake_start(&f[0], &e.loop, FM_SILENT, 1);
-	fake_start(&f[1], &e.loop, FM_ANSWER, 2);
-	int ports[] = { f[0].port, f[1].port };
-	env_upstream(&e, TCP, 100, 2, 256, 100, ports, 2);
+	env_two(&e, f, FM_SILENT, FM_ANSWER, 100);
 	uint64_t t0 = uv_hrtime();
-	assert_int_equal(query(&e, 77, "slow.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	ask(&e, 77, "slow.example", &r);
 	check_answer(&r, "slow.example", 2);
 	assert_ptr_equal(r.srv, &e.srv[1]);
 	double ms = (double)(r.done_ns - t0) / 1e6;
 	assert_true(ms >= 90 && ms < 1000);
-	assert_int_equal(sv(&e.srv[0].stats.timeouts), 1);
-	assert_int_equal(sv(&e.srv[0].stats.queries), 1);
-	assert_int_equal(sv(&e.srv[1].stats.queries), 1);
-	struct fake *fs[] = { &f[0], &f[1] };
-	env_finish(&e, fs, 2);
+	assert_int_equal(STAT(e, 0, timeouts), 1);
+	assert_int_equal(STAT(e, 0, queries), 1);
+	assert_int_equal(STAT(e, 1, queries), 1);
+	finish_two(&e, f);
 }
 
 /* A reply after the timeout is dropped; the callback runs once. */
@@ -950,21 +987,15 @@ static void test_late_reply_dropped(void **state)
 	struct env e;
 	struct fake f[2];
 	struct rec r;
-	env_init(&e);
-	fake_start(&f[0], &e.loop, FM_DELAY, 1);
+	env_two(&e, f, FM_DELAY, FM_ANSWER, 100);
 	f[0].delay_ms = 200;
-	fake_start(&f[1], &e.loop, FM_ANSWER, 2);
-	int ports[] = { f[0].port, f[1].port };
-	env_upstream(&e, TCP, 100, 2, 256, 100, ports, 2);
-	assert_int_equal(query(&e, 78, "late.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	ask(&e, 78, "late.example", &r);
 	check_answer(&r, "late.example", 2);
 	run_for(&e, 150);
 	assert_int_equal(r.n, 1);
-	assert_int_equal(sv(&e.srv[0].stats.bad_replies), 1);
-	assert_int_equal(sv(&e.srv[0].stats.replies), 0);
-	struct fake *fs[] = { &f[0], &f[1] };
-	env_finish(&e, fs, 2);
+	assert_int_equal(STAT(e, 0, bad_replies), 1);
+	assert_int_equal(STAT(e, 0, replies), 0);
+	finish_two(&e, f);
 }
 
 static void test_all_refused(void **state)
@@ -976,12 +1007,11 @@ static void test_all_refused(void **state)
 	env_init(&e);
 	env_upstream(&e, TCP, 2000, 2, 256, 100, ports, 2);
 	uint64_t t0 = uv_hrtime();
-	assert_int_equal(query(&e, 1, "down.example", &r[0]), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	ask(&e, 1, "down.example", &r[0]);
 	assert_int_equal(r[0].status, -ECONNREFUSED);
 	assert_true(ms_since(t0) < 500);
-	assert_true(sv(&e.srv[0].stats.conn_failures) >= 1);
-	assert_true(sv(&e.srv[1].stats.conn_failures) >= 1);
+	assert_true(STAT(e, 0, conn_failures) >= 1);
+	assert_true(STAT(e, 1, conn_failures) >= 1);
 	/* Both in backoff now: still refused quickly. */
 	t0 = uv_hrtime();
 	assert_int_equal(query(&e, 2, "down2.example", &r[1]), 0);
@@ -999,18 +1029,12 @@ static void test_all_timeout(void **state)
 	struct env e;
 	struct fake f[2];
 	struct rec r;
-	env_init(&e);
-	fake_start(&f[0], &e.loop, FM_SILENT, 1);
-	fake_start(&f[1], &e.loop, FM_SILENT, 2);
-	int ports[] = { f[0].port, f[1].port };
-	env_upstream(&e, TCP, 50, 2, 256, 100, ports, 2);
-	assert_int_equal(query(&e, 1, "void.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_two(&e, f, FM_SILENT, FM_SILENT, 50);
+	ask(&e, 1, "void.example", &r);
 	assert_int_equal(r.status, -ETIMEDOUT);
-	assert_int_equal(sv(&e.srv[0].stats.timeouts), 1);
-	assert_int_equal(sv(&e.srv[1].stats.timeouts), 1);
-	struct fake *fs[] = { &f[0], &f[1] };
-	env_finish(&e, fs, 2);
+	assert_int_equal(STAT(e, 0, timeouts), 1);
+	assert_int_equal(STAT(e, 1, timeouts), 1);
+	finish_two(&e, f);
 }
 
 /* A refused server and a live one: the live one answers; then the refused
@@ -1025,17 +1049,14 @@ static void test_backoff_skips(void **state)
 	fake_start(&f, &e.loop, FM_ANSWER, 2);
 	int ports[] = { dead_port(), f.port };
 	env_upstream(&e, TCP, 1000, 2, 256, 100, ports, 2);
-	assert_int_equal(query(&e, 1, "a.example", &r[0]), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	ask(&e, 1, "a.example", &r[0]);
 	check_answer(&r[0], "a.example", 2);
-	uint64_t fails = sv(&e.srv[0].stats.conn_failures);
+	uint64_t fails = STAT(e, 0, conn_failures);
 	assert_true(fails >= 1);
-	assert_int_equal(query(&e, 2, "b.example", &r[1]), 0);
-	run_until(&e, &e.ndone, 2, 2000);
+	ask(&e, 2, "b.example", &r[1]);
 	check_answer(&r[1], "b.example", 2);
-	assert_int_equal(sv(&e.srv[0].stats.queries), 1); /* skipped */
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, queries), 1); /* skipped */
+	finish_one(&e, &f);
 }
 
 static void test_server_closes_after_each_answer(void **state)
@@ -1046,28 +1067,16 @@ static void test_server_closes_after_each_answer(void **state)
 	struct fake f;
 	static struct rec r[N];
 	char name[64];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_CLOSE_AFTER, 6);
-	env_upstream(&e, TCP, 2000, 2, 256, 100, &f.port, 1);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "c%d.example", i);
-		assert_int_equal(query(&e, (uint16_t)(500 + i), name, &r[i]), 0);
-	}
-	run_until(&e, &e.ndone, N, 3000);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "c%d.example", i);
-		check_answer(&r[i], name, 6);
-	}
+	env_one(&e, &f, FM_CLOSE_AFTER, 6, 2000, 2, 256, 100);
+	ask_batch(&e, r, N, 500, "c", "example", 3000);
+	check_batch(r, N, "c", "example", 6);
 	assert_true(f.nconns >= 2);
 	/* And sequentially: each query finds the previous connection closed. */
 	for (int i = 0; i < 5; i++) {
-		snprintf(name, sizeof(name), "s%d.example", i);
-		assert_int_equal(query(&e, (uint16_t)(900 + i), name, &r[i]), 0);
-		run_until(&e, &e.ndone, N + i + 1, 2000);
+		ask(&e, (uint16_t)(900 + i), batch_name(name, sizeof(name), "s", i, "example"), &r[i]);
 		check_answer(&r[i], name, 6);
 	}
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 }
 
 /* The second query on a connection is met with a close: resent once on a
@@ -1078,19 +1087,14 @@ static void test_reused_conn_resent(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r[2];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_CLOSE_SECOND, 8);
-	env_upstream(&e, TCP, 2000, 1, 256, 100, &f.port, 1);
-	assert_int_equal(query(&e, 10, "first.example", &r[0]), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_one(&e, &f, FM_CLOSE_SECOND, 8, 2000, 1, 256, 100);
+	ask(&e, 10, "first.example", &r[0]);
 	check_answer(&r[0], "first.example", 8);
-	assert_int_equal(query(&e, 11, "second.example", &r[1]), 0);
-	run_until(&e, &e.ndone, 2, 2000);
+	ask(&e, 11, "second.example", &r[1]);
 	check_answer(&r[1], "second.example", 8);
 	assert_int_equal(f.nconns, 2);
-	assert_int_equal(sv(&e.srv[0].stats.queries), 2); /* the resend is no new attempt */
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, queries), 2); /* the resend is no new attempt */
+	finish_one(&e, &f);
 }
 
 static void test_truncated_frame_failover(void **state)
@@ -1099,19 +1103,13 @@ static void test_truncated_frame_failover(void **state)
 	struct env e;
 	struct fake f[2];
 	struct rec r;
-	env_init(&e);
-	fake_start(&f[0], &e.loop, FM_TRUNCATE, 1);
-	fake_start(&f[1], &e.loop, FM_ANSWER, 2);
-	int ports[] = { f[0].port, f[1].port };
-	env_upstream(&e, TCP, 2000, 2, 256, 100, ports, 2);
+	env_two(&e, f, FM_TRUNCATE, FM_ANSWER, 2000);
 	uint64_t t0 = uv_hrtime();
-	assert_int_equal(query(&e, 5, "cut.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	ask(&e, 5, "cut.example", &r);
 	check_answer(&r, "cut.example", 2);
 	assert_true(ms_since(t0) < 500);
-	assert_true(sv(&e.srv[0].stats.conn_failures) >= 1);
-	struct fake *fs[] = { &f[0], &f[1] };
-	env_finish(&e, fs, 2);
+	assert_true(STAT(e, 0, conn_failures) >= 1);
+	finish_two(&e, f);
 }
 
 static void test_short_frame_failover(void **state)
@@ -1120,18 +1118,12 @@ static void test_short_frame_failover(void **state)
 	struct env e;
 	struct fake f[2];
 	struct rec r;
-	env_init(&e);
-	fake_start(&f[0], &e.loop, FM_SHORT_FRAME, 1);
-	fake_start(&f[1], &e.loop, FM_ANSWER, 2);
-	int ports[] = { f[0].port, f[1].port };
-	env_upstream(&e, TCP, 2000, 2, 256, 100, ports, 2);
-	assert_int_equal(query(&e, 5, "short.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_two(&e, f, FM_SHORT_FRAME, FM_ANSWER, 2000);
+	ask(&e, 5, "short.example", &r);
 	check_answer(&r, "short.example", 2);
-	assert_int_equal(sv(&e.srv[0].stats.bad_replies), 1);
+	assert_int_equal(STAT(e, 0, bad_replies), 1);
 	assert_int_equal(atomic_load(&e.srv[0].stats.open_conns), 0);
-	struct fake *fs[] = { &f[0], &f[1] };
-	env_finish(&e, fs, 2);
+	finish_two(&e, f);
 }
 
 /* Hostile replies: random frames, some with the right ID or question prefix. */
@@ -1142,22 +1134,14 @@ static void test_garbage_replies(void **state)
 	struct env e;
 	struct fake f;
 	static struct rec r[N];
-	char name[64];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_GARBAGE, 1);
-	env_upstream(&e, TCP, 100, 2, 256, 100, &f.port, 1);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "g%d.example", i);
-		assert_int_equal(query(&e, (uint16_t)i, name, &r[i]), 0);
-	}
-	run_until(&e, &e.ndone, N, 3000);
+	env_one(&e, &f, FM_GARBAGE, 1, 100, 2, 256, 100);
+	ask_batch(&e, r, N, 0, "g", "example", 3000);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(r[i].n, 1);
 		assert_true(r[i].status == -EPROTO || r[i].status == -ETIMEDOUT);
 	}
-	assert_true(sv(&e.srv[0].stats.bad_replies) > 0);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_true(STAT(e, 0, bad_replies) > 0);
+	finish_one(&e, &f);
 }
 
 /* A connection that answers once and then never again is closed as wedged. */
@@ -1167,26 +1151,19 @@ static void test_wedged_conn_replaced(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r[4];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_SILENT_AFTER, 4);
-	env_upstream(&e, TCP, 50, 1, 256, 100, &f.port, 1);
-	assert_int_equal(query(&e, 1, "w1.example", &r[0]), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_one(&e, &f, FM_SILENT_AFTER, 4, 50, 1, 256, 100);
+	ask(&e, 1, "w1.example", &r[0]);
 	check_answer(&r[0], "w1.example", 4);
-	assert_int_equal(query(&e, 2, "w2.example", &r[1]), 0);
-	run_until(&e, &e.ndone, 2, 2000);
+	ask(&e, 2, "w2.example", &r[1]);
 	assert_int_equal(r[1].status, -ETIMEDOUT);
 	assert_int_equal(f.nconns, 1);
-	assert_int_equal(query(&e, 3, "w3.example", &r[2]), 0);
-	run_until(&e, &e.ndone, 3, 2000);
+	ask(&e, 3, "w3.example", &r[2]);
 	assert_int_equal(r[2].status, -ETIMEDOUT);
 	assert_int_equal(atomic_load(&e.srv[0].stats.open_conns), 0); /* closed as wedged */
-	assert_int_equal(query(&e, 4, "w4.example", &r[3]), 0);
-	run_until(&e, &e.ndone, 4, 2000);
+	ask(&e, 4, "w4.example", &r[3]);
 	check_answer(&r[3], "w4.example", 4);
 	assert_int_equal(f.nconns, 2);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 }
 
 static void test_restart_recovery(void **state)
@@ -1195,33 +1172,26 @@ static void test_restart_recovery(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r[4];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_ANSWER, 5);
-	env_upstream(&e, TCP, 1000, 2, 256, 100, &f.port, 1);
-	assert_int_equal(query(&e, 1, "up.example", &r[0]), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_one(&e, &f, FM_ANSWER, 5, 1000, 2, 256, 100);
+	ask(&e, 1, "up.example", &r[0]);
 	check_answer(&r[0], "up.example", 5);
 
 	fake_stop(&f);
 	run_for(&e, 20); /* the upstream sees EOF on its idle connection */
 	assert_int_equal(atomic_load(&e.srv[0].stats.open_conns), 0);
 	uint64_t t0 = uv_hrtime();
-	assert_int_equal(query(&e, 2, "down.example", &r[1]), 0);
-	run_until(&e, &e.ndone, 2, 2000);
+	ask(&e, 2, "down.example", &r[1]);
 	assert_int_equal(r[1].status, -ECONNREFUSED);
 	assert_true(ms_since(t0) < 500);
-	assert_int_equal(query(&e, 3, "down.example", &r[2]), 0);
-	run_until(&e, &e.ndone, 3, 2000);
+	ask(&e, 3, "down.example", &r[2]);
 	assert_int_equal(r[2].status, -ECONNREFUSED);
 
 	fake_listen(&f); /* same port */
 	t0 = uv_hrtime();
-	assert_int_equal(query(&e, 4, "back.example", &r[3]), 0);
-	run_until(&e, &e.ndone, 4, 2000);
+	ask(&e, 4, "back.example", &r[3]);
 	check_answer(&r[3], "back.example", 5);
 	assert_true(ms_since(t0) < 1000);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 }
 
 static void test_udp_answer(void **state)
@@ -1230,19 +1200,14 @@ static void test_udp_answer(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r;
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_ANSWER, 3);
-	fake_start_udp(&f, FM_ANSWER);
-	env_upstream(&e, UDP, 1000, 2, 256, 100, &f.port, 1);
-	assert_int_equal(query(&e, 0x0102, "udp.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_udp(&e, &f, 3, FM_ANSWER);
+	ask(&e, 0x0102, "udp.example", &r);
 	check_answer(&r, "udp.example", 3);
 	assert_int_equal(f.nudp, 1);
 	assert_int_equal(f.nconns, 0);
-	assert_int_equal(sv(&e.srv[0].stats.tcp_connects), 0);
-	assert_int_equal(sv(&e.srv[0].stats.replies), 1);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, tcp_connects), 0);
+	assert_int_equal(STAT(e, 0, replies), 1);
+	finish_one(&e, &f);
 }
 
 static void test_udp_tc_retries_tcp(void **state)
@@ -1251,20 +1216,15 @@ static void test_udp_tc_retries_tcp(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r;
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_ANSWER, 4);
-	fake_start_udp(&f, FM_TC);
-	env_upstream(&e, UDP, 1000, 2, 256, 100, &f.port, 1);
-	assert_int_equal(query(&e, 0x0a0b, "big.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	env_udp(&e, &f, 4, FM_TC);
+	ask(&e, 0x0a0b, "big.example", &r);
 	check_answer(&r, "big.example", 4);
 	assert_false(r.reply[2] & 0x02);
 	assert_int_equal(f.nudp, 1);
 	assert_int_equal(f.nqueries, 1);
-	assert_int_equal(sv(&e.srv[0].stats.tc_retries), 1);
-	assert_int_equal(sv(&e.srv[0].stats.tcp_connects), 1);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, tc_retries), 1);
+	assert_int_equal(STAT(e, 0, tcp_connects), 1);
+	finish_one(&e, &f);
 }
 
 static void test_udp_refused(void **state)
@@ -1272,12 +1232,9 @@ static void test_udp_refused(void **state)
 	(void)state;
 	struct env e;
 	struct rec r;
-	int port = dead_port();
-	env_init(&e);
-	env_upstream(&e, UDP, 1000, 2, 256, 100, &port, 1);
+	env_dead(&e, UDP);
 	uint64_t t0 = uv_hrtime();
-	assert_int_equal(query(&e, 1, "nobody.example", &r), 0);
-	run_until(&e, &e.ndone, 1, 2000);
+	ask(&e, 1, "nobody.example", &r);
 	assert_int_equal(r.status, -ECONNREFUSED);
 	assert_true(ms_since(t0) < 500);
 	env_finish(&e, NULL, 0);
@@ -1289,9 +1246,7 @@ static void test_max_inflight(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r[4];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_SILENT, 1);
-	env_upstream(&e, TCP, 5000, 2, 256, 3, &f.port, 1);
+	env_one(&e, &f, FM_SILENT, 1, 5000, 2, 256, 3);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(query(&e, (uint16_t)i, "m.example", &r[i]), 0);
 	assert_int_equal(query(&e, 3, "m.example", &r[3]), -ENOBUFS);
@@ -1300,8 +1255,7 @@ static void test_max_inflight(void **state)
 	run_for(&e, 30);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(r[i].n, 0);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(r[i].n, 1);
 		assert_int_equal(r[i].status, -ECANCELED);
@@ -1333,16 +1287,13 @@ static void test_close_cancels_pending(void **state)
 	struct fake f;
 	struct rec r[N + 1];
 	uint8_t b[64];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_SILENT, 1);
-	int ports[] = { f.port, dead_port() };
-	env_upstream(&e, TCP, 5000, 1, 2, 100, ports, 1);
+	env_one(&e, &f, FM_SILENT, 1, 5000, 1, 2, 100);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(query(&e, (uint16_t)i, "pending.example", &r[i]), 0);
 	run_for(&e, 30); /* connected: 2 on the connection, 4 backlogged */
 	/* One more in the connecting state, to a second group. */
 	e.list[1] = &e.srv[1];
-	server_set(&e.srv[1], ports[1]);
+	server_set(&e.srv[1], dead_port());
 	struct upstream_group g2 = { .servers = &e.list[1], .nservers = 1 };
 	memset(&r[N], 0, sizeof(r[N]));
 	r[N].e = &e;
@@ -1358,8 +1309,7 @@ static void test_close_cancels_pending(void **state)
 	}
 	assert_int_equal(g_close_reentry, -ECANCELED);
 	e.u = NULL; /* env_finish's close is then a no-op */
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 	for (int i = 0; i <= N; i++)
 		assert_int_equal(r[i].n, 1);
 }
@@ -1370,9 +1320,7 @@ static void test_sync_failure_deferred(void **state)
 	(void)state;
 	struct env e;
 	struct rec r;
-	int port = dead_port();
-	env_init(&e);
-	env_upstream(&e, TCP, 1000, 2, 256, 100, &port, 1);
+	env_dead(&e, TCP);
 	e.srv[0].addr.ss_family = AF_UNSPEC; /* uv_tcp_connect() fails at once */
 	assert_int_equal(query(&e, 1, "bad.example", &r), 0);
 	assert_int_equal(r.n, 0);
@@ -1380,6 +1328,17 @@ static void test_sync_failure_deferred(void **state)
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.status, -ECONNREFUSED);
 	env_finish(&e, NULL, 0);
+}
+
+/* Reset @p r and send a query for @p name with callback @p cb; @return the query's length. */
+static size_t query_cb(struct env *e, uint16_t id, const char *name, upstream_done_cb cb, struct rec *r)
+{
+	uint8_t b[64];
+	size_t n = build_query(b, id, name, 1);
+	memset(r, 0, sizeof(*r));
+	r->e = e;
+	assert_int_equal(upstream_query(e->u, &e->group, b, n, cb, r), 0);
+	return n;
 }
 
 /* A reply callback that closes the upstream: the rest of the read is dropped. */
@@ -1399,16 +1358,9 @@ static void test_close_from_callback(void **state)
 	struct env e;
 	struct fake f;
 	struct rec r[N];
-	uint8_t b[64];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_REVERSE, 1);
-	env_upstream(&e, TCP, 2000, 1, 256, 100, &f.port, 1);
-	for (int i = 0; i < N; i++) {
-		memset(&r[i], 0, sizeof(r[i]));
-		r[i].e = &e;
-		size_t n = build_query(b, (uint16_t)i, "cb.example", 1);
-		assert_int_equal(upstream_query(e.u, &e.group, b, n, on_done_close, &r[i]), 0);
-	}
+	env_one(&e, &f, FM_REVERSE, 1, 2000, 1, 256, 100);
+	for (int i = 0; i < N; i++)
+		query_cb(&e, (uint16_t)i, "cb.example", on_done_close, &r[i]);
 	run_until(&e, &e.ndone, N, 2000);
 	int ok = 0, canceled = 0;
 	for (int i = 0; i < N; i++) {
@@ -1419,8 +1371,7 @@ static void test_close_from_callback(void **state)
 	assert_int_equal(ok, 1);
 	assert_int_equal(canceled, N - 1);
 	e.u = NULL;
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	finish_one(&e, &f);
 }
 
 static void on_done_big(void *arg, int status, const uint8_t *reply, size_t len,
@@ -1447,23 +1398,16 @@ static void test_split_big_reply(void **state)
 	struct env e;
 	struct fake f;
 	static struct rec r;
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_DRIBBLE, 6);
-	env_upstream(&e, TCP, 3000, 1, 256, 100, &f.port, 1);
-	uint8_t b[64];
-	size_t n = build_query(b, 0x7777, "big.example", 1);
-	memset(&r, 0, sizeof(r));
-	r.e = &e;
-	assert_int_equal(upstream_query(e.u, &e.group, b, n, on_done_big, &r), 0);
+	env_one(&e, &f, FM_DRIBBLE, 6, 3000, 1, 256, 100);
+	size_t n = query_cb(&e, 0x7777, "big.example", on_done_big, &r);
 	run_until(&e, &e.ndone, 1, 3000);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.status, 0);
 	assert_int_equal(r.len, n + 16 + 25000);
 	assert_int_equal(r.reply[0], 0x77);
 	assert_int_equal(r.reply[1], 0x77);
-	assert_int_equal(sv(&e.srv[0].stats.bad_replies), 0);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, bad_replies), 0);
+	finish_one(&e, &f);
 }
 
 /* Shrink the send buffer of every TCP handle that is not the fake's. */
@@ -1491,10 +1435,8 @@ static void test_write_backpressure(void **state)
 	struct fake f;
 	static struct rec r[N];
 	static char name[N][260];
-	env_init(&e);
-	fake_start(&f, &e.loop, FM_PAUSED, 2);
-	f.pause_ms = 200;
-	env_upstream(&e, TCP, 10000, 1, 16384, N, &f.port, 1);
+	env_one(&e, &f, FM_PAUSED, 2, 10000, 1, 16384, N);
+	f.pause_ms = 200; /* read when the upstream connects */
 	for (int i = 0; i < N; i++) {
 		if (i == 1) { /* connected by now: make the upstream's writes back up */
 			run_until(&e, &f.nconns, 1, 1000);
@@ -1529,9 +1471,8 @@ static void test_write_backpressure(void **state)
 	for (int i = 0; i < N; i++)
 		check_answer(&r[i], name[i], 2);
 	assert_int_equal(f.nconns, 1);
-	assert_int_equal(sv(&e.srv[0].stats.bad_replies), 0);
-	struct fake *fs[] = { &f };
-	env_finish(&e, fs, 1);
+	assert_int_equal(STAT(e, 0, bad_replies), 0);
+	finish_one(&e, &f);
 }
 
 int main(void)
