@@ -229,7 +229,7 @@ static void set_err(struct pctx *pc, const char *fmt, ...)
 static const char *shown(const char *s, char buf[SHOWN_MAX_CHARS + 4])
 {
 	size_t i = 0;
-	for (; s[i] && i < SHOWN_MAX_CHARS; i++) {
+	for (; i < SHOWN_MAX_CHARS && s[i]; i++) {
 		unsigned char c = (unsigned char)s[i];
 		buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
 	}
