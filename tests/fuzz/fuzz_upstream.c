@@ -50,6 +50,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -411,6 +412,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	g_debug = getenv("FUZZ_DEBUG") != NULL;
+	/* As main() does: a write to a connection the server has reset must
+	 * fail with EPIPE, not kill the process. */
+	signal(SIGPIPE, SIG_IGN);
 	log_setup(g_debug ? LOGL_DEBUG : LOGL_ERROR, false);
 	CHECK(uv_loop_init(&g_loop) == 0);
 
