@@ -73,8 +73,7 @@ static int skip_name(const uint8_t *wire, size_t len, size_t *pos)
 	}
 }
 
-/* Length of the uncompressed name at @p off, or 0 if it is not one. */
-static size_t plain_name_len(const uint8_t *wire, size_t len, size_t off)
+size_t dnsmsg_plain_name_len(const uint8_t *wire, size_t len, size_t off)
 {
 	size_t p = off;
 	for (;;) {
@@ -235,7 +234,7 @@ static size_t finalize(uint8_t *buf, size_t body_len, size_t cap, const struct d
 
 	size_t qend = DNS_HEADER_BYTES;
 	if (rd16(buf + 4) == 1) {
-		size_t n = plain_name_len(buf, body_len, DNS_HEADER_BYTES);
+		size_t n = dnsmsg_plain_name_len(buf, body_len, DNS_HEADER_BYTES);
 		if (n == 0 || DNS_HEADER_BYTES + n + 4 > body_len)
 			return 0;
 		if (q->has_question && n == q->qname_len)

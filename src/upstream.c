@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <netinet/in.h>
 
+#include "nodedns/dnsmsg.h"
 #include "nodedns/log.h"
 
 /*
@@ -327,26 +328,6 @@ static uint16_t rng16(struct upstream *u)
 static uint8_t ascii_lower(uint8_t c)
 {
 	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
-}
-
-/* Wire length of the uncompressed name at @p off (root label included),
- * or 0 when it runs off the message, is compressed or is too long. */
-static size_t name_len(const uint8_t *p, size_t len, size_t off)
-{
-	size_t start = off;
-	for (;;) {
-		if (off >= len)
-			return 0;
-		uint8_t l = p[off];
-		if (l == 0)
-			break;
-		if (l > 63) /* compression pointer or extended label type */
-			return 0;
-		off += 1u + l;
-		if (off - start > 254)
-			return 0;
-	}
-	return off + 1 - start;
 }
 
 /* Whether the reply @p p of @p n bytes carries exactly the question of @p r.
@@ -1481,7 +1462,7 @@ int upstream_query(struct upstream *u, const struct upstream_group *group, const
 		return -ECANCELED;
 	if (len < DNS_HDR_BYTES || len > UP_FRAME_MAX_BYTES || be16(query + 4) != 1)
 		return -EINVAL;
-	size_t nl = name_len(query, len, DNS_HDR_BYTES);
+	size_t nl = dnsmsg_plain_name_len(query, len, DNS_HDR_BYTES);
 	if (nl == 0 || DNS_HDR_BYTES + nl + 4 > len)
 		return -EINVAL;
 	if (u->ninflight >= u->cfg.max_inflight) {

@@ -162,6 +162,11 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 			    uint8_t *out, size_t cap, uint16_t *ttl_off, size_t ttl_cap,
 			    struct dnsmsg_reply_info *info);
 
+/** Wire length (root label included, 255 at most) of the uncompressed name
+ * at @p off in @p wire, or 0 when it runs off the message, holds a
+ * compression pointer or an extended label type, or is too long. */
+size_t dnsmsg_plain_name_len(const uint8_t *wire, size_t len, size_t off);
+
 /** Convert a lower-case dotted domain ("cluster.local", "." for the root;
  * no trailing dot) to wire form in @p out (>= 255 bytes).
  * @return the wire length, or 0 for an invalid name. */

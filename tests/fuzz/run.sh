@@ -37,7 +37,7 @@ mods() {
 	case $1 in
 	dnsmsg) echo "dnsmsg log" ;;
 	query) echo "query dnsmsg cache k8s_store cluster_snapshot cluster_zone log" ;;
-	upstream) echo "upstream metrics log" ;;
+	upstream) echo "upstream dnsmsg metrics log" ;;
 	k8s_stream) echo "k8s_stream k8s_store cluster_snapshot cluster_zone log" ;;
 	k8s_objects) echo "k8s_store cluster_snapshot cluster_zone log" ;;
 	config) echo "config log" ;;
@@ -49,7 +49,7 @@ pkgs() {
 	case $1 in
 	dnsmsg) echo "ldns" ;;
 	query | k8s_stream | k8s_objects) echo "ldns jansson" ;;
-	upstream) echo "libuv" ;;
+	upstream) echo "libuv ldns" ;;
 	config) echo "jansson" ;;
 	kubeconfig) echo "yaml-0.1" ;;
 	esac
