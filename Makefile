@@ -13,41 +13,56 @@ NDNS_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(shell pk
 NDNS_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 BUILD   ?= build
 
-SRCS    := $(wildcard src/*.c)
-OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
-LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+# The source tree is layered; each folder of src/ is one layer and builds one
+# static library. A layer may use the layers before it in this list, never
+# one after it (scripts/check-layers.sh checks the includes):
+#   util     logs, metrics registry, hash map, wire and address helpers (pure)
+#   cluster  Kubernetes objects, the store, snapshots, zone answers (pure)
+#   dns      wire messages, the answer cache, the query path (pure)
+#   io       libuv/curl shells: server, upstream, worker, admin, API watch
+#   node     node setup, the supervisor, privileges
+#   app      src/*.c but main.c: the configuration
+# Everything links against all of them, in the reverse order; the linker takes
+# from a static library only the objects a program needs.
+LAYERS  := util cluster dns io node
+LINK_ORDER := app node io dns cluster util
+LIB     = $(BUILD)/lib/libnodedns_$(1).a
+LAYER_LIBS := $(foreach l,$(LINK_ORDER),$(call LIB,$(l)))
+HEADERS := $(wildcard include/nodedns/*.h include/nodedns/*/*.h src/*/*.h)
 
-# Unit tests: tests/unit/test_<name>.c, each linked with exactly the modules
-# it needs (TEST_MODS_<name>), which keeps the pure modules free of I/O.
+define layer_rules
+$(1)_OBJS := $$(patsubst src/%.c,$$(BUILD)/obj/%.o,$$(wildcard src/$(1)/*.c))
+$$(call LIB,$(1)): $$($(1)_OBJS)
+	@mkdir -p $$(dir $$@)
+	rm -f $$@ && $$(AR) rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rules,$(l))))
+app_OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(filter-out src/main.c,$(wildcard src/*.c)))
+$(call LIB,app): $(app_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+# Unit tests: tests/unit/test_<name>.c, each linked with the layer libraries.
 UNIT_TESTS := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
-TEST_MODS_cache   := cache
-TEST_MODS_config  := config log
-TEST_MODS_dnsmsg  := dnsmsg log
-TEST_MODS_cluster := k8s_store cluster_snapshot cluster_zone log
-TEST_MODS_metrics := metrics
-TEST_MODS_upstream := upstream dnsmsg metrics log
-TEST_MODS_k8s_stream := k8s_stream
-TEST_MODS_k8s_kubeconfig := k8s_kubeconfig
-TEST_MODS_admin := admin metrics log
-TEST_MODS_netsetup := netsetup metrics log
-TEST_MODS_query := query dnsmsg cache k8s_store cluster_snapshot cluster_zone log
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
+TEST_SUPPORT := $(wildcard tests/support/*.c)
 
-.PHONY: all run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean
+.PHONY: all libs layers run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean
 
 all: $(BUILD)/nodedns
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/nodedns/*.h) $(wildcard src/*.h)
+$(BUILD)/obj/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(NDNS_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/nodedns: $(OBJS)
+libs: $(LAYER_LIBS)
+
+$(BUILD)/nodedns: $(BUILD)/obj/main.o $(LAYER_LIBS)
 	$(CC) $(NDNS_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(NDNS_LIBS) $(LDLIBS)
 
-.SECONDEXPANSION:
-$(BUILD)/tests/test_%: tests/unit/test_%.c $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(TEST_MODS_$$*)))
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(TEST_SUPPORT) $(LAYER_LIBS) $(wildcard tests/support/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(NDNS_CFLAGS) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $^ $(NDNS_LIBS) $(LDLIBS) -lcmocka
+	$(CC) $(NDNS_CFLAGS) $(CFLAGS) $(LDFLAGS) -Isrc -Itests -o $@ $< $(TEST_SUPPORT) $(LAYER_LIBS) $(NDNS_LIBS) $(LDLIBS) -lcmocka
 
 deps:
 	@scripts/deps.sh build
@@ -74,15 +89,15 @@ node: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/pods_e2e.py
 
 # The list+watch client against the API server stand-in (tests/apiserver/).
-watch:
-	@tests/apiserver/build_driver.sh plain $(BUILD)/apiserver
-	@tests/apiserver/build_driver.sh real $(BUILD)/apiserver
+watch: libs
+	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh plain $(BUILD)/apiserver
+	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh real $(BUILD)/apiserver
 	@python3 tests/apiserver/test_watch.py --driver $(BUILD)/apiserver/watch_driver \
 		--real-driver $(BUILD)/apiserver/watch_driver_real
 
-watch-asan:
-	@tests/apiserver/build_driver.sh asan $(BUILD)/apiserver
-	@tests/apiserver/build_driver.sh real $(BUILD)/apiserver
+watch-asan: libs
+	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh asan $(BUILD)/apiserver
+	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh real $(BUILD)/apiserver
 	@python3 tests/apiserver/test_watch.py --driver $(BUILD)/apiserver/watch_driver_asan \
 		--real-driver $(BUILD)/apiserver/watch_driver_real
 
@@ -95,8 +110,13 @@ asan:
 valgrind: $(TEST_BINS)
 	@VALGRIND=1 scripts/run-unit.sh $(TEST_BINS)
 
+# No layer includes a layer above it; the pure layers no libuv, curl or pthread.
+layers:
+	@scripts/check-layers.sh
+
 test: deps-test
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory layers
 	@/usr/bin/python3 tests/deploy/check_manifests.py  # Debian's python3 has python3-yaml
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
@@ -117,7 +137,7 @@ bench: all
 	@bench/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # Every fuzz target for 20 s (in make test), or 10 min each (make fuzz).
 fuzz-short:

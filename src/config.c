@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nodedns/log.h"
+#include "nodedns/util/log.h"
 
 #define DNS_PORT 53
 #define METRICS_PORT 9253
@@ -304,122 +304,13 @@ int config_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-static void addr_format(struct config_addr *a)
-{
-	char ip[INET6_ADDRSTRLEN];
-	if (a->sa.ss_family == AF_INET) {
-		struct sockaddr_in sin;
-		memcpy(&sin, &a->sa, sizeof(sin));
-		inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof(ip));
-		snprintf(a->text, sizeof(a->text), "%s:%u", ip, ntohs(sin.sin_port));
-	} else {
-		struct sockaddr_in6 sin6;
-		memcpy(&sin6, &a->sa, sizeof(sin6));
-		inet_ntop(AF_INET6, &sin6.sin6_addr, ip, sizeof(ip));
-		snprintf(a->text, sizeof(a->text), "[%s]:%u", ip, ntohs(sin6.sin6_port));
-	}
-}
-
-static void addr_set_port(struct config_addr *a, uint16_t port)
-{
-	if (a->sa.ss_family == AF_INET)
-		((struct sockaddr_in *)&a->sa)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)&a->sa)->sin6_port = htons(port);
-	addr_format(a);
-}
-
-int config_parse_addr(const char *s, uint16_t default_port, struct config_addr *out)
-{
-	char host[INET6_ADDRSTRLEN];
-	const char *port_s = NULL;
-	int family;
-	size_t hostlen;
-
-	if (!s || !out)
-		return -EINVAL;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb)
-			return -EINVAL;
-		hostlen = (size_t)(rb - s - 1);
-		if (rb[1] == ':')
-			port_s = rb + 2;
-		else if (rb[1] != '\0')
-			return -EINVAL;
-		s++;
-		family = AF_INET6;
-	} else {
-		const char *colon = strchr(s, ':');
-		if (colon && strchr(colon + 1, ':')) {
-			hostlen = strlen(s); /* bare IPv6, no port */
-			family = AF_INET6;
-		} else {
-			hostlen = colon ? (size_t)(colon - s) : strlen(s);
-			if (colon)
-				port_s = colon + 1;
-			family = AF_INET;
-		}
-	}
-	if (hostlen == 0 || hostlen >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, hostlen);
-	host[hostlen] = '\0';
-
-	uint16_t port = default_port;
-	if (port_s) {
-		uint64_t v;
-		if (parse_uint(port_s, 1, 65535, &v) < 0)
-			return -EINVAL;
-		port = (uint16_t)v;
-	}
-	if (port == 0)
-		return -EINVAL;
-
-	struct config_addr a;
-	memset(&a, 0, sizeof(a));
-	if (family == AF_INET) {
-		struct sockaddr_in sin;
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_port = htons(port);
-		if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
-			return -EINVAL;
-		memcpy(&a.sa, &sin, sizeof(sin));
-		a.salen = sizeof(sin);
-	} else {
-		struct sockaddr_in6 sin6;
-		memset(&sin6, 0, sizeof(sin6));
-		sin6.sin6_family = AF_INET6;
-		sin6.sin6_port = htons(port);
-		if (inet_pton(AF_INET6, host, &sin6.sin6_addr) != 1)
-			return -EINVAL;
-		memcpy(&a.sa, &sin6, sizeof(sin6));
-		a.salen = sizeof(sin6);
-	}
-	addr_format(&a);
-	*out = a;
-	return 0;
-}
-
 /* Same family, address and port (IPv6 scope ids are ignored). */
-static bool addr_equal(const struct config_addr *a, const struct config_addr *b)
+static bool addr_equal(const struct netaddr *a, const struct netaddr *b)
 {
-	if (a->sa.ss_family != b->sa.ss_family)
-		return false;
-	if (a->sa.ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const struct sockaddr_in *)&a->sa;
-		const struct sockaddr_in *y = (const struct sockaddr_in *)&b->sa;
-		return x->sin_port == y->sin_port &&
-		       x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->sa;
-	const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&b->sa;
-	return x->sin6_port == y->sin6_port &&
-	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	return netaddr_sa_equal((const struct sockaddr *)&a->sa, (const struct sockaddr *)&b->sa);
 }
 
-static bool addr_in(const struct config_addr *a, const struct config_addr *list, size_t n)
+static bool addr_in(const struct netaddr *a, const struct netaddr *list, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (addr_equal(a, &list[i]))
@@ -522,7 +413,7 @@ static int parse_stub(const char *s, struct config_stub *st, char *why, size_t w
 		}
 		memcpy(tok, p, n);
 		tok[n] = '\0';
-		if (config_parse_addr(tok, DNS_PORT, &st->servers[st->nservers]) < 0) {
+		if (netaddr_parse(tok, DNS_PORT, &st->servers[st->nservers]) < 0) {
 			char tb[SHOWN_MAX_CHARS + 4];
 			snprintf(why, whylen,
 				 "bad server address '%s' (want IPv4[:PORT] or [IPv6][:PORT]) in '%s'",
@@ -626,13 +517,13 @@ bool config_allowed(const struct config *cfg, const struct sockaddr *sa)
 
 /* --------------------------------------------------------------- options */
 
-static int add_addr(struct config_addr *list, size_t *n, size_t max, const char *s,
+static int add_addr(struct netaddr *list, size_t *n, size_t max, const char *s,
 		    uint16_t default_port, char *why, size_t whylen)
 {
 	char sb[SHOWN_MAX_CHARS + 4];
-	struct config_addr a;
+	struct netaddr a;
 
-	if (config_parse_addr(s, default_port, &a) < 0) {
+	if (netaddr_parse(s, default_port, &a) < 0) {
 		snprintf(why, whylen, "must be IPv4[:PORT] or [IPv6][:PORT] (got '%s')",
 			 shown(s, sb));
 		return -1;
@@ -650,7 +541,7 @@ static int add_addr(struct config_addr *list, size_t *n, size_t max, const char 
 }
 
 /* "none" or an address. */
-static int set_optional_addr(struct config_addr *a, bool *has, const char *s,
+static int set_optional_addr(struct netaddr *a, bool *has, const char *s,
 			     uint16_t default_port, char *why, size_t whylen)
 {
 	char sb[SHOWN_MAX_CHARS + 4];
@@ -658,7 +549,7 @@ static int set_optional_addr(struct config_addr *a, bool *has, const char *s,
 		*has = false;
 		return 0;
 	}
-	if (config_parse_addr(s, default_port, a) < 0) {
+	if (netaddr_parse(s, default_port, a) < 0) {
 		snprintf(why, whylen, "must be IPv4[:PORT], [IPv6][:PORT] or 'none' (got '%s')",
 			 shown(s, sb));
 		return -1;
@@ -799,7 +690,7 @@ static int apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b
 	case OPT_KUBE_SNAPSHOT:
 		return set_path(&cfg->kube_snapshot, s, why, whylen);
 	case OPT_CLUSTER_FALLBACK:
-		if (config_parse_addr(s, DNS_PORT, &cfg->cluster_fallback) < 0) {
+		if (netaddr_parse(s, DNS_PORT, &cfg->cluster_fallback) < 0) {
 			snprintf(why, whylen, "must be IPv4[:PORT] or [IPv6][:PORT] (got '%s')",
 				 shown(s, sb));
 			return -1;
@@ -917,7 +808,7 @@ static int set_defaults(struct config *cfg)
 	cfg->cluster_ttl_s = 5;
 	cfg->pods = CONFIG_PODS_INSECURE;
 
-	if (config_parse_addr(DEFAULT_METRICS, METRICS_PORT, &cfg->metrics) < 0)
+	if (netaddr_parse(DEFAULT_METRICS, METRICS_PORT, &cfg->metrics) < 0)
 		return -EINVAL;
 	cfg->has_metrics = true;
 	cfg->log_level = LOGL_INFO;
@@ -946,7 +837,7 @@ static int default_kube_api(struct config *cfg)
 	return 0;
 }
 
-static bool is_nodelocal(const struct config_addr *a)
+static bool is_nodelocal(const struct netaddr *a)
 {
 	struct in_addr nl;
 	if (a->sa.ss_family != AF_INET || inet_pton(AF_INET, NODELOCAL_IP, &nl) != 1)
@@ -976,8 +867,8 @@ static void resolv_conf_upstreams(struct config *cfg, const char *path)
 		char *scope = strchr(ip, '%');
 		if (scope)
 			*scope = '\0';
-		struct config_addr a;
-		if (config_parse_addr(ip, DNS_PORT, &a) < 0)
+		struct netaddr a;
+		if (netaddr_parse(ip, DNS_PORT, &a) < 0)
 			continue;
 		if (is_nodelocal(&a) || addr_in(&a, cfg->listen, cfg->nlisten) ||
 		    addr_in(&a, cfg->upstream, cfg->nupstream))
@@ -994,7 +885,7 @@ static int finish(struct pctx *pc, const char *resolv_conf)
 	struct config *cfg = pc->cfg;
 
 	if (cfg->nlisten == 0) {
-		if (config_parse_addr(DEFAULT_LISTEN, DNS_PORT, &cfg->listen[0]) < 0)
+		if (netaddr_parse(DEFAULT_LISTEN, DNS_PORT, &cfg->listen[0]) < 0)
 			return -1;
 		cfg->nlisten = 1;
 	}
@@ -1014,7 +905,7 @@ static int finish(struct pctx *pc, const char *resolv_conf)
 		resolv_conf_upstreams(cfg, resolv_conf ? resolv_conf : DEFAULT_RESOLV_CONF);
 	if (!pc->health_set) {
 		cfg->health = cfg->listen[0];
-		addr_set_port(&cfg->health, HEALTH_PORT);
+		netaddr_set_port(&cfg->health, HEALTH_PORT);
 		cfg->has_health = true;
 	}
 	if (!cfg->kube_api && !cfg->kubeconfig && !cfg->kube_snapshot &&

@@ -18,19 +18,19 @@
 
 #include <uv.h>
 
-#include "nodedns/admin.h"
-#include "nodedns/cache.h"
-#include "nodedns/cluster.h"
+#include "nodedns/io/admin.h"
+#include "nodedns/dns/cache.h"
+#include "nodedns/cluster/cluster.h"
 #include "nodedns/config.h"
-#include "nodedns/k8s_watch.h"
-#include "nodedns/log.h"
-#include "nodedns/metrics.h"
-#include "nodedns/privdrop.h"
-#include "nodedns/query.h"
-#include "nodedns/server.h"
-#include "nodedns/supervisor.h"
-#include "nodedns/upstream.h"
-#include "nodedns/worker.h"
+#include "nodedns/io/k8s_watch.h"
+#include "nodedns/util/log.h"
+#include "nodedns/util/metrics.h"
+#include "nodedns/node/privdrop.h"
+#include "nodedns/dns/query.h"
+#include "nodedns/io/server.h"
+#include "nodedns/node/supervisor.h"
+#include "nodedns/io/upstream.h"
+#include "nodedns/io/worker.h"
 
 #define CACHE_SHARDS 16
 #define SERVFAIL_TTL_S 2
@@ -70,7 +70,7 @@ struct app {
 /* ----------------------------------------------------------- upstreams */
 
 /* The shared server object for @p a, created on first use. */
-static struct upstream_server *server_for(struct app *app, const struct config_addr *a)
+static struct upstream_server *server_for(struct app *app, const struct netaddr *a)
 {
 	for (size_t i = 0; i < app->nservers; i++)
 		if (app->servers[i].addrlen == a->salen &&
@@ -83,7 +83,7 @@ static struct upstream_server *server_for(struct app *app, const struct config_a
 	return s;
 }
 
-static int build_group(struct app *app, const struct config_addr *addrs, size_t n,
+static int build_group(struct app *app, const struct netaddr *addrs, size_t n,
 		       struct upstream_server ***list, struct upstream_group *g)
 {
 	*list = calloc(n ? n : 1, sizeof(**list));
@@ -447,7 +447,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---------------------------------------------------------- node setup */
 
-static int listen_to_netsetup(const struct config_addr *c, struct netsetup_addr *a)
+static int listen_to_netsetup(const struct netaddr *c, struct netsetup_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (c->sa.ss_family == AF_INET) {

@@ -14,29 +14,26 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "nodedns/io/server.h"
+#include "nodedns/util/netaddr.h"
+
 /** Printed by --version as "nodedns <version>"; the build may override it. */
 #ifndef NODEDNS_VERSION
 #define NODEDNS_VERSION "0.1.0"
 #endif
 
-#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_LISTEN SERVER_MAX_LISTEN
 #define CONFIG_MAX_UPSTREAMS 16
 #define CONFIG_MAX_STUBS 32
 #define CONFIG_MAX_STUB_SERVERS 8
 #define CONFIG_MAX_ALLOW 64
 
-/** A socket address with its text form ("127.0.0.1:53", "[::1]:53"). */
-struct config_addr {
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	char text[64];
-};
 
 /** --stub DOMAIN=ADDR[,ADDR...]. @c domain is lower-case, without a trailing
  * dot except for the root ("."), e.g. "corp.example". */
 struct config_stub {
 	char domain[256];
-	struct config_addr servers[CONFIG_MAX_STUB_SERVERS];
+	struct netaddr servers[CONFIG_MAX_STUB_SERVERS];
 	size_t nservers;
 };
 
@@ -54,7 +51,7 @@ struct config {
 	char *config_file; /* --config, NULL when none */
 
 	/* serving */
-	struct config_addr listen[CONFIG_MAX_LISTEN];
+	struct netaddr listen[CONFIG_MAX_LISTEN];
 	size_t nlisten;
 	unsigned threads;
 	struct config_cidr allow[CONFIG_MAX_ALLOW];
@@ -64,7 +61,7 @@ struct config {
 	unsigned tcp_max_inflight;    /* pipelined queries per connection, default 100 */
 
 	/* forwarding */
-	struct config_addr upstream[CONFIG_MAX_UPSTREAMS];
+	struct netaddr upstream[CONFIG_MAX_UPSTREAMS];
 	size_t nupstream; /* 0 after parsing means: none found (error at start) */
 	bool upstream_from_resolv_conf;
 	enum config_proto upstream_proto;
@@ -84,7 +81,7 @@ struct config {
 	char cluster_domain[256]; /* lower-case, no trailing dot */
 	uint32_t cluster_ttl_s;
 	char *kube_api, *kube_token_file, *kube_ca_file, *kubeconfig, *kube_snapshot;
-	struct config_addr cluster_fallback;
+	struct netaddr cluster_fallback;
 	bool has_cluster_fallback;
 	enum config_pods pods;
 
@@ -94,9 +91,9 @@ struct config {
 	char *user; /* --user: NULL keeps the uid (capabilities are dropped) */
 
 	/* observability */
-	struct config_addr metrics; /* valid when has_metrics */
+	struct netaddr metrics; /* valid when has_metrics */
 	bool has_metrics;
-	struct config_addr health; /* valid when has_health */
+	struct netaddr health; /* valid when has_health */
 	bool has_health;
 	int log_level;  /* enum log_level */
 	bool log_json;
@@ -121,10 +118,6 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv,
 
 /** Release the strings a parsed config owns. Safe on a zeroed struct. */
 void config_free(struct config *cfg);
-
-/** Parse "IPv4[:PORT]" or "[IPv6][:PORT]" or a bare IPv6 with @p default_port.
- * @return 0 or -EINVAL. */
-int config_parse_addr(const char *s, uint16_t default_port, struct config_addr *out);
 
 /** Parse a size with an optional K/M/G suffix (powers of 1024). @return 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *out);

@@ -1,22 +1,26 @@
 #!/bin/sh
-# tests/apiserver/build_driver.sh - build the k8s_watch test driver (not part of the Makefile).
-# Usage: tests/apiserver/build_driver.sh [plain|asan|real] [OUTDIR]
-#   plain: build/apiserver/watch_driver with the recording fake store
-#   asan:  the same with -fsanitize=address,undefined (watch_driver_asan)
+# tests/apiserver/build_driver.sh - build the k8s_watch test driver against the
+# layer libraries of $BUILD (make builds them first: `make watch` does both).
+# Usage: BUILD=build tests/apiserver/build_driver.sh [plain|asan|real] [OUTDIR]
+#   plain: OUTDIR/watch_driver with the recording fake store
+#   asan:  the same, named watch_driver_asan (BUILD=build-asan: sanitized libs)
 #   real:  linked with the real cluster store (watch_driver_real)
+# CFLAGS and LDFLAGS (as make passes them) must match how the libraries were
+# built; the sanitizers come in through them.
 set -e
 mode=${1:-plain}
-out=${2:-build/apiserver}
+build=${BUILD:-build}
+out=${2:-$build/apiserver}
 mkdir -p "$out"
-pkgs="libuv libcurl jansson yaml-0.1"
-cflags="-std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(pkg-config --cflags $pkgs)"
-libs="$(pkg-config --libs $pkgs) -lyaml -lpthread -lm"
-srcs="tests/apiserver/watch_driver.c src/k8s_watch.c src/k8s_stream.c src/k8s_kubeconfig.c src/log.c"
+pkgs="ldns libuv libcurl jansson yaml-0.1"
+cflags="-std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(pkg-config --cflags $pkgs) ${CFLAGS:--O1 -g}"
+libs="$build/lib/libnodedns_io.a $build/lib/libnodedns_cluster.a $build/lib/libnodedns_util.a"
+syslibs="$(pkg-config --libs $pkgs) -lpthread -lm"
 case "$mode" in
-plain) ${CC:-cc} -O1 -g $cflags -o "$out/watch_driver" $srcs $libs ;;
-asan) ${CC:-cc} -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-	-fno-sanitize-recover=all $cflags -o "$out/watch_driver_asan" $srcs $libs ;;
-real) ${CC:-cc} -O1 -g -DREAL_STORE $cflags $(pkg-config --cflags ldns) -o "$out/watch_driver_real" $srcs \
-	src/k8s_store.c src/cluster_snapshot.c src/cluster_zone.c $libs $(pkg-config --libs ldns) ;;
+plain) name=watch_driver def= ;;
+asan) name=watch_driver_asan def= ;;
+real) name=watch_driver_real def=-DREAL_STORE ;;
 *) echo "usage: $0 plain|asan|real [OUTDIR]" >&2; exit 2 ;;
 esac
+# shellcheck disable=SC2086
+${CC:-cc} $cflags $def ${LDFLAGS:-} -o "$out/$name" tests/apiserver/watch_driver.c $libs $syslibs

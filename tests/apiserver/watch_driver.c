@@ -21,9 +21,9 @@
 #include <string.h>
 #include <uv.h>
 
-#include "nodedns/cluster.h"
-#include "nodedns/k8s_watch.h"
-#include "nodedns/log.h"
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/io/k8s_watch.h"
+#include "nodedns/util/log.h"
 
 #ifndef REAL_STORE
 static const char *const kind_names[K8S_KIND_COUNT] = {"services", "endpointslices",

@@ -16,7 +16,7 @@
 #ifndef NODEDNS_FUZZ_CLUSTER_H
 #define NODEDNS_FUZZ_CLUSTER_H
 
-#include "nodedns/cluster.h"
+#include "nodedns/cluster/cluster.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>

@@ -24,7 +24,7 @@
  * behind in getopt).
  */
 #include "nodedns/config.h"
-#include "nodedns/log.h"
+#include "nodedns/util/log.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -82,14 +82,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void check_addr(const struct config_addr *a)
+static void check_addr(const struct netaddr *a)
 {
 	CHECK(a->sa.ss_family == AF_INET || a->sa.ss_family == AF_INET6);
 	CHECK(a->salen == (a->sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						      : sizeof(struct sockaddr_in6)));
 	CHECK(memchr(a->text, '\0', sizeof(a->text)) != NULL);
-	struct config_addr b;
-	CHECK(config_parse_addr(a->text, 1, &b) == 0);
+	struct netaddr b;
+	CHECK(netaddr_parse(a->text, 1, &b) == 0);
 	CHECK(b.salen == a->salen && memcmp(&b.sa, &a->sa, a->salen) == 0);
 }
 

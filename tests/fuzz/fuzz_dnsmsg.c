@@ -17,7 +17,7 @@
  * as a client reads it (records by rdlength, up to the last byte, our OPT
  * last), and the replies we build from scratch parse with ldns.
  */
-#include "nodedns/dnsmsg.h"
+#include "nodedns/dns/dnsmsg.h"
 
 #include <stdio.h>
 #include <stdlib.h>

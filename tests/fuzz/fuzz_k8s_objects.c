@@ -31,8 +31,8 @@
  * every kind, every name seen is NXDOMAIN.
  */
 #define FUZZ_NAME "fuzz_k8s_objects"
-#include "nodedns/cluster.h"
-#include "nodedns/log.h"
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/util/log.h"
 
 #include "fuzz_cluster.h"
 

@@ -25,9 +25,9 @@
  *     answer NXDOMAIN for every name it was asked before.
  */
 #define FUZZ_NAME "fuzz_k8s_stream"
-#include "nodedns/k8s_stream.h"
-#include "nodedns/cluster.h"
-#include "nodedns/log.h"
+#include "nodedns/cluster/k8s_stream.h"
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/util/log.h"
 
 #include "fuzz_cluster.h"
 

@@ -19,7 +19,7 @@
  *  - base64: the output is at most 3/4 of the input; what decodes,
  *    re-encoded and decoded again, gives the same bytes.
  */
-#include "nodedns/k8s_kubeconfig.h"
+#include "nodedns/io/k8s_kubeconfig.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -45,12 +45,12 @@
  *    upstream calls are cancelled (upstream_close() semantics), a dropped
  *    query none; hold() and release() balance; nothing stays pending.
  */
-#include "nodedns/cache.h"
-#include "nodedns/cluster.h"
-#include "nodedns/dnsmsg.h"
-#include "nodedns/log.h"
-#include "nodedns/query.h"
-#include "nodedns/upstream.h"
+#include "nodedns/dns/cache.h"
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/dns/dnsmsg.h"
+#include "nodedns/util/log.h"
+#include "nodedns/dns/query.h"
+#include "nodedns/io/upstream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

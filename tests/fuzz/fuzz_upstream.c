@@ -45,8 +45,8 @@
  * upstream_query() from a -ECANCELED callback returns -ECANCELED; what the
  * forwarder writes is framed DNS queries with our question.
  */
-#include "nodedns/log.h"
-#include "nodedns/upstream.h"
+#include "nodedns/util/log.h"
+#include "nodedns/io/upstream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -11,8 +11,8 @@
 #   FUZZ_JOBS     targets run at the same time (default 1)
 #   FUZZ_CC       compiler (default clang; needs libFuzzer: clang + libclang-rt)
 #
-# Each target fuzz_<t> is built from tests/fuzz/fuzz_<t>.c and the src/*.c it
-# drives, with ASan + UBSan, and runs on a temporary copy of its seed corpus
+# Each target fuzz_<t> is built from tests/fuzz/fuzz_<t>.c and the layer
+# libraries, all with ASan + UBSan, and runs on a temporary copy of its seed corpus
 # (tests/fuzz/corpus/<t>/), so a run never grows the committed corpus.
 # Crashes go to $FUZZ_BUILD/artifacts/<t>/ and the log to
 # $FUZZ_BUILD/logs/<t>.log. A target passes when it ran for its time without
@@ -29,31 +29,12 @@ JOBS=${FUZZ_JOBS:-1}
 # A UBSan report with its stack, like ASan's.
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 export UBSAN_OPTIONS
-ALL="dnsmsg query upstream k8s_stream k8s_objects config kubeconfig"
+ALL=$(ls tests/fuzz/fuzz_*.c | sed 's|tests/fuzz/fuzz_\(.*\)\.c|\1|' | tr '\n' ' ')
 TARGETS=${FUZZ_TARGETS:-$ALL}
 
-# The modules each target links (src/<name>.c), and the pkg-config packages.
-mods() {
-	case $1 in
-	dnsmsg) echo "dnsmsg log" ;;
-	query) echo "query dnsmsg cache k8s_store cluster_snapshot cluster_zone log" ;;
-	upstream) echo "upstream dnsmsg metrics log" ;;
-	k8s_stream) echo "k8s_stream k8s_store cluster_snapshot cluster_zone log" ;;
-	k8s_objects) echo "k8s_store cluster_snapshot cluster_zone log" ;;
-	config) echo "config log" ;;
-	kubeconfig) echo "k8s_kubeconfig" ;;
-	*) return 1 ;;
-	esac
-}
-pkgs() {
-	case $1 in
-	dnsmsg) echo "ldns" ;;
-	query | k8s_stream | k8s_objects) echo "ldns jansson" ;;
-	upstream) echo "libuv ldns" ;;
-	config) echo "jansson" ;;
-	kubeconfig) echo "yaml-0.1" ;;
-	esac
-}
+# Every target links the layer libraries of $OUT (built here by make with the
+# fuzzer's instrumentation); the linker takes only what a target uses.
+PKGS="ldns libuv libcurl jansson yaml-0.1 libcap libmnl"
 # Largest input libFuzzer generates (bytes).
 max_len() {
 	case $1 in
@@ -67,25 +48,37 @@ if ! command -v "$CC" >/dev/null 2>&1; then
 	exit 1
 fi
 
+LIBS="app node io dns cluster util"
+libs() {
+	make --no-print-directory -s BUILD="$OUT" CC="$CC" \
+		CFLAGS="-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+		libs >"$OUT/logs/libs.log" 2>&1 || {
+		echo "fuzz: building the libraries failed; log $OUT/logs/libs.log" >&2
+		tail -n 20 "$OUT/logs/libs.log" >&2
+		return 1
+	}
+}
+
 build() {
 	t=$1
 	bin=$OUT/fuzz_$t
-	srcs="tests/fuzz/fuzz_$t.c"
-	for m in $(mods "$t"); do
-		srcs="$srcs src/$m.c"
+	src=tests/fuzz/fuzz_$t.c
+	libs=
+	for l in $LIBS; do
+		libs="$libs $OUT/lib/libnodedns_$l.a"
 	done
-	# Rebuild when a source or a header is newer than the binary.
+	# Rebuild when the target, a support file or a library is newer than the binary.
 	# shellcheck disable=SC2086
 	if [ -x "$bin" ] &&
-		[ -z "$(find $srcs include/nodedns/*.h src/*.h tests/fuzz/*.h -newer "$bin" | head -n 1)" ]; then
+		[ -z "$(find $src $libs tests/fuzz/*.h $(ls tests/support/* 2>/dev/null) -newer "$bin" | head -n 1)" ]; then
 		return 0
 	fi
 	# shellcheck disable=SC2046,SC2086
 	$CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-fno-omit-frame-pointer -D_GNU_SOURCE -std=c11 -Wall -Wextra \
-		-Iinclude -Isrc -DNODEDNS_SRCDIR="\"$ROOT\"" \
-		$(pkg-config --cflags $(pkgs "$t")) \
-		-o "$bin" $srcs $(pkg-config --libs $(pkgs "$t")) -lpthread -lm
+		-Iinclude -Isrc -Itests -DNODEDNS_SRCDIR="\"$ROOT\"" \
+		$(pkg-config --cflags $PKGS) \
+		-o "$bin" $src $(ls tests/support/*.c 2>/dev/null) $libs $(pkg-config --libs $PKGS) -lpthread -lm
 }
 
 # Run one target; its result goes to $OUT/logs/<t>.result ("pass N" / "fail N").
@@ -122,10 +115,13 @@ run_one() {
 
 mkdir -p "$OUT/logs"
 for t in $TARGETS; do
-	if ! mods "$t" >/dev/null; then
+	if [ ! -f "tests/fuzz/fuzz_$t.c" ]; then
 		echo "fuzz: unknown target '$t' (have: $ALL)" >&2
 		exit 2
 	fi
+done
+libs || exit 1
+for t in $TARGETS; do
 	rm -f "$OUT/logs/$t.result"
 	if ! build "$t"; then
 		echo "fail 0" >"$OUT/logs/$t.result"

@@ -20,8 +20,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "nodedns/admin.h"
-#include "nodedns/log.h"
+#include "nodedns/io/admin.h"
+#include "nodedns/util/log.h"
 
 /*
  * Each test runs the admin and a fake DNS responder on a real libuv loop in

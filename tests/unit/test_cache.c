@@ -1,5 +1,5 @@
 /* tests/unit/test_cache.c - unit tests for the sharded answer cache. */
-#include "nodedns/cache.h"
+#include "nodedns/dns/cache.h"
 
 #include <errno.h>
 #include <pthread.h>

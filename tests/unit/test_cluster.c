@@ -1,7 +1,7 @@
 /* tests/unit/test_cluster.c - unit tests for the cluster store, snapshots and the cluster zone. */
-#include "nodedns/cluster.h"
+#include "nodedns/cluster/cluster.h"
 
-#include "cluster_internal.h"
+#include "cluster/cluster_internal.h"
 
 #include <errno.h>
 #include <jansson.h>

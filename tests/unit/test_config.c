@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nodedns/log.h"
+#include "nodedns/util/log.h"
 
 static char g_dir[256];
 static char g_resolv[300]; /* "nameserver 10.0.0.10" */
@@ -74,7 +74,7 @@ static void expect_error(char **argv, const char *needle)
 
 #define EXPECT_ERROR(needle, ...) expect_error(ARGV(__VA_ARGS__), needle)
 
-static uint16_t addr_port(const struct config_addr *a)
+static uint16_t addr_port(const struct netaddr *a)
 {
 	if (a->sa.ss_family == AF_INET)
 		return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
@@ -911,8 +911,8 @@ static void test_parse_addr(void **state)
 		{ "[0000:0000:0000:0000:0000:0000:0000:0000:0000]", NULL },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct config_addr a;
-		int rc = config_parse_addr(cases[i].in, 53, &a);
+		struct netaddr a;
+		int rc = netaddr_parse(cases[i].in, 53, &a);
 		if (cases[i].text) {
 			if (rc != 0)
 				fprintf(stderr, "'%s' rejected\n", cases[i].in);
@@ -928,12 +928,12 @@ static void test_parse_addr(void **state)
 		}
 	}
 
-	struct config_addr a;
-	assert_int_equal(config_parse_addr("10.0.0.1", 9253, &a), 0);
+	struct netaddr a;
+	assert_int_equal(netaddr_parse("10.0.0.1", 9253, &a), 0);
 	assert_int_equal(addr_port(&a), 9253);
-	assert_int_equal(config_parse_addr("10.0.0.1", 0, &a), -EINVAL);
-	assert_int_equal(config_parse_addr("10.0.0.1:1", 0, &a), 0);
-	assert_int_equal(config_parse_addr(NULL, 53, &a), -EINVAL);
+	assert_int_equal(netaddr_parse("10.0.0.1", 0, &a), -EINVAL);
+	assert_int_equal(netaddr_parse("10.0.0.1:1", 0, &a), 0);
+	assert_int_equal(netaddr_parse(NULL, 53, &a), -EINVAL);
 }
 
 static void test_parse_size(void **state)

@@ -4,8 +4,8 @@
  * client or server sends) and byte by byte (what only a broken or hostile
  * peer sends). Every reply we produce is parsed back with ldns.
  */
-#include "nodedns/dnsmsg.h"
-#include "nodedns/cache.h"
+#include "nodedns/dns/dnsmsg.h"
+#include "nodedns/dns/cache.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

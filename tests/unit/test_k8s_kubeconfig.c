@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "nodedns/k8s_kubeconfig.h"
+#include "nodedns/io/k8s_kubeconfig.h"
 
 static char dir[64];
 

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "nodedns/k8s_stream.h"
+#include "nodedns/cluster/k8s_stream.h"
 
 /* ------------------------------------------------------------ helpers */
 

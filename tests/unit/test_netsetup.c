@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "nodedns/netsetup.h"
+#include "nodedns/node/netsetup.h"
 
 static struct netsetup_addr v4(const char *ip, uint16_t port)
 {

@@ -17,11 +17,11 @@
 #include <jansson.h>
 #include <ldns/ldns.h>
 
-#include "nodedns/cache.h"
-#include "nodedns/cluster.h"
-#include "nodedns/dnsmsg.h"
-#include "nodedns/query.h"
-#include "nodedns/upstream.h"
+#include "nodedns/dns/cache.h"
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/dns/dnsmsg.h"
+#include "nodedns/dns/query.h"
+#include "nodedns/io/upstream.h"
 
 /* ------------------------------------------------------- fake upstream */
 

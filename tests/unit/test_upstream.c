@@ -16,8 +16,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "nodedns/log.h"
-#include "nodedns/upstream.h"
+#include "nodedns/util/log.h"
+#include "nodedns/io/upstream.h"
 
 /* ---- Fake servers ---- */
 

@@ -1,0 +1,131 @@
+/* include/nodedns/dns/query.h - the path of one query through a worker.
+ *
+ *   parse -> FORMERR/NOTIMP/REFUSED
+ *         -> cluster zone (snapshot)       -> reply (AA)
+ *         -> cache hit                     -> reply (ID, case, TTLs patched)
+ *         -> same question already in flight -> wait with it
+ *         -> upstream (TCP pool)           -> cache insert -> reply to every waiter
+ *
+ * One `struct query_worker` per worker thread; everything here runs on that
+ * thread. The server hands in datagrams and TCP frames with an opaque client
+ * handle; replies go back through the callbacks in `struct query_io`, so this
+ * module never sees a socket. Time comes in as now_ms.
+ */
+#ifndef NODEDNS_QUERY_H
+#define NODEDNS_QUERY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/dns/dnsmsg.h"
+
+struct cache;
+struct upstream;
+struct upstream_group;
+
+enum query_proto { QUERY_UDP = 0, QUERY_TCP = 1, QUERY_INTERNAL = 2 /* our own sub-query */ };
+
+/** Where a reply goes: a UDP socket and the client's address, or a TCP
+ * connection. Owned by the server; query only copies it around. */
+struct query_client {
+	uint8_t proto;  /* enum query_proto */
+	void *conn;     /* server's socket (UDP) or connection (TCP) */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+/** The server's side of a reply. */
+struct query_io {
+	/** Send @p wire (borrowed for the call) to @p c. */
+	void (*reply)(void *arg, const struct query_client *c, const uint8_t *wire, size_t len);
+	/** Keep @p c->conn alive while a reply is pending (TCP); called when a
+	 * query starts waiting, released exactly once with release(). */
+	void (*hold)(void *arg, const struct query_client *c);
+	void (*release)(void *arg, const struct query_client *c);
+	/** The loop's clock in milliseconds (for work that completes later). */
+	uint64_t (*now_ms)(void *arg);
+	void *arg;
+};
+
+/** A stub domain and the servers it forwards to. */
+struct query_stub {
+	uint8_t name[DNS_NAME_MAX_BYTES]; /* lower-case wire form */
+	size_t name_len;
+	const struct upstream_group *group;
+};
+
+/** Shared, read-only after start (all workers point at one). */
+struct query_env {
+	struct cache *cache;
+	struct cluster_config cluster;
+	const struct upstream_group *upstreams;   /* default; may have no servers */
+	const struct upstream_group *fallback;    /* cluster fallback, or NULL */
+	const struct query_stub *stubs;
+	size_t nstubs;
+	struct dnsmsg_ttl_policy ttl;
+	uint32_t serve_stale_s;
+	bool prefetch;
+	unsigned max_waiters;   /* clients waiting on one question */
+	_Atomic bool query_log; /* may change on SIGHUP */
+	const char *version;    /* CH version.bind */
+	const char *ident;      /* CH id.server */
+	/** Client ACL; NULL allows all. */
+	bool (*allowed)(const void *arg, const struct sockaddr *sa);
+	const void *allowed_arg;
+};
+
+#define QUERY_RCODE_SLOTS 7 /* NOERROR..REFUSED, other */
+
+/** Per-worker counters (relaxed atomics: the control thread reads them). */
+struct query_stats {
+	_Atomic uint64_t requests[2];          /* by enum query_proto */
+	_Atomic uint64_t by_type[8];           /* A AAAA SRV PTR TXT CNAME other, ANY */
+	_Atomic uint64_t by_zone[2];           /* 0 cluster, 1 forward */
+	_Atomic uint64_t responses[QUERY_RCODE_SLOTS];
+	_Atomic uint64_t cluster_answers;
+	_Atomic uint64_t cache_answers;        /* served from the cache */
+	_Atomic uint64_t stale_answers;        /* RFC 8767 */
+	_Atomic uint64_t coalesced;            /* joined a question in flight */
+	_Atomic uint64_t prefetches;
+	_Atomic uint64_t upstream_failures;    /* SERVFAIL because every upstream failed */
+	_Atomic uint64_t truncated;            /* TC=1 over UDP */
+	_Atomic uint64_t dropped_malformed;    /* no header / QR set */
+	_Atomic uint64_t dropped_waiters;      /* over max_waiters: answered SERVFAIL */
+	_Atomic uint64_t dropped_inflight;     /* upstream refused: answered SERVFAIL */
+	_Atomic uint64_t refused_acl;
+	_Atomic uint64_t fallback_queries;     /* cluster zone sent to --cluster-fallback */
+	_Atomic uint64_t unsynced_servfail;    /* cluster zone not synced, no fallback */
+	_Atomic int64_t pending;               /* gauge: questions in flight */
+};
+
+extern const char *const query_type_labels[8];
+extern const char *const query_rcode_labels[QUERY_RCODE_SLOTS];
+
+struct query_worker;
+
+/** Create the per-worker query state. @p env and @p up are borrowed for its life. */
+struct query_worker *query_worker_new(const struct query_env *env, struct upstream *up,
+				      const struct query_io *io);
+
+/** Free it. Pending questions must have completed (their upstream callbacks
+ * ran, e.g. through upstream_close()). NULL is fine. */
+void query_worker_free(struct query_worker *w);
+
+/** Replace the worker's cluster snapshot, taking ownership of one reference of
+ * @p snap (may be NULL) and dropping the old one. */
+void query_worker_set_snapshot(struct query_worker *w, struct cluster_snapshot *snap);
+
+/** Handle one query from @p c (@p wire borrowed for the call). */
+void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
+		  const struct query_client *c, uint64_t now_ms);
+
+/** Questions still waiting for an upstream. */
+size_t query_pending(const struct query_worker *w);
+
+const struct query_stats *query_worker_stats(const struct query_worker *w);
+
+#endif

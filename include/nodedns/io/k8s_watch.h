@@ -1,0 +1,68 @@
+/* include/nodedns/io/k8s_watch.h - list+watch of Services, EndpointSlices and Namespaces.
+ *
+ * Runs on the control thread's libuv loop: libcurl's multi interface driven by
+ * uv_poll/uv_timer, JSON decoded with jansson, objects pushed into the
+ * k8s_store (cluster.h). For each resource it lists (pages of limit=500 with
+ * continue), then watches from the list's resourceVersion with
+ * allowWatchBookmarks=true and a random timeoutSeconds in [300, 600]. Events
+ * update the store; BOOKMARK moves the resourceVersion; an ERROR event with
+ * 410 (or a 410 response) relists. Errors back off exponentially with jitter
+ * (0.8 s doubling to 30 s); 429 honours Retry-After. The bearer token is
+ * re-read when its file changes and after a 401. TLS is always verified.
+ * The last good data stays in the store while the API is unreachable.
+ *
+ * After each batch of events (everything one read callback delivered), the
+ * watcher publishes a new snapshot through the publish callback.
+ */
+#ifndef NODEDNS_K8S_WATCH_H
+#define NODEDNS_K8S_WATCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "nodedns/cluster/cluster.h"
+
+struct k8s_watch_config {
+	const char *api_url;    /* "https://10.96.0.1:443"; NULL: from kubeconfig */
+	const char *token_file; /* bearer token; NULL: none (client cert from kubeconfig) */
+	const char *ca_file;    /* CA bundle; NULL: system default */
+	const char *kubeconfig; /* when set, server/CA/token/client cert come from it */
+	uint32_t max_event_bytes; /* bound on one watch line / list page object, default 4 MiB */
+	/* Added by k8s_watch.c: a transfer that receives no byte for this long
+	 * is aborted and restarted (watch streams get a bookmark about every
+	 * minute). 0: 150000 (150 s). Tests set it low. */
+	uint32_t idle_timeout_ms;
+};
+
+struct k8s_watch_stats {
+	_Atomic uint64_t lists, watches, watch_restarts, relists_410, events,
+		bookmarks, errors, throttled_429, unauthorized_401, token_reloads,
+		oversized_events, bad_events;
+	_Atomic int synced; /* 1 once all three resources have been listed once */
+};
+
+struct k8s_watch;
+
+/**
+ * Called on the control loop after a batch of changes was applied to the
+ * store, with a new snapshot whose single reference now belongs to the callee.
+ * The first call comes once all three resources have been listed (just before
+ * stats.synced becomes 1); none before, so a partial store is never served.
+ * The callback must not call k8s_watch_close().
+ */
+typedef void (*k8s_watch_publish_cb)(void *arg, struct cluster_snapshot *snap);
+
+/** Start syncing. @p store is borrowed for the life of the watch. @return 0,
+ * -EINVAL for an unusable config (err says why), -ENOMEM. */
+int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
+		    struct k8s_store *store, k8s_watch_publish_cb cb, void *arg,
+		    struct k8s_watch **out, char *err, size_t errlen);
+
+const struct k8s_watch_stats *k8s_watch_stats(const struct k8s_watch *w);
+
+/** Abort every transfer, close handles, free once libuv has closed them. NULL is fine. */
+void k8s_watch_close(struct k8s_watch *w);
+
+#endif

@@ -1,0 +1,115 @@
+/* include/nodedns/io/upstream.h - forwarding to upstream servers over pooled, pipelined TCP.
+ *
+ * One `struct upstream` per worker thread, on that worker's libuv loop. For
+ * each server it keeps a small pool of persistent TCP connections and sends
+ * many queries on each (RFC 7766 pipelining), with its own 16-bit ID per query
+ * per connection. A reply is accepted only on the connection the query went
+ * out on, and only when its ID and its question (name compared without case,
+ * type, class) match; anything else is counted and dropped.
+ *
+ * Each query tries the servers of its group in order: a server gets one
+ * attempt of cfg->timeout_ms; on timeout or a failed connection the query
+ * moves to the next server; when every server has failed the callback gets an
+ * error. A query written on a reused connection that the server had already
+ * closed is resent once on a fresh connection to the same server without
+ * counting as an attempt. Failed connects put the server in backoff
+ * (100 ms doubling to 5 s); a server in backoff is skipped while another is
+ * usable.
+ *
+ * With cfg->proto == CONFIG_PROTO_UDP a query goes out over UDP (one socket per
+ * server per worker, random IDs, replies only from the server's address) and is
+ * retried over the TCP pool when the reply has TC=1.
+ *
+ * Everything here runs on the owning worker's loop thread only.
+ */
+#ifndef NODEDNS_UPSTREAM_H
+#define NODEDNS_UPSTREAM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "nodedns/util/metrics.h"
+
+/** Counters for one server, shared by all workers (relaxed atomics). */
+struct upstream_stats {
+	_Atomic uint64_t queries;       /* attempts sent to this server */
+	_Atomic uint64_t replies;       /* matching replies received */
+	_Atomic uint64_t timeouts;      /* attempts that timed out */
+	_Atomic uint64_t conn_failures; /* connects refused/failed, resets with queries on them */
+	_Atomic uint64_t bad_replies;   /* unmatched ID/question, malformed frames */
+	_Atomic uint64_t tcp_connects;  /* TCP connections established */
+	_Atomic uint64_t tc_retries;    /* UDP replies with TC=1 retried over TCP */
+	_Atomic int64_t open_conns;     /* gauge */
+	struct histogram latency;       /* per attempt, send to matching reply */
+};
+
+/** One upstream server; owned by main, read-only but for stats. */
+struct upstream_server {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char name[64]; /* "10.0.0.10:53", the metrics label */
+	struct upstream_stats stats;
+};
+
+/** An ordered list of servers to try, e.g. the default upstreams or one stub
+ * domain's servers. Owned by main; borrowed for the life of the upstream. */
+struct upstream_group {
+	struct upstream_server **servers;
+	size_t nservers;
+};
+
+struct upstream_config {
+	int proto;                   /* CONFIG_PROTO_TCP or CONFIG_PROTO_UDP */
+	uint32_t timeout_ms;         /* per attempt */
+	unsigned conns_per_server;   /* TCP pool size per server, default 2 */
+	unsigned max_inflight_conn;  /* queries in flight per TCP connection, default 256 */
+	unsigned max_inflight;       /* queries in flight in this upstream, default 10000 */
+};
+
+/** Per-worker totals not tied to one server. */
+struct upstream_worker_stats {
+	_Atomic uint64_t dropped_inflight; /* upstream_query() refused: max_inflight */
+	_Atomic int64_t inflight;          /* gauge */
+};
+
+struct upstream;
+
+/**
+ * Called exactly once per upstream_query() that returned 0, never from inside
+ * upstream_query(), never after upstream_close() has returned.
+ * @param status 0: @p reply (borrowed for the call) is a complete DNS message
+ *        whose ID was restored to the ID of the query given to upstream_query()
+ *        and whose question matches it; @p server is the one that answered.
+ *        <0: -ETIMEDOUT (every attempt timed out), -ECONNREFUSED (no server
+ *        could be reached), -EPROTO (only bad replies), -ECANCELED (upstream
+ *        closing); reply is NULL.
+ */
+typedef void (*upstream_done_cb)(void *arg, int status, const uint8_t *reply, size_t len,
+				 const struct upstream_server *server);
+
+/** Create the per-worker forwarder on @p loop. @return 0, -ENOMEM or a UV error. */
+int upstream_new(uv_loop_t *loop, const struct upstream_config *cfg, struct upstream **out);
+
+/**
+ * Forward @p query (a complete DNS query in wire form, borrowed for the call;
+ * one question; its ID is what @p cb will see in the reply) to @p group.
+ * @return 0 (cb will be called), -ENOBUFS when max_inflight is reached,
+ * -EINVAL for an empty group or a message without a question.
+ */
+int upstream_query(struct upstream *u, const struct upstream_group *group,
+		   const uint8_t *query, size_t len, upstream_done_cb cb, void *arg);
+
+/** Per-worker counters; borrowed for the life of @p u. */
+const struct upstream_worker_stats *upstream_worker_stats(const struct upstream *u);
+
+/**
+ * Fail every pending query with -ECANCELED (their callbacks run inside this
+ * call), close every handle, and free @p u once libuv has closed them; the
+ * loop must keep running until then. NULL is fine.
+ */
+void upstream_close(struct upstream *u);
+
+#endif

@@ -1,0 +1,956 @@
+/* src/cluster/cluster_zone.c - answer cluster-domain and known reverse names from a snapshot.
+ *
+ * A pure function of (snapshot, config, question): one O(1) hash lookup per
+ * name level (namespace, then service; targets by binary search), then the
+ * answer is written straight into the caller's buffer, without allocation.
+ *
+ * Decisions (Kubernetes DNS spec 1.1.0; CoreDNS where the spec is silent,
+ * except where CoreDNS breaks RFC 2308/8020):
+ *  - a name that exists without the asked type is NODATA, never NXDOMAIN;
+ *    empty non-terminals (svc.Z, pod.Z, dns.Z, N.svc.Z, _tcp.S.N.svc.Z when a
+ *    matching SRV name exists below) are NODATA too;
+ *  - a headless Service without ready endpoints does not exist (NXDOMAIN,
+ *    the spec's SHOULD, as CoreDNS);
+ *  - endpoint names (hostname, else the dashed IP) exist under ClusterIP
+ *    Services as well (CoreDNS);
+ *  - SRV: priority 0, weight max(1, 100/N) over the N records sent; the
+ *    bare Service name answers every numbered port (CoreDNS); _p._t names
+ *    answer SRV only (A/AAAA there is NODATA, unlike CoreDNS);
+ *  - ExternalName: the CNAME for every type; for A/AAAA an in-zone target is
+ *    resolved here (at most CHASE_DEPTH_MAX links), an outside one is left
+ *    to the caller through info->chase_name;
+ *  - pod names (pods_insecure) need the namespace to exist (CoreDNS);
+ *  - PTR: a ClusterIP answers with its Service name only; otherwise one PTR
+ *    per Service with a ready endpoint at that address. Unknown addresses and
+ *    partial reverse names are not ours (the caller forwards them); other
+ *    types at a known reverse name are NODATA with an SOA owned by
+ *    in-addr.arpa / ip6.arpa;
+ *  - every negative answer has the zone's SOA in the authority section,
+ *    serial = snapshot generation; every record has TTL cfg->ttl_s.
+ *
+ * Wire: names are compressed by pointing at the question (answer owners, the
+ * zone suffix) or at names written earlier (Service names), never inside
+ * SRV RDATA (RFC 2782). The owner of every answer is the question name as the
+ * client wrote it; names taken from objects are lower case; the zone inside
+ * targets is written as the client wrote it (as CoreDNS does).
+ */
+#include "nodedns/cluster/cluster.h"
+
+#include "cluster_internal.h"
+#include "nodedns/util/wire.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+enum {
+	T_A = 1,
+	T_NS = 2,
+	T_CNAME = 5,
+	T_SOA = 6,
+	T_PTR = 12,
+	T_TXT = 16,
+	T_AAAA = 28,
+	T_SRV = 33,
+	T_ANY = 255,
+};
+
+#define CLASS_IN 1
+#define MAX_LABELS 128
+#define CHASE_DEPTH_MAX 8
+#define PTR_MAX_OFF 0x3fff
+#define SCHEMA_VERSION "1.1.0"
+#define SOA_REFRESH_S 7200
+#define SOA_RETRY_S 1800
+#define SOA_EXPIRE_S 86400
+
+struct lab {
+	const uint8_t *p;
+	uint8_t len;
+};
+
+struct zone {
+	int n;
+	struct lab labs[MAX_LABELS];
+	uint8_t wire[256];
+	size_t wire_len;
+};
+
+enum res { RES_ANSWER = 0, RES_NODATA, RES_NX };
+
+struct srv_filter {
+	const uint8_t *name; /* port name without '_', NULL: any port */
+	uint8_t name_len;
+	int proto;                     /* -1: any */
+	const struct rec_target *target; /* NULL: every endpoint name */
+};
+
+struct resp {
+	uint8_t *out;
+	size_t cap, len;
+	bool ovf;
+	uint16_t an, ns, ar;
+	uint16_t qtype;
+	uint32_t ttl;
+	const struct cluster_snapshot *snap;
+	const struct cluster_config *cfg;
+	struct cluster_answer_info *info;
+	const uint8_t *zone_wire; /* the zone as written into names */
+	size_t zone_wire_len;
+	uint16_t zone_off;  /* where the zone already is in the message, 0: nowhere */
+	uint16_t owner_off; /* owner of answer records: the question, or a CNAME target */
+	uint16_t soa_owner_off; /* 0: the zone */
+	const struct svc_rec *svc_rec; /* svc_off holds this Service's name */
+	uint16_t svc_off;
+	bool add_pending; /* SRV answer: targets' addresses go to additional */
+	const struct svc_rec *add_rec;
+	struct srv_filter add_filter;
+};
+
+/* ------------------------------------------------------------- names */
+
+static uint8_t lc(uint8_t c)
+{
+	return c >= 'A' && c <= 'Z' ? (uint8_t)(c + ('a' - 'A')) : c;
+}
+
+static bool label_eq(const struct lab *a, const struct lab *b)
+{
+	if (a->len != b->len)
+		return false;
+	for (uint8_t i = 0; i < a->len; i++) {
+		if (lc(a->p[i]) != lc(b->p[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool label_is(const struct lab *a, const char *s)
+{
+	struct lab b = { (const uint8_t *)s, (uint8_t)strlen(s) };
+
+	return label_eq(a, &b);
+}
+
+/* Split an uncompressed wire name; @return its label count without the root,
+ * or -1 when it is not exactly one well-formed name of @p len bytes. */
+static int split_name(const uint8_t *q, size_t len, struct lab *labs, uint16_t *offs)
+{
+	size_t o = 0;
+	int n = 0;
+
+	if (!q || len == 0 || len > 255)
+		return -1;
+	while (o < len) {
+		uint8_t l = q[o];
+		if (l == 0)
+			return o + 1 == len ? n : -1;
+		if (l > 63 || o + 1 + l >= len || n >= MAX_LABELS)
+			return -1;
+		labs[n].p = q + o + 1;
+		labs[n].len = l;
+		if (offs)
+			offs[n] = (uint16_t)o;
+		n++;
+		o += 1 + (size_t)l;
+	}
+	return -1;
+}
+
+static bool zone_parse(const char *domain, struct zone *z)
+{
+	size_t len = strnlen(domain, 256), o = 0, start = 0;
+
+	if (len == 256)
+		return false;
+	if (len && domain[len - 1] == '.')
+		len--;
+	if (len > 253)
+		return false;
+	for (size_t i = 0; len && i <= len; i++) {
+		if (i < len && domain[i] != '.')
+			continue;
+		size_t ll = i - start;
+		if (ll == 0 || ll > 63)
+			return false;
+		z->wire[o++] = (uint8_t)ll;
+		for (size_t k = start; k < i; k++)
+			z->wire[o++] = lc((uint8_t)domain[k]);
+		start = i + 1;
+	}
+	z->wire[o++] = 0;
+	z->wire_len = o;
+	z->n = split_name(z->wire, o, z->labs, NULL);
+	return z->n >= 0;
+}
+
+/* Is the name labs[0..n) in the zone? */
+static bool in_zone(const struct lab *labs, int n, const struct zone *z)
+{
+	if (n < z->n)
+		return false;
+	for (int i = 0; i < z->n; i++) {
+		if (!label_eq(&labs[n - z->n + i], &z->labs[i]))
+			return false;
+	}
+	return true;
+}
+
+bool cluster_in_zone(const struct cluster_config *cfg, const uint8_t *qname, size_t qname_len)
+{
+	struct lab labs[MAX_LABELS];
+	struct zone z;
+	int n;
+
+	if (!cfg || !zone_parse(cfg->domain, &z))
+		return false;
+	n = split_name(qname, qname_len, labs, NULL);
+	return n >= 0 && in_zone(labs, n, &z);
+}
+
+/* ------------------------------------------------------------- writer */
+
+static bool room(struct resp *r, size_t n)
+{
+	if (r->ovf || r->len + n > r->cap) {
+		r->ovf = true;
+		return false;
+	}
+	return true;
+}
+
+static void put_bytes(struct resp *r, const void *p, size_t n)
+{
+	if (room(r, n)) {
+		memcpy(r->out + r->len, p, n);
+		r->len += n;
+	}
+}
+
+static void put_u16(struct resp *r, uint16_t v)
+{
+	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+
+	put_bytes(r, b, 2);
+}
+
+static void put_u32(struct resp *r, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+
+	put_bytes(r, b, 4);
+}
+
+static void put_ptr(struct resp *r, uint16_t off)
+{
+	put_u16(r, (uint16_t)(0xc000 | off));
+}
+
+/* labels[0..n), then the zone: a pointer when @p compress and the zone is
+ * already in the message, else its labels (remembered for later pointers). */
+static void put_name(struct resp *r, const struct lab *labels, int n, bool compress)
+{
+	for (int i = 0; i < n; i++) {
+		put_bytes(r, &labels[i].len, 1);
+		put_bytes(r, labels[i].p, labels[i].len);
+	}
+	if (compress && r->zone_off) {
+		put_ptr(r, r->zone_off);
+		return;
+	}
+	size_t pos = r->len;
+	put_bytes(r, r->zone_wire, r->zone_wire_len);
+	if (!r->zone_off && !r->ovf && r->zone_wire_len > 1 && pos <= PTR_MAX_OFF)
+		r->zone_off = (uint16_t)pos;
+}
+
+static const struct lab lab_svc = { (const uint8_t *)"svc", 3 };
+
+/* [label.]name.ns.svc.<zone> of @p rec (and target @p t). */
+static void put_svc_name(struct resp *r, const struct svc_rec *rec, const struct rec_target *t,
+			 bool compress)
+{
+	struct lab l[3] = { { (const uint8_t *)rec->name, rec->name_len },
+			    { (const uint8_t *)rec->ns, rec->ns_len },
+			    lab_svc };
+
+	if (t) {
+		put_bytes(r, &t->label_len, 1);
+		put_bytes(r, t->label, t->label_len);
+	}
+	if (compress && r->svc_rec == rec && r->svc_off) {
+		put_ptr(r, r->svc_off);
+		return;
+	}
+	size_t pos = r->len;
+	put_name(r, l, 3, compress);
+	if (!r->ovf && pos <= PTR_MAX_OFF) {
+		r->svc_rec = rec;
+		r->svc_off = (uint16_t)pos;
+	}
+}
+
+/* type, class, TTL and an RDLENGTH to fill in; the owner is written already */
+static size_t rr_start(struct resp *r, uint16_t type)
+{
+	put_u16(r, type);
+	put_u16(r, CLASS_IN);
+	put_u32(r, r->ttl);
+	put_u16(r, 0);
+	return r->len - 2;
+}
+
+static void rr_end(struct resp *r, size_t rdlen_pos)
+{
+	size_t n = r->len - rdlen_pos - 2;
+
+	if (r->ovf)
+		return;
+	r->out[rdlen_pos] = (uint8_t)(n >> 8);
+	r->out[rdlen_pos + 1] = (uint8_t)n;
+}
+
+/* An A or AAAA record; the owner is written already. */
+static void rr_ip(struct resp *r, const struct k8s_ip *ip)
+{
+	size_t rd = rr_start(r, ip->fam == 4 ? T_A : T_AAAA);
+
+	put_bytes(r, ip->b, ip->fam == 4 ? 4 : 16);
+	rr_end(r, rd);
+}
+
+static void answer_ip(struct resp *r, const struct k8s_ip *ip)
+{
+	put_ptr(r, r->owner_off);
+	rr_ip(r, ip);
+	r->an++;
+}
+
+static const struct lab lab_ns_dns[2] = { { (const uint8_t *)"ns", 2 },
+					  { (const uint8_t *)"dns", 3 } };
+static const struct lab lab_hostmaster = { (const uint8_t *)"hostmaster", 10 };
+
+static void put_soa(struct resp *r, uint16_t owner_off)
+{
+	size_t rd;
+
+	if (owner_off)
+		put_ptr(r, owner_off);
+	else
+		put_name(r, NULL, 0, true);
+	rd = rr_start(r, T_SOA);
+	put_name(r, lab_ns_dns, 2, true);
+	put_name(r, &lab_hostmaster, 1, true);
+	put_u32(r, r->snap->serial);
+	put_u32(r, SOA_REFRESH_S);
+	put_u32(r, SOA_RETRY_S);
+	put_u32(r, SOA_EXPIRE_S);
+	put_u32(r, r->ttl);
+	rr_end(r, rd);
+}
+
+static bool want(const struct resp *r, uint16_t type)
+{
+	return r->qtype == type || r->qtype == T_ANY;
+}
+
+/* ------------------------------------------------------------- lookups */
+
+/* Lower-case @p l into @p buf; @return its length. */
+static size_t lower_into(char *buf, const struct lab *l)
+{
+	for (uint8_t i = 0; i < l->len; i++)
+		buf[i] = (char)lc(l->p[i]);
+	return l->len;
+}
+
+static bool ns_exists(const struct resp *r, const struct lab *ns)
+{
+	char key[K8S_LABEL_MAX];
+	size_t n = lower_into(key, ns);
+
+	return cluster_pmap_get(&r->snap->ns, r->snap->seed, key, n, NULL);
+}
+
+static const struct svc_rec *svc_find(const struct resp *r, const struct lab *ns,
+				      const struct lab *name)
+{
+	char key[K8S_KEY_MAX];
+	struct pm_val *v = NULL;
+	size_t n = lower_into(key, ns);
+
+	key[n++] = '/';
+	n += lower_into(key + n, name);
+	if (!cluster_pmap_get(&r->snap->svc, r->snap->seed, key, n, &v) || !v)
+		return NULL;
+	return (const struct svc_rec *)v;
+}
+
+static const struct rec_target *target_find(const struct svc_rec *rec, const struct lab *l)
+{
+	char key[K8S_LABEL_MAX];
+	size_t n = lower_into(key, l), lo = 0, hi = rec->n_targets;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct rec_target *t = &rec->targets[mid];
+		int c = memcmp(t->label, key, t->label_len < n ? t->label_len : n);
+		if (c == 0)
+			c = t->label_len == n ? 0 : t->label_len < n ? -1 : 1;
+		if (c == 0)
+			return t;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* "_tcp" -> K8S_PROTO_TCP; -1 for anything else */
+static int proto_label(const struct lab *l)
+{
+	struct lab rest = { l->p + 1, (uint8_t)(l->len - 1) };
+
+	if (l->len < 2 || l->p[0] != '_')
+		return -1;
+	if (label_is(&rest, "tcp"))
+		return K8S_PROTO_TCP;
+	if (label_is(&rest, "udp"))
+		return K8S_PROTO_UDP;
+	if (label_is(&rest, "sctp"))
+		return K8S_PROTO_SCTP;
+	return -1;
+}
+
+/* ----------------------------------------------------------------- SRV */
+
+enum srv_mode { SRV_COUNT, SRV_ANSWER, SRV_ADDITIONAL };
+
+static bool port_match(const struct k8s_port *p, const struct srv_filter *f)
+{
+	if (!p->port || (f->proto >= 0 && p->proto != f->proto))
+		return false;
+	if (!f->name)
+		return true;
+	if (p->name_len != f->name_len)
+		return false;
+	for (uint8_t i = 0; i < f->name_len; i++) {
+		if ((uint8_t)p->name[i] != lc(f->name[i]))
+			return false;
+	}
+	return true;
+}
+
+static void answer_srv(struct resp *r, const struct svc_rec *rec, const struct rec_target *t,
+		       uint16_t port, uint16_t weight)
+{
+	size_t rd;
+
+	put_ptr(r, r->owner_off);
+	rd = rr_start(r, T_SRV);
+	put_u16(r, 0);
+	put_u16(r, weight);
+	put_u16(r, port);
+	put_svc_name(r, rec, t, false); /* RFC 2782: no compression */
+	rr_end(r, rd);
+	r->an++;
+}
+
+/* Walk the SRV records of @p rec that @p f selects (deduplicated by target
+ * and port): count them, write them, or write their targets' addresses.
+ * ClusterIP Services take the Service's ports and point at the Service
+ * name; endpoint names (headless, or one named in the query) take the
+ * EndpointSlice ports. */
+static unsigned srv_walk(struct resp *r, const struct svc_rec *rec, const struct srv_filter *f,
+			 enum srv_mode mode, uint16_t weight)
+{
+	unsigned n = 0;
+
+	if (rec->kind == K8S_SVC_CLUSTERIP && !f->target) {
+		int last = -1;
+		for (uint32_t i = 0; i < rec->n_ports; i++) {
+			if (!port_match(&rec->ports[i], f) || rec->ports[i].port == last)
+				continue;
+			last = rec->ports[i].port;
+			n++;
+			if (mode == SRV_ANSWER)
+				answer_srv(r, rec, NULL, rec->ports[i].port, weight);
+		}
+		for (uint32_t i = 0; mode == SRV_ADDITIONAL && n && i < rec->n_cips; i++) {
+			put_svc_name(r, rec, NULL, true);
+			rr_ip(r, &rec->cips[i]);
+			r->ar++;
+		}
+		return n;
+	}
+	for (uint32_t ti = 0; ti < rec->n_targets; ti++) {
+		const struct rec_target *t = &rec->targets[ti];
+		const struct rec_portset *ps = &rec->psets[t->portset];
+		unsigned tn = 0;
+		int last = -1;
+
+		if (f->target && f->target != t)
+			continue;
+		for (uint32_t i = 0; i < ps->n; i++) {
+			const struct k8s_port *p = &rec->pool[ps->off + i];
+			if (!port_match(p, f) || p->port == last)
+				continue;
+			last = p->port;
+			tn++;
+			if (mode == SRV_ANSWER)
+				answer_srv(r, rec, t, p->port, weight);
+		}
+		n += tn;
+		for (uint32_t k = 0; mode == SRV_ADDITIONAL && tn && k < t->ep_n; k++) {
+			put_svc_name(r, rec, t, true);
+			rr_ip(r, &rec->eps[t->ep_first + k]);
+			r->ar++;
+		}
+	}
+	return n;
+}
+
+/* SRV answers, with the targets' addresses queued for the additional
+ * section (SRV questions only). @return the number of records. */
+static unsigned srv_answer(struct resp *r, const struct svc_rec *rec, const struct srv_filter *f)
+{
+	unsigned n = srv_walk(r, rec, f, SRV_COUNT, 0);
+	uint16_t weight = n ? (uint16_t)(100 / n ? 100 / n : 1) : 0;
+
+	if (!n)
+		return 0;
+	srv_walk(r, rec, f, SRV_ANSWER, weight);
+	if (r->qtype == T_SRV) {
+		r->add_pending = true;
+		r->add_rec = rec;
+		r->add_filter = *f;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------ resolving */
+
+static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth);
+
+/* The CNAME of an ExternalName Service, and what it leads to. */
+static enum res external(struct resp *r, const struct svc_rec *rec, int depth)
+{
+	struct lab labs[MAX_LABELS];
+	struct zone z;
+	size_t rd, pos;
+	int n;
+
+	if (!rec->ext_len)
+		return RES_NODATA;
+	put_ptr(r, r->owner_off);
+	rd = rr_start(r, T_CNAME);
+	pos = r->len;
+	put_bytes(r, rec->ext, rec->ext_len);
+	rr_end(r, rd);
+	r->an++;
+	if (r->qtype != T_A && r->qtype != T_AAAA)
+		return RES_ANSWER; /* the CNAME alone; CNAME and ANY questions end here */
+	n = split_name(rec->ext, rec->ext_len, labs, NULL);
+	if (n < 0 || !zone_parse(r->cfg->domain, &z))
+		return RES_ANSWER;
+	if (!in_zone(labs, n, &z)) {
+		memcpy(r->info->chase_name, rec->ext, rec->ext_len);
+		r->info->chase_len = rec->ext_len;
+		return RES_ANSWER;
+	}
+	if (depth >= CHASE_DEPTH_MAX || r->ovf || pos > PTR_MAX_OFF)
+		return RES_ANSWER; /* a loop, or too long a chain: stop here */
+	r->owner_off = (uint16_t)pos;
+	return resolve(r, labs, n - z.n, depth + 1);
+}
+
+/* A Service name and the names below it; extra[0..nextra) are the labels
+ * left of the Service label. */
+static enum res svc_node(struct resp *r, const struct svc_rec *rec, const struct lab *extra,
+			 int nextra, int depth)
+{
+	struct srv_filter f = { .proto = -1 };
+	unsigned c = 0;
+
+	if (rec->kind == K8S_SVC_HEADLESS && rec->n_targets == 0)
+		return RES_NX; /* spec: no ready endpoints, no name */
+	if (nextra == 0) {
+		if (rec->kind == K8S_SVC_EXTERNAL)
+			return external(r, rec, depth);
+		if (rec->kind == K8S_SVC_CLUSTERIP) {
+			for (uint32_t i = 0; i < rec->n_cips; i++) {
+				if ((rec->cips[i].fam == 4 && want(r, T_A)) ||
+				    (rec->cips[i].fam == 6 && want(r, T_AAAA))) {
+					answer_ip(r, &rec->cips[i]);
+					c++;
+				}
+			}
+		} else {
+			for (uint32_t i = 0; want(r, T_A) && i < rec->n_v4; i++, c++)
+				answer_ip(r, &rec->ips[i]);
+			for (uint32_t i = 0; want(r, T_AAAA) && i < rec->n_v6; i++, c++)
+				answer_ip(r, &rec->ips[rec->n_v4 + i]);
+		}
+		if (want(r, T_SRV))
+			c += srv_answer(r, rec, &f);
+		return c ? RES_ANSWER : RES_NODATA;
+	}
+	if (rec->kind == K8S_SVC_EXTERNAL)
+		return RES_NX;
+	if (nextra == 1) {
+		const struct rec_target *t = target_find(rec, &extra[0]);
+		int proto;
+
+		if (t) {
+			for (uint32_t i = 0; i < t->ep_n; i++) {
+				const struct k8s_ip *ip = &rec->eps[t->ep_first + i];
+				if ((ip->fam == 4 && want(r, T_A)) || (ip->fam == 6 && want(r, T_AAAA))) {
+					answer_ip(r, ip);
+					c++;
+				}
+			}
+			if (want(r, T_SRV)) {
+				f.target = t;
+				c += srv_answer(r, rec, &f);
+			}
+			return c ? RES_ANSWER : RES_NODATA;
+		}
+		/* _proto.S: an empty non-terminal when some _port._proto.S exists */
+		proto = proto_label(&extra[0]);
+		if (proto >= 0 &&
+		    ((rec->kind == K8S_SVC_CLUSTERIP ? rec->svc_protos : rec->ep_protos) &
+		     (1u << proto)))
+			return RES_NODATA;
+		return RES_NX;
+	}
+	if (nextra == 2) {
+		f.proto = proto_label(&extra[1]);
+		if (f.proto < 0 || extra[0].len < 2 || extra[0].p[0] != '_')
+			return RES_NX;
+		f.name = extra[0].p + 1;
+		f.name_len = (uint8_t)(extra[0].len - 1);
+		if (!srv_walk(r, rec, &f, SRV_COUNT, 0))
+			return RES_NX;
+		if (want(r, T_SRV))
+			c = srv_answer(r, rec, &f);
+		return c ? RES_ANSWER : RES_NODATA;
+	}
+	return RES_NX;
+}
+
+/* Parse a dashed pod label: "10-1-2-3" (exactly three dashes, no "--") is
+ * IPv4, anything else is IPv6 with dashes for colons. */
+static bool pod_ip(const struct lab *l, struct k8s_ip *ip)
+{
+	char buf[K8S_LABEL_MAX + 1];
+	int dashes = 0;
+	bool dd = false;
+
+	for (uint8_t i = 0; i < l->len; i++) {
+		buf[i] = (char)lc(l->p[i]);
+		if (buf[i] == '-') {
+			dashes++;
+			dd |= i && buf[i - 1] == '-';
+		} else if (!((buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f'))) {
+			return false;
+		}
+	}
+	buf[l->len] = '\0';
+	memset(ip, 0, sizeof(*ip));
+	if (dashes == 3 && !dd) {
+		for (char *p = buf; *p; p++)
+			*p = *p == '-' ? '.' : *p;
+		ip->fam = 4;
+		return inet_pton(AF_INET, buf, ip->b) == 1;
+	}
+	for (char *p = buf; *p; p++)
+		*p = *p == '-' ? ':' : *p;
+	ip->fam = 6;
+	return inet_pton(AF_INET6, buf, ip->b) == 1;
+}
+
+static enum res resolve_pod(struct resp *r, const struct lab *rel, int n)
+{
+	struct k8s_ip ip;
+
+	if (n == 1)
+		return RES_NODATA; /* pod.Z */
+	if (!r->cfg->pods_insecure || n > 3 || !ns_exists(r, &rel[n - 2]))
+		return RES_NX;
+	if (n == 2)
+		return RES_NODATA; /* N.pod.Z */
+	if (!pod_ip(&rel[0], &ip))
+		return RES_NX;
+	if (!want(r, ip.fam == 4 ? T_A : T_AAAA))
+		return RES_NODATA;
+	answer_ip(r, &ip);
+	return RES_ANSWER;
+}
+
+static enum res resolve_svc(struct resp *r, const struct lab *rel, int n, int depth)
+{
+	const struct svc_rec *rec;
+
+	if (n == 1)
+		return RES_NODATA; /* svc.Z */
+	if (!ns_exists(r, &rel[n - 2]))
+		return RES_NX;
+	if (n == 2)
+		return RES_NODATA; /* N.svc.Z */
+	rec = svc_find(r, &rel[n - 2], &rel[n - 3]);
+	if (!rec)
+		return RES_NX;
+	return svc_node(r, rec, rel, n - 3, depth);
+}
+
+/* The name rel[0..n) relative to the zone. */
+static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
+{
+	const struct lab *top;
+	size_t rd;
+	unsigned c = 0;
+
+	if (n == 0) {
+		if (want(r, T_SOA)) {
+			put_soa(r, r->owner_off);
+			r->an++;
+			c++;
+		}
+		if (want(r, T_NS)) {
+			put_ptr(r, r->owner_off);
+			rd = rr_start(r, T_NS);
+			put_name(r, lab_ns_dns, 2, true);
+			rr_end(r, rd);
+			r->an++;
+			c++;
+		}
+		return c ? RES_ANSWER : RES_NODATA;
+	}
+	top = &rel[n - 1];
+	if (label_is(top, "svc"))
+		return resolve_svc(r, rel, n, depth);
+	if (label_is(top, "pod"))
+		return resolve_pod(r, rel, n);
+	if (label_is(top, "dns-version")) {
+		if (n != 1)
+			return RES_NX;
+		if (!want(r, T_TXT))
+			return RES_NODATA;
+		put_ptr(r, r->owner_off);
+		rd = rr_start(r, T_TXT);
+		put_bytes(r, "\005" SCHEMA_VERSION, 1 + strlen(SCHEMA_VERSION));
+		rr_end(r, rd);
+		r->an++;
+		return RES_ANSWER;
+	}
+	if (label_is(top, "dns")) {
+		/* dns.Z and ns.dns.Z, the NS target: names without data here */
+		if (n == 1 || (n == 2 && label_is(&rel[0], "ns")))
+			return RES_NODATA;
+		return RES_NX;
+	}
+	return RES_NX;
+}
+
+/* ------------------------------------------------------------- reverse */
+
+static int dec_label(const struct lab *l)
+{
+	int v = 0;
+
+	if (l->len == 0 || l->len > 3 || (l->len > 1 && l->p[0] == '0'))
+		return -1;
+	for (uint8_t i = 0; i < l->len; i++) {
+		if (l->p[i] < '0' || l->p[i] > '9')
+			return -1;
+		v = v * 10 + (l->p[i] - '0');
+	}
+	return v <= 255 ? v : -1;
+}
+
+static int hex_label(const struct lab *l)
+{
+	uint8_t c;
+
+	if (l->len != 1)
+		return -1;
+	c = lc(l->p[0]);
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* A complete reverse name: d.c.b.a.in-addr.arpa or 32 nibbles .ip6.arpa.
+ * @return the index of its "in-addr"/"ip6" label, or -1. */
+static int parse_reverse(const struct lab *labs, int n, struct k8s_ip *ip)
+{
+	memset(ip, 0, sizeof(*ip));
+	if (n == 6 && label_is(&labs[4], "in-addr") && label_is(&labs[5], "arpa")) {
+		for (int i = 0; i < 4; i++) {
+			int v = dec_label(&labs[i]);
+			if (v < 0)
+				return -1;
+			ip->b[3 - i] = (uint8_t)v;
+		}
+		ip->fam = 4;
+		return 4;
+	}
+	if (n == 34 && label_is(&labs[32], "ip6") && label_is(&labs[33], "arpa")) {
+		for (int i = 0; i < 32; i++) {
+			int v = hex_label(&labs[i]), j = 31 - i;
+			if (v < 0)
+				return -1;
+			ip->b[j / 2] |= (uint8_t)(j % 2 ? v : v << 4);
+		}
+		ip->fam = 6;
+		return 32;
+	}
+	return -1;
+}
+
+static void answer_ptrs(struct resp *r, const struct rev_rec *rr)
+{
+	for (uint32_t i = 0; i < rr->n; i++) {
+		const struct rev_item *it = &rr->items[i];
+		struct lab l[4];
+		int k = 0;
+		size_t rd;
+
+		if (i && it->kind != rr->items[0].kind)
+			break; /* a ClusterIP answers with its Service name only */
+		if (it->label_len)
+			l[k++] = (struct lab){ (const uint8_t *)it->label, it->label_len };
+		l[k++] = (struct lab){ (const uint8_t *)it->name, it->name_len };
+		l[k++] = (struct lab){ (const uint8_t *)it->ns, it->ns_len };
+		l[k++] = lab_svc;
+		put_ptr(r, r->owner_off);
+		rd = rr_start(r, T_PTR);
+		put_name(r, l, k, true);
+		rr_end(r, rd);
+		r->an++;
+	}
+}
+
+/* --------------------------------------------------------------- entry */
+
+static void put_header(struct resp *r, bool tc, int rcode, uint16_t qd)
+{
+	uint8_t *h = r->out;
+
+	memset(h, 0, DNS_HEADER_BYTES);
+	h[2] = (uint8_t)(0x80 | 0x04 | (tc ? 0x02 : 0)); /* QR AA [TC] */
+	h[3] = (uint8_t)(0x80 | (rcode & 0x0f));        /* RA */
+	h[5] = (uint8_t)qd;
+	h[6] = (uint8_t)(r->an >> 8);
+	h[7] = (uint8_t)r->an;
+	h[8] = (uint8_t)(r->ns >> 8);
+	h[9] = (uint8_t)r->ns;
+	h[10] = (uint8_t)(r->ar >> 8);
+	h[11] = (uint8_t)r->ar;
+}
+
+enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
+				    const struct cluster_config *cfg, const uint8_t *qname,
+				    size_t qname_len, uint16_t qtype, uint16_t qclass,
+				    uint8_t *out, size_t cap, size_t *outlen,
+				    struct cluster_answer_info *info)
+{
+	struct cluster_answer_info dummy;
+	struct lab labs[MAX_LABELS];
+	uint16_t offs[MAX_LABELS];
+	struct zone z;
+	struct resp r;
+	const struct rev_rec *rr = NULL;
+	struct k8s_ip ip;
+	enum res res;
+	int n, zi, rev = -1;
+
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof(*info));
+	if (outlen)
+		*outlen = 0;
+	if (!snap || !cfg || !out || !outlen)
+		return CLUSTER_NOT_MINE;
+	n = split_name(qname, qname_len, labs, offs);
+	if (n < 0 || !zone_parse(cfg->domain, &z))
+		return CLUSTER_NOT_MINE;
+
+	memset(&r, 0, sizeof(r));
+	if (in_zone(labs, n, &z)) {
+		zi = n - z.n; /* first zone label */
+		r.zone_wire = z.n ? qname + offs[zi] : qname + qname_len - 1;
+		r.zone_wire_len = z.n ? qname_len - offs[zi] : 1;
+		r.zone_off = z.n ? (uint16_t)(DNS_HEADER_BYTES + offs[zi]) : 0;
+	} else {
+		struct pm_val *v = NULL;
+		uint8_t key[17];
+		size_t klen;
+
+		rev = parse_reverse(labs, n, &ip);
+		if (rev < 0)
+			return CLUSTER_NOT_MINE;
+		klen = cluster_rev_key(key, &ip);
+		if (!cluster_pmap_get(&snap->rev, snap->seed, key, klen, &v) || !v)
+			return CLUSTER_NOT_MINE;
+		rr = (const struct rev_rec *)v;
+		r.zone_wire = z.wire;
+		r.zone_wire_len = z.wire_len;
+		r.soa_owner_off = (uint16_t)(DNS_HEADER_BYTES + offs[rev]);
+	}
+
+	r.out = out;
+	r.cap = cap;
+	r.qtype = qtype;
+	r.ttl = cfg->ttl_s;
+	r.snap = snap;
+	r.cfg = cfg;
+	r.info = info;
+	r.owner_off = DNS_HEADER_BYTES;
+	if (cap < DNS_HEADER_BYTES + qname_len + 4) {
+		/* not even the question fits: an empty truncated header */
+		if (cap >= DNS_HEADER_BYTES) {
+			put_header(&r, true, 0, 0);
+			*outlen = DNS_HEADER_BYTES;
+		}
+		return CLUSTER_ANSWERED;
+	}
+	r.len = DNS_HEADER_BYTES;
+	put_bytes(&r, qname, qname_len);
+	put_u16(&r, qtype);
+	put_u16(&r, qclass);
+
+	if (rr) {
+		res = want(&r, T_PTR) ? RES_ANSWER : RES_NODATA;
+		if (res == RES_ANSWER)
+			answer_ptrs(&r, rr);
+	} else {
+		res = resolve(&r, labs, n - z.n, 0);
+	}
+
+	if (res != RES_ANSWER) {
+		put_soa(&r, r.soa_owner_off);
+		r.ns++;
+	}
+	if (res == RES_ANSWER && r.add_pending && !r.ovf) {
+		size_t mark = r.len;
+		srv_walk(&r, r.add_rec, &r.add_filter, SRV_ADDITIONAL, 0);
+		if (r.ovf) { /* additional data is optional: drop it, no TC */
+			r.ovf = false;
+			r.len = mark;
+			r.ar = 0;
+		}
+	}
+	info->rcode = res == RES_NX ? 3 : 0;
+	info->nodata = res == RES_NODATA;
+	if (r.ovf) {
+		r.len = DNS_HEADER_BYTES + qname_len + 4;
+		r.an = r.ns = r.ar = 0;
+		info->chase_len = 0;
+	}
+	put_header(&r, r.ovf, info->rcode, 1);
+	*outlen = r.len;
+	return CLUSTER_ANSWERED;
+}

@@ -1,0 +1,554 @@
+/* src/dns/cache.c - sharded, byte-bounded, TTL-aware answer cache. */
+#include "nodedns/dns/cache.h"
+
+/*
+ * Memory layout. Every entry is one malloc:
+ *
+ *   struct entry (52 bytes on LP64) | ttl_off[nttl] (2 bytes each) | key | wire
+ *
+ * The header holds the hash chain link, the LRU links, the absolute expiry in
+ * ms, the TTL and stale window, the low 32 bits of the hash and uint16 lengths.
+ * The TTL offsets follow the header directly so they stay 2-byte aligned; key
+ * and wire are plain bytes after them.
+ *
+ * Accounting: an entry costs its malloc size plus ENTRY_OVERHEAD (32 bytes):
+ * 16 for the allocator (glibc's 8-byte chunk header plus 8 of rounding to 16
+ * on average) and 16 for its slot in the bucket array (it doubles when
+ * entries outnumber buckets and never shrinks, so a full shard has 1 to 2
+ * slots of 8 bytes per entry). So the
+ * cost of an entry beyond its wire is 52 + 32 + keylen + 2 * nttl bytes: about
+ * 122 bytes for a typical 30-byte key with 4 TTLs, comfortably under 250.
+ * The fixed shard array and the initial bucket arrays are not counted.
+ *
+ * Locking: one mutex per shard protects its buckets, its LRU list and the
+ * entries in it. Entries are allocated and filled before the lock is taken and
+ * freed after it is dropped; only linking, unlinking and the copy of a hit's
+ * wire happen under it.
+ *
+ * Hash: SipHash-1-3 with a 128-bit key from getrandom(). It is a keyed PRF,
+ * so, unlike seeded multiply/xor hashes (which have seed-independent
+ * collisions), a client cannot build colliding names; on short keys it costs
+ * a few tens of nanoseconds.
+ */
+
+#include <errno.h>
+#include <threads.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ENTRY_OVERHEAD 32u
+#define SHARDS_DEFAULT 16u
+#define SHARDS_MAX 4096u
+#define BUCKETS_INIT 64u
+#define BUCKETS_MAX (1u << 24)
+#define STALE_KEEP_MAX_MS UINT32_MAX /* ~49.7 days; longer windows are clamped */
+#define PREFETCH_MIN_TTL_S 10u
+
+#define F_PREFETCHED 0x01u
+
+struct entry {
+	struct entry *hnext;        /* bucket chain; free list once unlinked */
+	struct entry *prev, *next;  /* LRU: head is most recently used */
+	uint64_t expire_ms;         /* fresh while now < expire_ms */
+	uint32_t ttl_s;             /* original validity, for countdown and prefetch */
+	uint32_t stale_ms;          /* kept this long after expire_ms */
+	uint32_t hash;              /* low 32 bits of the key hash */
+	uint16_t keylen, len, nttl;
+	uint8_t kind, flags;
+	uint16_t ttl_off[];         /* then key[keylen], then wire[len] */
+};
+
+/* The overhead paragraph above relies on this. */
+_Static_assert(offsetof(struct entry, ttl_off) <= 56, "entry header grew");
+
+struct shard {
+	alignas(64) mtx_t lock;
+	struct entry **buckets;
+	uint32_t nbuckets;          /* power of two */
+	uint32_t max_buckets;
+	struct entry *head, *tail;  /* LRU list */
+	uint64_t bytes;             /* accounted bytes of the entries below */
+	uint64_t nentries;
+	uint64_t budget;
+};
+
+struct cache {
+	struct cache_stats stats;
+	uint64_t k0, k1;            /* SipHash key */
+	unsigned nshards;
+	unsigned shard_bits;
+	struct shard *shards;
+};
+
+/* ---- hashing ---- */
+
+static inline uint64_t rotl64(uint64_t x, unsigned b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+static inline uint64_t load_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+#define SIPROUND                                                               \
+	do {                                                                   \
+		v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);  \
+		v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                       \
+		v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                       \
+		v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);  \
+	} while (0)
+
+/* SipHash-1-3: one compression round per word, three finalization rounds. */
+static uint64_t siphash13(uint64_t k0, uint64_t k1, const uint8_t *p, size_t len)
+{
+	uint64_t v0 = k0 ^ 0x736f6d6570736575ull;
+	uint64_t v1 = k1 ^ 0x646f72616e646f6dull;
+	uint64_t v2 = k0 ^ 0x6c7967656e657261ull;
+	uint64_t v3 = k1 ^ 0x7465646279746573ull;
+	size_t whole = len & ~(size_t)7;
+	uint64_t m;
+
+	for (size_t i = 0; i < whole; i += 8) {
+		m = load_le64(p + i);
+		v3 ^= m;
+		SIPROUND;
+		v0 ^= m;
+	}
+	m = (uint64_t)(len & 0xff) << 56;
+	for (size_t i = 0; i < (len & 7); i++)
+		m |= (uint64_t)p[whole + i] << (8 * i);
+	v3 ^= m;
+	SIPROUND;
+	v0 ^= m;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static void seed_key(struct cache *c)
+{
+	uint64_t k[2];
+	if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
+		/* No entropy source (very old kernel, seccomp): weak but unique. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
+		k[1] = (uint64_t)(uintptr_t)c ^ ((uint64_t)getpid() << 32);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		k[1] ^= (uint64_t)ts.tv_nsec * 0xc2b2ae3d27d4eb4full;
+	}
+	c->k0 = k[0];
+	c->k1 = k[1];
+}
+
+/* ---- entries ---- */
+
+static inline size_t entry_alloc_size(size_t keylen, size_t len, size_t nttl)
+{
+	return offsetof(struct entry, ttl_off) + nttl * sizeof(uint16_t) + keylen + len;
+}
+
+static inline uint64_t entry_cost(const struct entry *e)
+{
+	return entry_alloc_size(e->keylen, e->len, e->nttl) + ENTRY_OVERHEAD;
+}
+
+static inline uint8_t *entry_key(struct entry *e)
+{
+	return (uint8_t *)(e->ttl_off + e->nttl);
+}
+
+static inline uint8_t *entry_wire(struct entry *e)
+{
+	return entry_key(e) + e->keylen;
+}
+
+static void free_chain(struct entry *e)
+{
+	while (e) {
+		struct entry *n = e->hnext;
+		free(e);
+		e = n;
+	}
+}
+
+static inline void stat_inc(_Atomic uint64_t *v)
+{
+	atomic_fetch_add_explicit(v, 1, memory_order_relaxed);
+}
+
+/* ---- shard internals (called with the shard lock held) ---- */
+
+static inline struct shard *shard_of(struct cache *c, uint64_t h)
+{
+	return &c->shards[c->shard_bits ? (size_t)(h >> (64 - c->shard_bits)) : 0];
+}
+
+static struct entry **bucket_find(struct shard *s, uint32_t h, const uint8_t *key, size_t keylen)
+{
+	struct entry **pp = &s->buckets[h & (s->nbuckets - 1)];
+	for (; *pp; pp = &(*pp)->hnext) {
+		struct entry *e = *pp;
+		if (e->hash == h && e->keylen == keylen && memcmp(entry_key(e), key, keylen) == 0)
+			return pp;
+	}
+	return pp;
+}
+
+static void lru_unlink(struct shard *s, struct entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		s->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		s->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void lru_push_head(struct shard *s, struct entry *e)
+{
+	e->prev = NULL;
+	e->next = s->head;
+	if (s->head)
+		s->head->prev = e;
+	else
+		s->tail = e;
+	s->head = e;
+}
+
+/* Unlink @p e (whose chain slot is @p pp) and put it on the free list @p dead. */
+static void shard_remove(struct cache *c, struct shard *s, struct entry **pp, struct entry *e,
+			 struct entry **dead)
+{
+	uint64_t cost = entry_cost(e);
+	*pp = e->hnext;
+	lru_unlink(s, e);
+	s->bytes -= cost;
+	s->nentries--;
+	atomic_fetch_sub_explicit(&c->stats.bytes, (int64_t)cost, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&c->stats.entries, 1, memory_order_relaxed);
+	e->hnext = *dead;
+	*dead = e;
+}
+
+static struct entry **chain_slot(struct shard *s, struct entry *e)
+{
+	struct entry **pp = &s->buckets[e->hash & (s->nbuckets - 1)];
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+/* Double the bucket array when entries outnumber buckets; failure is harmless. */
+static void shard_maybe_grow(struct shard *s)
+{
+	if (s->nentries <= s->nbuckets || s->nbuckets >= s->max_buckets)
+		return;
+	uint32_t nb = s->nbuckets * 2;
+	struct entry **nbk = calloc(nb, sizeof(*nbk));
+	if (!nbk)
+		return;
+	for (uint32_t i = 0; i < s->nbuckets; i++) {
+		struct entry *e = s->buckets[i];
+		while (e) {
+			struct entry *n = e->hnext;
+			struct entry **slot = &nbk[e->hash & (nb - 1)];
+			e->hnext = *slot;
+			*slot = e;
+			e = n;
+		}
+	}
+	free(s->buckets);
+	s->buckets = nbk;
+	s->nbuckets = nb;
+}
+
+/* ---- public API ---- */
+
+struct cache *cache_new(uint64_t max_bytes, unsigned nshards)
+{
+	if (nshards == 0)
+		nshards = SHARDS_DEFAULT;
+	if (nshards > SHARDS_MAX)
+		nshards = SHARDS_MAX;
+	unsigned n = 1, bits = 0;
+	while (n < nshards) {
+		n <<= 1;
+		bits++;
+	}
+
+	struct cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->nshards = n;
+	c->shard_bits = bits;
+	c->shards = aligned_alloc(alignof(struct shard), (size_t)n * sizeof(struct shard));
+	if (!c->shards) {
+		free(c);
+		return NULL;
+	}
+	memset(c->shards, 0, (size_t)n * sizeof(struct shard));
+	seed_key(c);
+
+	uint64_t budget = max_bytes / n;
+	uint64_t min_cost = entry_alloc_size(1, 1, 0) + ENTRY_OVERHEAD;
+	uint64_t want = budget / min_cost;
+	uint32_t maxb = BUCKETS_INIT;
+	while (maxb < want && maxb < BUCKETS_MAX)
+		maxb <<= 1;
+
+	unsigned i;
+	for (i = 0; i < n; i++) {
+		struct shard *s = &c->shards[i];
+		s->budget = budget;
+		s->max_buckets = maxb;
+		s->nbuckets = BUCKETS_INIT;
+		s->buckets = calloc(BUCKETS_INIT, sizeof(*s->buckets));
+		if (!s->buckets)
+			goto fail;
+		if (mtx_init(&s->lock, mtx_plain) != thrd_success) {
+			free(s->buckets);
+			goto fail;
+		}
+	}
+	return c;
+
+fail:
+	while (i-- > 0) {
+		mtx_destroy(&c->shards[i].lock);
+		free(c->shards[i].buckets);
+	}
+	free(c->shards);
+	free(c);
+	return NULL;
+}
+
+void cache_clear(struct cache *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->nshards; i++) {
+		struct shard *s = &c->shards[i];
+		mtx_lock(&s->lock);
+		struct entry *e = s->head;
+		memset(s->buckets, 0, (size_t)s->nbuckets * sizeof(*s->buckets));
+		s->head = s->tail = NULL;
+		atomic_fetch_sub_explicit(&c->stats.bytes, (int64_t)s->bytes, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&c->stats.entries, (int64_t)s->nentries,
+					  memory_order_relaxed);
+		s->bytes = 0;
+		s->nentries = 0;
+		mtx_unlock(&s->lock);
+		while (e) {
+			struct entry *n = e->next;
+			free(e);
+			e = n;
+		}
+	}
+}
+
+void cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	cache_clear(c);
+	for (unsigned i = 0; i < c->nshards; i++) {
+		mtx_destroy(&c->shards[i].lock);
+		free(c->shards[i].buckets);
+	}
+	free(c->shards);
+	free(c);
+}
+
+const struct cache_stats *cache_stats(const struct cache *c)
+{
+	return &c->stats;
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int cache_lookup(struct cache *c, const uint8_t *key, size_t keylen, uint64_t now_ms,
+		 uint64_t allow_stale_ms, uint32_t stale_ttl_s, uint8_t *buf, size_t cap,
+		 struct cache_hit *hit)
+{
+	struct cache_hit h = { 0 };
+	struct entry *dead = NULL;
+	int found = 0;
+
+	if (hit)
+		*hit = h;
+	if (!key || keylen == 0 || keylen > CACHE_KEY_MAX || !buf) {
+		stat_inc(&c->stats.misses);
+		return 0;
+	}
+
+	uint64_t hv = siphash13(c->k0, c->k1, key, keylen);
+	struct shard *s = shard_of(c, hv);
+	mtx_lock(&s->lock);
+	struct entry **pp = bucket_find(s, (uint32_t)hv, key, keylen);
+	struct entry *e = *pp;
+	if (!e)
+		goto out;
+
+	if (now_ms >= e->expire_ms) {
+		uint64_t late = now_ms - e->expire_ms;
+		if (late >= e->stale_ms) {
+			shard_remove(c, s, pp, e, &dead);
+			goto out;
+		}
+		if (late >= allow_stale_ms || e->len > cap)
+			goto out;
+		memcpy(buf, entry_wire(e), e->len);
+		for (unsigned i = 0; i < e->nttl; i++)
+			put_be32(buf + e->ttl_off[i], stale_ttl_s);
+		h.stale = true;
+	} else {
+		if (e->len > cap)
+			goto out;
+		uint64_t ttl_ms = (uint64_t)e->ttl_s * 1000;
+		uint64_t left_ms = e->expire_ms - now_ms;
+		/* A lookup with an older clock than the insert's sees no time pass. */
+		uint64_t elapsed_s = left_ms >= ttl_ms ? 0 : (ttl_ms - left_ms) / 1000;
+		uint32_t min_left = (uint32_t)(e->ttl_s - elapsed_s);
+
+		memcpy(buf, entry_wire(e), e->len);
+		for (unsigned i = 0; i < e->nttl; i++) {
+			uint8_t *p = buf + e->ttl_off[i];
+			uint32_t t = get_be32(p);
+			t = t > elapsed_s ? (uint32_t)(t - elapsed_s) : 0;
+			put_be32(p, t);
+			if (t < min_left)
+				min_left = t;
+		}
+		h.ttl_left_s = min_left;
+		if (e->ttl_s >= PREFETCH_MIN_TTL_S && !(e->flags & F_PREFETCHED) &&
+		    left_ms < (uint64_t)e->ttl_s * 100) {
+			e->flags |= F_PREFETCHED;
+			h.prefetch = true;
+		}
+	}
+	h.len = e->len;
+	h.kind = (enum cache_kind)e->kind;
+	if (s->head != e) {
+		lru_unlink(s, e);
+		lru_push_head(s, e);
+	}
+	found = 1;
+out:
+	mtx_unlock(&s->lock);
+	free_chain(dead);
+
+	if (!found)
+		stat_inc(&c->stats.misses);
+	else if (h.stale)
+		stat_inc(&c->stats.stale_hits);
+	else
+		stat_inc(&c->stats.hits);
+	if (hit && found)
+		*hit = h;
+	return found;
+}
+
+int cache_insert(struct cache *c, const uint8_t *key, size_t keylen, const uint8_t *wire,
+		 size_t len, const uint16_t *ttl_off, size_t nttl, uint32_t ttl_s,
+		 enum cache_kind kind, uint64_t now_ms, uint64_t stale_keep_ms)
+{
+	if (!key || keylen == 0 || !wire || len == 0 || (nttl && !ttl_off) ||
+	    (unsigned)kind > CACHE_SERVFAIL)
+		return -EINVAL;
+	if (keylen > CACHE_KEY_MAX || len > CACHE_WIRE_MAX || nttl > CACHE_TTLS_MAX) {
+		stat_inc(&c->stats.too_big);
+		return -E2BIG;
+	}
+	for (size_t i = 0; i < nttl; i++)
+		if ((size_t)ttl_off[i] + 4 > len)
+			return -EINVAL;
+
+	size_t asz = entry_alloc_size(keylen, len, nttl);
+	uint64_t cost = (uint64_t)asz + ENTRY_OVERHEAD;
+	uint64_t hv = siphash13(c->k0, c->k1, key, keylen);
+	struct shard *s = shard_of(c, hv);
+	if (cost > s->budget) {
+		stat_inc(&c->stats.too_big);
+		return -E2BIG;
+	}
+
+	uint32_t stale_ms = stale_keep_ms > STALE_KEEP_MAX_MS ? STALE_KEEP_MAX_MS
+							      : (uint32_t)stale_keep_ms;
+	struct entry *dead = NULL;
+	struct entry *e = NULL;
+
+	/* Dead on arrival: nothing to store, but it still replaces the old entry. */
+	if (ttl_s > 0 || stale_ms > 0) {
+		e = malloc(asz);
+		if (!e)
+			return -ENOMEM;
+		e->hnext = e->prev = e->next = NULL;
+		e->expire_ms = now_ms + (uint64_t)ttl_s * 1000;
+		if (e->expire_ms < now_ms)
+			e->expire_ms = UINT64_MAX;
+		e->ttl_s = ttl_s;
+		e->stale_ms = stale_ms;
+		e->hash = (uint32_t)hv;
+		e->keylen = (uint16_t)keylen;
+		e->len = (uint16_t)len;
+		e->nttl = (uint16_t)nttl;
+		e->kind = (uint8_t)kind;
+		e->flags = 0;
+		if (nttl)
+			memcpy(e->ttl_off, ttl_off, nttl * sizeof(uint16_t));
+		memcpy(entry_key(e), key, keylen);
+		memcpy(entry_wire(e), wire, len);
+	}
+
+	mtx_lock(&s->lock);
+	struct entry **pp = bucket_find(s, (uint32_t)hv, key, keylen);
+	if (*pp)
+		shard_remove(c, s, pp, *pp, &dead);
+	if (e) {
+		while (s->bytes + cost > s->budget && s->tail) {
+			struct entry *victim = s->tail;
+			shard_remove(c, s, chain_slot(s, victim), victim, &dead);
+			stat_inc(&c->stats.evictions);
+		}
+		pp = &s->buckets[e->hash & (s->nbuckets - 1)];
+		e->hnext = *pp;
+		*pp = e;
+		lru_push_head(s, e);
+		s->bytes += cost;
+		s->nentries++;
+		atomic_fetch_add_explicit(&c->stats.bytes, (int64_t)cost, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->stats.entries, 1, memory_order_relaxed);
+		shard_maybe_grow(s);
+	}
+	mtx_unlock(&s->lock);
+	free_chain(dead);
+	if (e)
+		stat_inc(&c->stats.inserts);
+	return 0;
+}

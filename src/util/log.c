@@ -1,0 +1,108 @@
+/* src/util/log.c - leveled one-line logs on stderr, text or JSON. */
+#include "nodedns/util/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level g_level = LOGL_INFO;
+static bool g_json;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	if (strcmp(s, "warning") == 0) {
+		*out = LOGL_WARN;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void log_setup(enum log_level level, bool json)
+{
+	g_level = level;
+	g_json = json;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return level <= g_level;
+}
+
+/* Append @p s to @p out as a JSON string body (without quotes). */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	for (; *s && n + 7 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c < 0x20) {
+			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
+{
+	if (level > g_level)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[64];
+	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+
+	char line[2300];
+	int n;
+	if (g_json) {
+		char esc[2100];
+		json_escape(esc, sizeof(esc), msg);
+		n = snprintf(line, sizeof(line),
+			     "{\"time\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}\n",
+			     when, level_names[level], tag, esc);
+	} else {
+		n = snprintf(line, sizeof(line), "%s %s %s: %s\n", when,
+			     level_names[level], tag, msg);
+	}
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+	(void)w;
+}
+
+bool log_ratelimited(struct log_limit *l, uint64_t now_ms, uint64_t interval_ms)
+{
+	if (l->last_ms != 0 && now_ms - l->last_ms < interval_ms) {
+		l->suppressed++;
+		return false;
+	}
+	l->last_ms = now_ms ? now_ms : 1;
+	return true;
+}
