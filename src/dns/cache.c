@@ -1,5 +1,6 @@
 /* src/dns/cache.c - sharded, byte-bounded, TTL-aware answer cache. */
 #include "nodedns/dns/cache.h"
+#include "nodedns/util/hash.h"
 
 /*
  * Memory layout. Every entry is one malloc:
@@ -25,10 +26,8 @@
  * freed after it is dropped; only linking, unlinking and the copy of a hit's
  * wire happen under it.
  *
- * Hash: SipHash-1-3 with a 128-bit key from getrandom(). It is a keyed PRF,
- * so, unlike seeded multiply/xor hashes (which have seed-independent
- * collisions), a client cannot build colliding names; on short keys it costs
- * a few tens of nanoseconds.
+ * Hash: SipHash-1-3 under a random key (util/hash.h), so a client cannot
+ * build colliding names.
  */
 
 #include <errno.h>
@@ -36,7 +35,6 @@
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,79 +76,11 @@ struct shard {
 
 struct cache {
 	struct cache_stats stats;
-	uint64_t k0, k1;            /* SipHash key */
+	struct hash_key key;        /* SipHash key */
 	unsigned nshards;
 	unsigned shard_bits;
 	struct shard *shards;
 };
-
-/* ---- hashing ---- */
-
-static inline uint64_t rotl64(uint64_t x, unsigned b)
-{
-	return (x << b) | (x >> (64 - b));
-}
-
-static inline uint64_t load_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-#define SIPROUND                                                               \
-	do {                                                                   \
-		v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);  \
-		v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                       \
-		v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                       \
-		v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);  \
-	} while (0)
-
-/* SipHash-1-3: one compression round per word, three finalization rounds. */
-static uint64_t siphash13(uint64_t k0, uint64_t k1, const uint8_t *p, size_t len)
-{
-	uint64_t v0 = k0 ^ 0x736f6d6570736575ull;
-	uint64_t v1 = k1 ^ 0x646f72616e646f6dull;
-	uint64_t v2 = k0 ^ 0x6c7967656e657261ull;
-	uint64_t v3 = k1 ^ 0x7465646279746573ull;
-	size_t whole = len & ~(size_t)7;
-	uint64_t m;
-
-	for (size_t i = 0; i < whole; i += 8) {
-		m = load_le64(p + i);
-		v3 ^= m;
-		SIPROUND;
-		v0 ^= m;
-	}
-	m = (uint64_t)(len & 0xff) << 56;
-	for (size_t i = 0; i < (len & 7); i++)
-		m |= (uint64_t)p[whole + i] << (8 * i);
-	v3 ^= m;
-	SIPROUND;
-	v0 ^= m;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
-static void seed_key(struct cache *c)
-{
-	uint64_t k[2];
-	if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
-		/* No entropy source (very old kernel, seccomp): weak but unique. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
-		k[1] = (uint64_t)(uintptr_t)c ^ ((uint64_t)getpid() << 32);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		k[1] ^= (uint64_t)ts.tv_nsec * 0xc2b2ae3d27d4eb4full;
-	}
-	c->k0 = k[0];
-	c->k1 = k[1];
-}
 
 /* ---- entries ---- */
 
@@ -302,7 +232,7 @@ struct cache *cache_new(uint64_t max_bytes, unsigned nshards)
 		return NULL;
 	}
 	memset(c->shards, 0, (size_t)n * sizeof(struct shard));
-	seed_key(c);
+	hash_key_random(&c->key);
 
 	uint64_t budget = max_bytes / n;
 	uint64_t min_cost = entry_alloc_size(1, 1, 0) + ENTRY_OVERHEAD;
@@ -407,7 +337,7 @@ int cache_lookup(struct cache *c, const uint8_t *key, size_t keylen, uint64_t no
 		return 0;
 	}
 
-	uint64_t hv = siphash13(c->k0, c->k1, key, keylen);
+	uint64_t hv = hash_bytes(&c->key, key, keylen);
 	struct shard *s = shard_of(c, hv);
 	mtx_lock(&s->lock);
 	struct entry **pp = bucket_find(s, (uint32_t)hv, key, keylen);
@@ -491,7 +421,7 @@ int cache_insert(struct cache *c, const uint8_t *key, size_t keylen, const uint8
 
 	size_t asz = entry_alloc_size(keylen, len, nttl);
 	uint64_t cost = (uint64_t)asz + ENTRY_OVERHEAD;
-	uint64_t hv = siphash13(c->k0, c->k1, key, keylen);
+	uint64_t hv = hash_bytes(&c->key, key, keylen);
 	struct shard *s = shard_of(c, hv);
 	if (cost > s->budget) {
 		stat_inc(&c->stats.too_big);
