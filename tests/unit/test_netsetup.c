@@ -21,7 +21,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "nodedns/node/link.h"
 #include "nodedns/node/netsetup.h"
+#include "nodedns/node/rules.h"
+#include "nodedns/node/subprocess.h"
 
 static struct netsetup_addr v4(const char *ip, uint16_t port)
 {
@@ -50,7 +53,7 @@ static void test_newlink_dummy_bytes(void **state)
 	(void)state;
 	uint8_t buf[256];
 	memset(buf, 0xaa, sizeof(buf));
-	size_t n = netsetup_msg_newlink_dummy(buf, sizeof(buf), 7, "nodelocaldns");
+	size_t n = link_msg_newlink_dummy(buf, sizeof(buf), 7, "nodelocaldns");
 	static const uint8_t want[] = {
 		/* nlmsghdr: len 68, RTM_NEWLINK (16), REQUEST|ACK|EXCL|CREATE (0x605), seq 7, pid 0 */
 		68, 0, 0, 0, 16, 0, 0x05, 0x06, 7, 0, 0, 0, 0, 0, 0, 0,
@@ -68,9 +71,9 @@ static void test_newlink_dummy_bytes(void **state)
 
 	/* Too small a buffer: 0, never an overflow. */
 	memset(buf, 0xaa, sizeof(buf));
-	assert_int_equal(netsetup_msg_newlink_dummy(buf, 40, 1, "nodelocaldns"), 0);
+	assert_int_equal(link_msg_newlink_dummy(buf, 40, 1, "nodelocaldns"), 0);
 	assert_int_equal(buf[40], 0xaa);
-	assert_int_equal(netsetup_msg_newlink_dummy(buf, 8, 1, "x"), 0);
+	assert_int_equal(link_msg_newlink_dummy(buf, 8, 1, "x"), 0);
 }
 
 static void test_addr_bytes(void **state)
@@ -78,7 +81,7 @@ static void test_addr_bytes(void **state)
 	(void)state;
 	uint8_t buf[256];
 	struct netsetup_addr a = v4("169.254.20.10", 53);
-	size_t n = netsetup_msg_addr(buf, sizeof(buf), 9, true, 5, &a);
+	size_t n = link_msg_addr(buf, sizeof(buf), 9, true, 5, &a);
 	static const uint8_t want4[] = {
 		/* len 40, RTM_NEWADDR (20), REQUEST|ACK|EXCL|CREATE, seq 9 */
 		40, 0, 0, 0, 20, 0, 0x05, 0x06, 9, 0, 0, 0, 0, 0, 0, 0,
@@ -92,7 +95,7 @@ static void test_addr_bytes(void **state)
 	assert_memory_equal(buf, want4, sizeof(want4));
 
 	struct netsetup_addr b = v6("fd00::10", 53);
-	n = netsetup_msg_addr(buf, sizeof(buf), 10, false, 300, &b);
+	n = link_msg_addr(buf, sizeof(buf), 10, false, 300, &b);
 	static const uint8_t want6[] = {
 		/* len 44, RTM_DELADDR (21), REQUEST|ACK, seq 10 */
 		44, 0, 0, 0, 21, 0, 0x05, 0x00, 10, 0, 0, 0, 0, 0, 0, 0,
@@ -103,7 +106,7 @@ static void test_addr_bytes(void **state)
 	};
 	assert_int_equal(n, sizeof(want6));
 	assert_memory_equal(buf, want6, sizeof(want6));
-	assert_int_equal(netsetup_msg_addr(buf, 30, 1, true, 1, &a), 0);
+	assert_int_equal(link_msg_addr(buf, 30, 1, true, 1, &a), 0);
 }
 
 /* -------------------------------------------------------------- rules */
@@ -111,9 +114,9 @@ static void test_addr_bytes(void **state)
 static void test_rules_per_address(void **state)
 {
 	(void)state;
-	struct netsetup_rule r[NETSETUP_MAX_RULES];
+	struct rules_rule r[NETSETUP_MAX_RULES];
 	struct netsetup_addr a[4] = { v4("169.254.20.10", 53) };
-	size_t n = netsetup_build_rules(a, 1, 8080, r, NETSETUP_MAX_RULES);
+	size_t n = rules_build(a, 1, 8080, r, NETSETUP_MAX_RULES);
 	assert_int_equal(n, 12);
 	/* The upstream set: 4 raw PREROUTING/INPUT... counted by chain. */
 	unsigned pre = 0, input = 0, rawout = 0, filtout = 0;
@@ -145,7 +148,7 @@ static void test_rules_per_address(void **state)
 
 	/* No health port: 10. IPv6: the same set with /128 and [ip]:port. */
 	a[0] = v6("fd00::a", 5353);
-	n = netsetup_build_rules(a, 1, 0, r, NETSETUP_MAX_RULES);
+	n = rules_build(a, 1, 0, r, NETSETUP_MAX_RULES);
 	assert_int_equal(n, 10);
 	assert_int_equal(r[0].family, AF_INET6);
 	assert_string_equal(r[0].match, "-d fd00::a/128 -p udp -m udp --dport 5353");
@@ -157,10 +160,10 @@ static void test_rules_per_address(void **state)
 	a[1] = v4("10.96.0.10", 5353);
 	a[2] = v4("10.96.0.10", 53);
 	a[3] = v4("169.254.20.10", 53);
-	n = netsetup_build_rules(a, 4, 8080, r, NETSETUP_MAX_RULES);
+	n = rules_build(a, 4, 8080, r, NETSETUP_MAX_RULES);
 	assert_int_equal(n, 12 + 10 + 12);
 	/* Bounded by max. */
-	assert_int_equal(netsetup_build_rules(a, 4, 8080, r, 5), 5);
+	assert_int_equal(rules_build(a, 4, 8080, r, 5), 5);
 }
 
 static const char SAVE[] =
@@ -185,11 +188,11 @@ static const char SAVE[] =
 static void test_count_rules(void **state)
 {
 	(void)state;
-	struct netsetup_rule r[NETSETUP_MAX_RULES];
+	struct rules_rule r[NETSETUP_MAX_RULES];
 	struct netsetup_addr a = v4("169.254.20.10", 53);
-	size_t n = netsetup_build_rules(&a, 1, 0, r, NETSETUP_MAX_RULES);
+	size_t n = rules_build(&a, 1, 0, r, NETSETUP_MAX_RULES);
 	unsigned c[NETSETUP_MAX_RULES];
-	netsetup_count_rules(SAVE, strlen(SAVE), r, n, AF_INET, c);
+	rules_count(SAVE, strlen(SAVE), r, n, AF_INET, c);
 	for (size_t i = 0; i < n; i++) {
 		unsigned want = 0;
 		if (strcmp(r[i].chain, "PREROUTING") == 0 && strstr(r[i].comment, "udp to"))
@@ -202,12 +205,12 @@ static void test_count_rules(void **state)
 		assert_int_equal(c[i], want);
 	}
 	/* Wrong family: nothing counted. No table lines: chains only. */
-	netsetup_count_rules(SAVE, strlen(SAVE), r, n, AF_INET6, c);
+	rules_count(SAVE, strlen(SAVE), r, n, AF_INET6, c);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(c[i], 0);
 	static const char S[] =
 		"-A PREROUTING -m comment --comment \"nodedns: skip conntrack for tcp to 169.254.20.10:53\" -j NOTRACK";
-	netsetup_count_rules(S, strlen(S), r, n, AF_INET, c);
+	rules_count(S, strlen(S), r, n, AF_INET, c);
 	unsigned total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += c[i];
@@ -217,14 +220,14 @@ static void test_count_rules(void **state)
 static void test_restore_text(void **state)
 {
 	(void)state;
-	struct netsetup_rule r[NETSETUP_MAX_RULES];
+	struct rules_rule r[NETSETUP_MAX_RULES];
 	struct netsetup_addr a = v4("169.254.20.10", 53);
-	size_t n = netsetup_build_rules(&a, 1, 8080, r, NETSETUP_MAX_RULES);
+	size_t n = rules_build(&a, 1, 8080, r, NETSETUP_MAX_RULES);
 	unsigned c[NETSETUP_MAX_RULES] = { 0 };
 	char out[16384];
 
 	/* Everything missing: -I ... 1 in reverse so the list order ends up on top. */
-	int len = netsetup_restore_text(r, n, AF_INET, c, 1, out, sizeof(out));
+	int len = rules_restore_text(r, n, AF_INET, c, 1, out, sizeof(out));
 	assert_true(len > 0);
 	assert_int_equal((size_t)len, strlen(out));
 	const char *raw = strstr(out, "*raw\n"), *filter = strstr(out, "*filter\n");
@@ -249,8 +252,8 @@ static void test_restore_text(void **state)
 	/* All present once: nothing to do. */
 	for (size_t i = 0; i < n; i++)
 		c[i] = 1;
-	assert_int_equal(netsetup_restore_text(r, n, AF_INET, c, 1, out, sizeof(out)), 0);
-	assert_int_equal(netsetup_restore_text(r, n, AF_INET6, c, 0, out, sizeof(out)), 0);
+	assert_int_equal(rules_restore_text(r, n, AF_INET, c, 1, out, sizeof(out)), 0);
+	assert_int_equal(rules_restore_text(r, n, AF_INET6, c, 0, out, sizeof(out)), 0);
 
 	/* A duplicate in filter: one -D, only the filter table. */
 	for (size_t i = 0; i < n; i++)
@@ -258,7 +261,7 @@ static void test_restore_text(void **state)
 			c[i] = 3;
 			break;
 		}
-	len = netsetup_restore_text(r, n, AF_INET, c, 1, out, sizeof(out));
+	len = rules_restore_text(r, n, AF_INET, c, 1, out, sizeof(out));
 	assert_string_equal(out, "*filter\n"
 				 "-D INPUT -d 169.254.20.10/32 -p udp -m udp --dport 53 -m comment --comment "
 				 "\"nodedns: accept udp to 169.254.20.10:53\" -j ACCEPT\n"
@@ -267,7 +270,7 @@ static void test_restore_text(void **state)
 				 "COMMIT\n");
 
 	/* Removal: every copy of every rule. */
-	len = netsetup_restore_text(r, n, AF_INET, c, 0, out, sizeof(out));
+	len = rules_restore_text(r, n, AF_INET, c, 0, out, sizeof(out));
 	lines = 0;
 	for (const char *p = out; (p = strstr(p, "-D ")) != NULL; p++)
 		lines++;
@@ -277,18 +280,18 @@ static void test_restore_text(void **state)
 	/* Bounded output. */
 	for (size_t i = 0; i < n; i++)
 		c[i] = 0;
-	assert_int_equal(netsetup_restore_text(r, n, AF_INET, c, 1, out, 100), -ENOSPC);
-	assert_int_equal(netsetup_restore_text(r, n, AF_INET, c, 1, out, 0), -ENOSPC);
+	assert_int_equal(rules_restore_text(r, n, AF_INET, c, 1, out, 100), -ENOSPC);
+	assert_int_equal(rules_restore_text(r, n, AF_INET, c, 1, out, 0), -ENOSPC);
 }
 
 static void test_pick_backend(void **state)
 {
 	(void)state;
-	assert_int_equal(netsetup_pick_backend(0, 0), NETSETUP_BACKEND_PLAIN);
-	assert_int_equal(netsetup_pick_backend(40, 0), NETSETUP_BACKEND_LEGACY);
-	assert_int_equal(netsetup_pick_backend(0, 3), NETSETUP_BACKEND_NFT);
-	assert_int_equal(netsetup_pick_backend(2, 30), NETSETUP_BACKEND_NFT);
-	assert_int_equal(netsetup_pick_backend(30, 2), NETSETUP_BACKEND_LEGACY);
+	assert_int_equal(rules_pick_backend(0, 0), NETSETUP_BACKEND_PLAIN);
+	assert_int_equal(rules_pick_backend(40, 0), NETSETUP_BACKEND_LEGACY);
+	assert_int_equal(rules_pick_backend(0, 3), NETSETUP_BACKEND_NFT);
+	assert_int_equal(rules_pick_backend(2, 30), NETSETUP_BACKEND_NFT);
+	assert_int_equal(rules_pick_backend(30, 2), NETSETUP_BACKEND_LEGACY);
 }
 
 /* ----------------------------------------------------------- commands */
@@ -303,9 +306,9 @@ static uint64_t mono_ms(void)
 static void test_run_status_and_output(void **state)
 {
 	(void)state;
-	struct netsetup_cmd r;
+	struct subprocess_result r;
 	char *argv[] = { "/bin/sh", "-c", "echo out; echo err >&2; echo more >&2; exit 3", NULL };
-	assert_int_equal(netsetup_run("/bin/sh", argv, NULL, 0, 1024, 5000, &r), 0);
+	assert_int_equal(subprocess_run("/bin/sh", argv, NULL, 0, 1024, 5000, &r), 0);
 	assert_int_equal(r.status, 3);
 	assert_string_equal(r.out, "out\n");
 	assert_int_equal(r.outlen, 4);
@@ -314,13 +317,13 @@ static void test_run_status_and_output(void **state)
 
 	/* stdout not wanted: no buffer. Killed by a signal: 128+N. */
 	char *argv2[] = { "/bin/sh", "-c", "echo ignored; kill -9 $$", NULL };
-	assert_int_equal(netsetup_run("/bin/sh", argv2, NULL, 0, 0, 5000, &r), 0);
+	assert_int_equal(subprocess_run("/bin/sh", argv2, NULL, 0, 0, 5000, &r), 0);
 	assert_int_equal(r.status, 128 + SIGKILL);
 	assert_null(r.out);
 
 	/* Empty stdout when asked for: an empty string, not NULL. */
 	char *argv3[] = { "/bin/true", NULL };
-	assert_int_equal(netsetup_run("/bin/true", argv3, NULL, 0, 10, 5000, &r), 0);
+	assert_int_equal(subprocess_run("/bin/true", argv3, NULL, 0, 10, 5000, &r), 0);
 	assert_int_equal(r.status, 0);
 	assert_non_null(r.out);
 	assert_string_equal(r.out, "");
@@ -335,22 +338,22 @@ static void test_run_stdin_large(void **state)
 	assert_non_null(in);
 	for (size_t i = 0; i < len; i++)
 		in[i] = (char)('a' + i % 26);
-	struct netsetup_cmd r;
+	struct subprocess_result r;
 	char *argv[] = { "/bin/cat", NULL };
-	assert_int_equal(netsetup_run("/bin/cat", argv, in, len, len, 10000, &r), 0);
+	assert_int_equal(subprocess_run("/bin/cat", argv, in, len, len, 10000, &r), 0);
 	assert_int_equal(r.status, 0);
 	assert_int_equal(r.outlen, len);
 	assert_memory_equal(r.out, in, len);
 	free(r.out);
 
 	/* Output over the bound: killed, -EFBIG. */
-	assert_int_equal(netsetup_run("/bin/cat", argv, in, len, 1000, 10000, &r), -EFBIG);
+	assert_int_equal(subprocess_run("/bin/cat", argv, in, len, 1000, 10000, &r), -EFBIG);
 	assert_int_equal(r.status, -1);
 	free(r.out);
 
 	/* A command that does not read its stdin: no SIGPIPE, no hang. */
 	char *argv2[] = { "/bin/true", NULL };
-	assert_int_equal(netsetup_run("/bin/true", argv2, in, len, 0, 10000, &r), 0);
+	assert_int_equal(subprocess_run("/bin/true", argv2, in, len, 0, 10000, &r), 0);
 	assert_int_equal(r.status, 0);
 	free(in);
 }
@@ -358,10 +361,10 @@ static void test_run_stdin_large(void **state)
 static void test_run_timeout_and_missing(void **state)
 {
 	(void)state;
-	struct netsetup_cmd r;
+	struct subprocess_result r;
 	char *argv[] = { "/bin/sleep", "5", NULL };
 	uint64_t t0 = mono_ms();
-	assert_int_equal(netsetup_run("/bin/sleep", argv, NULL, 0, 0, 200, &r), -ETIMEDOUT);
+	assert_int_equal(subprocess_run("/bin/sleep", argv, NULL, 0, 0, 200, &r), -ETIMEDOUT);
 	uint64_t took = mono_ms() - t0;
 	assert_true(took >= 190 && took < 2000);
 	assert_int_equal(r.status, -1);
@@ -369,13 +372,13 @@ static void test_run_timeout_and_missing(void **state)
 	/* Output closed early but the process lingers: still bounded. */
 	char *argv2[] = { "/bin/sh", "-c", "exec >&- 2>&-; sleep 5", NULL };
 	t0 = mono_ms();
-	assert_int_equal(netsetup_run("/bin/sh", argv2, NULL, 0, 100, 300, &r), -ETIMEDOUT);
+	assert_int_equal(subprocess_run("/bin/sh", argv2, NULL, 0, 100, 300, &r), -ETIMEDOUT);
 	assert_true(mono_ms() - t0 < 2000);
 	free(r.out);
 
 	char *argv3[] = { "/nonexistent/iptables", NULL };
 	/* glibc reports it from posix_spawn; under valgrind the child exits 127. */
-	int rc = netsetup_run("/nonexistent/iptables", argv3, NULL, 0, 0, 1000, &r);
+	int rc = subprocess_run("/nonexistent/iptables", argv3, NULL, 0, 0, 1000, &r);
 	assert_true(rc == -ENOENT || (rc == 0 && r.status == 127));
 }
 

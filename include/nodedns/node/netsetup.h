@@ -21,12 +21,16 @@
  * rolling update removes what the previous one created. Records carry the
  * ifindex, so a link deleted and re-created by someone else is never ours.
  *
- * iptables. Commands run with posix_spawn (no shell), stderr captured, each
- * bounded by cmd_timeout_ms; inserts and deletes go through one
+ * iptables. Commands run without a shell (node/subprocess.h), stderr
+ * captured, each bounded by cmd_timeout_ms; inserts and deletes go through one
  * `iptables-restore -w N --noflush` per family so nodedns queues on the
  * xtables lock with kube-proxy. The backend (iptables-legacy or iptables-nft)
  * is the one whose tables hold KUBE-* chains, else the system's `iptables`;
  * while no KUBE-* chain is found it is looked for again at every ensure.
+ *
+ * Modules: node/link.h (rtnetlink), node/rules.h (rule text, backends),
+ * node/subprocess.h (running the commands), node/nodestate.h (the state
+ * file); this one orchestrates them.
  *
  * Threads: a struct netsetup is used by one thread at a time (the
  * supervisor runs it on a libuv work thread); its stats may be read by any
@@ -35,15 +39,18 @@
 #ifndef NODEDNS_NETSETUP_H
 #define NODEDNS_NETSETUP_H
 
+#include <arpa/inet.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
 
 #include "nodedns/util/metrics.h"
 
 #define NETSETUP_MAX_ADDRS 16
-/* 12 rules per listen IP:PORT at most (see netsetup_build_rules). */
+/* 12 rules per listen IP:PORT at most (see rules_build). */
 #define NETSETUP_MAX_RULES (NETSETUP_MAX_ADDRS * 12)
 #define NETSETUP_CMD_TIMEOUT_MS 10000 /* one iptables command, lock wait included */
 #define NETSETUP_LOCK_WAIT_S 5        /* iptables-restore -w */
@@ -55,6 +62,21 @@ struct netsetup_addr {
 	uint8_t ip[16];
 	uint16_t port;
 };
+
+/** The address bytes of @p family: 4 for AF_INET, else 16. */
+static inline size_t netsetup_ip_len(int family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+/** @p ip of @p family as text into @p buf ("?" when it cannot be printed).
+ * @return @p buf. */
+static inline const char *netsetup_ip_text(int family, const uint8_t *ip, char *buf, size_t len)
+{
+	if (!inet_ntop(family, ip, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+	return buf;
+}
 
 /** Which iptables binaries to use. */
 enum netsetup_backend {
@@ -151,70 +173,5 @@ void netsetup_free(struct netsetup *ns);
 
 /** The nodedns_node_setup_* series of @p st. */
 void netsetup_render_metrics(const struct netsetup_stats *st, struct mbuf *b);
-
-/*** Exposed for unit tests: pure builders and parsers. ***/
-
-/**
- * The RTM_NEWLINK request that creates dummy link @p ifname
- * (NLM_F_REQUEST|ACK|CREATE|EXCL, IFLA_IFNAME, IFLA_LINKINFO/IFLA_INFO_KIND
- * "dummy") in @p buf. @return the message length, 0 when it does not fit.
- */
-size_t netsetup_msg_newlink_dummy(void *buf, size_t len, uint32_t seq, const char *ifname);
-
-/** RTM_NEWADDR (@p add, with NLM_F_CREATE|EXCL) or RTM_DELADDR for @p a as a
- * host address on @p ifindex; IPv6 gets IFA_F_NODAD. @return length or 0. */
-size_t netsetup_msg_addr(void *buf, size_t len, uint32_t seq, bool add, int ifindex,
-			 const struct netsetup_addr *a);
-
-/** One rule: `-t TABLE -A CHAIN MATCH -m comment --comment "COMMENT" -j TARGET`. */
-struct netsetup_rule {
-	int family;
-	const char *table;  /* "raw" or "filter" */
-	const char *chain;  /* "PREROUTING", "INPUT", "OUTPUT" */
-	const char *target; /* "NOTRACK" or "ACCEPT" */
-	char match[128];    /* "-d 169.254.20.10/32 -p udp -m udp --dport 53" */
-	char comment[128];  /* "nodedns: ..." (unique within its chain) */
-};
-
-/** The rules for @p addrs (deduplicated by IP and port) and @p health_port
- * (0: none) into @p out. @return how many, at most @p max. */
-size_t netsetup_build_rules(const struct netsetup_addr *addrs, size_t n, uint16_t health_port,
-			    struct netsetup_rule *out, size_t max);
-
-/** Count, for each of the @p n rules of @p family, the lines of
- * iptables-save output @p text that carry its chain and comment (only in the
- * rule's table when the text has "*table" lines). */
-void netsetup_count_rules(const char *text, size_t len, const struct netsetup_rule *rules,
-			  size_t n, int family, unsigned *counts);
-
-/**
- * The iptables-restore --noflush input that brings the rules of @p family
- * from @p counts to the wanted count (@p want: 1, or 0 to remove them all):
- * `-I CHAIN 1 ...` for missing rules (in reverse, so they end up in list
- * order), `-D CHAIN ...` for each extra copy. @return the text length
- * (0: nothing to do), or -ENOSPC.
- */
-int netsetup_restore_text(const struct netsetup_rule *rules, size_t n, int family,
-			  const unsigned *counts, unsigned want, char *out, size_t outlen);
-
-/** Result of netsetup_run(). */
-struct netsetup_cmd {
-	int status;     /* exit code; 128+N when killed by signal N; -1 on timeout */
-	char *out;      /* stdout, NUL-terminated (owned: free()), NULL when not asked */
-	size_t outlen;
-	char err[1024]; /* stderr (truncated), NUL-terminated, trailing newline cut */
-};
-
-/**
- * Run @p path with @p argv (no shell) and @p in on its stdin, capturing
- * stdout when @p max_out > 0 (more than that is an error: -EFBIG) and
- * stderr; kill it after @p timeout_ms. @return 0 when it ran (see status),
- * -ETIMEDOUT (status -1), or -errno when it could not start.
- */
-int netsetup_run(const char *path, char *const argv[], const char *in, size_t inlen,
-		 size_t max_out, uint32_t timeout_ms, struct netsetup_cmd *res);
-
-/** Which backend KUBE-* line counts point at: the one with more, else PLAIN. */
-enum netsetup_backend netsetup_pick_backend(unsigned legacy_kube, unsigned nft_kube);
 
 #endif
