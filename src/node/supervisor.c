@@ -24,25 +24,16 @@
 
 #include <uv.h>
 
+#include "nodedns/node/instance_lock.h"
 #include "nodedns/util/log.h"
 
 extern char **environ;
 
 #define TAG "supervisor"
-#define SHARED_MAGIC 0x6e6f6465646e7331ull /* "nodedns1" */
-#define CHILD_STATS_FD 3
-#define CHILD_READY_FD 4
-#define ENV_SUPERVISED "NODEDNS_SUPERVISED"
-#define ENV_SUPERVISOR_PID "NODEDNS_SUPERVISOR_PID"
-#define ENV_OOM "NODEDNS_OOM_SCORE_ADJ"
 
-struct supervisor_shared {
-	uint64_t magic;
-	uint64_t size;
-	struct netsetup_stats net;
-	_Atomic uint64_t restarts;    /* resolver processes started after a death */
-	_Atomic uint64_t crash_loops; /* times the restart backoff kicked in */
-};
+/* The signals the supervisor handles, in the order of struct sup's sigs. */
+static const int SIGNALS[] = { SIGTERM, SIGINT, SIGHUP };
+#define NSIGNALS (sizeof(SIGNALS) / sizeof(SIGNALS[0]))
 
 enum job { JOB_ENSURE, JOB_REMOVE_RULES };
 
@@ -63,7 +54,8 @@ struct sup {
 	char **argv;
 	char **env;
 	uv_loop_t loop;
-	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_signal_t sigs[NSIGNALS];
+	size_t nsigs; /* initialised, so closed at the end */
 	uv_timer_t reensure, restart, ready_timer, kill_timer;
 	struct child *child; /* the running resolver, NULL when none */
 	uv_work_t work;
@@ -146,13 +138,6 @@ int supervisor_config_init(struct supervisor_config *sc, char *err, size_t errle
 
 /* ----------------------------------------------------- process setup */
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int read_oom(int *out)
 {
 	FILE *f = fopen("/proc/self/oom_score_adj", "re");
@@ -163,107 +148,6 @@ static int read_oom(int *out)
 	return ok ? 0 : -EINVAL;
 }
 
-static int write_oom(int v)
-{
-	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	char buf[16];
-	int n = snprintf(buf, sizeof(buf), "%d", v);
-	int rc = write(fd, buf, (size_t)n) == n ? 0 : -errno;
-	close(fd);
-	return rc;
-}
-
-static int mkdir_p(const char *path)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-/* The instance lock: a shared flock (released by a failed upgrade at
- * teardown, see teardown_allowed) and an OFD read lock on byte 0, through
- * which other_instance_alive() sees other instances without touching ours.
- * flock and OFD locks do not interact on Linux. */
-static int take_instance_lock(struct sup *s)
-{
-	char path[PATH_MAX];
-	int rc = mkdir_p(s->sc->run_dir);
-	if (rc < 0) {
-		log_warn(TAG, "cannot create %s: %s; without the instance lock every exit tears the "
-			 "node setup down, even during a rolling update", s->sc->run_dir, strerror(-rc));
-		return rc;
-	}
-	snprintf(path, sizeof(path), "%s/instance.lock", s->sc->run_dir);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		log_warn(TAG, "cannot open %s: %s; every exit will tear the node setup down", path,
-			 strerror(-rc));
-		return rc;
-	}
-	uint64_t deadline = mono_ms() + SUPERVISOR_LOCK_WAIT_MS;
-	bool said = false;
-	while (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-		if (errno == EINTR)
-			continue;
-		if (errno != EWOULDBLOCK || mono_ms() >= deadline) {
-			log_warn(TAG, "cannot lock %s: %s; going on without it", path,
-				 errno == EWOULDBLOCK ? "an exiting instance held it too long" : strerror(errno));
-			close(fd);
-			return -EBUSY;
-		}
-		if (!said)
-			log_info(TAG, "waiting for a departing nodedns to finish its teardown (%s)", path);
-		said = true;
-		usleep(50000);
-	}
-	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
-		log_warn(TAG, "%s: OFD lock: %s", path, strerror(errno));
-	s->lock_fd = fd;
-	return 0;
-}
-
-static bool other_instance_alive(const struct sup *s)
-{
-	if (s->lock_fd < 0)
-		return false;
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
-	if (fcntl(s->lock_fd, F_OFD_GETLK, &fl) < 0)
-		return false;
-	return fl.l_type != F_UNLCK;
-}
-
-/* At exit: true when no other instance holds the lock. A failed upgrade
- * drops our shared lock (Linux flock), so of two instances exiting at once
- * the second one always gets it and tears down. */
-static bool teardown_allowed(struct sup *s)
-{
-	if (s->lock_fd < 0)
-		return true;
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
-		return true;
-	if (errno == EWOULDBLOCK) {
-		log_info(TAG, "another nodedns instance holds %s/instance.lock: leaving the "
-			 "interface, the addresses and the rules to it", s->sc->run_dir);
-		return false;
-	}
-	log_warn(TAG, "instance lock: %s; tearing down", strerror(errno));
-	return true;
-}
-
 static int make_shared(struct sup *s)
 {
 	s->memfd = memfd_create("nodedns-supervisor", MFD_CLOEXEC);
@@ -272,7 +156,7 @@ static int make_shared(struct sup *s)
 			       s->memfd, 0);
 		if (p != MAP_FAILED) {
 			s->shared = p;
-			s->shared->magic = SHARED_MAGIC;
+			s->shared->magic = SUPERVISOR_SHARED_MAGIC;
 			s->shared->size = sizeof(struct supervisor_shared);
 			return 0;
 		}
@@ -311,19 +195,19 @@ static char **child_env(struct sup *s)
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *e = environ[i];
-		if (strncmp(e, ENV_SUPERVISED "=", sizeof(ENV_SUPERVISED)) == 0 ||
-		    strncmp(e, ENV_SUPERVISOR_PID "=", sizeof(ENV_SUPERVISOR_PID)) == 0 ||
-		    strncmp(e, ENV_OOM "=", sizeof(ENV_OOM)) == 0 ||
+		if (strncmp(e, SUPERVISOR_ENV_SUPERVISED "=", sizeof(SUPERVISOR_ENV_SUPERVISED)) == 0 ||
+		    strncmp(e, SUPERVISOR_ENV_PID "=", sizeof(SUPERVISOR_ENV_PID)) == 0 ||
+		    strncmp(e, SUPERVISOR_ENV_OOM "=", sizeof(SUPERVISOR_ENV_OOM)) == 0 ||
 		    strncmp(e, SUPERVISOR_LISTEN_FDS_ENV "=", sizeof(SUPERVISOR_LISTEN_FDS_ENV)) == 0)
 			continue;
 		env[k++] = (char *)e;
 	}
-	snprintf(s->own_env[0], sizeof(s->own_env[0]), ENV_SUPERVISED "=1");
-	snprintf(s->own_env[1], sizeof(s->own_env[1]), ENV_SUPERVISOR_PID "=%ld", (long)getpid());
+	snprintf(s->own_env[0], sizeof(s->own_env[0]), SUPERVISOR_ENV_SUPERVISED "=1");
+	snprintf(s->own_env[1], sizeof(s->own_env[1]), SUPERVISOR_ENV_PID "=%ld", (long)getpid());
 	env[k++] = s->own_env[0];
 	env[k++] = s->own_env[1];
 	if (s->have_orig_oom) {
-		snprintf(s->own_env[2], sizeof(s->own_env[2]), ENV_OOM "=%d", s->orig_oom);
+		snprintf(s->own_env[2], sizeof(s->own_env[2]), SUPERVISOR_ENV_OOM "=%d", s->orig_oom);
 		env[k++] = s->own_env[2];
 	}
 	if (s->sc->nlisten_fds) {
@@ -373,7 +257,7 @@ static void request_sync(struct sup *s)
 	s->job = JOB_ENSURE;
 	s->job_rules = s->sc->net.iptables && s->child_ready;
 	if (s->rules_down && s->sc->net.iptables) {
-		if (other_instance_alive(s))
+		if (instance_lock_other_alive(s->lock_fd))
 			log_info(TAG, "another nodedns instance is alive: leaving the rules in place");
 		else
 			s->job = JOB_REMOVE_RULES;
@@ -420,9 +304,8 @@ static void finish(struct sup *s)
 	if (s->handles_closed || s->child)
 		return;
 	s->handles_closed = true;
-	uv_close((uv_handle_t *)&s->sig_term, on_closed);
-	uv_close((uv_handle_t *)&s->sig_int, on_closed);
-	uv_close((uv_handle_t *)&s->sig_hup, on_closed);
+	for (size_t i = 0; i < s->nsigs; i++)
+		uv_close((uv_handle_t *)&s->sigs[i], on_closed);
 	uv_close((uv_handle_t *)&s->reensure, on_closed);
 	uv_close((uv_handle_t *)&s->restart, on_closed);
 	uv_close((uv_handle_t *)&s->ready_timer, on_closed);
@@ -539,14 +422,16 @@ static void on_ready_timeout(uv_timer_t *t)
 	}
 }
 
-static void spawn_child(struct sup *s)
+/* A child record with its ready pipe open in the loop; the write end of
+ * the pipe (for the child's fd 4) into @p wfd. @return NULL (logged). */
+static struct child *child_new(struct sup *s, int *wfd)
 {
 	int p[2] = { -1, -1 };
 	struct child *c = calloc(1, sizeof(*c));
 	if (!c || pipe2(p, O_CLOEXEC) < 0) {
 		log_error(TAG, "cannot start the resolver: %s", strerror(c ? errno : ENOMEM));
 		free(c);
-		goto failed;
+		return NULL;
 	}
 	c->s = s;
 	uv_pipe_init(&s->loop, &c->pipe, 0);
@@ -559,16 +444,20 @@ static void spawn_child(struct sup *s)
 		close(p[0]);
 		close(p[1]);
 		child_close_pipe(c);
-		goto failed;
+		return NULL;
 	}
+	*wfd = p[1];
+	return c;
+}
+
+/* The resolver's fds: 0-2 ours, 3 the counters page, 4 the ready pipe
+ * (@p wfd), then the listening sockets. @return NULL on ENOMEM. */
+static uv_stdio_container_t *child_stdio(const struct sup *s, int wfd, size_t *count)
+{
 	size_t nstdio = SUPERVISOR_LISTEN_FD_BASE + s->sc->nlisten_fds;
 	uv_stdio_container_t *stdio = calloc(nstdio, sizeof(*stdio));
-	if (!stdio) {
-		log_error(TAG, "cannot start the resolver: out of memory");
-		close(p[1]);
-		child_close_pipe(c);
-		goto failed;
-	}
+	if (!stdio)
+		return NULL;
 	for (size_t i = 0; i < s->sc->nlisten_fds; i++) {
 		stdio[SUPERVISOR_LISTEN_FD_BASE + i].flags = UV_INHERIT_FD;
 		stdio[SUPERVISOR_LISTEN_FD_BASE + i].data.fd = s->sc->listen_fds[i];
@@ -577,10 +466,26 @@ static void spawn_child(struct sup *s)
 		stdio[i].flags = UV_INHERIT_FD;
 		stdio[i].data.fd = i;
 	}
-	stdio[CHILD_STATS_FD].flags = s->memfd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
-	stdio[CHILD_STATS_FD].data.fd = s->memfd;
-	stdio[CHILD_READY_FD].flags = UV_INHERIT_FD;
-	stdio[CHILD_READY_FD].data.fd = p[1];
+	stdio[SUPERVISOR_CHILD_STATS_FD].flags = s->memfd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+	stdio[SUPERVISOR_CHILD_STATS_FD].data.fd = s->memfd;
+	stdio[SUPERVISOR_CHILD_READY_FD].flags = UV_INHERIT_FD;
+	stdio[SUPERVISOR_CHILD_READY_FD].data.fd = wfd;
+	*count = nstdio;
+	return stdio;
+}
+
+/* Start resolver @p c with the write end @p wfd of its ready pipe (closed
+ * here). @return 0 or a negative errno (logged; @p c is being closed). */
+static int child_start(struct sup *s, struct child *c, int wfd)
+{
+	size_t nstdio = 0;
+	uv_stdio_container_t *stdio = child_stdio(s, wfd, &nstdio);
+	if (!stdio) {
+		log_error(TAG, "cannot start the resolver: out of memory");
+		close(wfd);
+		child_close_pipe(c);
+		return -ENOMEM;
+	}
 	uv_process_options_t o;
 	memset(&o, 0, sizeof(o));
 	o.exit_cb = on_child_exit;
@@ -591,14 +496,30 @@ static void spawn_child(struct sup *s)
 	o.stdio = stdio;
 	c->proc.data = c;
 	c->handles++;
-	rc = uv_spawn(&s->loop, &c->proc, &o);
+	int rc = uv_spawn(&s->loop, &c->proc, &o);
 	free(stdio);
-	close(p[1]);
+	close(wfd);
 	if (rc < 0) {
 		log_error(TAG, "cannot start the resolver (%s): %s", s->exe, uv_strerror(rc));
 		uv_close((uv_handle_t *)&c->proc, on_child_handle_closed);
 		child_close_pipe(c);
-		goto failed;
+	}
+	return rc;
+}
+
+static void spawn_child(struct sup *s)
+{
+	int wfd = -1;
+	struct child *c = child_new(s, &wfd);
+	if (!c || child_start(s, c, wfd) < 0) {
+		if (!s->ever_ready) {
+			s->exit_code = 1;
+			s->stopping = true;
+			finish(s);
+			return;
+		}
+		schedule_restart(s);
+		return;
 	}
 	c->pid = c->proc.pid;
 	s->child = c;
@@ -608,15 +529,6 @@ static void spawn_child(struct sup *s)
 	if (s->ever_ready)
 		atomic_fetch_add_explicit(&s->shared->restarts, 1, memory_order_relaxed);
 	log_debug(TAG, "started resolver pid %ld", (long)c->pid);
-	return;
-failed:
-	if (!s->ever_ready) {
-		s->exit_code = 1;
-		s->stopping = true;
-		finish(s);
-		return;
-	}
-	schedule_restart(s);
 }
 
 static void on_kill_timer(uv_timer_t *t)
@@ -660,6 +572,133 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ------------------------------------------------------------- main */
 
+/* The loop, its signal watchers and timers. @return 0 or a negative errno
+ * (logged); what was initialised is closed by finish(). */
+static int init_loop(struct sup *s)
+{
+	for (size_t i = 0; i < NSIGNALS; i++) {
+		int rc = uv_signal_init(&s->loop, &s->sigs[i]);
+		if (rc < 0) {
+			log_error(TAG, "cannot watch %s: %s", strsignal(SIGNALS[i]), uv_strerror(rc));
+			return rc;
+		}
+		s->nsigs++;
+		s->sigs[i].data = s;
+		rc = uv_signal_start(&s->sigs[i], on_signal, SIGNALS[i]);
+		if (rc < 0) {
+			log_error(TAG, "cannot watch %s: %s", strsignal(SIGNALS[i]), uv_strerror(rc));
+			return rc;
+		}
+	}
+	uv_timer_init(&s->loop, &s->reensure);
+	uv_timer_init(&s->loop, &s->restart);
+	uv_timer_init(&s->loop, &s->ready_timer);
+	uv_timer_init(&s->loop, &s->kill_timer);
+	s->reensure.data = s->restart.data = s->ready_timer.data = s->kill_timer.data = s;
+	return 0;
+}
+
+/* Lower our own OOM score; note the resolver's (see child_env). */
+static void setup_oom(struct sup *s)
+{
+	if (read_oom(&s->orig_oom) == 0) {
+		s->have_orig_oom = true;
+		int rc = supervisor_write_oom(SUPERVISOR_OOM_SCORE_ADJ);
+		/* Without CAP_SYS_RESOURCE the score can only go up: expected in
+		 * a pod (kubelet already gives Guaranteed pods -997). */
+		if (rc < 0)
+			log_msg(rc == -EACCES || rc == -EPERM ? LOGL_INFO : LOGL_WARN, TAG,
+				"cannot set oom_score_adj to %d (%s): keeping %d", SUPERVISOR_OOM_SCORE_ADJ,
+				strerror(-rc), s->orig_oom);
+	}
+	/* The resolver's score: the operator's NODEDNS_OOM_SCORE_ADJ (a process
+	 * may always raise its own), else what we were started with. It should
+	 * be above the supervisor's, so the OOM killer takes the resolver, which
+	 * the supervisor restarts at once. */
+	const char *want = getenv(SUPERVISOR_ENV_OOM);
+	if (want && *want) {
+		char *end = NULL;
+		long v = strtol(want, &end, 10);
+		if (*end == '\0' && v >= -1000 && v <= 1000) {
+			s->orig_oom = (int)v;
+			s->have_orig_oom = true;
+		} else {
+			log_warn(TAG, "%s=%s: not an integer from -1000 to 1000, ignored", SUPERVISOR_ENV_OOM, want);
+		}
+	}
+}
+
+/* The instance lock, the shared counters, the node setup and the
+ * resolver's environment. @return 0 or a negative errno (logged). */
+static int prepare(struct sup *s)
+{
+	instance_lock_take(s->sc->run_dir, &s->lock_fd);
+	char state_path[PATH_MAX];
+	struct netsetup_config nc = s->sc->net;
+	if (s->lock_fd >= 0) {
+		snprintf(state_path, sizeof(state_path), "%s/netsetup.state", s->sc->run_dir);
+		nc.state_path = state_path;
+	}
+	if (make_shared(s) < 0) {
+		log_error(TAG, "out of memory");
+		return -ENOMEM;
+	}
+	int rc = netsetup_new(&nc, &s->shared->net, &s->ns);
+	if (rc < 0) {
+		log_error(TAG, "node setup: %s", rc == -EINVAL ? "no usable listen address" : strerror(-rc));
+		return rc;
+	}
+	s->env = child_env(s);
+	if (!s->env) {
+		log_error(TAG, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Run the resolver until the loop ends, then tear down unless another
+ * instance is there. @return the exit status. */
+static int supervise(struct sup *s)
+{
+	const struct supervisor_config *sc = s->sc;
+	log_info(TAG, "supervising the resolver (pid %ld): interface %s, iptables %s, re-ensure every %u ms",
+		 (long)getpid(), sc->net.ifname ? sc->net.ifname : "off", sc->net.iptables ? "on" : "off",
+		 sc->reensure_ms);
+	/* The interface first (the resolver can bind before it: IP_FREEBIND);
+	 * the rules once the resolver serves. */
+	netsetup_ensure(s->ns, false);
+	spawn_child(s);
+	if (!s->stopping)
+		uv_timer_start(&s->reensure, on_reensure, sc->reensure_ms, sc->reensure_ms);
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+
+	if (instance_lock_teardown_allowed(s->lock_fd, s->sc->run_dir)) {
+		log_info(TAG, "tearing down the node setup");
+		if (netsetup_teardown(s->ns) == 0)
+			log_info(TAG, "node setup removed");
+		else
+			log_error(TAG, "node setup teardown incomplete (see above)");
+	}
+	log_info(TAG, "stopped");
+	return s->exit_code;
+}
+
+static void sup_free(struct sup *s)
+{
+	if (!s->handles_closed) {
+		s->stopping = true;
+		finish(s);
+		uv_run(&s->loop, UV_RUN_DEFAULT);
+	}
+	uv_loop_close(&s->loop);
+	netsetup_free(s->ns);
+	free(s->env);
+	free_shared(s);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s);
+}
+
 int supervisor_run(const struct supervisor_config *sc, char **argv)
 {
 	struct sup *s = calloc(1, sizeof(*s));
@@ -674,181 +713,19 @@ int supervisor_run(const struct supervisor_config *sc, char **argv)
 	/* NODEDNS_EXE is for running the supervisor under valgrind, where
 	 * /proc/self/exe is the tool. */
 	s->exe = getenv("NODEDNS_EXE") && *getenv("NODEDNS_EXE") ? getenv("NODEDNS_EXE") : "/proc/self/exe";
-	int code = 1;
 	signal(SIGPIPE, SIG_IGN);
-
-	uv_loop_init(&s->loop);
-	uv_signal_init(&s->loop, &s->sig_term);
-	uv_signal_init(&s->loop, &s->sig_int);
-	uv_signal_init(&s->loop, &s->sig_hup);
-	s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
-	uv_signal_start(&s->sig_term, on_signal, SIGTERM);
-	uv_signal_start(&s->sig_int, on_signal, SIGINT);
-	uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
-	uv_timer_init(&s->loop, &s->reensure);
-	uv_timer_init(&s->loop, &s->restart);
-	uv_timer_init(&s->loop, &s->ready_timer);
-	uv_timer_init(&s->loop, &s->kill_timer);
-	s->reensure.data = s->restart.data = s->ready_timer.data = s->kill_timer.data = s;
-
-	if (read_oom(&s->orig_oom) == 0) {
-		s->have_orig_oom = true;
-		int rc = write_oom(SUPERVISOR_OOM_SCORE_ADJ);
-		/* Without CAP_SYS_RESOURCE the score can only go up: expected in
-		 * a pod (kubelet already gives Guaranteed pods -997). */
-		if (rc < 0)
-			log_msg(rc == -EACCES || rc == -EPERM ? LOGL_INFO : LOGL_WARN, TAG,
-				"cannot set oom_score_adj to %d (%s): keeping %d", SUPERVISOR_OOM_SCORE_ADJ,
-				strerror(-rc), s->orig_oom);
-	}
-	/* The resolver's score: the operator's NODEDNS_OOM_SCORE_ADJ (a process
-	 * may always raise its own), else what we were started with. It should
-	 * be above the supervisor's, so the OOM killer takes the resolver, which
-	 * the supervisor restarts at once. */
-	const char *want = getenv(ENV_OOM);
-	if (want && *want) {
-		char *end = NULL;
-		long v = strtol(want, &end, 10);
-		if (*end == '\0' && v >= -1000 && v <= 1000) {
-			s->orig_oom = (int)v;
-			s->have_orig_oom = true;
-		} else {
-			log_warn(TAG, "%s=%s: not an integer from -1000 to 1000, ignored", ENV_OOM, want);
-		}
-	}
-	take_instance_lock(s);
-	char state_path[PATH_MAX];
-	struct netsetup_config nc = sc->net;
-	if (s->lock_fd >= 0) {
-		snprintf(state_path, sizeof(state_path), "%s/netsetup.state", sc->run_dir);
-		nc.state_path = state_path;
-	}
-	if (make_shared(s) < 0) {
-		log_error(TAG, "out of memory");
-		goto out;
-	}
-	int rc = netsetup_new(&nc, &s->shared->net, &s->ns);
+	int rc = uv_loop_init(&s->loop);
 	if (rc < 0) {
-		log_error(TAG, "node setup: %s", rc == -EINVAL ? "no usable listen address" : strerror(-rc));
-		goto out;
+		log_error(TAG, "event loop: %s", uv_strerror(rc));
+		free(s);
+		return 1;
 	}
-	s->env = child_env(s);
-	if (!s->env) {
-		log_error(TAG, "out of memory");
-		goto out;
+	int code = 1;
+	if (init_loop(s) == 0) {
+		setup_oom(s);
+		if (prepare(s) == 0)
+			code = supervise(s);
 	}
-	log_info(TAG, "supervising the resolver (pid %ld): interface %s, iptables %s, re-ensure every %u ms",
-		 (long)getpid(), sc->net.ifname ? sc->net.ifname : "off", sc->net.iptables ? "on" : "off",
-		 sc->reensure_ms);
-	/* The interface first (the resolver can bind before it: IP_FREEBIND);
-	 * the rules once the resolver serves. */
-	netsetup_ensure(s->ns, false);
-	spawn_child(s);
-	if (!s->stopping)
-		uv_timer_start(&s->reensure, on_reensure, sc->reensure_ms, sc->reensure_ms);
-	uv_run(&s->loop, UV_RUN_DEFAULT);
-	code = s->exit_code;
-
-	if (teardown_allowed(s)) {
-		log_info(TAG, "tearing down the node setup");
-		if (netsetup_teardown(s->ns) == 0)
-			log_info(TAG, "node setup removed");
-		else
-			log_error(TAG, "node setup teardown incomplete (see above)");
-	}
-	log_info(TAG, "stopped");
-out:
-	if (!s->handles_closed) {
-		s->stopping = true;
-		finish(s);
-		uv_run(&s->loop, UV_RUN_DEFAULT);
-	}
-	uv_loop_close(&s->loop);
-	netsetup_free(s->ns);
-	free(s->env);
-	free_shared(s);
-	if (s->lock_fd >= 0)
-		close(s->lock_fd);
-	free(s);
+	sup_free(s);
 	return code;
-}
-
-/* ----------------------------------------------------- resolver side */
-
-int supervisor_child_attach(struct supervisor_child *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->ready_fd = -1;
-	const char *e = getenv(ENV_SUPERVISED);
-	if (!e || strcmp(e, "1") != 0)
-		return 0;
-	c->supervised = true;
-	/* SIGTERM (a graceful stop) if the supervisor dies; if it died before
-	 * this line, getppid() is no longer its pid. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	const char *pp = getenv(ENV_SUPERVISOR_PID);
-	if (pp && strtol(pp, NULL, 10) != (long)getppid())
-		return -ESRCH;
-	const char *oom = getenv(ENV_OOM);
-	if (oom && *oom)
-		write_oom((int)strtol(oom, NULL, 10));
-
-	struct stat st;
-	if (fstat(CHILD_READY_FD, &st) == 0 && S_ISFIFO(st.st_mode)) {
-		fcntl(CHILD_READY_FD, F_SETFD, FD_CLOEXEC);
-		c->ready_fd = CHILD_READY_FD;
-	}
-	if (fstat(CHILD_STATS_FD, &st) == 0) {
-		if (S_ISREG(st.st_mode) && st.st_size == (off_t)sizeof(struct supervisor_shared)) {
-			void *p = mmap(NULL, sizeof(struct supervisor_shared), PROT_READ, MAP_SHARED,
-				       CHILD_STATS_FD, 0);
-			if (p != MAP_FAILED) {
-				if (((const struct supervisor_shared *)p)->magic == SHARED_MAGIC)
-					c->shared = p;
-				else
-					munmap(p, sizeof(struct supervisor_shared));
-			}
-		}
-		/* The mapping outlives the fd; /dev/null (no shared page) goes too. */
-		if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))
-			close(CHILD_STATS_FD);
-	}
-	return 1;
-}
-
-void supervisor_child_ready(struct supervisor_child *c)
-{
-	if (c->ready_fd < 0)
-		return;
-	ssize_t n;
-	do
-		n = write(c->ready_fd, "R", 1);
-	while (n < 0 && errno == EINTR);
-	close(c->ready_fd);
-	c->ready_fd = -1;
-}
-
-void supervisor_child_render_metrics(const struct supervisor_child *c, struct mbuf *b)
-{
-	if (!c->shared)
-		return;
-	netsetup_render_metrics(&c->shared->net, b);
-	metrics_header(b, "nodedns_resolver_restarts_total", "counter",
-		       "Resolver processes restarted by the supervisor after one died.");
-	metrics_u64(b, "nodedns_resolver_restarts_total", NULL,
-		    atomic_load_explicit(&c->shared->restarts, memory_order_relaxed));
-	metrics_header(b, "nodedns_resolver_crash_loops_total", "counter",
-		       "Times the resolver died too often and restarts were delayed.");
-	metrics_u64(b, "nodedns_resolver_crash_loops_total", NULL,
-		    atomic_load_explicit(&c->shared->crash_loops, memory_order_relaxed));
-}
-
-void supervisor_child_detach(struct supervisor_child *c)
-{
-	if (c->shared)
-		munmap((void *)c->shared, sizeof(struct supervisor_shared));
-	c->shared = NULL;
-	if (c->ready_fd >= 0)
-		close(c->ready_fd);
-	c->ready_fd = -1;
 }

@@ -9,8 +9,9 @@
  *  - lowers its own oom_score_adj to -998 (the child gets the original
  *    value back), so the OOM killer takes the resolver, never the process
  *    that can clean up after it;
- *  - takes a shared lock on RUN_DIR/instance.lock (RUN_DIR: env
- *    NODEDNS_RUN_DIR, default /run/nodedns, a hostPath in the DaemonSet);
+ *  - takes a shared lock on RUN_DIR/instance.lock (node/instance_lock.h;
+ *    RUN_DIR: env NODEDNS_RUN_DIR, default /run/nodedns, a hostPath in the
+ *    DaemonSet);
  *  - puts the listen addresses on the interface, starts the resolver, and
  *    installs the iptables rules once the resolver says it is serving (so a
  *    resolver that cannot start never gets the node's DNS traffic);
@@ -34,10 +35,14 @@
  * attach at start, ready once the sockets are serving, and the metrics.
  * Counters live in a memfd page shared by both processes (fd 3 of the
  * child); the ready signal is one byte on a pipe (fd 4 of the child).
+ *
+ * The supervisor side is src/node/supervisor.c, the resolver side
+ * src/node/supervisor_child.c; the end of this header is what they share.
  */
 #ifndef NODEDNS_SUPERVISOR_H
 #define NODEDNS_SUPERVISOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -54,7 +59,6 @@
 #define SUPERVISOR_BACKOFF_MAX_MS 30000
 #define SUPERVISOR_STABLE_MS 60000        /* serving this long resets the backoff */
 #define SUPERVISOR_OOM_SCORE_ADJ (-998)
-#define SUPERVISOR_LOCK_WAIT_MS 30000     /* for a departing instance's teardown */
 
 /* The listening sockets the supervisor binds once and hands to every
  * resolver it starts, at fds SUPERVISOR_LISTEN_FD_BASE.., their count in
@@ -117,5 +121,26 @@ void supervisor_child_render_metrics(const struct supervisor_child *c, struct mb
 
 /** Unmap and close. Safe on a zeroed or detached struct. */
 void supervisor_child_detach(struct supervisor_child *c);
+
+/* ------------------------------- shared by the two sides (no other use) */
+
+#define SUPERVISOR_SHARED_MAGIC 0x6e6f6465646e7331ull /* "nodedns1" */
+#define SUPERVISOR_CHILD_STATS_FD 3
+#define SUPERVISOR_CHILD_READY_FD 4
+#define SUPERVISOR_ENV_SUPERVISED "NODEDNS_SUPERVISED"
+#define SUPERVISOR_ENV_PID "NODEDNS_SUPERVISOR_PID"
+#define SUPERVISOR_ENV_OOM "NODEDNS_OOM_SCORE_ADJ"
+
+/** The counters page, written by the supervisor, read by the resolver. */
+struct supervisor_shared {
+	uint64_t magic; /* SUPERVISOR_SHARED_MAGIC */
+	uint64_t size;  /* sizeof(struct supervisor_shared) */
+	struct netsetup_stats net;
+	_Atomic uint64_t restarts;    /* resolver processes started after a death */
+	_Atomic uint64_t crash_loops; /* times the restart backoff kicked in */
+};
+
+/** Write @p v to this process's /proc/self/oom_score_adj. @return 0 or -errno. */
+int supervisor_write_oom(int v);
 
 #endif
