@@ -504,6 +504,36 @@ static int restore(struct netsetup *ns, const struct rules_bins *bi, const char 
 	return cmd_failed(ns, rc, &r, what);
 }
 
+/* How far the rules of @p family are from @p want copies each. */
+struct family_diff {
+	unsigned counts[NETSETUP_MAX_RULES];
+	unsigned missing, extra, have;
+};
+
+/* Read the tables with iptables-save and compare them with the rules. */
+static int diff_family(struct netsetup *ns, const struct rules_bins *bi, int family, unsigned want,
+		       struct family_diff *d)
+{
+	char *save = NULL;
+	size_t savelen = 0;
+	int rc = save_tables(ns, bi, &save, &savelen);
+	if (rc < 0)
+		return rc;
+	rules_count(save, savelen, ns->rules, ns->nrules, family, d->counts);
+	free(save);
+	d->missing = d->extra = d->have = 0;
+	for (size_t i = 0; i < ns->nrules; i++) {
+		if (ns->rules[i].family != family)
+			continue;
+		d->have += d->counts[i] ? 1 : 0;
+		if (d->counts[i] < want)
+			d->missing += want - d->counts[i];
+		else
+			d->extra += d->counts[i] - want;
+	}
+	return 0;
+}
+
 /* Bring the rules of @p family to @p want copies (1 or 0) in backend @p b.
  * @p present receives how many of the family's rules are there afterwards. */
 static int sync_family(struct netsetup *ns, enum netsetup_backend b, int family, unsigned want,
@@ -517,64 +547,47 @@ static int sync_family(struct netsetup *ns, enum netsetup_backend b, int family,
 		count_error(ns, NETSETUP_ERR_IPTABLES);
 		return -ENOENT;
 	}
-	unsigned counts[NETSETUP_MAX_RULES];
+	struct family_diff *d = malloc(sizeof(*d));
 	char *text = malloc(RESTORE_MAX_BYTES);
-	if (!text)
-		return -ENOMEM;
-	int rc = -EAGAIN;
-	for (int attempt = 0; attempt < 4; attempt++) {
-		char *save = NULL;
-		size_t savelen = 0;
-		rc = save_tables(ns, &bi, &save, &savelen);
+	int rc = d && text ? 0 : -ENOMEM;
+	bool again = rc == 0;
+	for (int attempt = 0; again && attempt < 4; attempt++) {
+		again = false;
+		rc = diff_family(ns, &bi, family, want, d);
 		if (rc < 0)
 			break;
-		rules_count(save, savelen, ns->rules, ns->nrules, family, counts);
-		free(save);
-		unsigned missing = 0, extra = 0, have = 0;
-		for (size_t i = 0; i < ns->nrules; i++) {
-			if (ns->rules[i].family != family)
-				continue;
-			have += counts[i] ? 1 : 0;
-			if (counts[i] < want)
-				missing += want - counts[i];
-			else
-				extra += counts[i] - want;
-		}
-		*present = have;
-		if (missing == 0 && extra == 0) {
-			rc = 0;
+		*present = d->have;
+		if (d->missing == 0 && d->extra == 0)
 			break;
-		}
-		int len = rules_restore_text(ns->rules, ns->nrules, family, counts, want, text,
-						RESTORE_MAX_BYTES);
+		int len = rules_restore_text(ns->rules, ns->nrules, family, d->counts, want, text,
+					     RESTORE_MAX_BYTES);
 		if (len < 0) {
 			rc = len;
 			break;
 		}
 		rc = restore(ns, &bi, text, (size_t)len);
-		if (rc == 0) {
-			if (want) {
-				*present = have + missing;
-				if (missing)
-					log_info(TAG, "%s: inserted %u rules%s", fname, missing,
-						 ns->rules_established ? " (they had been removed)" : "");
-				if (extra)
-					log_info(TAG, "%s: removed %u duplicate rules", fname, extra);
-				if (ns->rules_established && missing)
-					count_repair(ns, NETSETUP_FIX_RULE, missing);
-				break;
-			}
-			log_info(TAG, "%s: removed %u rules from %s", fname, extra, rules_backend_name(b));
+		if (rc == 0 && want) {
+			*present = d->have + d->missing;
+			if (d->missing)
+				log_info(TAG, "%s: inserted %u rules%s", fname, d->missing,
+					 ns->rules_established ? " (they had been removed)" : "");
+			if (d->extra)
+				log_info(TAG, "%s: removed %u duplicate rules", fname, d->extra);
+			if (ns->rules_established && d->missing)
+				count_repair(ns, NETSETUP_FIX_RULE, d->missing);
+		} else if (rc == 0) {
+			log_info(TAG, "%s: removed %u rules from %s", fname, d->extra, rules_backend_name(b));
 			rc = -EAGAIN; /* look again: the loop ends when none is left */
-			continue;
+			again = true;
+		} else if (rc != -EBUSY && rc != -ETIMEDOUT && d->extra != 0) {
+			/* A deletion fails when the rule went away in between: look
+			 * again. Anything else (lock, timeout, a missing extension)
+			 * will not get better by retrying now. */
+			again = true;
 		}
-		/* A deletion fails when the rule went away in between: look again.
-		 * Anything else (lock, timeout, a missing extension) will not
-		 * get better by retrying now. */
-		if (rc == -EBUSY || rc == -ETIMEDOUT || extra == 0)
-			break;
 	}
 	free(text);
+	free(d);
 	return rc;
 }
 

@@ -576,6 +576,12 @@ static void on_signal(uv_signal_t *h, int signum)
  * (logged); what was initialised is closed by finish(). */
 static int init_loop(struct sup *s)
 {
+	/* The timers first: finish() closes them whatever happens next. */
+	uv_timer_init(&s->loop, &s->reensure);
+	uv_timer_init(&s->loop, &s->restart);
+	uv_timer_init(&s->loop, &s->ready_timer);
+	uv_timer_init(&s->loop, &s->kill_timer);
+	s->reensure.data = s->restart.data = s->ready_timer.data = s->kill_timer.data = s;
 	for (size_t i = 0; i < NSIGNALS; i++) {
 		int rc = uv_signal_init(&s->loop, &s->sigs[i]);
 		if (rc < 0) {
@@ -590,11 +596,6 @@ static int init_loop(struct sup *s)
 			return rc;
 		}
 	}
-	uv_timer_init(&s->loop, &s->reensure);
-	uv_timer_init(&s->loop, &s->restart);
-	uv_timer_init(&s->loop, &s->ready_timer);
-	uv_timer_init(&s->loop, &s->kill_timer);
-	s->reensure.data = s->restart.data = s->ready_timer.data = s->kill_timer.data = s;
 	return 0;
 }
 

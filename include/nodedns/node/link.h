@@ -20,7 +20,7 @@
 
 /** An open rtnetlink socket and its request/reply buffer. */
 struct link_nl {
-	struct mnl_socket *s;
+	struct mnl_socket *s; /* owned: closed by link_close() */
 	uint32_t portid;
 	uint32_t *seq; /* borrowed until link_close(): the caller's sequence counter */
 	char buf[LINK_BUF_BYTES];
