@@ -108,7 +108,7 @@ static const struct opt_def opts[OPT_COUNT] = {
 	[OPT_LISTEN] = { "listen", OPT_LISTEN, K_STR, F_REPEAT, 0, 0, "Serving", "ADDR",
 		"listen on ADDR (UDP and TCP); IPv4[:PORT] or [IPv6][:PORT]; repeatable",
 		DEFAULT_LISTEN },
-	[OPT_THREADS] = { "threads", OPT_THREADS, K_INT, 0, 1, 64, NULL, "N",
+	[OPT_THREADS] = { "threads", OPT_THREADS, K_INT, 0, 1, CONFIG_MAX_THREADS, NULL, "N",
 		"worker threads, each with its own sockets", "online CPUs, at most 8" },
 	[OPT_ALLOW] = { "allow", OPT_ALLOW, K_STR, F_REPEAT, 0, 0, NULL, "CIDR",
 		"answer only clients inside CIDR; repeatable", "all clients" },
