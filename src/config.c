@@ -12,6 +12,11 @@
 #include <unistd.h>
 
 #include "config_internal.h"
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/dns/cache.h"
+#include "nodedns/dns/query.h"
+#include "nodedns/io/server.h"
+#include "nodedns/io/upstream.h"
 #include "nodedns/util/log.h"
 
 /* getopt_long returns OPT_VAL_BASE + id, clear of '?' and ':'. */
@@ -51,24 +56,24 @@ static int set_defaults(struct config *cfg)
 	if (ncpu > DEFAULT_THREADS_MAX)
 		ncpu = DEFAULT_THREADS_MAX;
 	cfg->threads = (unsigned)ncpu;
-	cfg->tcp_max_clients = 1000;
-	cfg->tcp_idle_timeout_ms = 10000;
-	cfg->tcp_max_inflight = 100;
+	cfg->tcp_max_clients = SERVER_TCP_MAX_CLIENTS_DEFAULT;
+	cfg->tcp_idle_timeout_ms = SERVER_TCP_IDLE_TIMEOUT_MS_DEFAULT;
+	cfg->tcp_max_inflight = SERVER_TCP_MAX_INFLIGHT_DEFAULT;
 
 	cfg->upstream_proto = CONFIG_PROTO_TCP;
-	cfg->upstream_timeout_ms = 2000;
-	cfg->max_inflight = 10000;
-	cfg->max_waiters = 1000;
+	cfg->upstream_timeout_ms = UPSTREAM_TIMEOUT_MS_DEFAULT;
+	cfg->max_inflight = UPSTREAM_MAX_INFLIGHT_DEFAULT;
+	cfg->max_waiters = QUERY_MAX_WAITERS_DEFAULT;
 
-	cfg->cache_memory_bytes = 64 * MIB;
-	cfg->min_ttl_s = 0;
-	cfg->max_ttl_s = 86400;
-	cfg->neg_ttl_s = 300;
-	cfg->serve_stale_s = 3600;
+	cfg->cache_memory_bytes = CACHE_MEMORY_BYTES_DEFAULT;
+	cfg->min_ttl_s = QUERY_MIN_TTL_S_DEFAULT;
+	cfg->max_ttl_s = QUERY_MAX_TTL_S_DEFAULT;
+	cfg->neg_ttl_s = QUERY_NEG_TTL_S_DEFAULT;
+	cfg->serve_stale_s = QUERY_SERVE_STALE_S_DEFAULT;
 	cfg->prefetch = true;
 
 	strcpy(cfg->cluster_domain, CLUSTER_DOMAIN_DEFAULT);
-	cfg->cluster_ttl_s = 5;
+	cfg->cluster_ttl_s = CLUSTER_TTL_S_DEFAULT;
 	cfg->pods = CONFIG_PODS_INSECURE;
 
 	if (netaddr_parse(DEFAULT_METRICS, METRICS_PORT, &cfg->metrics) < 0)

@@ -5,6 +5,17 @@
 #include <string.h>
 
 #include "config_internal.h"
+#include "nodedns/cluster/cluster.h"
+#include "nodedns/dns/cache.h"
+#include "nodedns/dns/query.h"
+#include "nodedns/io/server.h"
+#include "nodedns/io/upstream.h"
+
+/* A default of a module's header as the text --help shows. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+_Static_assert(CACHE_MEMORY_BYTES_DEFAULT == 64 * MIB, "--help shows --cache-memory's default as 64M");
 
 /* See config_internal.h. */
 const struct opt_def config_opts[OPT_COUNT] = {
@@ -16,35 +27,35 @@ const struct opt_def config_opts[OPT_COUNT] = {
 	[OPT_ALLOW] = { "allow", OPT_ALLOW, K_STR, F_REPEAT, 0, 0, NULL, "CIDR",
 		"answer only clients inside CIDR; repeatable", "all clients" },
 	[OPT_TCP_MAX_CLIENTS] = { "tcp-max-clients", OPT_TCP_MAX_CLIENTS, K_INT, 0, 1, 1000000,
-		NULL, "N", "TCP client connections per worker", "1000" },
+		NULL, "N", "TCP client connections per worker", STR(SERVER_TCP_MAX_CLIENTS_DEFAULT) },
 	[OPT_TCP_IDLE_TIMEOUT] = { "tcp-idle-timeout", OPT_TCP_IDLE_TIMEOUT, K_INT, 0, 1, 3600000,
-		NULL, "MS", "close idle TCP client connections after MS", "10000" },
+		NULL, "MS", "close idle TCP client connections after MS", STR(SERVER_TCP_IDLE_TIMEOUT_MS_DEFAULT) },
 	[OPT_TCP_MAX_INFLIGHT] = { "tcp-max-inflight", OPT_TCP_MAX_INFLIGHT, K_INT, 0, 1, 65535,
-		NULL, "N", "pipelined queries in flight per TCP connection", "100" },
+		NULL, "N", "pipelined queries in flight per TCP connection", STR(SERVER_TCP_MAX_INFLIGHT_DEFAULT) },
 
 	[OPT_UPSTREAM] = { "upstream", OPT_UPSTREAM, K_STR, F_REPEAT, 0, 0, "Forwarding", "ADDR",
 		"upstream server IP[:PORT]; repeatable", "nameservers of /etc/resolv.conf" },
 	[OPT_UPSTREAM_PROTO] = { "upstream-proto", OPT_UPSTREAM_PROTO, K_STR, 0, 0, 0, NULL,
 		"tcp|udp", "transport to upstreams (udp retries over TCP on TC=1)", "tcp" },
 	[OPT_UPSTREAM_TIMEOUT] = { "upstream-timeout", OPT_UPSTREAM_TIMEOUT, K_INT, 0, 50, 60000,
-		NULL, "MS", "timeout per attempt, then the next upstream", "2000" },
+		NULL, "MS", "timeout per attempt, then the next upstream", STR(UPSTREAM_TIMEOUT_MS_DEFAULT) },
 	[OPT_STUB] = { "stub", OPT_STUB, K_STR, F_REPEAT, 0, 0, NULL, "DOMAIN=ADDR[,ADDR...]",
 		"forward DOMAIN and below to these servers; repeatable", NULL },
 	[OPT_MAX_INFLIGHT] = { "max-inflight", OPT_MAX_INFLIGHT, K_INT, 0, 1, 1000000, NULL, "N",
-		"upstream queries in flight per worker", "10000" },
+		"upstream queries in flight per worker", STR(UPSTREAM_MAX_INFLIGHT_DEFAULT) },
 	[OPT_MAX_WAITERS] = { "max-waiters", OPT_MAX_WAITERS, K_INT, 0, 1, 1000000, NULL, "N",
-		"clients waiting on one question in flight", "1000" },
+		"clients waiting on one question in flight", STR(QUERY_MAX_WAITERS_DEFAULT) },
 
 	[OPT_CACHE_MEMORY] = { "cache-memory", OPT_CACHE_MEMORY, K_SIZE, 0, MIB, 64 * GIB, "Cache",
 		"BYTES", "upper bound on cache memory (K/M/G suffixes)", "64M" },
 	[OPT_MIN_TTL] = { "min-ttl", OPT_MIN_TTL, K_INT, 0, 0, 604800, NULL, "S",
-		"lower clamp on cached positive TTLs", "0" },
+		"lower clamp on cached positive TTLs", STR(QUERY_MIN_TTL_S_DEFAULT) },
 	[OPT_MAX_TTL] = { "max-ttl", OPT_MAX_TTL, K_INT, 0, 0, 604800, NULL, "S",
-		"upper clamp on cached positive TTLs", "86400" },
+		"upper clamp on cached positive TTLs", STR(QUERY_MAX_TTL_S_DEFAULT) },
 	[OPT_NEG_TTL] = { "neg-ttl", OPT_NEG_TTL, K_INT, 0, 0, 86400, NULL, "S",
-		"cap on negative-cache TTLs", "300" },
+		"cap on negative-cache TTLs", STR(QUERY_NEG_TTL_S_DEFAULT) },
 	[OPT_SERVE_STALE] = { "serve-stale", OPT_SERVE_STALE, K_INT, 0, 0, 604800, NULL, "S",
-		"answer from entries expired for at most S when upstreams fail; 0 disables", "3600" },
+		"answer from entries expired for at most S when upstreams fail; 0 disables", STR(QUERY_SERVE_STALE_S_DEFAULT) },
 	[OPT_PREFETCH] = { "prefetch", OPT_PREFETCH, K_FLAG, 0, 0, 0, NULL, NULL,
 		"refresh entries asked for in the last 10% of their TTL", "on" },
 	[OPT_NO_PREFETCH] = { "no-prefetch", OPT_NO_PREFETCH, K_FLAG, 0, 0, 0, NULL, NULL,
@@ -53,7 +64,7 @@ const struct opt_def config_opts[OPT_COUNT] = {
 	[OPT_CLUSTER_DOMAIN] = { "cluster-domain", OPT_CLUSTER_DOMAIN, K_STR, 0, 0, 0, "Cluster",
 		"DOMAIN", "the zone answered from the cluster store", CLUSTER_DOMAIN_DEFAULT },
 	[OPT_CLUSTER_TTL] = { "cluster-ttl", OPT_CLUSTER_TTL, K_INT, 0, 0, 3600, NULL, "S",
-		"TTL of cluster answers", "5" },
+		"TTL of cluster answers", STR(CLUSTER_TTL_S_DEFAULT) },
 	[OPT_KUBE_API] = { "kube-api", OPT_KUBE_API, K_STR, 0, 0, 0, NULL, "URL",
 		"API server URL", "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" },
 	[OPT_KUBE_TOKEN_FILE] = { "kube-token-file", OPT_KUBE_TOKEN_FILE, K_STR, 0, 0, 0, NULL,

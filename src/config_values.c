@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "config_internal.h"
 #include "nodedns/util/log.h"
 
@@ -376,77 +378,165 @@ static int set_int(struct config *cfg, const struct opt_def *d, const char *s, c
 	return 0;
 }
 
-/* See config_internal.h. */
-int config_apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b, char *why,
-		 size_t whylen)
+/* --allow CIDR, appended. */
+static int add_cidr(struct config *cfg, const char *s, char *why, size_t whylen)
 {
-	struct config *cfg = pc->cfg;
 	char sb[SHOWN_MAX_CHARS + 4];
+	if (cfg->nallow >= CONFIG_MAX_ALLOW) {
+		snprintf(why, whylen, "at most %d networks", CONFIG_MAX_ALLOW);
+		return -1;
+	}
+	if (parse_cidr(s, &cfg->allow[cfg->nallow]) < 0) {
+		snprintf(why, whylen, "must be IPv4[/BITS] or IPv6[/BITS] (got '%s')",
+			 config_shown(s, sb));
+		return -1;
+	}
+	cfg->nallow++;
+	return 0;
+}
 
-	if (d->kind == K_INT || d->kind == K_SIZE)
-		return set_int(cfg, d, s, why, whylen);
-
-	switch (d->id) {
-	case OPT_LISTEN:
-		return add_addr(cfg->listen, &cfg->nlisten, CONFIG_MAX_LISTEN, s, DNS_PORT, why,
-				whylen);
-	case OPT_UPSTREAM:
-		return add_addr(cfg->upstream, &cfg->nupstream, CONFIG_MAX_UPSTREAMS, s, DNS_PORT,
-				why, whylen);
-	case OPT_ALLOW:
-		if (cfg->nallow >= CONFIG_MAX_ALLOW) {
-			snprintf(why, whylen, "at most %d networks", CONFIG_MAX_ALLOW);
+/* --stub DOMAIN=ADDR[,ADDR...], appended; a domain only once. */
+static int add_stub(struct config *cfg, const char *s, char *why, size_t whylen)
+{
+	struct config_stub st;
+	if (parse_stub(s, &st, why, whylen) < 0)
+		return -1;
+	for (size_t i = 0; i < cfg->nstubs; i++) {
+		if (strcmp(cfg->stubs[i].domain, st.domain) == 0) {
+			snprintf(why, whylen, "domain '%s' given twice", st.domain);
 			return -1;
 		}
-		if (parse_cidr(s, &cfg->allow[cfg->nallow]) < 0) {
-			snprintf(why, whylen, "must be IPv4[/BITS] or IPv6[/BITS] (got '%s')",
+	}
+	if (cfg->nstubs >= CONFIG_MAX_STUBS) {
+		snprintf(why, whylen, "at most %d stub domains", CONFIG_MAX_STUBS);
+		return -1;
+	}
+	cfg->stubs[cfg->nstubs++] = st;
+	return 0;
+}
+
+/* The options that take one word of a short list, and what it selects. */
+static const struct {
+	enum opt_id id;
+	const char *word;
+	int value;
+} choices[] = {
+	{ OPT_UPSTREAM_PROTO, "tcp", CONFIG_PROTO_TCP },
+	{ OPT_UPSTREAM_PROTO, "udp", CONFIG_PROTO_UDP },
+	{ OPT_PODS, "insecure", CONFIG_PODS_INSECURE },
+	{ OPT_PODS, "disabled", CONFIG_PODS_DISABLED },
+	{ OPT_LOG_FORMAT, "text", 0 },
+	{ OPT_LOG_FORMAT, "json", 1 },
+};
+
+static void set_choice(struct config *cfg, enum opt_id id, int value)
+{
+	switch (id) {
+	case OPT_UPSTREAM_PROTO: cfg->upstream_proto = (enum config_proto)value; break;
+	case OPT_PODS: cfg->pods = (enum config_pods)value; break;
+	case OPT_LOG_FORMAT: cfg->log_json = value != 0; break;
+	default: break;
+	}
+}
+
+/* --upstream-proto, --pods, --log-format and --log-level. */
+static int apply_choice(struct config *cfg, const struct opt_def *d, const char *s, char *why,
+			size_t whylen)
+{
+	char sb[SHOWN_MAX_CHARS + 4];
+	if (d->id == OPT_LOG_LEVEL) {
+		enum log_level lvl;
+		if (log_level_parse(s, &lvl) < 0) {
+			snprintf(why, whylen, "must be error, warn, info or debug (got '%s')",
 				 config_shown(s, sb));
 			return -1;
 		}
-		cfg->nallow++;
-		return 0;
-	case OPT_STUB: {
-		struct config_stub st;
-		if (parse_stub(s, &st, why, whylen) < 0)
-			return -1;
-		for (size_t i = 0; i < cfg->nstubs; i++) {
-			if (strcmp(cfg->stubs[i].domain, st.domain) == 0) {
-				snprintf(why, whylen, "domain '%s' given twice", st.domain);
-				return -1;
-			}
-		}
-		if (cfg->nstubs >= CONFIG_MAX_STUBS) {
-			snprintf(why, whylen, "at most %d stub domains", CONFIG_MAX_STUBS);
-			return -1;
-		}
-		cfg->stubs[cfg->nstubs++] = st;
+		cfg->log_level = (int)lvl;
 		return 0;
 	}
-	case OPT_UPSTREAM_PROTO:
-		if (strcmp(s, "tcp") == 0) {
-			cfg->upstream_proto = CONFIG_PROTO_TCP;
-		} else if (strcmp(s, "udp") == 0) {
-			cfg->upstream_proto = CONFIG_PROTO_UDP;
-		} else {
-			snprintf(why, whylen, "must be tcp or udp (got '%s')", config_shown(s, sb));
-			return -1;
+	for (size_t i = 0; i < sizeof(choices) / sizeof(choices[0]); i++) {
+		if (choices[i].id == d->id && strcmp(s, choices[i].word) == 0) {
+			set_choice(cfg, d->id, choices[i].value);
+			return 0;
 		}
-		return 0;
-	case OPT_PREFETCH:
-		cfg->prefetch = b;
-		return 0;
-	case OPT_NO_PREFETCH:
-		cfg->prefetch = !b;
-		return 0;
+	}
+	/* d->arg lists the words: "tcp|udp" -> "must be tcp or udp". */
+	char words[64];
+	size_t n = 0;
+	for (const char *p = d->arg; *p && n + 5 < sizeof(words); p++) {
+		if (*p == '|') {
+			memcpy(words + n, " or ", 4);
+			n += 4;
+		} else {
+			words[n++] = *p;
+		}
+	}
+	words[n] = '\0';
+	snprintf(why, whylen, "must be %s (got '%s')", words, config_shown(s, sb));
+	return -1;
+}
+
+/* Flags: true on the command line, true or false in the file. */
+static int apply_flag(struct config *cfg, const struct opt_def *d, bool b)
+{
+	switch (d->id) {
+	case OPT_PREFETCH: cfg->prefetch = b; break;
+	case OPT_NO_PREFETCH: cfg->prefetch = !b; break;
+	case OPT_SETUP_IPTABLES: cfg->setup_iptables = b; break;
+	case OPT_QUERY_LOG: cfg->query_log = b; break;
+	default: break;
+	}
+	return 0;
+}
+
+/* --kube-api: an https:// URL with a host and nothing that would be lost or
+ * leak on the way (user, password, query, fragment); libcurl, which will
+ * fetch it, parses it. The watch refuses anything but https anyway: say so
+ * at start-up, naming the option, not when the watch starts. */
+static int check_kube_api(const char *s, char *why, size_t whylen)
+{
+	char sb[SHOWN_MAX_CHARS + 4];
+	CURLU *u = curl_url();
+	if (!u) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	char *scheme = NULL, *host = NULL, *part = NULL;
+	bool ok = curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
+		  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+		  strcmp(scheme, "https") == 0 &&
+		  curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] != '\0';
+	static const CURLUPart absent[] = { CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS,
+					    CURLUPART_QUERY, CURLUPART_FRAGMENT };
+	for (size_t i = 0; ok && i < sizeof(absent) / sizeof(absent[0]); i++) {
+		ok = curl_url_get(u, absent[i], &part, 0) != CURLUE_OK;
+		curl_free(part);
+		part = NULL;
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	if (!ok) {
+		snprintf(why, whylen,
+			 "must be an https:// URL with a host and no user, password, query or fragment (got '%s')",
+			 config_shown(s, sb));
+		return -1;
+	}
+	return 0;
+}
+
+/* The cluster options: the zone, the API server and its credentials, the
+ * snapshot file, the fallback server. */
+static int apply_cluster(struct config *cfg, const struct opt_def *d, const char *s, char *why,
+			 size_t whylen)
+{
+	char sb[SHOWN_MAX_CHARS + 4];
+	switch (d->id) {
 	case OPT_CLUSTER_DOMAIN:
 		return parse_domain(s, false, cfg->cluster_domain, why, whylen);
 	case OPT_KUBE_API:
-		if ((strncmp(s, "https://", 8) != 0 || s[8] == '\0') &&
-		    (strncmp(s, "http://", 7) != 0 || s[7] == '\0')) {
-			snprintf(why, whylen, "must be an https:// or http:// URL (got '%s')",
-				 config_shown(s, sb));
+		if (check_kube_api(s, why, whylen) < 0)
 			return -1;
-		}
 		return set_path(&cfg->kube_api, s, why, whylen);
 	case OPT_KUBE_TOKEN_FILE:
 		return set_path(&cfg->kube_token_file, s, why, whylen);
@@ -464,18 +554,18 @@ int config_apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b
 		}
 		cfg->has_cluster_fallback = true;
 		return 0;
-	case OPT_PODS:
-		if (strcmp(s, "insecure") == 0) {
-			cfg->pods = CONFIG_PODS_INSECURE;
-		} else if (strcmp(s, "disabled") == 0) {
-			cfg->pods = CONFIG_PODS_DISABLED;
-		} else {
-			snprintf(why, whylen, "must be disabled or insecure (got '%s')", config_shown(s, sb));
-			return -1;
-		}
+	default:
 		return 0;
-	case OPT_SETUP_INTERFACE: {
-		size_t len = strlen(s);
+	}
+}
+
+/* --setup-interface and --user: names that end up in system calls. */
+static int apply_name(struct config *cfg, const struct opt_def *d, const char *s, char *why,
+		      size_t whylen)
+{
+	char sb[SHOWN_MAX_CHARS + 4];
+	size_t len = strlen(s);
+	if (d->id == OPT_SETUP_INTERFACE) {
 		if (len == 0 || len > IFNAME_MAX_CHARS || strcmp(s, ".") == 0 ||
 		    strcmp(s, "..") == 0 || strpbrk(s, "/: \t\n\r\v\f")) {
 			snprintf(why, whylen,
@@ -485,18 +575,42 @@ int config_apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b
 		}
 		return set_path(&cfg->setup_interface, s, why, whylen);
 	}
-	case OPT_SETUP_IPTABLES:
-		cfg->setup_iptables = b;
-		return 0;
-	case OPT_USER: {
-		size_t len = strlen(s);
-		if (len == 0 || len > 32 || strpbrk(s, "/: \t\n\r\v\f")) {
-			snprintf(why, whylen, "must be a user name of 1 to 32 characters (got '%s')",
-				 config_shown(s, sb));
-			return -1;
-		}
-		return set_path(&cfg->user, s, why, whylen);
+	if (len == 0 || len > 32 || strpbrk(s, "/: \t\n\r\v\f")) {
+		snprintf(why, whylen, "must be a user name of 1 to 32 characters (got '%s')",
+			 config_shown(s, sb));
+		return -1;
 	}
+	return set_path(&cfg->user, s, why, whylen);
+}
+
+/* See config_internal.h. */
+int config_apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b, char *why,
+		 size_t whylen)
+{
+	struct config *cfg = pc->cfg;
+	if (d->kind == K_INT || d->kind == K_SIZE)
+		return set_int(cfg, d, s, why, whylen);
+	if (d->kind == K_FLAG)
+		return apply_flag(cfg, d, b);
+	switch (d->id) {
+	case OPT_LISTEN:
+		return add_addr(cfg->listen, &cfg->nlisten, CONFIG_MAX_LISTEN, s, DNS_PORT, why,
+				whylen);
+	case OPT_UPSTREAM:
+		return add_addr(cfg->upstream, &cfg->nupstream, CONFIG_MAX_UPSTREAMS, s, DNS_PORT,
+				why, whylen);
+	case OPT_ALLOW:
+		return add_cidr(cfg, s, why, whylen);
+	case OPT_STUB:
+		return add_stub(cfg, s, why, whylen);
+	case OPT_UPSTREAM_PROTO:
+	case OPT_PODS:
+	case OPT_LOG_LEVEL:
+	case OPT_LOG_FORMAT:
+		return apply_choice(cfg, d, s, why, whylen);
+	case OPT_SETUP_INTERFACE:
+	case OPT_USER:
+		return apply_name(cfg, d, s, why, whylen);
 	case OPT_METRICS:
 		return set_optional_addr(&cfg->metrics, &cfg->has_metrics, s, METRICS_PORT, why,
 					 whylen);
@@ -504,32 +618,12 @@ int config_apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b
 		pc->health_set = true;
 		return set_optional_addr(&cfg->health, &cfg->has_health, s, HEALTH_PORT, why,
 					 whylen);
-	case OPT_LOG_LEVEL: {
-		enum log_level lvl;
-		if (log_level_parse(s, &lvl) < 0) {
-			snprintf(why, whylen, "must be error, warn, info or debug (got '%s')",
-				 config_shown(s, sb));
-			return -1;
-		}
-		cfg->log_level = (int)lvl;
-		return 0;
-	}
-	case OPT_LOG_FORMAT:
-		if (strcmp(s, "text") == 0) {
-			cfg->log_json = false;
-		} else if (strcmp(s, "json") == 0) {
-			cfg->log_json = true;
-		} else {
-			snprintf(why, whylen, "must be text or json (got '%s')", config_shown(s, sb));
-			return -1;
-		}
-		return 0;
-	case OPT_QUERY_LOG:
-		cfg->query_log = b;
-		return 0;
+	case OPT_CONFIG:
+	case OPT_VERSION:
+	case OPT_HELP:
+		return 0; /* handled by the caller */
 	default:
-		/* --config, --help, --version: handled by the caller. */
-		return 0;
+		return apply_cluster(cfg, d, s, why, whylen);
 	}
 }
 
