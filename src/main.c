@@ -8,10 +8,7 @@
  * snapshot file), the HTTP endpoints, dropping privileges. A failed stage
  * exits 1. Teardown is the reverse, on SIGTERM or SIGINT.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +30,8 @@
 #include "nodedns/node/supervisor.h"
 #include "nodedns/io/upstream.h"
 #include "nodedns/io/worker.h"
+
+#include "main_node.h"
 
 /* The signals the control loop handles, in the order of app.sigs. */
 static const int app_signums[] = { SIGTERM, SIGINT, SIGHUP };
@@ -302,147 +301,6 @@ static void on_signal(uv_signal_t *h, int signum)
 	shutdown_app(app);
 }
 
-/* ---------------------------------------------------------- node setup */
-
-static int listen_to_netsetup(const struct netaddr *c, struct netsetup_addr *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (c->sa.ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)&c->sa;
-		a->family = AF_INET;
-		memcpy(a->ip, &in->sin_addr, 4);
-		a->port = ntohs(in->sin_port);
-		return 0;
-	}
-	if (c->sa.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&c->sa;
-		a->family = AF_INET6;
-		memcpy(a->ip, &in6->sin6_addr, 16);
-		a->port = ntohs(in6->sin6_port);
-		return 0;
-	}
-	return -EINVAL;
-}
-
-/* The supervisor holds the listening sockets for every resolver it starts
- * (see supervisor.h): bound here, once, in the order the resolver's workers
- * take them (worker by worker, then listen address, UDP before TCP).
- * @return 0 with *fds (malloc'd, the caller's) and *n set, or -1 after
- * printing why. */
-static int bind_for_supervisor(const struct config *cfg, int **fds, size_t *n)
-{
-	char err[256] = "";
-	size_t per = cfg->nlisten * 2;
-	*n = cfg->threads * per;
-	*fds = calloc(*n, sizeof(**fds));
-	if (!*fds) {
-		fprintf(stderr, "nodedns: out of memory\n");
-		return -1;
-	}
-	for (unsigned i = 0; i < cfg->threads; i++) {
-		struct server_fds one[CONFIG_MAX_LISTEN];
-		if (server_bind(cfg->listen, cfg->nlisten, one, err, sizeof(err)) < 0) {
-			fprintf(stderr, "nodedns: %s\n", err);
-			for (size_t k = 0; k < i * per; k++)
-				close((*fds)[k]);
-			free(*fds);
-			*fds = NULL;
-			return -1;
-		}
-		for (size_t j = 0; j < cfg->nlisten; j++) {
-			(*fds)[i * per + 2 * j] = one[j].udp;
-			(*fds)[i * per + 2 * j + 1] = one[j].tcp;
-		}
-	}
-	return 0;
-}
-
-/*
- * With --setup-interface or --setup-iptables the process the operator
- * started becomes the supervisor (src/node/supervisor.c): it owns the node setup
- * and runs the resolver as its child, which comes back through here with
- * NODEDNS_SUPERVISED=1 and serves.
- * @return -1 to go on as the resolver, else the exit status of the process.
- */
-static int node_setup_or_resolver(struct app *app)
-{
-	const struct config *cfg = &app->cfg;
-	int rc = supervisor_child_attach(&app->sup);
-	if (rc < 0) {
-		log_error("main", "the node setup supervisor is gone: exiting");
-		return 1;
-	}
-	if (rc == 1) {
-		const char *n = getenv(SUPERVISOR_LISTEN_FDS_ENV);
-		app->inherited_fds = n ? strtoul(n, NULL, 10) : 0;
-		return -1;
-	}
-	if (!cfg->setup_interface && !cfg->setup_iptables)
-		return -1;
-	struct supervisor_config sc;
-	char err[256] = "";
-	if (supervisor_config_init(&sc, err, sizeof(err)) < 0) {
-		fprintf(stderr, "nodedns: %s\n", err);
-		return 2;
-	}
-	sc.net.ifname = cfg->setup_interface;
-	sc.net.iptables = cfg->setup_iptables;
-	for (size_t i = 0; i < cfg->nlisten && sc.net.naddrs < NETSETUP_MAX_ADDRS; i++)
-		if (listen_to_netsetup(&cfg->listen[i], &sc.net.addrs[sc.net.naddrs]) == 0)
-			sc.net.naddrs++;
-	struct netsetup_addr health;
-	if (cfg->has_health && listen_to_netsetup(&cfg->health, &health) == 0)
-		sc.net.health_port = health.port;
-
-	int *fds = NULL;
-	size_t n = 0;
-	if (bind_for_supervisor(cfg, &fds, &n) < 0)
-		return 1;
-	sc.listen_fds = fds;
-	sc.nlisten_fds = n;
-	int status = supervisor_run(&sc, app->argv);
-	for (size_t k = 0; k < n; k++)
-		close(fds[k]);
-	free(fds);
-	return status;
-}
-
-/* Take the sockets a supervisor bound for worker @p worker (see
- * node_setup_or_resolver), after checking each is what --listen asks for. */
-static int adopt_fds(const struct app *app, unsigned worker, struct server_fds *out, char *err,
-		     size_t errlen)
-{
-	const struct config *cfg = &app->cfg;
-	if (app->inherited_fds != (size_t)cfg->threads * cfg->nlisten * 2) {
-		snprintf(err, errlen, "the supervisor handed over %zu sockets, %u expected",
-			 app->inherited_fds, cfg->threads * (unsigned)cfg->nlisten * 2);
-		return -EINVAL;
-	}
-	for (size_t j = 0; j < cfg->nlisten; j++) {
-		int pair[2];
-		for (int k = 0; k < 2; k++) {
-			int fd = SUPERVISOR_LISTEN_FD_BASE + (int)((worker * cfg->nlisten + j) * 2) + k;
-			int type = 0;
-			socklen_t tl = sizeof(type);
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
-			    type != (k ? SOCK_STREAM : SOCK_DGRAM) ||
-			    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-			    sl != cfg->listen[j].salen || memcmp(&ss, &cfg->listen[j].sa, sl) != 0) {
-				snprintf(err, errlen, "inherited socket %d is not %s/%s", fd,
-					 cfg->listen[j].text, k ? "tcp" : "udp");
-				return -EINVAL;
-			}
-			fcntl(fd, F_SETFD, FD_CLOEXEC);
-			pair[k] = fd;
-		}
-		out[j].udp = pair[0];
-		out[j].tcp = pair[1];
-	}
-	return 0;
-}
-
 /* ------------------------------------------------------ start-up stages */
 
 static bool acl_allowed(const void *arg, const struct sockaddr *sa)
@@ -562,7 +420,8 @@ static worker_fds *stage_sockets(struct app *app)
 		return NULL;
 	}
 	for (unsigned i = 0; i < cfg->threads; i++) {
-		int rc = app->inherited_fds ? adopt_fds(app, i, fds[i], err, sizeof(err))
+		int rc = app->inherited_fds ? main_node_adopt_fds(cfg, app->inherited_fds, i, fds[i], err,
+								  sizeof(err))
 					    : server_bind(cfg->listen, cfg->nlisten, fds[i], err,
 							  sizeof(err));
 		if (rc < 0) {
@@ -770,7 +629,7 @@ int main(int argc, char **argv)
 		return rc;
 	log_setup((enum log_level)app->cfg.log_level, app->cfg.log_json);
 	signal(SIGPIPE, SIG_IGN);
-	rc = node_setup_or_resolver(app);
+	rc = main_node_setup_or_resolver(&app->cfg, argv, &app->sup, &app->inherited_fds);
 	if (rc < 0)
 		rc = run_resolver(app);
 	teardown(app);
