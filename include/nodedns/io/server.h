@@ -47,6 +47,7 @@ struct server_stats {
 		udp_sends_queued, udp_sends_dropped;
 	_Atomic int64_t tcp_open; /* gauge */
 };
+struct mbuf;
 /** Render the server counters summed over @p n workers' stats (borrowed);
  * ..._dropped() only the samples of METRICS_DROPPED_NAME (src/io/server_metrics.c). */
 void server_metrics_render(struct mbuf *b, const struct server_stats *const *per_worker, size_t n);
