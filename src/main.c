@@ -33,6 +33,9 @@
 
 #include "main_node.h"
 
+/* Where the default upstreams come from (at start and on SIGHUP). */
+#define APP_RESOLV_CONF "/etc/resolv.conf"
+
 /* The signals the control loop handles, in the order of app.sigs. */
 static const int app_signums[] = { SIGTERM, SIGINT, SIGHUP };
 #define APP_NSIGNALS (sizeof(app_signums) / sizeof(app_signums[0]))
@@ -263,7 +266,7 @@ static void reload(struct app *app)
 	struct config next;
 	memset(&next, 0, sizeof(next));
 	char err[512] = "";
-	enum config_result r = config_parse(&next, app->argc, app->argv, "/etc/resolv.conf", err,
+	enum config_result r = config_parse(&next, app->argc, app->argv, APP_RESOLV_CONF, err,
 					    sizeof(err));
 	if (r != CONFIG_OK) {
 		log_error("main", "SIGHUP: config not reloaded: %s", err);
@@ -315,7 +318,7 @@ static int stage_config(struct app *app, int argc, char **argv)
 	char err[512] = "";
 	app->argc = argc;
 	app->argv = argv;
-	enum config_result cr = config_parse(&app->cfg, argc, argv, "/etc/resolv.conf", err,
+	enum config_result cr = config_parse(&app->cfg, argc, argv, APP_RESOLV_CONF, err,
 					     sizeof(err));
 	if (cr == CONFIG_OK)
 		return -1;
