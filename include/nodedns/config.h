@@ -4,7 +4,10 @@
  * of the JSON config file named by --config (keys are the long option names
  * without "--"; repeatable options are arrays; booleans are true/false).
  * Flags override the file. Parsing is pure: no sockets, no files other than
- * the config file itself and /etc/resolv.conf (through config_default_upstreams).
+ * the config file itself and resolv.conf (the default upstreams, when none is given).
+ * src/config.c holds the defaults, argv and the cross-option checks,
+ * src/config_file.c the option table, the file and --help, and
+ * src/config_values.c the check of each value (src/config_internal.h).
  */
 #ifndef NODEDNS_CONFIG_H
 #define NODEDNS_CONFIG_H
@@ -23,6 +26,7 @@
 #endif
 
 #define CONFIG_MAX_LISTEN SERVER_MAX_LISTEN
+#define CONFIG_MAX_THREADS 64 /* --threads */
 #define CONFIG_MAX_UPSTREAMS 16
 #define CONFIG_MAX_STUBS 32
 #define CONFIG_MAX_STUB_SERVERS 8

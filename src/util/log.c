@@ -3,13 +3,17 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level g_level = LOGL_INFO;
-static bool g_json;
+/* Set by log_setup() on the control thread (start, SIGHUP) while every
+ * worker reads them: atomics, relaxed (a line in the old format or level
+ * just after a reload is fine; a torn read is not). */
+static _Atomic int g_level = LOGL_INFO;
+static atomic_bool g_json;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -30,13 +34,13 @@ int log_level_parse(const char *s, enum log_level *out)
 
 void log_setup(enum log_level level, bool json)
 {
-	g_level = level;
-	g_json = json;
+	atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+	atomic_store_explicit(&g_json, json, memory_order_relaxed);
 }
 
 bool log_enabled(enum log_level level)
 {
-	return level <= g_level;
+	return (int)level <= atomic_load_explicit(&g_level, memory_order_relaxed);
 }
 
 /* Append @p s to @p out as a JSON string body (without quotes). */
@@ -60,7 +64,7 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 
 void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
 {
-	if (level > g_level)
+	if (!log_enabled(level))
 		return;
 	char msg[1024];
 	va_list ap;
@@ -79,7 +83,7 @@ void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
 
 	char line[2300];
 	int n;
-	if (g_json) {
+	if (atomic_load_explicit(&g_json, memory_order_relaxed)) {
 		char esc[2100];
 		json_escape(esc, sizeof(esc), msg);
 		n = snprintf(line, sizeof(line),
@@ -104,5 +108,6 @@ bool log_ratelimited(struct log_limit *l, uint64_t now_ms, uint64_t interval_ms)
 		return false;
 	}
 	l->last_ms = now_ms ? now_ms : 1;
+	l->suppressed = 0;
 	return true;
 }

@@ -22,20 +22,6 @@ void histogram_observe(struct histogram *h, uint64_t us)
 	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 }
 
-void histogram_add(struct histogram *dst, const struct histogram *src)
-{
-	for (size_t i = 0; i <= METRICS_LAT_BUCKETS; i++)
-		atomic_fetch_add_explicit(&dst->bucket[i],
-					  atomic_load_explicit(&src->bucket[i], memory_order_relaxed),
-					  memory_order_relaxed);
-	atomic_fetch_add_explicit(&dst->sum_us,
-				  atomic_load_explicit(&src->sum_us, memory_order_relaxed),
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&dst->count,
-				  atomic_load_explicit(&src->count, memory_order_relaxed),
-				  memory_order_relaxed);
-}
-
 void mbuf_printf(struct mbuf *b, const char *fmt, ...)
 {
 	if (b->oom)
@@ -94,12 +80,28 @@ void metrics_i64(struct mbuf *b, const char *name, const char *labels, int64_t v
 		mbuf_printf(b, "%s %lld\n", name, (long long)v);
 }
 
-void metrics_f64(struct mbuf *b, const char *name, const char *labels, double v)
+void metrics_counter(struct mbuf *b, const char *name, const char *help, uint64_t v)
 {
-	if (labels && *labels)
-		mbuf_printf(b, "%s{%s} %.6g\n", name, labels, v);
-	else
-		mbuf_printf(b, "%s %.6g\n", name, v);
+	metrics_header(b, name, "counter", help);
+	metrics_u64(b, name, NULL, v);
+}
+
+void metrics_gauge(struct mbuf *b, const char *name, const char *help, int64_t v)
+{
+	metrics_header(b, name, "gauge", help);
+	metrics_i64(b, name, NULL, v);
+}
+
+uint64_t metrics_load_u64(const void *stats, size_t off)
+{
+	const _Atomic uint64_t *v = (const _Atomic uint64_t *)((const char *)stats + off);
+	return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+int64_t metrics_load_i64(const void *stats, size_t off)
+{
+	const _Atomic int64_t *v = (const _Atomic int64_t *)((const char *)stats + off);
+	return atomic_load_explicit(v, memory_order_relaxed);
 }
 
 void metrics_histogram(struct mbuf *b, const char *name, const char *labels,

@@ -17,9 +17,9 @@
  * Checked besides the sanitizers: config_parse() returns a config_result;
  * CONFIG_ERROR comes with a one-line message (printable, no newline) that
  * names an option or the config file; CONFIG_OK gives a config within the
- * documented bounds (listen addresses, threads 1..64, TTLs ordered, domain
- * lower case without a trailing dot, the text of every address parses back
- * to the same address); config_free() frees everything, and a second
+ * documented bounds (listen addresses, threads 1..64, TTLs ordered, --kube-api
+ * https://, domain lower case without a trailing dot, the text of every
+ * address parses back to the same address); config_free() frees everything, and a second
  * config_parse() of the same argv gives the same result (no state left
  * behind in getopt).
  */
@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define CHECK(cond)                                                                   \
@@ -128,7 +129,10 @@ static void check_config(const struct config *c)
 		CHECK(c->allow[i].family == AF_INET || c->allow[i].family == AF_INET6);
 		CHECK(c->allow[i].prefix <= (c->allow[i].family == AF_INET ? 32 : 128));
 	}
-	CHECK(c->threads >= 1 && c->threads <= 64);
+	CHECK(c->threads >= 1 && c->threads <= CONFIG_MAX_THREADS);
+	/* --kube-api is refused at parse time unless https:// (the environment
+	 * default is https:// too). */
+	CHECK(!c->kube_api || strncasecmp(c->kube_api, "https://", 8) == 0);
 	CHECK(c->min_ttl_s <= c->max_ttl_s);
 	CHECK(c->upstream_timeout_ms >= 50);
 	CHECK(c->cache_memory_bytes >= 1024 * 1024);

@@ -206,6 +206,42 @@ static void test_kube_api_env(void **state)
 
 /* ------------------------------------------------------------- options */
 
+/* --kube-api takes an https:// URL with a host and no user, password, query
+ * or fragment; anything else is refused at start-up, naming the option,
+ * not later when the watch starts. */
+static void test_kube_api_url(void **state)
+{
+	(void)state;
+	struct config cfg;
+	static char *const good[] = {
+		"https://10.96.0.1:443", "https://[fd00::1]:6443", "https://api.example",
+		"https://api.example:6443/", "https://api.example/prefix", "HTTPS://api.example",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(PARSE(&cfg, "--kube-api", good[i]), CONFIG_OK);
+		assert_string_equal(cfg.kube_api, good[i]);
+		config_free(&cfg);
+	}
+	const char *want = "--kube-api: must be an https:// URL";
+	EXPECT_ERROR(want, "--kube-api", "http://localhost:8001");
+	EXPECT_ERROR(want, "--kube-api", "http://10.96.0.1:443");
+	EXPECT_ERROR(want, "--kube-api", "ftp://10.96.0.1");
+	EXPECT_ERROR(want, "--kube-api", "https://");
+	EXPECT_ERROR(want, "--kube-api", "https://user@10.96.0.1");
+	EXPECT_ERROR(want, "--kube-api", "https://user:secret@10.96.0.1");
+	EXPECT_ERROR(want, "--kube-api", "https://10.96.0.1/?watch=1");
+	EXPECT_ERROR(want, "--kube-api", "https://10.96.0.1/#frag");
+	EXPECT_ERROR(want, "--kube-api", "10.96.0.1:443");
+	EXPECT_ERROR(want, "--kube-api", "https://10.96.0.1:99999");
+	EXPECT_ERROR("--kube-api: must be an https:// URL with a host and no user, password, "
+		     "query or fragment (got 'http://a?b')", "--kube-api", "http://a\nb");
+
+	/* The same from the config file. */
+	char path[300];
+	tmp_file(path, sizeof(path), "kube-api.json", "{\"kube-api\": \"http://10.96.0.1\"}");
+	EXPECT_ERROR("key 'kube-api': must be an https:// URL", "--config", path);
+}
+
 static void test_serving_options(void **state)
 {
 	(void)state;
@@ -343,13 +379,13 @@ static void test_cluster_options(void **state)
 	/* Repeated string options: the last one wins and nothing leaks. */
 	assert_int_equal(PARSE(&cfg, "--kubeconfig", "/a", "--kubeconfig", "/b", "--pods",
 			       "disabled", "--pods", "insecure", "--cluster-ttl", "0",
-			       "--cluster-domain", "a_b.c", "--kube-api", "http://localhost:8001"),
+			       "--cluster-domain", "a_b.c", "--kube-api", "https://localhost:8001"),
 			 CONFIG_OK);
 	assert_string_equal(cfg.kubeconfig, "/b");
 	assert_int_equal(cfg.pods, CONFIG_PODS_INSECURE);
 	assert_int_equal(cfg.cluster_ttl_s, 0);
 	assert_string_equal(cfg.cluster_domain, "a_b.c");
-	assert_string_equal(cfg.kube_api, "http://localhost:8001");
+	assert_string_equal(cfg.kube_api, "https://localhost:8001");
 	config_free(&cfg);
 
 	/* 253 characters: the longest domain. */
@@ -1189,6 +1225,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_kube_api_env),
+		cmocka_unit_test(test_kube_api_url),
 		cmocka_unit_test(test_serving_options),
 		cmocka_unit_test(test_forwarding_options),
 		cmocka_unit_test(test_cache_options),

@@ -22,6 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Defaults (--cluster-domain, --cluster-ttl). */
+#define CLUSTER_DOMAIN_DEFAULT "cluster.local"
+#define CLUSTER_TTL_S_DEFAULT 5
+
 struct json_t;
 
 struct cluster_config {
@@ -42,6 +46,9 @@ struct k8s_store_stats {
 	uint64_t events_applied, events_rejected;      /* rejected: malformed objects */
 	uint64_t snapshots_published;
 };
+struct mbuf;
+/** Render @p s (src/cluster/k8s_store_metrics.c). */
+void k8s_store_metrics_render(struct mbuf *b, const struct k8s_store_stats *s);
 
 struct k8s_store *k8s_store_new(const struct cluster_config *cfg);
 void k8s_store_free(struct k8s_store *s);

@@ -25,6 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Defaults (--cache-memory; shards have no option). */
+#define CACHE_MEMORY_BYTES_DEFAULT (64ull * 1024 * 1024)
+#define CACHE_SHARDS_DEFAULT 16
+
 #define CACHE_KEY_MAX 262     /* 255 name + 2 type + 2 class + 1 flags + slack */
 #define CACHE_WIRE_MAX 65535
 #define CACHE_TTLS_MAX 512    /* TTL fields per entry; more is refused */
@@ -38,6 +42,9 @@ struct cache_stats {
 	_Atomic uint64_t hits, misses, stale_hits, inserts, evictions, too_big;
 	_Atomic int64_t entries, bytes; /* gauges: current totals */
 };
+struct mbuf;
+/** Render @p s (borrowed) and the bound @p max_bytes (src/dns/cache_metrics.c). */
+void cache_metrics_render(struct mbuf *b, const struct cache_stats *s, uint64_t max_bytes);
 
 /**
  * Create a cache bounded by @p max_bytes (counting keys, wire, TTL offsets and

@@ -23,6 +23,15 @@
 #include "nodedns/cluster/cluster.h"
 #include "nodedns/dns/dnsmsg.h"
 
+/* Defaults (--max-waiters, --min-ttl, --max-ttl, --neg-ttl, --serve-stale;
+ * SERVFAIL answers are cached this long, no option). */
+#define QUERY_MAX_WAITERS_DEFAULT 1000
+#define QUERY_MIN_TTL_S_DEFAULT 0
+#define QUERY_MAX_TTL_S_DEFAULT 86400
+#define QUERY_NEG_TTL_S_DEFAULT 300
+#define QUERY_SERVE_STALE_S_DEFAULT 3600
+#define QUERY_SERVFAIL_TTL_S_DEFAULT 2
+
 struct cache;
 struct upstream;
 struct upstream_group;
@@ -101,6 +110,26 @@ struct query_stats {
 	_Atomic uint64_t unsynced_servfail;    /* cluster zone not synced, no fallback */
 	_Atomic int64_t pending;               /* gauge: questions in flight */
 };
+
+/** Indices of query_stats.by_type, .by_zone and .responses (the labels of
+ * their metrics are in src/dns/query_metrics.c, indexed by these). */
+enum query_type_slot {
+	QUERY_TYPE_A = 0, QUERY_TYPE_AAAA, QUERY_TYPE_SRV, QUERY_TYPE_PTR, QUERY_TYPE_TXT,
+	QUERY_TYPE_CNAME, QUERY_TYPE_OTHER, QUERY_TYPE_ANY, QUERY_TYPE_SLOTS
+};
+enum query_zone_slot { QUERY_ZONE_CLUSTER = 0, QUERY_ZONE_FORWARD, QUERY_ZONE_SLOTS };
+enum query_rcode_slot {
+	QUERY_RCODE_NOERROR = 0, QUERY_RCODE_FORMERR, QUERY_RCODE_SERVFAIL, QUERY_RCODE_NXDOMAIN,
+	QUERY_RCODE_NOTIMP, QUERY_RCODE_REFUSED, QUERY_RCODE_OTHER /* = QUERY_RCODE_SLOTS - 1 */
+};
+
+struct mbuf;
+/** Render the query counters summed over @p n workers' stats (borrowed), for
+ * /metrics; query_metrics_render_dropped() adds only the samples of
+ * nodedns_dropped_total, whose header the caller writes (src/dns/query_metrics.c). */
+void query_metrics_render(struct mbuf *b, const struct query_stats *const *per_worker, size_t n);
+void query_metrics_render_dropped(struct mbuf *b, const struct query_stats *const *per_worker,
+				  size_t n);
 
 extern const char *const query_type_labels[8];
 extern const char *const query_rcode_labels[QUERY_RCODE_SLOTS];

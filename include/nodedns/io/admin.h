@@ -36,6 +36,9 @@ struct admin_handlers {
 struct admin_stats {
 	_Atomic uint64_t requests, health_failures, rejected_conns;
 };
+struct mbuf;
+/** Render @p s (borrowed) (src/io/admin_metrics.c). */
+void admin_metrics_render(struct mbuf *b, const struct admin_stats *s);
 
 struct admin;
 

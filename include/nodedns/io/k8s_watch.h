@@ -24,6 +24,9 @@
 
 #include "nodedns/cluster/cluster.h"
 
+/* Default bound on one watch event (no option). */
+#define K8S_WATCH_MAX_EVENT_BYTES_DEFAULT (4u << 20)
+
 struct k8s_watch_config {
 	const char *api_url;    /* "https://10.96.0.1:443"; NULL: from kubeconfig */
 	const char *token_file; /* bearer token; NULL: none (client cert from kubeconfig) */
@@ -42,6 +45,10 @@ struct k8s_watch_stats {
 		oversized_events, bad_events;
 	_Atomic int synced; /* 1 once all three resources have been listed once */
 };
+struct mbuf;
+/** Render @p s (borrowed) but .synced, which the caller combines with other
+ * sources of cluster data (src/io/k8s_watch_metrics.c). */
+void k8s_watch_metrics_render(struct mbuf *b, const struct k8s_watch_stats *s);
 
 struct k8s_watch;
 

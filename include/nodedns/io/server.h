@@ -22,6 +22,14 @@
 #include "nodedns/util/netaddr.h"
 #include "nodedns/dns/query.h"
 
+/* Defaults (--tcp-max-clients, --tcp-idle-timeout, --tcp-max-inflight; the
+ * last two have no option). */
+#define SERVER_TCP_MAX_CLIENTS_DEFAULT 1000
+#define SERVER_TCP_IDLE_TIMEOUT_MS_DEFAULT 10000
+#define SERVER_TCP_MAX_INFLIGHT_DEFAULT 100
+#define SERVER_TCP_MAX_UNSENT_BYTES_DEFAULT (256 * 1024)
+#define SERVER_UDP_MAX_QUEUED_SENDS_DEFAULT 4096
+
 /** Listen addresses a worker serves at most. */
 #define SERVER_MAX_LISTEN 16
 
@@ -39,6 +47,12 @@ struct server_stats {
 		udp_sends_queued, udp_sends_dropped;
 	_Atomic int64_t tcp_open; /* gauge */
 };
+struct mbuf;
+/** Render the server counters summed over @p n workers' stats (borrowed);
+ * ..._dropped() only the samples of METRICS_DROPPED_NAME (src/io/server_metrics.c). */
+void server_metrics_render(struct mbuf *b, const struct server_stats *const *per_worker, size_t n);
+void server_metrics_render_dropped(struct mbuf *b, const struct server_stats *const *per_worker,
+				   size_t n);
 
 /** A pair of bound sockets (not yet listening) for one listen address. */
 struct server_fds {

@@ -33,6 +33,12 @@
 
 #include "nodedns/util/metrics.h"
 
+/* Defaults (--upstream-timeout, --max-inflight; the last two have no option). */
+#define UPSTREAM_TIMEOUT_MS_DEFAULT 2000
+#define UPSTREAM_MAX_INFLIGHT_DEFAULT 10000
+#define UPSTREAM_CONNS_PER_SERVER_DEFAULT 2
+#define UPSTREAM_MAX_INFLIGHT_CONN_DEFAULT 256
+
 /** Counters for one server, shared by all workers (relaxed atomics). */
 struct upstream_stats {
 	_Atomic uint64_t queries;       /* attempts sent to this server */
@@ -53,6 +59,9 @@ struct upstream_server {
 	char name[64]; /* "10.0.0.10:53", the metrics label */
 	struct upstream_stats stats;
 };
+/** Render the per-server families, one sample per server of @p servers[0..n)
+ * (borrowed) labelled upstream="name" (src/io/upstream_metrics.c). */
+void upstream_metrics_render(struct mbuf *b, const struct upstream_server *servers, size_t n);
 
 /** An ordered list of servers to try, e.g. the default upstreams or one stub
  * domain's servers. Owned by main; borrowed for the life of the upstream. */
@@ -74,6 +83,13 @@ struct upstream_worker_stats {
 	_Atomic uint64_t dropped_inflight; /* upstream_query() refused: max_inflight */
 	_Atomic int64_t inflight;          /* gauge */
 };
+/** Render the per-worker upstream counters summed over @p n workers (borrowed);
+ * ..._dropped() only the samples of METRICS_DROPPED_NAME (src/io/upstream_metrics.c). */
+void upstream_worker_metrics_render(struct mbuf *b,
+				    const struct upstream_worker_stats *const *per_worker, size_t n);
+void upstream_worker_metrics_render_dropped(struct mbuf *b,
+					    const struct upstream_worker_stats *const *per_worker,
+					    size_t n);
 
 struct upstream;
 

@@ -4,7 +4,8 @@
  * main.c. Every line carries a module tag ("upstream", "server", ...). Never
  * log per query at info level; use log_ratelimited() for repeated errors.
  * Thread-safe: each line is formatted into a local buffer and written with a
- * single write(2).
+ * single write(2); the level and format are atomics, so log_setup() may run
+ * (SIGHUP) while other threads log.
  */
 #ifndef NODEDNS_LOG_H
 #define NODEDNS_LOG_H
@@ -36,9 +37,11 @@ void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
 	} while (0)
 
 /** A token bucket for rate-limited logging: at most one line per
- * @p interval_ms; returns true when the caller may log now, and counts the
- * suppressed calls in *suppressed (reset when it returns true). Not locked:
- * keep one per thread or accept an occasional extra line. */
+ * @p interval_ms; returns true when the caller may log now. Calls that
+ * return false are counted in @c suppressed, which a call that returns true
+ * resets to 0 (read it before the call to report how many lines were
+ * suppressed since the last one). Not locked: keep one per thread or accept
+ * an occasional extra line. */
 struct log_limit {
 	uint64_t last_ms;
 	uint64_t suppressed;
