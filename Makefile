@@ -28,7 +28,7 @@ LAYERS  := util cluster dns io node
 LINK_ORDER := app node io dns cluster util
 LIB     = $(BUILD)/lib/libnodedns_$(1).a
 LAYER_LIBS := $(foreach l,$(LINK_ORDER),$(call LIB,$(l)))
-HEADERS := $(wildcard include/nodedns/*.h include/nodedns/*/*.h src/*/*.h)
+HEADERS := $(wildcard include/nodedns/*.h include/nodedns/*/*.h src/*.h src/*/*.h)
 
 define layer_rules
 $(1)_OBJS := $$(patsubst src/%.c,$$(BUILD)/obj/%.o,$$(wildcard src/$(1)/*.c))
