@@ -64,13 +64,15 @@ import tempfile
 import threading
 import time
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-import dnswire  # noqa: E402
+from lib import dnswire, net  # noqa: E402
 import harness  # noqa: E402
-from dnswire import build_query, parse  # noqa: E402
-from harness import CheckFailed, Skip, check, Nodedns, Nsd, LOCAL  # noqa: E402
+from lib.dnswire import build_query, parse  # noqa: E402
+from lib.check import CheckFailed, Skip, check  # noqa: E402
+from harness import Nodedns, Nsd, LOCAL  # noqa: E402
 
 TEST_TIMEOUT_S = 60
 TIMEOUT_MS = 500          # --upstream-timeout of the fault tests
@@ -380,7 +382,7 @@ class FakeUpstream:
     .listen() opens the same port again."""
 
     def __init__(self):
-        self.port = harness.free_port()
+        self.port = net.free_port()
         self.mode = "ok"
         self.delay = 1.0
         self.hold_n = 50
