@@ -11,8 +11,8 @@ on sys.path, the same two lines everywhere:
 Modules:
   check    CheckFailed/Skip, check(), wait_for(), run(), tail()
   procs    start a process in its own session, stop it and its group, wait
-           for a log line, a port or a first output line; a registry that
-           stops everything a run started
+           for a log line or a first output line; a registry that stops
+           everything a run started
   net      free_port(), wait_port_free(), network namespaces
   dnswire  build DNS queries, parse any message (the one parser), UDP/TCP
   metrics  parse Prometheus text (/metrics)

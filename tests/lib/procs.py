@@ -9,7 +9,6 @@ leader's pid. Nothing here kills by name.
   kill_group()   SIGKILL to the group at once
   read_line()    the first output line of a process (a startup handshake)
   wait_log()     poll a log file for a regular expression
-  wait_port()    poll until a TCP port accepts connections
   describe_rc()  "exit code N" / "signal SIGxxx"
   Registry       the processes a run started (optionally listed in a pids
                  file for a wrapper script), stopped together at the end
@@ -21,7 +20,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import time
 
@@ -109,21 +107,6 @@ def wait_log(path, pattern, timeout=10, count=1, proc=None, name="process", inte
                 name, proc.returncode, pattern, read_text(path)[-3000:]))
         return n >= count
     wait_for(seen, timeout, "log line %r" % pattern, interval)
-
-
-def wait_port(host, port, timeout, proc=None, interval=0.05):
-    """True once a TCP connection to @host:@port succeeds within @timeout s;
-    False on timeout or when @proc exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection((host, port), timeout=interval * 4).close()
-            return True
-        except OSError:
-            time.sleep(interval)
-    return False
 
 
 def describe_rc(rc):
