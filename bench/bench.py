@@ -129,11 +129,8 @@ def rss_kib(pids):
     total = 0
     for pid in pids:
         try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except (OSError, ValueError):
+            total += procs.status(pid).get("VmRSS", 0)
+        except OSError:
             pass
     return total
 

@@ -67,14 +67,6 @@ def tail(path, n=10):
         return ""
 
 
-def proc_status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def ticks(pid):
     """utime+stime of the whole process, and per thread name."""
     with open("/proc/%d/stat" % pid) as f:
@@ -265,7 +257,8 @@ class Nodedns:
         return Metrics(body, strict=False).total(name)
 
     def rss(self):
-        return proc_status(self.pid, "VmRSS"), proc_status(self.pid, "VmHWM")
+        st = procs.status(self.pid)
+        return st.get("VmRSS", 0), st.get("VmHWM", 0)
 
     def log_problems(self):
         bad = []

@@ -366,13 +366,8 @@ class Checker(threading.Thread):
 
 
 def read_status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM", "Threads"):
-                out[k] = int(v.split()[0])
-    return out
+    st = procs.status(pid)
+    return {k: st[k] for k in ("VmRSS", "VmHWM", "Threads") if k in st}
 
 
 SAMPLE_METRICS = [

@@ -10,6 +10,7 @@ leader's pid. Nothing here kills by name.
   read_line()    the first output line of a process (a startup handshake)
   wait_log()     poll a log file for a regular expression
   describe_rc()  "exit code N" / "signal SIGxxx"
+  status()       the numeric fields of /proc/PID/status (VmRSS, VmHWM kB...)
   Registry       the processes a run started (optionally listed in a pids
                  file for a wrapper script), stopped together at the end
   LoggedProc     a started process with its log file: log(), wait_log(),
@@ -118,6 +119,19 @@ def describe_rc(rc):
         except ValueError:
             return "signal %d" % -rc
     return "exit code %d" % rc
+
+
+def status(pid):
+    """{field: int} of /proc/@pid/status, for the fields whose value starts
+    with a number (VmRSS, VmHWM in kB, Threads...). OSError when @pid is gone."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            v = v.split()
+            if v and v[0].isdigit():
+                out[k] = int(v[0])
+    return out
 
 
 def children(pid):
