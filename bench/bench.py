@@ -26,7 +26,7 @@ import urllib.request
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from lib import dnswire, procs  # noqa: E402
+from lib import check, dnswire, procs  # noqa: E402
 from lib.metrics import Metrics  # noqa: E402
 from lib.net import free_port  # noqa: E402
 
@@ -60,12 +60,8 @@ def on_signal(sig, _frame):
 
 
 def tail(path, n=8):
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(l.strip() for l in lines[-n:])
-    except OSError:
-        return ""
+    """The last @n lines of a log, on one line."""
+    return " | ".join(l.strip() for l in check.tail(path, n).splitlines())
 
 
 def run(argv, timeout=30, **kw):

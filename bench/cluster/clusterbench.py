@@ -38,6 +38,7 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from lib import dnswire, procs  # noqa: E402
+from lib.check import tail  # noqa: E402
 from lib.metrics import Metrics  # noqa: E402
 from lib.net import free_port  # noqa: E402
 
@@ -58,14 +59,6 @@ def log(msg):
 
 
 # ------------------------------------------------------------- processes
-
-def tail(path, n=10):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
-
 
 def ticks(pid):
     """utime+stime of the whole process, and per thread name."""
