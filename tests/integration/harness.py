@@ -574,13 +574,7 @@ class Nodedns:
         if self.stopped or self.proc is None:
             return
         self.stopped = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3.0)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        procs.stop(self.proc, grace=3.0, group=False)
 
     # --- DNS helpers bound to this server
     def q(self, name, qtype="A", **kw):
