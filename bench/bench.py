@@ -24,6 +24,12 @@ import tempfile
 import time
 import urllib.request
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import check, dnswire, procs  # noqa: E402
+from lib.metrics import Metrics  # noqa: E402
+from lib.net import free_port  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS = os.path.join(HERE, "peers")
@@ -38,8 +44,9 @@ N_SERVICES = 1000
 N_NAMESPACES = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-STARTED = []        # Popen objects of every process we started
-PIDS_FILE = None    # run.sh kills what is listed here if we die hard
+# Every process we started, each in its own session; run.sh kills what its
+# pids file lists if we die hard.
+PROCS = procs.Registry()
 
 
 def log(msg):
@@ -48,80 +55,17 @@ def log(msg):
 
 # ----------------------------------------------------------------- processes
 
-def spawn(argv, logpath, cwd=None):
-    """Start argv in its own session (so the whole group can be killed by its
-    id), output to logpath."""
-    out = open(logpath, "ab")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                         stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
-    out.close()
-    STARTED.append(p)
-    if PIDS_FILE:
-        with open(PIDS_FILE, "a") as f:
-            f.write("%d\n" % p.pid)
-    return p
-
-
-def stop(p, grace=5.0):
-    if p is None:
-        return
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        p.wait(grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # the group: children a server may have forked
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        p.wait(2)
-    except subprocess.TimeoutExpired:
-        pass
-    if p in STARTED:
-        STARTED.remove(p)
-
-
-def cleanup():
-    for p in list(reversed(STARTED)):
-        stop(p, grace=2.0)
-
-
 def on_signal(sig, _frame):
     raise SystemExit(128 + sig)
 
 
 def tail(path, n=8):
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(l.strip() for l in lines[-n:])
-    except OSError:
-        return ""
+    """The last @n lines of a log, on one line."""
+    return " | ".join(l.strip() for l in check.tail(path, n).splitlines())
 
 
 def run(argv, timeout=30, **kw):
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def free_port():
-    for _ in range(200):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind((LOCAL, 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind((LOCAL, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError("no free port")
 
 
 def proc_tree(root):
@@ -181,67 +125,22 @@ def rss_kib(pids):
     total = 0
     for pid in pids:
         try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except (OSError, ValueError):
+            total += procs.status(pid).get("VmRSS", 0)
+        except OSError:
             pass
     return total
 
 
 # ----------------------------------------------------------------- DNS probe
 
-QTYPES = {"A": 1, "NS": 2, "SOA": 6, "AAAA": 28}
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-
-
-def wire_name(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        out += bytes([len(label)]) + label.encode()
-    return out + b"\0"
-
-
-def skip_name(msg, off):
-    while True:
-        n = msg[off]
-        if n & 0xC0 == 0xC0:
-            return off + 2
-        off += 1 + n
-        if n == 0:
-            return off
-
-
 def dns_query(port, name, qtype, timeout=1.0):
-    """One UDP query; returns (rcode name, [(type, rdata bytes)])."""
-    qid = random.randrange(65536)
-    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + wire_name(name) + \
-        struct.pack(">HH", QTYPES[qtype], 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.settimeout(timeout)
-        s.sendto(q, (LOCAL, port))
-        deadline = time.monotonic() + timeout
-        while True:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            msg, _ = s.recvfrom(65535)
-            if len(msg) >= 12 and struct.unpack(">H", msg[:2])[0] == qid:
-                break
-    finally:
-        s.close()
-    _, flags, qd, an, _, _ = struct.unpack(">HHHHHH", msg[:12])
-    off = 12
-    for _ in range(qd):
-        off = skip_name(msg, off) + 4
-    answers = []
-    for _ in range(an):
-        off = skip_name(msg, off)
-        rtype, _, _, rdlen = struct.unpack(">HHIH", msg[off:off + 10])
-        off += 10
-        answers.append((rtype, msg[off:off + rdlen]))
-        off += rdlen
-    return RCODES.get(flags & 0xF, str(flags & 0xF)), answers
+    """One UDP query; returns (rcode name, [(type, rdata bytes)]). Raises
+    socket.timeout when no reply comes within @timeout s."""
+    data = dnswire.udp_exchange((LOCAL, port), dnswire.build_query(name, qtype), timeout)
+    if data is None:
+        raise socket.timeout("no reply from %s:%d within %.1f s" % (LOCAL, port, timeout))
+    m = dnswire.parse(data)
+    return m.rcode_name, [(r.type, r.rdata) for r in m.answer]
 
 
 # ----------------------------------------------------------------- data
@@ -439,13 +338,13 @@ class Server:
             self.dir = tempfile.mkdtemp(prefix="%s-" % self.name, dir=self.base)
             self.logpath = os.path.join(self.dir, "server.log")
             argv = self.argv()
-            self.proc = spawn(["taskset", "-c", cpus] + self.wrapper + argv, self.logpath, cwd=self.dir)
+            self.proc = PROCS.spawn(["taskset", "-c", cpus] + self.wrapper + argv, self.logpath, cwd=self.dir)
             try:
                 self.wait_ready(self.ready_timeout)
                 return
             except StartError as e:
                 last = e
-                stop(self.proc)
+                PROCS.stop(self.proc)
                 self.proc = None
         raise last
 
@@ -460,7 +359,7 @@ class Server:
                 if rcode == "NOERROR" and ans:
                     return
                 last = "answered %s" % rcode
-            except (OSError, socket.timeout, struct.error, IndexError):
+            except (OSError, socket.timeout, struct.error, IndexError, dnswire.DNSError):
                 pass
             time.sleep(0.2)
         raise StartError("not answering host0.%s A within %.0f s (%s): %s"
@@ -473,7 +372,7 @@ class Server:
         return proc_tree(self.proc.pid) if self.alive() else []
 
     def stop(self):
-        stop(self.proc)
+        PROCS.stop(self.proc)
         self.proc = None
 
     def version(self):
@@ -507,18 +406,7 @@ class Nodedns(Server):
         if not self.metrics_port:
             return {}
         with urllib.request.urlopen("http://%s:%d/metrics" % (LOCAL, self.metrics_port), timeout=5) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-            if m:
-                try:
-                    out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
-                except ValueError:
-                    pass
-        return out
+            return Metrics(r.read(), strict=False).totals()
 
 
 class Unbound(Server):
@@ -626,7 +514,7 @@ class Nsd:
         if chk.returncode != 0:
             raise StartError("nsd-checkconf: %s %s" % (chk.stdout, chk.stderr))
         self.logpath = os.path.join(self.dir, "nsd.out")
-        self.proc = spawn(["taskset", "-c", CLIENT_CPUS, "nsd", "-d", "-c", conf], self.logpath, cwd=self.dir)
+        self.proc = PROCS.spawn(["taskset", "-c", CLIENT_CPUS, "nsd", "-d", "-c", conf], self.logpath, cwd=self.dir)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -659,12 +547,12 @@ def dnsperf(port, qfile, outpath, secs=None, rate=None, runs=None, verbose=False
     if verbose:
         argv += ["-v"]
     limit = (secs or 60) + timeout_s + 30
-    p = spawn(argv, outpath)
+    p = PROCS.spawn(argv, outpath)
     try:
         p.wait(limit)
     except subprocess.TimeoutExpired:
         log("dnsperf did not finish within %d s: stopped" % limit)
-    stop(p, grace=1)
+    PROCS.stop(p, grace=1)
     return parse_dnsperf(outpath)
 
 
@@ -760,10 +648,10 @@ class Bench:
         for qname, qtype, want_rcode, want in checks:
             try:
                 rcode, ans = dns_query(srv.port, qname, qtype, timeout=2.0)
-            except (OSError, socket.timeout) as e:
+            except (OSError, socket.timeout, dnswire.DNSError) as e:
                 bad.append("%s %s: %s" % (qname, qtype, e.__class__.__name__))
                 continue
-            rdatas = [rd for t, rd in ans if t == QTYPES[qtype]]
+            rdatas = [rd for t, rd in ans if t == dnswire.type_num(qtype)]
             if rcode != want_rcode:
                 bad.append("%s %s: %s (want %s)" % (qname, qtype, rcode, want_rcode))
             elif want is not None and want != b"" and want not in rdatas:
@@ -1175,7 +1063,7 @@ def syscalls_per_query(srv, qfile, b, rate, secs=3.0):
     names = [n for n in SYSCALLS if "syscalls:sys_enter_%s " % n in avail]
     events = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_%s" % n for n in names]
     outp = b.outfile("perfstat-%s" % srv.name)
-    st = spawn(["perf", "stat", "-x", ",", "-o", outp, "-e", ",".join(events), "-p", str(srv.proc.pid),
+    st = PROCS.spawn(["perf", "stat", "-x", ",", "-o", outp, "-e", ",".join(events), "-p", str(srv.proc.pid),
                 "--", "sleep", "%g" % (secs + 2.0)], outp + ".log")
     time.sleep(1.0)
     r = dnsperf(srv.port, qfile, b.outfile("perfstat-dnsperf-%s" % srv.name), secs=secs, rate=rate)
@@ -1183,7 +1071,7 @@ def syscalls_per_query(srv, qfile, b, rate, secs=3.0):
         st.wait(secs + 30)
     except subprocess.TimeoutExpired:
         pass
-    stop(st)
+    PROCS.stop(st)
     out = {}
     try:
         with open(outp) as f:
@@ -1286,13 +1174,13 @@ def profile(cfg, b, workloads, services, nsd):
                                         str(srv.proc.pid), "--", "sleep", str(secs)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                        start_new_session=True)
-                STARTED.append(rec)
+                PROCS.add(rec)
                 dnsperf(srv.port, hits["file"], b.outfile("perf-%s" % name), secs=secs + 0.5)
                 try:
                     rec.wait(30)
                 except subprocess.TimeoutExpired:
                     pass
-                stop(rec)
+                PROCS.stop(rec)
                 rep = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
                            "--percent-limit", "1", "-g", "none"], timeout=120).stdout
                 dso = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso",
@@ -1341,7 +1229,6 @@ def loadavg():
 
 
 def main():
-    global PIDS_FILE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 repetition, short runs (about 2 minutes)")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS))
@@ -1361,7 +1248,7 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="profile nodedns on cache hits -> results/profile-cache-hit.txt")
     cfg = ap.parse_args()
-    PIDS_FILE = cfg.pids_file
+    PROCS.pids_file = cfg.pids_file
     cfg.servers = [s for s in cfg.servers.split(",") if s]
     cfg.workloads = [w for w in cfg.workloads.split(",") if w]
     for s in cfg.servers:
@@ -1385,7 +1272,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    atexit.register(cleanup)
+    atexit.register(PROCS.stop_all)
     for tool in ("dnsperf", "nsd", "taskset"):
         if not shutil.which(tool):
             sys.exit("bench: %s is not installed (scripts/deps.sh bench)" % tool)
@@ -1449,7 +1336,7 @@ def main():
         print(md)
         log("written %s" % os.path.join(cfg.out, name + ".md"))
     finally:
-        cleanup()
+        PROCS.stop_all()
         if not cfg.keep:
             shutil.rmtree(b.base, ignore_errors=True)
         else:

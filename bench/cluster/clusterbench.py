@@ -29,12 +29,18 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import dnswire, procs  # noqa: E402
+from lib.check import tail  # noqa: E402
+from lib.metrics import Metrics  # noqa: E402
+from lib.net import free_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -43,8 +49,7 @@ import gen  # noqa: E402
 
 LOCAL = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-STARTED = []
-PIDS_FILE = None
+PROCS = procs.Registry()   # every process started, each in its own session
 T_START = time.monotonic()
 INTERRUPTED = False   # by a signal: no report (it would replace the last full one)
 
@@ -54,72 +59,6 @@ def log(msg):
 
 
 # ------------------------------------------------------------- processes
-
-def spawn(argv, logpath, stdout=None):
-    out = open(logpath, "ab")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or out, stderr=out,
-                         start_new_session=True)
-    out.close()
-    STARTED.append(p)
-    if PIDS_FILE:
-        with open(PIDS_FILE, "a") as f:
-            f.write("%d\n" % p.pid)
-    return p
-
-
-def stop(p, grace=3.0):
-    if p is None or p.poll() is not None:
-        return
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(grace)
-    except (ProcessLookupError, PermissionError):
-        pass
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        p.wait(2)
-
-
-def cleanup():
-    for p in reversed(STARTED):
-        stop(p, 2.0)
-
-
-def free_port():
-    for _ in range(200):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind((LOCAL, 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind((LOCAL, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError("no free port")
-
-
-def tail(path, n=10):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
-
-
-def proc_status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
 
 def ticks(pid):
     """utime+stime of the whole process, and per thread name."""
@@ -163,48 +102,6 @@ def pct(xs, p):
 
 # ------------------------------------------------------------- DNS
 
-def wire_name(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        out += bytes([len(label)]) + label.encode()
-    return out + b"\0"
-
-
-def make_query(qid, name, qtype=1):
-    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + wire_name(name) + \
-        struct.pack(">HH", qtype, 1)
-
-
-def skip_name(buf, off):
-    while True:
-        n = buf[off]
-        if n == 0:
-            return off + 1
-        if n & 0xC0 == 0xC0:
-            return off + 2
-        off += 1 + n
-
-
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-
-
-def parse_a(buf):
-    """(qid, rcode, set of A addresses)."""
-    qid, flags, qd, an = struct.unpack(">HHHH", buf[:8])
-    off = 12
-    for _ in range(qd):
-        off = skip_name(buf, off) + 4
-    addrs = set()
-    for _ in range(an):
-        off = skip_name(buf, off)
-        typ, _cls, _ttl, rdlen = struct.unpack(">HHIH", buf[off:off + 10])
-        off += 10
-        if typ == 1 and rdlen == 4:
-            addrs.add(socket.inet_ntoa(buf[off:off + 4]))
-        off += rdlen
-    return qid, RCODES.get(flags & 15, str(flags & 15)), addrs
-
-
 class Prober:
     def __init__(self, port):
         self.addr = (LOCAL, port)
@@ -214,7 +111,7 @@ class Prober:
 
     def ask(self, name, timeout=0.2):
         self.qid = (self.qid + 1) & 0xFFFF
-        self.s.send(make_query(self.qid, name))
+        self.s.send(dnswire.build_query(name, "A", qid=self.qid))
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -225,9 +122,9 @@ class Prober:
                 buf = self.s.recv(4096)
             except socket.timeout:
                 return None, set()
-            qid, rcode, addrs = parse_a(buf)
-            if qid == self.qid:
-                return rcode, addrs
+            m = dnswire.parse(buf)
+            if m.id == self.qid:
+                return m.rcode_name, set(m.answers("A"))
 
 
 # ------------------------------------------------------------- control
@@ -293,7 +190,7 @@ def start_apiserver(env, kind, name, extra=()):
     outp = os.path.join(env.tmp, name + ".out")
     logp = os.path.join(env.tmp, name + ".log")
     with open(outp, "wb") as out:
-        p = spawn([sys.executable, script, "--port", "0", "--control-port", "0",
+        p = PROCS.spawn([sys.executable, script, "--port", "0", "--control-port", "0",
                    "--token-file", env.token, "--cert-dir", env.certs] + list(extra),
                   logp, stdout=out)
     deadline = time.monotonic() + 120
@@ -329,7 +226,7 @@ class Nodedns:
         if env.args.pin:
             argv = ["taskset", "-c", env.args.server_cpu] + argv
         self.t0 = time.monotonic()
-        self.proc = spawn(argv, self.logpath)
+        self.proc = PROCS.spawn(argv, self.logpath)
         self.pid = self.proc.pid   # taskset execs, so the same pid
 
     def wait_ready(self, timeout, interval=0.01):
@@ -350,16 +247,11 @@ class Nodedns:
 
     def metric(self, name):
         _, body = http_get(self.metrics, "/metrics", 2.0)
-        total = 0.0
-        found = False
-        for line in body.decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
-                found = True
-        return total if found else None
+        return Metrics(body, strict=False).total(name)
 
     def rss(self):
-        return proc_status(self.pid, "VmRSS"), proc_status(self.pid, "VmHWM")
+        st = procs.status(self.pid)
+        return st.get("VmRSS", 0), st.get("VmHWM", 0)
 
     def log_problems(self):
         bad = []
@@ -369,7 +261,7 @@ class Nodedns:
         return bad
 
     def stop(self):
-        stop(self.proc)
+        PROCS.stop(self.proc, 3.0)
 
 
 # ------------------------------------------------------------- measurements
@@ -501,11 +393,11 @@ def run_dnsperf(env, nd, qfile, seconds, qps, tag):
     if env.args.pin:
         argv = ["taskset", "-c", env.args.client_cpu] + argv
     with open(outp, "wb") as out:
-        p = spawn(argv, outp + ".err", stdout=out)
+        p = PROCS.spawn(argv, outp + ".err", stdout=out)
         try:
             p.wait(seconds + 30)
         except subprocess.TimeoutExpired:
-            stop(p)
+            PROCS.stop(p, 3.0)
             raise RuntimeError("dnsperf did not finish")
     lat = []
     rcodes = {}
@@ -579,7 +471,6 @@ PHASES = ("baseline", "prop-small", "sync", "prop-big", "cpu", "perf", "rv0")
 
 
 def main():
-    global PIDS_FILE
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--phases", default=None,
@@ -620,7 +511,7 @@ def main():
         with open(args.report_from) as f:
             write_report(json.load(f), args)
         return
-    PIDS_FILE = args.pids_file
+    PROCS.pids_file = args.pids_file
     q = args.quick
     cfg = {
         "prop_small": 200 if q else 1000,
@@ -678,7 +569,7 @@ def main():
     finally:
         R["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         R["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-        cleanup()
+        PROCS.stop_all()
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(R, f, indent=1)
@@ -705,7 +596,7 @@ def phase_baseline(env, R):
     time.sleep(1.0)
     R["rss_idle_api_kib"] = nd.rss()[0]
     nd.stop()
-    stop(api)
+    PROCS.stop(api, 3.0)
     log("baseline RSS: empty snapshot %d KiB, empty API %d KiB"
         % (R["rss_idle_snapshot_kib"], R["rss_idle_api_kib"]))
 
@@ -723,7 +614,7 @@ def phase_prop_small(env, R, cfg, small, args):
     propagation_both(R, "prop_small", nd, ctl, small, cfg["prop_small"], 11)
     R["prop_small_log_problems"] = nd.log_problems()[:10]
     nd.stop()
-    stop(api)
+    PROCS.stop(api, 3.0)
 
 
 def gdb_trim(nd, R, key):
@@ -838,7 +729,7 @@ def phase_big(env, R, cfg, big, args, phases):
     if nd.proc.poll() is not None:
         R["problems"].append("nodedns exited: %s" % tail(nd.logpath))
     nd.stop()
-    stop(api)
+    PROCS.stop(api, 3.0)
 
 
 def set_sched(pids, rt):
@@ -909,7 +800,7 @@ def phase_rv0(env, R, big):
         time.sleep(0.5)
     R["sync_rv0_s"] = s
     log("sync (one-response list): %s" % s)
-    stop(api)
+    PROCS.stop(api, 3.0)
 
 
 def fmt(x, nd=1):
@@ -1080,7 +971,7 @@ def write_report(R, args):
 def on_signal(sig, _frame):
     global INTERRUPTED
     INTERRUPTED = True
-    cleanup()
+    PROCS.stop_all()
     sys.exit(128 + sig)
 
 

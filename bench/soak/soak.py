@@ -40,9 +40,7 @@ import json
 import os
 import random
 import re
-import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -50,12 +48,16 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import dnswire, procs  # noqa: E402
+from lib.check import CheckFailed, tail  # noqa: E402
+from lib.net import free_port  # noqa: E402
 
-import dnswire  # noqa: E402
-import harness  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+import harness  # noqa: E402  - the integration suite's NSD config and Nodedns
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 LOCAL = "127.0.0.1"
 SNAPSHOT = os.path.join(REPO, "deploy", "examples", "demo-cluster.json")
@@ -88,7 +90,7 @@ ns1      3600 IN A   127.0.0.1
 class FixedNsd:
     def __init__(self, d):
         self.dir = d
-        self.port = harness.free_port()
+        self.port = free_port()
         self.proc = None
         hosts = "\n".join("h%d 3600 IN A 192.0.2.%d" % (i, i + 1) for i in range(50))
         with open(os.path.join(d, "soak.test.zone"), "w") as f:
@@ -104,13 +106,13 @@ class FixedNsd:
         return "%s:%d" % (LOCAL, self.port)
 
     def start(self):
-        self.proc = subprocess.Popen(["nsd", "-d", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=open(os.path.join(self.dir, "nsd.stderr"), "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = procs.start(["nsd", "-d", "-c", self.conf],
+                                stdout=open(os.path.join(self.dir, "nsd.stderr"), "ab"),
+                                stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("nsd exited: %s" % harness.tail(
+                raise RuntimeError("nsd exited: %s" % tail(
                     os.path.join(self.dir, "nsd.stderr")))
             try:
                 m = dnswire.query((LOCAL, self.port), "soak.test", "SOA", timeout=0.3)
@@ -122,17 +124,7 @@ class FixedNsd:
         raise RuntimeError("nsd did not answer on port %d" % self.port)
 
     def stop(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        procs.stop(self.proc, grace=5.0)
         self.proc = None
 
 
@@ -150,20 +142,11 @@ class FakeApi:
                "--token-file", os.path.join(self.dir, "token"),
                "--cert-dir", os.path.join(self.dir, "certs"), "--fixture", SNAPSHOT]
         self.errf = open(os.path.join(self.dir, "fake_apiserver.stderr"), "wb")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.errf, start_new_session=True)
-        line = b""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if r:
-                ch = os.read(self.proc.stdout.fileno(), 4096)
-                if not ch:
-                    break
-                line += ch
+        self.proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=self.errf)
+        line = procs.read_line(self.proc, 30)
         if not line.endswith(b"\n"):
             self.stop()
-            raise RuntimeError("API stand-in did not start: %s" % harness.tail(
+            raise RuntimeError("API stand-in did not start: %s" % tail(
                 os.path.join(self.dir, "fake_apiserver.stderr"), 5))
         self.info = json.loads(line.decode())
 
@@ -197,13 +180,7 @@ class FakeApi:
             self.conn.close()
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        procs.stop(self.proc, grace=5.0, group=False)
         self.proc.stdout.close()
         self.errf.close()
         self.proc = None
@@ -389,13 +366,8 @@ class Checker(threading.Thread):
 
 
 def read_status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM", "Threads"):
-                out[k] = int(v.split()[0])
-    return out
+    st = procs.status(pid)
+    return {k: st[k] for k in ("VmRSS", "VmHWM", "Threads") if k in st}
 
 
 SAMPLE_METRICS = [
@@ -715,7 +687,7 @@ def main():
             try:
                 nd.stop()
                 result(True, "graceful stop", "exit 0 after SIGTERM")
-            except harness.CheckFailed as e:
+            except CheckFailed as e:
                 result(False, "graceful stop", str(e).split("\n")[0])
     except Exception as e:
         result(False, "setup", "%s: %s" % (type(e).__name__, e))

@@ -27,6 +27,10 @@ import time
 import urllib.error
 import urllib.request
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import procs  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 IDLE_MS = 4000
@@ -72,11 +76,7 @@ class FakeApi:
         return self.ctl("requests", method="GET")
 
     def stop(self):
-        self.p.terminate()
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
+        procs.stop(self.p, grace=10.0, group=False)
         self.log.close()
 
 

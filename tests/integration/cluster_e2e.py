@@ -45,12 +45,14 @@ import tempfile
 import threading
 import time
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-import dnswire  # noqa: E402
+from lib import dnswire, net, procs  # noqa: E402
 import harness  # noqa: E402
-from harness import CheckFailed, Skip, check, Nodedns, LOCAL, REPO  # noqa: E402
+from lib.check import CheckFailed, Skip, check, tail  # noqa: E402
+from harness import Nodedns, LOCAL  # noqa: E402
 
 FAKE_API = os.path.join(REPO, "tests", "apiserver", "fake_apiserver.py")
 ZONE = "cluster.local"
@@ -244,21 +246,12 @@ class StandIn:
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
         self.errf = open(os.path.join(self.dir, "stderr"), "wb")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.errf, start_new_session=True)
+        self.proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=self.errf)
         CLEANUP.append(self.stop)
-        deadline = time.monotonic() + 20
-        line = b""
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if r:
-                ch = os.read(self.proc.stdout.fileno(), 4096)
-                if not ch:
-                    break
-                line += ch
+        line = procs.read_line(self.proc, 20)
         if not line.endswith(b"\n"):
             self.stop()
-            raise CheckFailed("API stand-in did not start: %s" % harness.tail(
+            raise CheckFailed("API stand-in did not start: %s" % tail(
                 os.path.join(self.dir, "stderr")))
         self.info = json.loads(line.decode())
         return self
@@ -275,13 +268,7 @@ class StandIn:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        procs.stop(self.proc, grace=5.0, group=False)
         self.proc.stdout.close()
         self.errf.close()
         self.proc = None
@@ -326,7 +313,7 @@ class Gate:
 
     def __init__(self, target):
         self.target = target
-        self.port = harness.free_port()
+        self.port = net.free_port()
         self.lsock = None
         self.stopping = False
         self.socks = []
@@ -774,22 +761,16 @@ def search_path_netns():
     search path (ip netns exec bind-mounts /etc/netns/NAME/resolv.conf)."""
     if os.geteuid() != 0:
         raise Skip("needs root for ip netns")
-    ns = "ndns-e2e-%d" % os.getpid()
-    r = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise Skip("cannot create a network namespace: %s" % r.stderr.strip())
-    etc = os.path.join("/etc/netns", ns)
-
-    def cleanup():
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        shutil.rmtree(etc, ignore_errors=True)
-    CLEANUP.append(cleanup)
-    subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-    os.makedirs(etc, exist_ok=True)
-    with open(os.path.join(etc, "resolv.conf"), "w") as f:
-        f.write("nameserver 127.0.0.1\n"
-                "search default.svc.cluster.local svc.cluster.local cluster.local\n"
-                "options ndots:5 timeout:1 attempts:1\n")
+    netns = net.Netns("ndns-e2e-%d" % os.getpid())
+    try:
+        netns.create()
+    except CheckFailed as e:
+        raise Skip("cannot create a network namespace: %s" % e)
+    CLEANUP.append(netns.destroy)
+    ns = netns.name
+    netns.resolv("nameserver 127.0.0.1\n"
+                 "search default.svc.cluster.local svc.cluster.local cluster.local\n"
+                 "options ndots:5 timeout:1 attempts:1\n")
     api = StandIn(fixture(), netns=ns)
     CLEANUP.append(api.remove)
     api.start()
@@ -800,9 +781,8 @@ def search_path_netns():
            "--upstream", "127.0.0.1:5399", "--upstream-timeout", "300", "--threads", "1",
            "--metrics", "127.0.0.1:9253", "--health", "127.0.0.1:8080",
            "--log-level", "debug"] + api.kube_args()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(errp, "wb"), env=harness.sanitizer_env(),
-                            start_new_session=True)
+    proc = procs.start(cmd, stdout=subprocess.DEVNULL, stderr=open(errp, "wb"),
+                       env=harness.sanitizer_env())
 
     def kill():
         if proc.poll() is None:
@@ -818,7 +798,7 @@ def search_path_netns():
     def synced():
         if proc.poll() is not None:
             raise CheckFailed("nodedns in the netns exited with %s:\n%s"
-                              % (proc.returncode, harness.tail(errp)))
+                              % (proc.returncode, tail(errp)))
         rc, out = nx("dig", "+short", "+time=1", "+tries=1", "@127.0.0.1",
                      "kubernetes.default.svc.cluster.local", "A")
         return out.strip() == "10.96.0.1"
@@ -864,7 +844,7 @@ def search_path_netns():
         text = f.read().decode("utf-8", "replace")
     for mk in harness.SANITIZER_MARKERS:
         check(mk not in text, "sanitizer report in nodedns stderr:\n%s" % text)
-    check(rc == 0, "nodedns in the netns exited %d after SIGTERM:\n%s" % (rc, harness.tail(errp)))
+    check(rc == 0, "nodedns in the netns exited %d after SIGTERM:\n%s" % (rc, tail(errp)))
 
 
 @test

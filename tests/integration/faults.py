@@ -64,13 +64,15 @@ import tempfile
 import threading
 import time
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-import dnswire  # noqa: E402
+from lib import dnswire, net, procs  # noqa: E402
 import harness  # noqa: E402
-from dnswire import build_query, parse  # noqa: E402
-from harness import CheckFailed, Skip, check, Nodedns, Nsd, LOCAL  # noqa: E402
+from lib.dnswire import build_query, parse  # noqa: E402
+from lib.check import CheckFailed, Skip, check  # noqa: E402
+from harness import Nodedns, Nsd, LOCAL  # noqa: E402
 
 TEST_TIMEOUT_S = 60
 TIMEOUT_MS = 500          # --upstream-timeout of the fault tests
@@ -108,11 +110,10 @@ def is_asan():
 
 def proc_status(pid, key):
     """A kB field of /proc/PID/status (VmRSS, VmHWM...), in bytes."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise CheckFailed("no %s in /proc/%d/status" % (key, pid))
+    st = procs.status(pid)
+    if key not in st:
+        raise CheckFailed("no %s in /proc/%d/status" % (key, pid))
+    return st[key] * 1024
 
 
 def rss(nd):
@@ -380,7 +381,7 @@ class FakeUpstream:
     .listen() opens the same port again."""
 
     def __init__(self):
-        self.port = harness.free_port()
+        self.port = net.free_port()
         self.mode = "ok"
         self.delay = 1.0
         self.hold_n = 50

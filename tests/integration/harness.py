@@ -1,17 +1,18 @@
 """harness.py - processes and helpers for the nodedns integration tests.
 
- - free_port(): a port free for both UDP and TCP on 127.0.0.1
  - Nsd: a real NSD authoritative server in the foreground, own process group
  - Relay: a Python TCP/UDP upstream in front of NSD that counts what it gets
    and can delay chosen names (to prove pipelining and coalescing)
  - Blackhole: an upstream that accepts TCP and never answers
  - Nodedns: the server under test (NODEDNS_BIN), stderr to a file
- - dig/kdig/drill wrappers, /metrics parser, tiny HTTP GET, ss helper
+ - dig/kdig/drill wrappers, tiny HTTP GET, ss helper, the suite runner
+
+Ports, process stopping, DNS wire format and /metrics parsing come from
+tests/lib (net, procs, dnswire, metrics).
 """
 
 import http.client
 import os
-import random
 import re
 import select
 import shutil
@@ -25,102 +26,21 @@ import threading
 import time
 import traceback
 
-import dnswire
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import dnswire, procs  # noqa: E402
+from lib.check import CheckFailed, Skip, check, tail  # noqa: E402,F401 - the suites' names
+from lib.metrics import Metrics  # noqa: E402
+from lib.net import LOCAL, free_port, wait_port_free  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 ZONES = os.path.join(HERE, "zones")
-LOCAL = "127.0.0.1"
 
 SANITIZER_MARKERS = (
     "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
     "SUMMARY: UndefinedBehaviorSanitizer", "ERROR: ThreadSanitizer",
     "WARNING: ThreadSanitizer", "AddressSanitizer:DEADLYSIGNAL",
 )
-
-
-class CheckFailed(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
-
-
-def tail(path, n=40):
-    try:
-        with open(path, "rb") as f:
-            data = f.read().decode("utf-8", "replace")
-    except OSError as e:
-        return "(cannot read %s: %s)" % (path, e)
-    lines = data.splitlines()
-    return "\n".join(lines[-n:])
-
-
-# ------------------------------------------------------------------ ports
-
-_handed_out = set()
-
-
-def _ephemeral_range():
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = (int(x) for x in f.read().split())
-            return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def free_port():
-    """A port that is free for TCP and UDP on 127.0.0.1 right now and was not
-    handed out before in this run. Taken below the kernel's ephemeral range
-    when there is room, so that no outgoing connection (ours or another
-    program's) grabs it between now and the moment the server binds it."""
-    lo, hi = _ephemeral_range()
-    if lo > 12000:
-        candidates = lambda: random.randrange(10000, lo)  # noqa: E731
-    else:
-        candidates = lambda: 0  # noqa: E731
-    for _ in range(500):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            try:
-                u.bind((LOCAL, candidates()))
-            except OSError:
-                continue
-            port = u.getsockname()[1]
-            if port in _handed_out:
-                continue
-            try:
-                t.bind((LOCAL, port))
-            except OSError:
-                continue
-            _handed_out.add(port)
-            return port
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError("no free port found")
-
-
-def wait_port_free(port, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind((LOCAL, port))
-            return True
-        except OSError:
-            time.sleep(0.05)
-        finally:
-            u.close()
-    return False
 
 
 # ------------------------------------------------------------------ ss
@@ -236,25 +156,8 @@ class Nsd:
         """Stop NSD and all its children (its own process group)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(5)
-        else:
-            # main process gone; make sure no child keeps the port
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        # main process and any child still holding the port
+        procs.stop(self.proc, grace=5.0)
         self.proc = None
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -600,16 +503,7 @@ class Nodedns:
                           "  cmd: %s\n%s" % (self.port, timeout, self.cmdline(),
                                              self.stderr_tail()))
 
-    @staticmethod
-    def describe_rc(rc):
-        if rc is None:
-            return "still running"
-        if rc < 0:
-            try:
-                return "signal %s" % signal.Signals(-rc).name
-            except ValueError:
-                return "signal %d" % -rc
-        return "exit code %d" % rc
+    describe_rc = staticmethod(procs.describe_rc)
 
     def stderr_text(self):
         try:
@@ -680,13 +574,7 @@ class Nodedns:
         if self.stopped or self.proc is None:
             return
         self.stopped = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3.0)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        procs.stop(self.proc, grace=3.0, group=False)
 
     # --- DNS helpers bound to this server
     def q(self, name, qtype="A", **kw):
@@ -712,68 +600,6 @@ def http_get(host, port, path, timeout=3.0):
         return r.status, r.read().decode("utf-8", "replace")
     finally:
         c.close()
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*')
-
-
-class Metrics:
-    """Parsed Prometheus text: samples as (name, {labels}, value)."""
-
-    def __init__(self, text):
-        self.text = text
-        self.samples = []
-        self.types = {}
-        for line in text.splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith("#"):
-                parts = line.split()
-                if len(parts) >= 4 and parts[1] == "TYPE":
-                    self.types[parts[2]] = parts[3]
-                continue
-            m = _SAMPLE.match(line)
-            if not m:
-                raise CheckFailed("unparsable /metrics line: %r" % line)
-            labels = {}
-            if m.group(3):
-                pos = 0
-                s = m.group(3)
-                while pos < len(s):
-                    lm = _LABEL.match(s, pos)
-                    if not lm:
-                        raise CheckFailed("bad labels in /metrics line: %r" % line)
-                    labels[lm.group(1)] = lm.group(2)
-                    pos = lm.end()
-            try:
-                v = float(m.group(4))
-            except ValueError:
-                raise CheckFailed("bad value in /metrics line: %r" % line)
-            self.samples.append((m.group(1), labels, v))
-
-    def has(self, name):
-        return any(n == name for n, _, _ in self.samples)
-
-    def require(self, name):
-        if not self.has(name):
-            names = sorted({n for n, _, _ in self.samples if n.startswith("nodedns_")})
-            raise CheckFailed("metric %s missing from /metrics (have: %s)"
-                              % (name, ", ".join(names) or "none"))
-
-    def sum(self, name, **labels):
-        """Sum of the samples of @name whose labels include @labels.
-        Fails when the metric is missing altogether."""
-        self.require(name)
-        tot = 0.0
-        for n, l, v in self.samples:
-            if n == name and all(l.get(k) == str(val) for k, val in labels.items()):
-                tot += v
-        return tot
-
-    def label_values(self, name, label):
-        return sorted({l.get(label) for n, l, _ in self.samples if n == name and label in l})
 
 
 # ------------------------------------------------------------------ real clients

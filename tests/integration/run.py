@@ -20,8 +20,9 @@ with SIGTERM, which must exit 0 within 3 s without a sanitizer report.
 Output: "ok - NAME", "FAIL - NAME: reason", "skip - NAME: reason" and one
 closing line "integration: N passed, N failed[, N skipped]"; exit 1 on failure.
 Needs: nsd, dig, kdig, drill, ss, python3 (stdlib only). Files: harness.py
-(processes, ports, relay/blackhole upstreams, metrics parser, dig/kdig/drill),
-dnswire.py (DNS codec and raw UDP/TCP clients), zones/ (NSD zone files).
+(NSD, nodedns, relay/blackhole upstreams, dig/kdig/drill, the runner),
+zones/ (NSD zone files); tests/lib (ports, processes, the DNS codec and raw
+UDP/TCP clients, the /metrics parser).
 """
 
 import json
@@ -34,13 +35,14 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
-import dnswire  # noqa: E402
+from lib import dnswire, net  # noqa: E402
 import harness  # noqa: E402
-from dnswire import build_query, parse, check_reply  # noqa: E402
-from harness import (CheckFailed, Skip, check, Nodedns, Relay,  # noqa: E402
-                     Blackhole, REPO, LOCAL)
+from lib.check import CheckFailed, Skip, check  # noqa: E402
+from lib.dnswire import build_query, parse, check_reply  # noqa: E402
+from harness import Nodedns, Relay, Blackhole, LOCAL  # noqa: E402
 
 SNAPSHOT = os.environ.get("NODEDNS_KUBE_SNAPSHOT") or \
     os.path.join(REPO, "deploy", "examples", "demo-cluster.json")
@@ -842,7 +844,7 @@ def http_endpoints():
 
 @test
 def bad_flags():
-    base = ["--listen", "127.0.0.1:%d" % harness.free_port(), "--upstream", "127.0.0.1:9",
+    base = ["--listen", "127.0.0.1:%d" % net.free_port(), "--upstream", "127.0.0.1:9",
             "--metrics", "none", "--health", "none"]
     cases = [
         (["--threads", "abc"], "--threads"),
@@ -877,15 +879,15 @@ def bad_flags():
 @test
 def port_in_use():
     for what in ("listen", "metrics"):
-        port = harness.free_port()
+        port = net.free_port()
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             t.bind((LOCAL, port))
             t.listen(1)
             u.bind((LOCAL, port))
-            listen = port if what == "listen" else harness.free_port()
-            metrics = port if what == "metrics" else harness.free_port()
+            listen = port if what == "listen" else net.free_port()
+            metrics = port if what == "metrics" else net.free_port()
             rc, out, err = harness.run_nodedns([
                 "--listen", "127.0.0.1:%d" % listen, "--upstream", "127.0.0.1:9",
                 "--metrics", "127.0.0.1:%d" % metrics, "--health", "none",

@@ -26,12 +26,13 @@ import random
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 import urllib.request
 
-TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "TXT": 16, "AAAA": 28, "SRV": 33}
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import dnswire  # noqa: E402
 
 
 def parse_server(s):
@@ -45,45 +46,12 @@ def parse_server(s):
     return socket.AF_INET, host, int(port or 53)
 
 
-def build_query(name, qtype, qid):
-    wire = b""
-    for label in name.rstrip(".").split("."):
-        wire += bytes([len(label)]) + label.encode()
-    wire += b"\0"
-    # RD=1, one question, EDNS-less.
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + wire + struct.pack("!HH", qtype, 1)
-
-
-def skip_name(msg, off):
-    while True:
-        n = msg[off]
-        if n == 0:
-            return off + 1
-        if n & 0xC0 == 0xC0:
-            return off + 2
-        off += 1 + n
-
-
-def parse_reply(msg):
-    qid, flags, qd, an, _, _ = struct.unpack("!HHHHHH", msg[:12])
-    off = 12
-    for _ in range(qd):
-        off = skip_name(msg, off) + 4
-    answers = []
-    for _ in range(an):
-        off = skip_name(msg, off)
-        rtype, _, _, rdlen = struct.unpack("!HHIH", msg[off:off + 10])
-        off += 10
-        rdata = msg[off:off + rdlen]
-        off += rdlen
-        if rtype == 1 and rdlen == 4:
-            answers.append(socket.inet_ntop(socket.AF_INET, rdata))
-        elif rtype == 28 and rdlen == 16:
-            answers.append(socket.inet_ntop(socket.AF_INET6, rdata))
-        else:
-            answers.append("type%d" % rtype)
-    return {"id": qid, "rcode": flags & 0xF, "aa": bool(flags & 0x0400),
-            "ra": bool(flags & 0x0080), "tc": bool(flags & 0x0200), "answers": answers}
+def reply_info(msg):
+    """The fields of a reply that the node tests look at."""
+    m = dnswire.parse(msg)
+    answers = [r.data if r.type in (1, 28) and isinstance(r.data, str) else "type%d" % r.type
+               for r in m.answer]
+    return {"id": m.id, "rcode": m.rcode, "aa": m.aa, "ra": m.ra, "tc": m.tc, "answers": answers}
 
 
 def cmd_query(server, name, qtype="A"):
@@ -93,9 +61,9 @@ def cmd_query(server, name, qtype="A"):
     qid = random.randrange(65536)
     try:
         s.connect((host, port))
-        s.send(build_query(name, TYPES[qtype], qid))
+        s.send(dnswire.build_query(name, qtype, qid=qid, rd=True))
         while True:
-            r = parse_reply(s.recv(4096))
+            r = reply_info(s.recv(4096))
             if r["id"] == qid:
                 print(json.dumps(r))
                 return 0
@@ -129,7 +97,7 @@ def cmd_loop(server, name, interval_ms, timeout_ms, duration_s, stop_file):
             qid = random.randrange(65536)
             try:
                 s.connect((host, port))
-                s.send(build_query(query_name, 1, qid))
+                s.send(dnswire.build_query(query_name, "A", qid=qid))
                 pending[s] = (qid, now)
                 sel.register(s, selectors.EVENT_READ)
                 sent += 1
@@ -152,7 +120,7 @@ def cmd_loop(server, name, interval_ms, timeout_ms, duration_s, stop_file):
             sel.unregister(s)
             t = time.monotonic()
             try:
-                r = parse_reply(s.recv(4096))
+                r = reply_info(s.recv(4096))
                 if r["id"] == qid and r["rcode"] == 0 and r["answers"]:
                     ok += 1
                     ok_times.append(t)

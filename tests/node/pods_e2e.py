@@ -41,8 +41,13 @@ import tempfile
 import time
 import traceback
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import net, procs  # noqa: E402
+from lib.check import CheckFailed, check, wait_for  # noqa: E402
+from lib.metrics import Metrics  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.path.abspath(os.environ.get("NODEDNS_BIN", os.path.join(REPO, "build", "nodedns")))
 PROBE = os.path.join(HERE, "dnsprobe.py")
 FAKE_API = os.path.join(REPO, "tests", "apiserver", "fake_apiserver.py")
@@ -123,83 +128,17 @@ print(json.dumps({"t0": t0, "n": len(res), "starts": [(r[0], r[1] - r[0], r[2]) 
 RESULTS = {}
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
-
-
-def wait_for(fn, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise CheckFailed("timed out after %.1f s waiting for %s (last: %r)" % (timeout, what, last))
-
-
-def run(args, check_rc=True, timeout=60, **kw):
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
-    if check_rc and r.returncode != 0:
-        raise CheckFailed("%s: exit %d: %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
-    return r
-
-
 # ------------------------------------------------------------ cleanup
 
-_LIVE_NS = []
-_LIVE_PROCS = []
 _TMP = []
 
 
-def _kill_group(p):
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def delete_netns(name):
-    r = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-    for pid in r.stdout.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    shutil.rmtree("/etc/netns/%s" % name, ignore_errors=True)
-
-
 def cleanup_all(keep_tmp=False):
-    for p in list(_LIVE_PROCS):
-        _kill_group(p)
-    _LIVE_PROCS.clear()
-    for name in list(_LIVE_NS):
-        delete_netns(name)
-    _LIVE_NS.clear()
+    net.cleanup()
     if not keep_tmp:
         for d in _TMP:
             shutil.rmtree(d, ignore_errors=True)
     _TMP.clear()
-
-
-def remove_stale():
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    for line in r.stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        m = re.match(r"^%s(\d+)-" % PREFIX, name)
-        if m and not os.path.exists("/proc/%s" % m.group(1)):
-            delete_netns(name)
 
 
 def _on_signal(signum, frame):
@@ -209,42 +148,18 @@ def _on_signal(signum, frame):
 
 # ------------------------------------------------------------ namespaces
 
-class Ns:
+class Ns(net.Netns):
     def __init__(self, base, tag):
-        self.name = "%s-%s" % (base, tag)
-
-    def create(self):
-        run(["ip", "netns", "add", self.name])
-        _LIVE_NS.append(self.name)
-        self.ip("link", "set", "lo", "up")
-
-    def ip(self, *args):
-        return run(["ip", "-n", self.name] + list(args)).stdout
+        super().__init__("%s-%s" % (base, tag))
 
     def x(self, args, check_rc=True, timeout=60):
-        return run(["ip", "netns", "exec", self.name] + list(args), check_rc=check_rc, timeout=timeout)
-
-    def popen(self, args, **kw):
-        p = subprocess.Popen(["ip", "netns", "exec", self.name] + list(args), start_new_session=True, **kw)
-        _LIVE_PROCS.append(p)
-        return p
-
-    def resolv(self, text):
-        d = "/etc/netns/%s" % self.name
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "resolv.conf"), "w") as f:
-            f.write(text)
+        return super().x(args, check_rc=check_rc, timeout=timeout)
 
     def probe(self, *args, timeout=30):
         return self.x(["python3", PROBE] + list(args), timeout=timeout).stdout
 
     def metrics(self):
-        m = {}
-        for line in self.probe("get", "http://127.0.0.1:9253/metrics").splitlines():
-            if line and not line.startswith("#"):
-                k, _, v = line.rpartition(" ")
-                m[k] = float(v)
-        return m
+        return Metrics(self.probe("get", "http://127.0.0.1:9253/metrics")).series()
 
     def getent(self, name):
         r = self.x(["getent", "ahosts", name], check_rc=False, timeout=30)
@@ -390,41 +305,15 @@ class Node:
                 f.close()
 
 
-class Instance:
+class Instance(procs.LoggedProc):
     def __init__(self, proc, logpath, logf):
-        self.proc, self.logpath, self.logf = proc, logpath, logf
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def log(self):
-        with open(self.logpath, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        super().__init__(proc, logpath, logf, name="nodedns")
 
     def wait_log(self, pattern, timeout=15, count=1):
-        def seen():
-            n = len(re.findall(pattern, self.log()))
-            if self.proc.poll() is not None and n < count:
-                raise CheckFailed("nodedns exited (%s) before logging %r:\n%s" % (
-                    self.proc.returncode, pattern, self.log()[-3000:]))
-            return n >= count
-        wait_for(seen, timeout, "log line %r" % pattern)
-
-    def child(self):
-        try:
-            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            return None
-        return kids[0] if kids else None
+        super().wait_log(pattern, timeout, count)
 
     def stop(self, timeout=15):
-        os.kill(self.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise CheckFailed("nodedns did not exit after SIGTERM:\n%s" % self.log()[-2000:])
+        return super().stop(timeout)
 
 
 def conntrack_dns(node):
@@ -598,7 +487,7 @@ def main():
     atexit.register(cleanup_all)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    remove_stale()
+    net.remove_stale(PREFIX)
     t0 = time.monotonic()
     t = Node()
     ok = False

@@ -30,8 +30,13 @@ import tempfile
 import time
 import traceback
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from lib import net, procs  # noqa: E402
+from lib.check import CheckFailed, Skip, check, wait_for  # noqa: E402
+from lib.metrics import Metrics  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.path.abspath(os.environ.get("NODEDNS_BIN", os.path.join(REPO, "build", "nodedns")))
 PROBE = os.path.join(HERE, "dnsprobe.py")
 SNAPSHOT = os.path.join(REPO, "deploy", "examples", "demo-cluster.json")
@@ -78,102 +83,19 @@ zone:
 RESULTS = {}
 
 
-class CheckFailed(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
-
-
-def wait_for(fn, timeout, what, interval=0.02):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise CheckFailed("timed out after %.1f s waiting for %s (last: %r)" % (timeout, what, last))
-
-
-def run(args, check_rc=True, timeout=30, **kw):
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
-    if check_rc and r.returncode != 0:
-        raise CheckFailed("%s: exit %d: %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
-    return r
-
-
-# ------------------------------------------------------------ cleanup registry
-
-_LIVE_NS = set()
-_LIVE_PROCS = []
-
-
-def _kill_group(p):
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def cleanup_all():
-    for p in list(_LIVE_PROCS):
-        _kill_group(p)
-    _LIVE_PROCS.clear()
-    for name in list(_LIVE_NS):
-        delete_netns(name)
-
-
-def delete_netns(name):
-    # Processes still inside keep it alive: kill whatever runs there.
-    r = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-    for pid in r.stdout.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    shutil.rmtree("/etc/netns/%s" % name, ignore_errors=True)
-    _LIVE_NS.discard(name)
-
-
-def remove_stale():
-    """Namespaces of an earlier run that was killed before it cleaned up."""
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    for line in r.stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        m = re.match(r"^%s(\d+)-" % PREFIX, name)
-        if m and not os.path.exists("/proc/%s" % m.group(1)):
-            delete_netns(name)
-
-
 def _on_signal(signum, frame):
-    cleanup_all()
+    net.cleanup()
     sys.exit(128 + signum)
 
 
 # ------------------------------------------------------------------ netns
 
-class Netns:
+class Netns(net.Netns):
     def __init__(self, tag):
-        self.name = "%s%d-%s" % (PREFIX, os.getpid(), tag)
-        self.etc = "/etc/netns/%s" % self.name
+        super().__init__("%s%d-%s" % (PREFIX, os.getpid(), tag))
 
     def create(self):
-        run(["ip", "netns", "add", self.name])
-        _LIVE_NS.add(self.name)
-        self.ip("link", "set", "lo", "up")
+        super().create()
         self.ip("link", "add", "nd0", "type", "veth", "peer", "name", "nd0p")
         self.ip("link", "set", "nd0", "up")
         self.ip("link", "set", "nd0p", "up")
@@ -182,20 +104,7 @@ class Netns:
         # meets the nat table, as on a real node).
         self.ip("addr", "add", "192.168.77.1/24", "dev", "nd0p")
         self.ip("route", "add", "default", "via", "192.168.77.2", "dev", "nd0p")
-        os.makedirs(self.etc, exist_ok=True)
-        with open(os.path.join(self.etc, "resolv.conf"), "w") as f:
-            f.write("nameserver %s\noptions timeout:1 attempts:1\n" % LL)
-
-    def ip(self, *args):
-        return run(["ip", "-n", self.name] + list(args)).stdout
-
-    def x(self, args, check_rc=True, timeout=30):
-        return run(["ip", "netns", "exec", self.name] + list(args), check_rc=check_rc, timeout=timeout)
-
-    def popen(self, args, **kw):
-        p = subprocess.Popen(["ip", "netns", "exec", self.name] + list(args), start_new_session=True, **kw)
-        _LIVE_PROCS.append(p)
-        return p
+        self.resolv("nameserver %s\noptions timeout:1 attempts:1\n" % LL)
 
     def rules(self, cmd="iptables-save"):
         """Our rules, as iptables-save prints them, table-qualified."""
@@ -212,9 +121,6 @@ class Netns:
         out = self.ip("-o", "addr", "show", "dev", dev)
         return re.findall(r"inet6? (\S+)", out)
 
-    def link_exists(self, dev):
-        return subprocess.run(["ip", "-n", self.name, "link", "show", dev], capture_output=True).returncode == 0
-
     def probe(self, *args, timeout=30):
         r = self.x(["python3", PROBE] + list(args), timeout=timeout)
         return r.stdout
@@ -223,16 +129,7 @@ class Netns:
         return json.loads(self.probe("query", server, name, qtype))
 
     def metrics(self, addr="127.0.0.1:9253"):
-        text = self.probe("get", "http://%s/metrics" % addr)
-        m = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                k, _, v = line.rpartition(" ")
-                m[k] = float(v)
-        return m
-
-    def destroy(self):
-        delete_netns(self.name)
+        return Metrics(self.probe("get", "http://%s/metrics" % addr)).series()
 
 
 class Nsd:
@@ -256,21 +153,20 @@ class Nsd:
 
     def stop(self):
         if self.proc:
-            _kill_group(self.proc)
+            procs.kill_group(self.proc)
             self.log.close()
 
 
-class Nodedns:
+class Nodedns(procs.LoggedProc):
     """The supervisor process (the resolver is its child)."""
 
     def __init__(self, ctx, args, env=None, name="nodedns"):
+        super().__init__(None, os.path.join(ctx.tmp, "%s.log" % name), name="nodedns")
         self.ctx = ctx
         self.args = args
         self.env = dict(os.environ)
         self.env["NODEDNS_RUN_DIR"] = ctx.run_dir
         self.env.update(env or {})
-        self.logpath = os.path.join(ctx.tmp, "%s.log" % name)
-        self.proc = None
 
     def start(self):
         self.logf = open(self.logpath, "wb")
@@ -282,44 +178,6 @@ class Nodedns:
         self.proc = self.ctx.ns.popen(cmd + self.args, env=self.env, stdin=subprocess.DEVNULL,
                                       stdout=self.logf, stderr=subprocess.STDOUT)
         return self
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def log(self):
-        with open(self.logpath, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def wait_log(self, pattern, timeout=10, count=1):
-        def seen():
-            if self.proc.poll() is not None and len(re.findall(pattern, self.log())) < count:
-                raise CheckFailed("nodedns exited (%s) before logging %r:\n%s" % (
-                    self.proc.returncode, pattern, self.log()[-3000:]))
-            return len(re.findall(pattern, self.log())) >= count
-        wait_for(seen, timeout, "log line %r" % pattern)
-
-    def child(self):
-        try:
-            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            return None
-        return kids[0] if kids else None
-
-    def signal(self, sig):
-        os.kill(self.pid, sig)
-
-    def wait(self, timeout=10):
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise CheckFailed("nodedns (pid %d) did not exit within %.0f s:\n%s" % (
-                self.pid, timeout, self.log()[-2000:]))
-
-    def stop(self, timeout=10):
-        self.signal(signal.SIGTERM)
-        return self.wait(timeout)
 
     def mem_kb(self, pid=None):
         """(RSS, private) in kB: RSS counts the shared libraries' pages."""
@@ -368,8 +226,8 @@ class Ctx:
     def __exit__(self, *exc):
         for n in self.nodes:
             if n.proc:
-                _kill_group(n.proc)
-                n.logf.close()
+                procs.kill_group(n.proc)
+                n.close()
         self.nsd.stop()
         self.ns.destroy()
         for n in self.nodes:
@@ -737,7 +595,7 @@ def startup_failure(ctx):
     check("169.254.20.10:53/udp: Address already in use" in n.log(), "log:\n%s" % n.log()[-1500:])
     check(ns.rules() == [], "rules installed for a resolver that never served")
     check(LL + "/32" not in ns.addrs(), "address left")
-    _kill_group(holder)
+    procs.kill_group(holder)
 
 
 @test
@@ -873,10 +731,10 @@ def main():
         print("node: no binary at %s" % BIN)
         print("node: 0 passed, 1 failed")
         return 1
-    atexit.register(cleanup_all)
+    atexit.register(net.cleanup)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    remove_stale()
+    net.remove_stale(PREFIX)
     only = sys.argv[1:]
     passed = failed = skipped = 0
     for i, fn in enumerate(TESTS):
@@ -896,7 +754,7 @@ def main():
             print("FAIL %s (%.1f s): %s" % (fn.__name__, time.monotonic() - t0, e), flush=True)
             if not isinstance(e, CheckFailed):
                 traceback.print_exc()
-    cleanup_all()
+    net.cleanup()
     if RESULTS:
         print("measurements:")
         for k, v in RESULTS.items():

@@ -1,9 +1,11 @@
 """dnswire.py - a small DNS message encoder/decoder and raw UDP/TCP clients.
 
-Stdlib only. Enough of RFC 1035/6891 for the integration tests: build queries
-(any flags, opcode, class, EDNS), parse any message (name compression, the
-common RR types decoded, everything else kept as raw rdata) and talk to a
-server over UDP or TCP (including pipelined TCP).
+Stdlib only. Enough of RFC 1035/6891 for the tests and the benchmarks: build
+queries (any flags, opcode, class, EDNS), parse any message (name compression,
+the common RR types decoded, everything else kept as raw rdata) and talk to a
+server over UDP or TCP (including pipelined TCP). parse() is the one DNS
+message parser of tests/ and bench/: it is strict (DNSError on anything
+malformed, trailing bytes included).
 """
 
 import ipaddress
