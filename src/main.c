@@ -20,7 +20,10 @@
 
 #include "nodedns/io/admin.h"
 #include "nodedns/dns/cache.h"
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/config.h"
 #include "nodedns/io/k8s_watch.h"
 #include "nodedns/util/log.h"
@@ -59,6 +62,7 @@ struct app {
 	unsigned nworkers;
 
 	struct k8s_store *store;
+	struct cluster_publisher *publisher;
 	struct k8s_watch *watch;
 	bool snapshot_loaded;
 	struct admin *admin;
@@ -295,7 +299,7 @@ static void render_metrics(void *arg, struct mbuf *b)
 	counter(b, "nodedns_cluster_events_total", "Object changes applied to the store.", ks.events_applied);
 	counter(b, "nodedns_cluster_events_rejected_total", "Malformed objects rejected.", ks.events_rejected);
 	counter(b, "nodedns_cluster_snapshots_total", "Snapshots published to the workers.",
-		ks.snapshots_published);
+		cluster_publisher_count(app->publisher));
 	bool synced = app->snapshot_loaded;
 	if (app->watch) {
 		const struct k8s_watch_stats *w = k8s_watch_stats(app->watch);
@@ -355,7 +359,7 @@ static struct cluster_snapshot *read_snapshot_file(struct app *app)
 			  err[0] ? err : strerror(-rc));
 		return NULL;
 	}
-	struct cluster_snapshot *snap = k8s_store_publish(app->store);
+	struct cluster_snapshot *snap = cluster_publisher_publish(app->publisher, app->store);
 	if (!snap) {
 		log_error("cluster", "--kube-snapshot %s: out of memory", app->cfg.kube_snapshot);
 		return NULL;
@@ -623,7 +627,8 @@ int main(int argc, char **argv)
 	ccfg.ttl_s = cfg->cluster_ttl_s;
 	ccfg.pods_insecure = cfg->pods == CONFIG_PODS_INSECURE;
 	app->store = k8s_store_new(&ccfg);
-	if (!app->cache || !app->store) {
+	app->publisher = cluster_publisher_new();
+	if (!app->cache || !app->store || !app->publisher) {
 		log_error("main", "out of memory");
 		goto out;
 	}
@@ -731,8 +736,8 @@ int main(int argc, char **argv)
 			.kubeconfig = cfg->kubeconfig,
 			.max_event_bytes = 4u << 20,
 		};
-		if (k8s_watch_start(&app->loop, &wc, app->store, on_watch_publish, app, &app->watch,
-				    err, sizeof(err)) < 0) {
+		if (k8s_watch_start(&app->loop, &wc, app->store, app->publisher, on_watch_publish, app,
+				    &app->watch, err, sizeof(err)) < 0) {
 			log_error("main", "kubernetes: %s", err);
 			goto stop;
 		}
@@ -783,6 +788,7 @@ joined:
 	log_info("main", "stopped");
 out:
 	cluster_snapshot_unref(app->shared.initial_snap);
+	cluster_publisher_free(app->publisher);
 	k8s_store_free(app->store);
 	cache_free(app->cache);
 	free(app->workers);

@@ -1,7 +1,10 @@
 /* tests/unit/test_cluster.c - unit tests for the cluster store, snapshots and the cluster zone. */
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/cluster/k8s_store.h"
 
-#include "cluster/cluster_internal.h"
+#include "cluster/cluster_snapshot_internal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -20,6 +23,7 @@
 
 static struct cluster_config cfg = { .domain = "cluster.local", .ttl_s = 5, .pods_insecure = true };
 static struct k8s_store *store;
+static struct cluster_publisher *pub; /* publishes store */
 static struct cluster_snapshot *snap;
 
 /* the last answer */
@@ -28,6 +32,18 @@ static size_t g_len;
 static struct cluster_answer_info g_info;
 
 /* ---------------------------------------------------------------- helpers */
+
+/* One snapshot of @p s from a publisher of its own (it outlives the publisher). */
+static struct cluster_snapshot *publish_once(struct k8s_store *s)
+{
+	struct cluster_publisher *p = cluster_publisher_new();
+	struct cluster_snapshot *sn;
+
+	assert_non_null(p);
+	sn = cluster_publisher_publish(p, s);
+	cluster_publisher_free(p);
+	return sn;
+}
 
 /* JSON with ' for " so the objects below stay readable. */
 static json_t *jq(const char *s)
@@ -348,9 +364,11 @@ static int setup(void **state)
 {
 	(void)state;
 	store = k8s_store_new(&cfg);
+	pub = cluster_publisher_new();
 	assert_non_null(store);
+	assert_non_null(pub);
 	build_base(store);
-	snap = k8s_store_publish(store);
+	snap = cluster_publisher_publish(pub, store);
 	assert_non_null(snap);
 	return 0;
 }
@@ -359,8 +377,10 @@ static int teardown(void **state)
 {
 	(void)state;
 	cluster_snapshot_unref(snap);
+	cluster_publisher_free(pub);
 	k8s_store_free(store);
 	snap = NULL;
+	pub = NULL;
 	store = NULL;
 	return 0;
 }
@@ -851,7 +871,7 @@ static void test_truncation(void **state)
 				      i ? "," : "", i / 200, i % 200 + 1);
 	snprintf(buf + o, sizeof(buf) - o, "]}");
 	put(s, K8S_ENDPOINTSLICE, buf);
-	sn = k8s_store_publish(s);
+	sn = publish_once(s);
 
 	/* too big for 512: TC, no records */
 	p = ask_full(sn, &cfg, "many.big.svc.cluster.local", LDNS_RR_TYPE_A, 512);
@@ -914,7 +934,7 @@ static void test_snapshots(void **state)
 	s1 = snap;
 	assert_int_equal(s1->serial, 1);
 	/* nothing changed: the same snapshot */
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	assert_ptr_equal(s2, s1);
 	cluster_snapshot_unref(s2);
 
@@ -923,7 +943,7 @@ static void test_snapshots(void **state)
 	    "{'metadata':{'name':'kubernetes','namespace':'default'},"
 	    "'spec':{'clusterIP':'10.96.0.2','ports':[{'name':'https','port':443}]}}");
 	del(store, K8S_SERVICE, "{'metadata':{'name':'search','namespace':'demo'}}");
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	assert_ptr_not_equal(s2, s1);
 	assert_int_equal(s2->serial, 2);
 	expect_neg_snap(s2, "search.demo.svc.cluster.local", LDNS_RR_TYPE_CNAME,
@@ -948,8 +968,8 @@ static void test_snapshots(void **state)
 	expect_neg_snap(s2, "nope.default.svc.cluster.local", LDNS_RR_TYPE_A, 3);
 
 	/* unchanged records and most shards are shared */
-	assert_true(cluster_pmap_get(&s1->svc, s1->seed, "demo/api", 8, &a1));
-	assert_true(cluster_pmap_get(&s2->svc, s2->seed, "demo/api", 8, &a2));
+	assert_true(cluster_pmap_get(&s1->svc, &s1->hkey, "demo/api", 8, &a1));
+	assert_true(cluster_pmap_get(&s2->svc, &s2->hkey, "demo/api", 8, &a2));
 	assert_ptr_equal(a1, a2);
 	for (unsigned i = 0; i < PMAP_SHARDS; i++)
 		shared += s1->svc.shard[i] == s2->svc.shard[i];
@@ -964,7 +984,7 @@ static void test_snapshots(void **state)
 	    "{'addresses':['10.244.2.11'],'hostname':'web-1'},"
 	    "{'addresses':['10.244.2.14'],'hostname':'web-4','conditions':{'ready':false}}],"
 	    "'ports':[{'name':'http','port':8080,'protocol':'TCP'}]}");
-	s3 = k8s_store_publish(store);
+	s3 = cluster_publisher_publish(pub, store);
 	assert_ptr_equal(s3, s2);
 	cluster_snapshot_unref(s3);
 
@@ -977,14 +997,14 @@ static void test_snapshots(void **state)
 	    "{'metadata':{'name':'kubernetes','namespace':'default'},"
 	    "'spec':{'clusterIP':'10.96.0.2','ports':[{'name':'https','port':443}]}}");
 	del(store, K8S_SERVICE, "{'metadata':{'name':'search','namespace':'demo'}}");
-	s3 = k8s_store_publish(store);
+	s3 = cluster_publisher_publish(pub, store);
 	assert_ptr_equal(s3, s2);
 	cluster_snapshot_unref(s3);
 
 	/* a relist that drops things */
 	k8s_store_clear_kind(store, K8S_SERVICE);
 	k8s_store_clear_kind(store, K8S_NAMESPACE);
-	s3 = k8s_store_publish(store);
+	s3 = cluster_publisher_publish(pub, store);
 	assert_ptr_not_equal(s3, s2);
 	expect_neg_snap(s3, "kubernetes.default.svc.cluster.local", LDNS_RR_TYPE_A, 3);
 	expect_neg_snap(s3, "default.svc.cluster.local", LDNS_RR_TYPE_A, 3);
@@ -1000,7 +1020,7 @@ static void test_snapshots(void **state)
 	assert_int_equal(st.services, 0);
 	assert_int_equal(st.namespaces, 0);
 	assert_true(st.endpointslices > 0);
-	assert_int_equal(st.snapshots_published, 3);
+	assert_int_equal(cluster_publisher_count(pub), 3);
 
 	/* the old ones still work after the store moved on, in any order */
 	cluster_snapshot_unref(s2);
@@ -1034,7 +1054,7 @@ static void test_events(void **state)
 	    "{'metadata':{'name':'api-v6','namespace':'demo'},'addressType':'IPv6'}");
 	del(store, K8S_ENDPOINTSLICE, "{'metadata':{'name':'never-was','namespace':'demo'}}");
 	del(store, K8S_NAMESPACE, "{'metadata':{'name':'empty'}}");
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 
 	p = ask_full(s2, &cfg, "ghost.demo.svc.cluster.local", LDNS_RR_TYPE_A, 512);
 	check_sec(p, LDNS_SECTION_ANSWER,
@@ -1055,12 +1075,12 @@ static void test_events(void **state)
 	/* the namespace of a Service survives its Namespace object */
 	del(store, K8S_NAMESPACE, "{'metadata':{'name':'demo'}}");
 	cluster_snapshot_unref(s2);
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	expect_neg_snap(s2, "demo.svc.cluster.local", LDNS_RR_TYPE_A, 0);
 	/* deleting the last Service of a namespace removes it */
 	del(store, K8S_SERVICE, "{'metadata':{'name':'orphan','namespace':'nonsobj'}}");
 	cluster_snapshot_unref(s2);
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	expect_neg_snap(s2, "nonsobj.svc.cluster.local", LDNS_RR_TYPE_A, 3);
 	cluster_snapshot_unref(s2);
 
@@ -1201,7 +1221,7 @@ static void test_malformed_objects(void **state)
 	assert_int_equal(after.events_applied, before.events_applied);
 	assert_int_equal(after.events_rejected,
 			 before.events_rejected + 2 * sizeof(bad) / sizeof(bad[0]) + 3);
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	assert_ptr_equal(s2, snap);
 	cluster_snapshot_unref(s2);
 
@@ -1217,7 +1237,7 @@ static void test_malformed_objects(void **state)
 	put(store, K8S_ENDPOINTSLICE,
 	    "{'metadata':{'name':'nulls','namespace':'demo','labels':null},"
 	    "'addressType':'IPv4','endpoints':null}");
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	ldns_pkt *p = ask_full(s2, &cfg, "np.demo.svc.cluster.local", LDNS_RR_TYPE_A, 512);
 	check_sec(p, LDNS_SECTION_ANSWER, "np.demo.svc.cluster.local. 5 IN A 10.96.9.1\n");
 	ldns_pkt_free(p);
@@ -1243,7 +1263,7 @@ static void test_load_file(void **state)
 	assert_int_equal(st.services, 1);
 	assert_int_equal(st.endpointslices, 1);
 	assert_int_equal(st.namespaces, 1);
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	assert_int_equal(s2->serial, 2);
 	p = ask_full(s2, &cfg, "cart.shop.svc.cluster.local", LDNS_RR_TYPE_A, 512);
 	check_sec(p, LDNS_SECTION_ANSWER, "cart.shop.svc.cluster.local. 5 IN A 10.0.0.50\n");
@@ -1272,7 +1292,7 @@ static void test_load_file(void **state)
 	assert_int_equal(k8s_store_load_file(store, DATA_DIR "missing.json", NULL, 0), -ENOENT);
 	k8s_store_get_stats(store, &st);
 	assert_int_equal(st.services, 1);
-	struct cluster_snapshot *s3 = k8s_store_publish(store);
+	struct cluster_snapshot *s3 = cluster_publisher_publish(pub, store);
 	assert_ptr_equal(s3, s2);
 	cluster_snapshot_unref(s3);
 	cluster_snapshot_unref(s2);
@@ -1281,7 +1301,7 @@ static void test_load_file(void **state)
 	assert_int_equal(k8s_store_load_file(store, DATA_DIR "services-typed.json", err,
 					     sizeof(err)),
 			 0);
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	p = ask_full(s2, &cfg, "ledger.bank.svc.cluster.local", LDNS_RR_TYPE_SRV, 512);
 	check_sec(p, LDNS_SECTION_ANSWER,
 		  "ledger.bank.svc.cluster.local. 5 IN SRV 0 100 443 ledger.bank.svc.cluster.local.\n");
@@ -1290,7 +1310,7 @@ static void test_load_file(void **state)
 	expect_neg_snap(s2, "cart.shop.svc.cluster.local", LDNS_RR_TYPE_A, 3);
 	cluster_snapshot_unref(s2);
 	assert_int_equal(k8s_store_load_file(store, DATA_DIR "service.json", err, sizeof(err)), 0);
-	s2 = k8s_store_publish(store);
+	s2 = cluster_publisher_publish(pub, store);
 	p = ask_full(s2, &cfg, "_grpc._tcp.solo.one.svc.cluster.local", LDNS_RR_TYPE_SRV, 512);
 	assert_int_equal(ldns_pkt_ancount(p), 1);
 	ldns_pkt_free(p);
@@ -1307,7 +1327,7 @@ static void test_demo_file(void **state)
 	(void)state;
 	if (k8s_store_load_file(s, DEMO_FILE, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
-	sn = k8s_store_publish(s);
+	sn = publish_once(s);
 	p = ask_full(sn, &cfg, "kubernetes.default.svc.cluster.local", LDNS_RR_TYPE_A, 512);
 	check_sec(p, LDNS_SECTION_ANSWER, "kubernetes.default.svc.cluster.local. 5 IN A 10.96.0.1\n");
 	ldns_pkt_free(p);
@@ -1371,7 +1391,7 @@ static void test_limits(void **state)
 	snprintf(buf + o, cap - o, "],'clusterIP':'10.96.99.99'}}");
 	put(store, K8S_SERVICE, buf);
 	free(buf);
-	struct cluster_snapshot *s2 = k8s_store_publish(store);
+	struct cluster_snapshot *s2 = cluster_publisher_publish(pub, store);
 	ldns_pkt *p = ask_full(s2, &cfg, "s.demo.svc.cluster.local", LDNS_RR_TYPE_SRV, 65535);
 	assert_int_equal(ldns_pkt_ancount(p), K8S_MAX_PORTS);
 	ldns_pkt_free(p);
