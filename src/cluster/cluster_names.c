@@ -1,4 +1,4 @@
-/* src/cluster/cluster_names.c - DNS names in the cluster zone: wire names split into labels, the zone, reverse and pod names.
+/* src/cluster/cluster_names.c - parse names of the cluster zone: labels, the zone, reverse and pod names.
  *
  * Pure parsing, no allocation: every function reads a name (wire form, as
  * the client sent it) and fills the caller's structs. Labels compare

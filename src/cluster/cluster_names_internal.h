@@ -1,4 +1,4 @@
-/* src/cluster/cluster_names_internal.h - parsing DNS names for the cluster zone (cluster layer only).
+/* src/cluster/cluster_names_internal.h - parsing DNS names for the cluster zone (inside the layer).
  *
  * A name is handled as an array of labels pointing into the caller's wire
  * bytes (struct lab: borrowed, never terminated). Labels compare

@@ -1,4 +1,4 @@
-/* src/cluster/cluster_pmap.c - the persistent sharded hash map of snapshots: lookups and copy-on-write edits.
+/* src/cluster/cluster_pmap.c - the persistent sharded map of snapshots: lookups, copy-on-write edits.
  *
  * A map is PMAP_SHARDS immutable open-addressing shards, chosen by the top
  * bits of the keyed hash. A new map starts as the old one's shards shared by

@@ -1,4 +1,4 @@
-/* src/cluster/cluster_snapshot.c - immutable cluster snapshots: shared records and their reference counts.
+/* src/cluster/cluster_snapshot.c - immutable cluster snapshots: shared records, reference counts.
  *
  * A snapshot is three persistent hash maps (services, namespaces, reverse
  * addresses; cluster_pmap.c), each split into PMAP_SHARDS immutable shards.

@@ -1,4 +1,4 @@
-/* src/cluster/cluster_snapshot_internal.h - inside a snapshot: records, the persistent map, and how they are built.
+/* src/cluster/cluster_snapshot_internal.h - inside snapshots: records, the persistent map, building.
  *
  * Shared by cluster_snapshot.c (values, snapshots), cluster_pmap.c (the
  * persistent sharded map), cluster_records.c (building one Service's record),

@@ -1,4 +1,4 @@
-/* src/cluster/k8s_objects.c - decode Services, EndpointSlices and Namespaces (jansson) into compact structs.
+/* src/cluster/k8s_objects.c - decode Services, EndpointSlices, Namespaces into compact structs.
  *
  * Every field read from an API object is type-checked; a malformed object is
  * rejected whole with a reason. Only ready endpoint addresses are kept:

@@ -1,4 +1,4 @@
-/* src/cluster/k8s_objects_internal.h - Kubernetes objects decoded into compact structs (cluster layer only).
+/* src/cluster/k8s_objects_internal.h - Kubernetes objects as compact structs (inside the layer).
  *
  * k8s_objects.c turns a Service, EndpointSlice or Namespace as the API server
  * encodes it (jansson) into the structs below; the store keeps them and the

@@ -1,4 +1,4 @@
-/* src/cluster/k8s_store.c - the cluster store: decoded objects by name, and what changed since the last publish.
+/* src/cluster/k8s_store.c - the cluster store: objects by name, and what changed since a publish.
  *
  * Hash maps keyed by namespace/name hold the decoded objects (k8s_objects.c),
  * plus two indexes: the slices of each Service and the number of Services of

@@ -1,4 +1,4 @@
-/* src/cluster/k8s_store_internal.h - what the store shows the publisher: a read-only view and its changes.
+/* src/cluster/k8s_store_internal.h - the store as the publisher sees it: read-only, and its changes.
  *
  * The publisher (cluster_publish.c) reads the store only through these
  * functions: the objects by key, and the keys that changed since it last

@@ -1,4 +1,4 @@
-/* include/nodedns/cluster/cluster_publisher.h - turn the store's content into snapshots, at the cost of what changed.
+/* include/nodedns/cluster/cluster_publisher.h - make snapshots of the store at the cost of what changed.
  *
  * The publisher owns the last snapshot it made and its serial (the zone's SOA
  * serial). On each publish it asks the store what changed since the last one,

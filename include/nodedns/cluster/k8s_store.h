@@ -1,4 +1,4 @@
-/* include/nodedns/cluster/k8s_store.h - the cluster store: Services, EndpointSlices and Namespaces by name.
+/* include/nodedns/cluster/k8s_store.h - the cluster store: Services, EndpointSlices, Namespaces.
  *
  * The control thread's private, mutable view of the cluster, fed with
  * Kubernetes objects as the API server encodes them (jansson), from the watch
