@@ -33,15 +33,14 @@ struct k8s_slice_list {
 
 struct k8s_store {
 	struct cluster_config cfg;
-	struct hash_key key;    /* of every map */
 	struct hmap svcs;       /* svc key -> struct k8s_service */
 	struct hmap slices;     /* "<ns>/<slice>" -> struct k8s_slice */
 	struct hmap nss;        /* "<ns>" -> (void *)1: Namespace objects */
 	struct hmap svc_slices; /* svc key -> struct k8s_slice_list */
 	struct hmap ns_svcs;    /* "<ns>" -> (uintptr_t) number of Services */
-	struct hmap dirty_svc;  /* svc keys changed since the last publish */
-	struct hmap dirty_ns;   /* namespaces changed since the last publish */
-	bool all_dirty;         /* compare everything at the next publish */
+	struct hmap dirty_svc;  /* svc keys changed since k8s_store_changes_clear() */
+	struct hmap dirty_ns;   /* namespaces changed since then */
+	bool all_dirty;         /* since then, anything may have changed */
 	uint64_t n_addrs;       /* ready addresses held */
 	struct k8s_store_stats stats;
 };
@@ -61,12 +60,13 @@ struct k8s_store *k8s_store_new(const struct cluster_config *cfg)
 {
 	struct k8s_store *s = calloc(1, sizeof(*s));
 	struct hmap *maps[7];
+	struct hash_key key;
 
 	if (!s)
 		return NULL;
 	if (cfg)
 		s->cfg = *cfg;
-	hash_key_random(&s->key);
+	hash_key_random(&key); /* one per store, copied into each map */
 	maps[0] = &s->svcs;
 	maps[1] = &s->slices;
 	maps[2] = &s->nss;
@@ -75,7 +75,7 @@ struct k8s_store *k8s_store_new(const struct cluster_config *cfg)
 	maps[5] = &s->dirty_svc;
 	maps[6] = &s->dirty_ns;
 	for (size_t i = 0; i < 7; i++) {
-		if (hmap_init(maps[i], &s->key) < 0) {
+		if (hmap_init(maps[i], &key) < 0) {
 			k8s_store_free(s);
 			return NULL;
 		}
