@@ -43,7 +43,7 @@ for f in $(find src include/nodedns -name '*.[ch]' | sort); do
 			l=${l%%/*}
 			;;
 		nodedns/*) l=app ;;
-		*/*) l=${inc%%/*} ;; # "cluster/cluster_internal.h" from tests only
+		*/*) l=${inc%%/*} ;; # "cluster/k8s_store_internal.h" from tests only
 		*) l=$me ;;          # a private header next to the file
 		esac
 		lr=$(rank "$l")

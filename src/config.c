@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "config_internal.h"
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_zone.h"
 #include "nodedns/dns/cache.h"
 #include "nodedns/dns/query.h"
 #include "nodedns/io/server.h"

@@ -19,7 +19,10 @@
 
 #include "nodedns/io/admin.h"
 #include "nodedns/dns/cache.h"
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/config.h"
 #include "nodedns/io/k8s_watch.h"
 #include "nodedns/util/log.h"
@@ -66,6 +69,7 @@ struct app {
 	unsigned nworkers;
 
 	struct k8s_store *store;
+	struct cluster_publisher *publisher;
 	struct k8s_watch *watch;
 	bool snapshot_loaded;
 	struct admin *admin;
@@ -170,7 +174,7 @@ static void render_metrics(void *arg, struct mbuf *b)
 
 	struct k8s_store_stats ks;
 	k8s_store_get_stats(app->store, &ks);
-	k8s_store_metrics_render(b, &ks);
+	k8s_store_metrics_render(b, &ks, cluster_publisher_count(app->publisher));
 	if (app->watch)
 		k8s_watch_metrics_render(b, k8s_watch_stats(app->watch));
 	metrics_gauge(b, "nodedns_cluster_synced",
@@ -214,7 +218,7 @@ static struct cluster_snapshot *read_snapshot_file(struct app *app)
 			  err[0] ? err : strerror(-rc));
 		return NULL;
 	}
-	struct cluster_snapshot *snap = k8s_store_publish(app->store);
+	struct cluster_snapshot *snap = cluster_publisher_publish(app->publisher, app->store);
 	if (!snap) {
 		log_error("cluster", "--kube-snapshot %s: out of memory", app->cfg.kube_snapshot);
 		return NULL;
@@ -391,8 +395,9 @@ static int stage_shared_state(struct app *app)
 	ccfg.ttl_s = cfg->cluster_ttl_s;
 	ccfg.pods_insecure = cfg->pods == CONFIG_PODS_INSECURE;
 	app->store = k8s_store_new(&ccfg);
+	app->publisher = cluster_publisher_new();
 	app->workers = calloc(cfg->threads, sizeof(*app->workers));
-	if (!app->cache || !app->store || !app->workers) {
+	if (!app->cache || !app->store || !app->publisher || !app->workers) {
 		log_error("main", "out of memory");
 		return -ENOMEM;
 	}
@@ -521,8 +526,8 @@ static int stage_cluster_source(struct app *app)
 		.kubeconfig = cfg->kubeconfig,
 		.max_event_bytes = K8S_WATCH_MAX_EVENT_BYTES_DEFAULT,
 	};
-	if (k8s_watch_start(&app->loop, &wc, app->store, on_watch_publish, app, &app->watch, err,
-			    sizeof(err)) < 0) {
+	if (k8s_watch_start(&app->loop, &wc, app->store, app->publisher, on_watch_publish, app,
+			    &app->watch, err, sizeof(err)) < 0) {
 		log_error("main", "kubernetes: %s", err);
 		return -EINVAL;
 	}
@@ -610,6 +615,7 @@ static int run_resolver(struct app *app)
 static void teardown(struct app *app)
 {
 	cluster_snapshot_unref(app->shared.initial_snap);
+	cluster_publisher_free(app->publisher);
 	k8s_store_free(app->store);
 	cache_free(app->cache);
 	free(app->workers);

@@ -34,12 +34,12 @@
  * client wrote it; names taken from objects are lower case; the zone inside
  * targets is written as the client wrote it (as CoreDNS does).
  */
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_zone.h"
 
-#include "cluster_internal.h"
+#include "cluster_names_internal.h"
+#include "cluster_snapshot_internal.h"
 #include "nodedns/util/wire.h"
 
-#include <arpa/inet.h>
 #include <string.h>
 
 enum {
@@ -55,25 +55,12 @@ enum {
 };
 
 #define CLASS_IN 1
-#define MAX_LABELS 128
 #define CHASE_DEPTH_MAX 8
 #define PTR_MAX_OFF 0x3fff
 #define SCHEMA_VERSION "1.1.0"
 #define SOA_REFRESH_S 7200
 #define SOA_RETRY_S 1800
 #define SOA_EXPIRE_S 86400
-
-struct lab {
-	const uint8_t *p;
-	uint8_t len;
-};
-
-struct zone {
-	int n;
-	struct lab labs[MAX_LABELS];
-	uint8_t wire[256];
-	size_t wire_len;
-};
 
 enum res { RES_ANSWER = 0, RES_NODATA, RES_NX };
 
@@ -108,103 +95,16 @@ struct resp {
 
 /* ------------------------------------------------------------- names */
 
-static uint8_t lc(uint8_t c)
-{
-	return c >= 'A' && c <= 'Z' ? (uint8_t)(c + ('a' - 'A')) : c;
-}
-
-static bool label_eq(const struct lab *a, const struct lab *b)
-{
-	if (a->len != b->len)
-		return false;
-	for (uint8_t i = 0; i < a->len; i++) {
-		if (lc(a->p[i]) != lc(b->p[i]))
-			return false;
-	}
-	return true;
-}
-
-static bool label_is(const struct lab *a, const char *s)
-{
-	struct lab b = { (const uint8_t *)s, (uint8_t)strlen(s) };
-
-	return label_eq(a, &b);
-}
-
-/* Split an uncompressed wire name; @return its label count without the root,
- * or -1 when it is not exactly one well-formed name of @p len bytes. */
-static int split_name(const uint8_t *q, size_t len, struct lab *labs, uint16_t *offs)
-{
-	size_t o = 0;
-	int n = 0;
-
-	if (!q || len == 0 || len > 255)
-		return -1;
-	while (o < len) {
-		uint8_t l = q[o];
-		if (l == 0)
-			return o + 1 == len ? n : -1;
-		if (l > 63 || o + 1 + l >= len || n >= MAX_LABELS)
-			return -1;
-		labs[n].p = q + o + 1;
-		labs[n].len = l;
-		if (offs)
-			offs[n] = (uint16_t)o;
-		n++;
-		o += 1 + (size_t)l;
-	}
-	return -1;
-}
-
-static bool zone_parse(const char *domain, struct zone *z)
-{
-	size_t len = strnlen(domain, 256), o = 0, start = 0;
-
-	if (len == 256)
-		return false;
-	if (len && domain[len - 1] == '.')
-		len--;
-	if (len > 253)
-		return false;
-	for (size_t i = 0; len && i <= len; i++) {
-		if (i < len && domain[i] != '.')
-			continue;
-		size_t ll = i - start;
-		if (ll == 0 || ll > 63)
-			return false;
-		z->wire[o++] = (uint8_t)ll;
-		for (size_t k = start; k < i; k++)
-			z->wire[o++] = lc((uint8_t)domain[k]);
-		start = i + 1;
-	}
-	z->wire[o++] = 0;
-	z->wire_len = o;
-	z->n = split_name(z->wire, o, z->labs, NULL);
-	return z->n >= 0;
-}
-
-/* Is the name labs[0..n) in the zone? */
-static bool in_zone(const struct lab *labs, int n, const struct zone *z)
-{
-	if (n < z->n)
-		return false;
-	for (int i = 0; i < z->n; i++) {
-		if (!label_eq(&labs[n - z->n + i], &z->labs[i]))
-			return false;
-	}
-	return true;
-}
-
 bool cluster_in_zone(const struct cluster_config *cfg, const uint8_t *qname, size_t qname_len)
 {
 	struct lab labs[MAX_LABELS];
 	struct zone z;
 	int n;
 
-	if (!cfg || !zone_parse(cfg->domain, &z))
+	if (!cfg || !cluster_names_zone(cfg->domain, &z))
 		return false;
-	n = split_name(qname, qname_len, labs, NULL);
-	return n >= 0 && in_zone(labs, n, &z);
+	n = cluster_names_split(qname, qname_len, labs, NULL);
+	return n >= 0 && cluster_names_in_zone(labs, n, &z);
 }
 
 /* ------------------------------------------------------------- writer */
@@ -228,15 +128,17 @@ static void put_bytes(struct resp *r, const void *p, size_t n)
 
 static void put_u16(struct resp *r, uint16_t v)
 {
-	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+	uint8_t b[2];
 
+	wire_put16(b, v);
 	put_bytes(r, b, 2);
 }
 
 static void put_u32(struct resp *r, uint32_t v)
 {
-	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+	uint8_t b[4];
 
+	wire_put32(b, v);
 	put_bytes(r, b, 4);
 }
 
@@ -305,8 +207,7 @@ static void rr_end(struct resp *r, size_t rdlen_pos)
 
 	if (r->ovf)
 		return;
-	r->out[rdlen_pos] = (uint8_t)(n >> 8);
-	r->out[rdlen_pos + 1] = (uint8_t)n;
+	wire_put16(r->out + rdlen_pos, (uint16_t)n);
 }
 
 /* An A or AAAA record; the owner is written already. */
@@ -358,8 +259,7 @@ static bool want(const struct resp *r, uint16_t type)
 /* Lower-case @p l into @p buf; @return its length. */
 static size_t lower_into(char *buf, const struct lab *l)
 {
-	for (uint8_t i = 0; i < l->len; i++)
-		buf[i] = (char)lc(l->p[i]);
+	wire_lower_copy((uint8_t *)buf, l->p, l->len);
 	return l->len;
 }
 
@@ -368,7 +268,7 @@ static bool ns_exists(const struct resp *r, const struct lab *ns)
 	char key[K8S_LABEL_MAX];
 	size_t n = lower_into(key, ns);
 
-	return cluster_pmap_get(&r->snap->ns, r->snap->seed, key, n, NULL);
+	return cluster_pmap_get(&r->snap->ns, &r->snap->hkey, key, n, NULL);
 }
 
 static const struct svc_rec *svc_find(const struct resp *r, const struct lab *ns,
@@ -380,7 +280,7 @@ static const struct svc_rec *svc_find(const struct resp *r, const struct lab *ns
 
 	key[n++] = '/';
 	n += lower_into(key + n, name);
-	if (!cluster_pmap_get(&r->snap->svc, r->snap->seed, key, n, &v) || !v)
+	if (!cluster_pmap_get(&r->snap->svc, &r->snap->hkey, key, n, &v) || !v)
 		return NULL;
 	return (const struct svc_rec *)v;
 }
@@ -413,11 +313,11 @@ static int proto_label(const struct lab *l)
 
 	if (l->len < 2 || l->p[0] != '_')
 		return -1;
-	if (label_is(&rest, "tcp"))
+	if (cluster_names_label_is(&rest, "tcp"))
 		return K8S_PROTO_TCP;
-	if (label_is(&rest, "udp"))
+	if (cluster_names_label_is(&rest, "udp"))
 		return K8S_PROTO_UDP;
-	if (label_is(&rest, "sctp"))
+	if (cluster_names_label_is(&rest, "sctp"))
 		return K8S_PROTO_SCTP;
 	return -1;
 }
@@ -435,7 +335,7 @@ static bool port_match(const struct k8s_port *p, const struct srv_filter *f)
 	if (p->name_len != f->name_len)
 		return false;
 	for (uint8_t i = 0; i < f->name_len; i++) {
-		if ((uint8_t)p->name[i] != lc(f->name[i]))
+		if ((uint8_t)p->name[i] != wire_lower(f->name[i]))
 			return false;
 	}
 	return true;
@@ -550,10 +450,10 @@ static enum res external(struct resp *r, const struct svc_rec *rec, int depth)
 	r->an++;
 	if (r->qtype != T_A && r->qtype != T_AAAA)
 		return RES_ANSWER; /* the CNAME alone; CNAME and ANY questions end here */
-	n = split_name(rec->ext, rec->ext_len, labs, NULL);
-	if (n < 0 || !zone_parse(r->cfg->domain, &z))
+	n = cluster_names_split(rec->ext, rec->ext_len, labs, NULL);
+	if (n < 0 || !cluster_names_zone(r->cfg->domain, &z))
 		return RES_ANSWER;
-	if (!in_zone(labs, n, &z)) {
+	if (!cluster_names_in_zone(labs, n, &z)) {
 		memcpy(r->info->chase_name, rec->ext, rec->ext_len);
 		r->info->chase_len = rec->ext_len;
 		return RES_ANSWER;
@@ -638,37 +538,6 @@ static enum res svc_node(struct resp *r, const struct svc_rec *rec, const struct
 	return RES_NX;
 }
 
-/* Parse a dashed pod label: "10-1-2-3" (exactly three dashes, no "--") is
- * IPv4, anything else is IPv6 with dashes for colons. */
-static bool pod_ip(const struct lab *l, struct k8s_ip *ip)
-{
-	char buf[K8S_LABEL_MAX + 1];
-	int dashes = 0;
-	bool dd = false;
-
-	for (uint8_t i = 0; i < l->len; i++) {
-		buf[i] = (char)lc(l->p[i]);
-		if (buf[i] == '-') {
-			dashes++;
-			dd |= i && buf[i - 1] == '-';
-		} else if (!((buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f'))) {
-			return false;
-		}
-	}
-	buf[l->len] = '\0';
-	memset(ip, 0, sizeof(*ip));
-	if (dashes == 3 && !dd) {
-		for (char *p = buf; *p; p++)
-			*p = *p == '-' ? '.' : *p;
-		ip->fam = 4;
-		return inet_pton(AF_INET, buf, ip->b) == 1;
-	}
-	for (char *p = buf; *p; p++)
-		*p = *p == '-' ? ':' : *p;
-	ip->fam = 6;
-	return inet_pton(AF_INET6, buf, ip->b) == 1;
-}
-
 static enum res resolve_pod(struct resp *r, const struct lab *rel, int n)
 {
 	struct k8s_ip ip;
@@ -679,7 +548,7 @@ static enum res resolve_pod(struct resp *r, const struct lab *rel, int n)
 		return RES_NX;
 	if (n == 2)
 		return RES_NODATA; /* N.pod.Z */
-	if (!pod_ip(&rel[0], &ip))
+	if (!cluster_names_pod_ip(&rel[0], &ip))
 		return RES_NX;
 	if (!want(r, ip.fam == 4 ? T_A : T_AAAA))
 		return RES_NODATA;
@@ -727,11 +596,11 @@ static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
 		return c ? RES_ANSWER : RES_NODATA;
 	}
 	top = &rel[n - 1];
-	if (label_is(top, "svc"))
+	if (cluster_names_label_is(top, "svc"))
 		return resolve_svc(r, rel, n, depth);
-	if (label_is(top, "pod"))
+	if (cluster_names_label_is(top, "pod"))
 		return resolve_pod(r, rel, n);
-	if (label_is(top, "dns-version")) {
+	if (cluster_names_label_is(top, "dns-version")) {
 		if (n != 1)
 			return RES_NX;
 		if (!want(r, T_TXT))
@@ -743,9 +612,9 @@ static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
 		r->an++;
 		return RES_ANSWER;
 	}
-	if (label_is(top, "dns")) {
+	if (cluster_names_label_is(top, "dns")) {
 		/* dns.Z and ns.dns.Z, the NS target: names without data here */
-		if (n == 1 || (n == 2 && label_is(&rel[0], "ns")))
+		if (n == 1 || (n == 2 && cluster_names_label_is(&rel[0], "ns")))
 			return RES_NODATA;
 		return RES_NX;
 	}
@@ -753,62 +622,6 @@ static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
 }
 
 /* ------------------------------------------------------------- reverse */
-
-static int dec_label(const struct lab *l)
-{
-	int v = 0;
-
-	if (l->len == 0 || l->len > 3 || (l->len > 1 && l->p[0] == '0'))
-		return -1;
-	for (uint8_t i = 0; i < l->len; i++) {
-		if (l->p[i] < '0' || l->p[i] > '9')
-			return -1;
-		v = v * 10 + (l->p[i] - '0');
-	}
-	return v <= 255 ? v : -1;
-}
-
-static int hex_label(const struct lab *l)
-{
-	uint8_t c;
-
-	if (l->len != 1)
-		return -1;
-	c = lc(l->p[0]);
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* A complete reverse name: d.c.b.a.in-addr.arpa or 32 nibbles .ip6.arpa.
- * @return the index of its "in-addr"/"ip6" label, or -1. */
-static int parse_reverse(const struct lab *labs, int n, struct k8s_ip *ip)
-{
-	memset(ip, 0, sizeof(*ip));
-	if (n == 6 && label_is(&labs[4], "in-addr") && label_is(&labs[5], "arpa")) {
-		for (int i = 0; i < 4; i++) {
-			int v = dec_label(&labs[i]);
-			if (v < 0)
-				return -1;
-			ip->b[3 - i] = (uint8_t)v;
-		}
-		ip->fam = 4;
-		return 4;
-	}
-	if (n == 34 && label_is(&labs[32], "ip6") && label_is(&labs[33], "arpa")) {
-		for (int i = 0; i < 32; i++) {
-			int v = hex_label(&labs[i]), j = 31 - i;
-			if (v < 0)
-				return -1;
-			ip->b[j / 2] |= (uint8_t)(j % 2 ? v : v << 4);
-		}
-		ip->fam = 6;
-		return 32;
-	}
-	return -1;
-}
 
 static void answer_ptrs(struct resp *r, const struct rev_rec *rr)
 {
@@ -842,13 +655,70 @@ static void put_header(struct resp *r, bool tc, int rcode, uint16_t qd)
 	memset(h, 0, DNS_HEADER_BYTES);
 	h[2] = (uint8_t)(0x80 | 0x04 | (tc ? 0x02 : 0)); /* QR AA [TC] */
 	h[3] = (uint8_t)(0x80 | (rcode & 0x0f));        /* RA */
-	h[5] = (uint8_t)qd;
-	h[6] = (uint8_t)(r->an >> 8);
-	h[7] = (uint8_t)r->an;
-	h[8] = (uint8_t)(r->ns >> 8);
-	h[9] = (uint8_t)r->ns;
-	h[10] = (uint8_t)(r->ar >> 8);
-	h[11] = (uint8_t)r->ar;
+	wire_put16(h + 4, qd);
+	wire_put16(h + 6, r->an);
+	wire_put16(h + 8, r->ns);
+	wire_put16(h + 10, r->ar);
+}
+
+/* Where the zone is for this question: the question is in it (and the zone
+ * is written as the client wrote it), or it is a known reverse name (*rr).
+ * @return false when the name is not ours. */
+static bool answer_locate(struct resp *r, const uint8_t *qname, size_t qname_len,
+			  const struct lab *labs, const uint16_t *offs, int n,
+			  const struct zone *z, const struct rev_rec **rr)
+{
+	struct pm_val *v = NULL;
+	struct k8s_ip ip;
+	uint8_t key[17];
+	size_t klen;
+	int rev;
+
+	if (cluster_names_in_zone(labs, n, z)) {
+		int zi = n - z->n; /* first zone label */
+		r->zone_wire = z->n ? qname + offs[zi] : qname + qname_len - 1;
+		r->zone_wire_len = z->n ? qname_len - offs[zi] : 1;
+		r->zone_off = z->n ? (uint16_t)(DNS_HEADER_BYTES + offs[zi]) : 0;
+		return true;
+	}
+	rev = cluster_names_reverse(labs, n, &ip);
+	if (rev < 0)
+		return false;
+	klen = cluster_snapshot_rev_key(key, &ip);
+	if (!cluster_pmap_get(&r->snap->rev, &r->snap->hkey, key, klen, &v) || !v)
+		return false;
+	*rr = (const struct rev_rec *)v;
+	r->zone_wire = z->wire;
+	r->zone_wire_len = z->wire_len;
+	r->soa_owner_off = (uint16_t)(DNS_HEADER_BYTES + offs[rev]);
+	return true;
+}
+
+/* The SOA of a negative answer, the additional section, the header; on
+ * overflow a body with TC=1 and the question only (@p qend bytes). */
+static void answer_finish(struct resp *r, enum res res, size_t qend)
+{
+	if (res != RES_ANSWER) {
+		put_soa(r, r->soa_owner_off);
+		r->ns++;
+	}
+	if (res == RES_ANSWER && r->add_pending && !r->ovf) {
+		size_t mark = r->len;
+		srv_walk(r, r->add_rec, &r->add_filter, SRV_ADDITIONAL, 0);
+		if (r->ovf) { /* additional data is optional: drop it, no TC */
+			r->ovf = false;
+			r->len = mark;
+			r->ar = 0;
+		}
+	}
+	r->info->rcode = res == RES_NX ? 3 : 0;
+	r->info->nodata = res == RES_NODATA;
+	if (r->ovf) {
+		r->len = qend;
+		r->an = r->ns = r->ar = 0;
+		r->info->chase_len = 0;
+	}
+	put_header(r, r->ovf, r->info->rcode, 1);
 }
 
 enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
@@ -863,9 +733,8 @@ enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
 	struct zone z;
 	struct resp r;
 	const struct rev_rec *rr = NULL;
-	struct k8s_ip ip;
 	enum res res;
-	int n, zi, rev = -1;
+	int n;
 
 	if (!info)
 		info = &dummy;
@@ -874,38 +743,18 @@ enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
 		*outlen = 0;
 	if (!snap || !cfg || !out || !outlen)
 		return CLUSTER_NOT_MINE;
-	n = split_name(qname, qname_len, labs, offs);
-	if (n < 0 || !zone_parse(cfg->domain, &z))
+	n = cluster_names_split(qname, qname_len, labs, offs);
+	if (n < 0 || !cluster_names_zone(cfg->domain, &z))
 		return CLUSTER_NOT_MINE;
-
 	memset(&r, 0, sizeof(r));
-	if (in_zone(labs, n, &z)) {
-		zi = n - z.n; /* first zone label */
-		r.zone_wire = z.n ? qname + offs[zi] : qname + qname_len - 1;
-		r.zone_wire_len = z.n ? qname_len - offs[zi] : 1;
-		r.zone_off = z.n ? (uint16_t)(DNS_HEADER_BYTES + offs[zi]) : 0;
-	} else {
-		struct pm_val *v = NULL;
-		uint8_t key[17];
-		size_t klen;
-
-		rev = parse_reverse(labs, n, &ip);
-		if (rev < 0)
-			return CLUSTER_NOT_MINE;
-		klen = cluster_rev_key(key, &ip);
-		if (!cluster_pmap_get(&snap->rev, snap->seed, key, klen, &v) || !v)
-			return CLUSTER_NOT_MINE;
-		rr = (const struct rev_rec *)v;
-		r.zone_wire = z.wire;
-		r.zone_wire_len = z.wire_len;
-		r.soa_owner_off = (uint16_t)(DNS_HEADER_BYTES + offs[rev]);
-	}
+	r.snap = snap;
+	if (!answer_locate(&r, qname, qname_len, labs, offs, n, &z, &rr))
+		return CLUSTER_NOT_MINE;
 
 	r.out = out;
 	r.cap = cap;
 	r.qtype = qtype;
 	r.ttl = cfg->ttl_s;
-	r.snap = snap;
 	r.cfg = cfg;
 	r.info = info;
 	r.owner_off = DNS_HEADER_BYTES;
@@ -929,28 +778,7 @@ enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
 	} else {
 		res = resolve(&r, labs, n - z.n, 0);
 	}
-
-	if (res != RES_ANSWER) {
-		put_soa(&r, r.soa_owner_off);
-		r.ns++;
-	}
-	if (res == RES_ANSWER && r.add_pending && !r.ovf) {
-		size_t mark = r.len;
-		srv_walk(&r, r.add_rec, &r.add_filter, SRV_ADDITIONAL, 0);
-		if (r.ovf) { /* additional data is optional: drop it, no TC */
-			r.ovf = false;
-			r.len = mark;
-			r.ar = 0;
-		}
-	}
-	info->rcode = res == RES_NX ? 3 : 0;
-	info->nodata = res == RES_NODATA;
-	if (r.ovf) {
-		r.len = DNS_HEADER_BYTES + qname_len + 4;
-		r.an = r.ns = r.ar = 0;
-		info->chase_len = 0;
-	}
-	put_header(&r, r.ovf, info->rcode, 1);
+	answer_finish(&r, res, DNS_HEADER_BYTES + qname_len + 4);
 	*outlen = r.len;
 	return CLUSTER_ANSWERED;
 }

@@ -1,667 +1,49 @@
-/* src/cluster/k8s_store.c - decode Services, EndpointSlices and Namespaces into the cluster store.
+/* src/cluster/k8s_store.c - the cluster store: objects by name, and what changed since a publish.
  *
- * The store is the control thread's private, mutable view: decoded objects in
- * hash maps keyed by namespace/name, plus the set of service keys and
- * namespaces that changed since the last publish (cluster_snapshot.c turns
- * those into a new snapshot). Every field read from an API object is
- * type-checked; a malformed object is rejected whole and the store is left as
- * it was. Only ready endpoint addresses are kept: nothing else is ever served.
+ * Hash maps keyed by namespace/name hold the decoded objects (k8s_objects.c),
+ * plus two indexes: the slices of each Service and the number of Services of
+ * each namespace. Every change marks the svc keys and namespaces it touches;
+ * the publisher reads those marks (k8s_store_internal.h). A rejected event
+ * leaves the store as it was.
  */
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/k8s_store.h"
 
-#include "cluster_internal.h"
+#include "k8s_store_internal.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/util/hashmap.h"
 #include "nodedns/util/log.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 
-#define SVC_NAME_LABEL "kubernetes.io/service-name"
 #define LOAD_FILE_MAX_BYTES (1024ull * 1024 * 1024) /* larger snapshot files are refused */
 
-/* ------------------------------------------------------------ hash map */
+#define fail_rc k8s_objects_fail
+#define fail(err, errlen, ...) k8s_objects_fail(-EINVAL, err, errlen, __VA_ARGS__)
 
-uint64_t k8s_hash(uint64_t seed, const void *key, size_t klen)
-{
-	const uint8_t *p = key;
-	uint64_t h = seed ^ 0xcbf29ce484222325ull;
+/* Slices attached to one Service (by the kubernetes.io/service-name label). */
+struct k8s_slice_list {
+	uint32_t n, cap;
+	struct k8s_slice **v;
+};
 
-	for (size_t i = 0; i < klen; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	/* murmur3 finalizer: FNV's low bits are weak, and we index with them */
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
-}
-
-int k8s_hmap_init(struct k8s_hmap *m, uint64_t seed)
-{
-	m->nb = 16;
-	m->n = 0;
-	m->seed = seed;
-	m->b = calloc(m->nb, sizeof(*m->b));
-	return m->b ? 0 : -ENOMEM;
-}
-
-void k8s_hmap_clear(struct k8s_hmap *m, void (*free_val)(void *))
-{
-	for (size_t i = 0; i < m->nb; i++) {
-		struct k8s_hnode *n = m->b[i];
-		while (n) {
-			struct k8s_hnode *next = n->next;
-			if (free_val)
-				free_val(n->val);
-			free(n);
-			n = next;
-		}
-		m->b[i] = NULL;
-	}
-	m->n = 0;
-}
-
-void k8s_hmap_deinit(struct k8s_hmap *m, void (*free_val)(void *))
-{
-	if (!m->b)
-		return;
-	k8s_hmap_clear(m, free_val);
-	free(m->b);
-	m->b = NULL;
-	m->nb = 0;
-}
-
-static struct k8s_hnode **hmap_find(const struct k8s_hmap *m, uint64_t h, const void *key,
-				    size_t klen)
-{
-	struct k8s_hnode **pp = &m->b[h & (m->nb - 1)];
-
-	for (; *pp; pp = &(*pp)->next) {
-		if ((*pp)->hash == h && (*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0)
-			return pp;
-	}
-	return pp;
-}
-
-void *k8s_hmap_get(const struct k8s_hmap *m, const void *key, size_t klen)
-{
-	struct k8s_hnode **pp = hmap_find(m, k8s_hash(m->seed, key, klen), key, klen);
-
-	return *pp ? (*pp)->val : NULL;
-}
-
-static void hmap_grow(struct k8s_hmap *m)
-{
-	size_t nb = m->nb * 2;
-	struct k8s_hnode **b = calloc(nb, sizeof(*b));
-
-	if (!b)
-		return; /* keep the longer chains */
-	for (size_t i = 0; i < m->nb; i++) {
-		struct k8s_hnode *n = m->b[i];
-		while (n) {
-			struct k8s_hnode *next = n->next;
-			n->next = b[n->hash & (nb - 1)];
-			b[n->hash & (nb - 1)] = n;
-			n = next;
-		}
-	}
-	free(m->b);
-	m->b = b;
-	m->nb = nb;
-}
-
-int k8s_hmap_put(struct k8s_hmap *m, const void *key, size_t klen, void *val, void **old)
-{
-	uint64_t h = k8s_hash(m->seed, key, klen);
-	struct k8s_hnode **pp = hmap_find(m, h, key, klen);
-
-	if (*pp) {
-		if (old)
-			*old = (*pp)->val;
-		(*pp)->val = val;
-		return 0;
-	}
-	if (klen > UINT16_MAX)
-		return -EINVAL;
-	struct k8s_hnode *n = malloc(sizeof(*n) + klen);
-	if (!n)
-		return -ENOMEM;
-	n->hash = h;
-	n->val = val;
-	n->klen = (uint16_t)klen;
-	memcpy(n->key, key, klen);
-	n->next = NULL;
-	*pp = n;
-	m->n++;
-	if (old)
-		*old = NULL;
-	if (m->n > m->nb)
-		hmap_grow(m);
-	return 0;
-}
-
-void *k8s_hmap_del(struct k8s_hmap *m, const void *key, size_t klen, bool *found)
-{
-	struct k8s_hnode **pp = hmap_find(m, k8s_hash(m->seed, key, klen), key, klen);
-	struct k8s_hnode *n = *pp;
-	void *val;
-
-	if (found)
-		*found = n != NULL;
-	if (!n)
-		return NULL;
-	*pp = n->next;
-	val = n->val;
-	free(n);
-	m->n--;
-	return val;
-}
-
-size_t k8s_svc_key(char *buf, const char *ns, size_t ns_len, const char *name, size_t name_len)
-{
-	memcpy(buf, ns, ns_len);
-	buf[ns_len] = '/';
-	memcpy(buf + ns_len + 1, name, name_len);
-	buf[ns_len + 1 + name_len] = '\0';
-	return ns_len + 1 + name_len;
-}
-
-/* ------------------------------------------------------------ decoding */
-
-/* Say why in @p err (may be NULL) and return @p rc. */
-__attribute__((format(printf, 4, 5))) static int fail_rc(int rc, char *err, size_t errlen,
-							  const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-#define fail(err, errlen, ...) fail_rc(-EINVAL, err, errlen, __VA_ARGS__)
-
-/* An optional string member: absent or null gives *s = NULL. */
-static int opt_string(const json_t *obj, const char *key, const char *what, const char **s,
-		      size_t *len, char *err, size_t errlen)
-{
-	const json_t *v = json_object_get(obj, key);
-
-	*s = NULL;
-	*len = 0;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return fail(err, errlen, "%s: not a string", what);
-	*s = json_string_value(v);
-	*len = json_string_length(v);
-	if (strlen(*s) != *len)
-		return fail(err, errlen, "%s: contains a NUL byte", what);
-	return 0;
-}
-
-/* An optional object (or array) member: absent or null gives NULL. */
-static int opt_member(const json_t *obj, const char *key, bool array, const char *what,
-		      const json_t **out, char *err, size_t errlen)
-{
-	const json_t *v = json_object_get(obj, key);
-
-	*out = NULL;
-	if (!v || json_is_null(v))
-		return 0;
-	if (array ? !json_is_array(v) : !json_is_object(v))
-		return fail(err, errlen, "%s: not an %s", what, array ? "array" : "object");
-	*out = v;
-	return 0;
-}
-
-static bool label_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_';
-}
-
-static char lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
-}
-
-/* A DNS label (1..63 letters, digits, '-', '_'), copied lower-cased. */
-static int copy_label(const char *s, size_t len, const char *what, char *out, uint8_t *outlen,
-		      char *err, size_t errlen)
-{
-	if (len == 0 || len > K8S_LABEL_MAX)
-		return fail(err, errlen, "%s: length %zu is not 1..%d", what, len, K8S_LABEL_MAX);
-	for (size_t i = 0; i < len; i++) {
-		if (!label_char((unsigned char)s[i]))
-			return fail(err, errlen, "%s: invalid character in \"%.*s\"", what,
-				    (int)len, s);
-		out[i] = lower(s[i]);
-	}
-	if (outlen)
-		*outlen = (uint8_t)len;
-	return 0;
-}
-
-static int parse_ip(const char *s, size_t len, int fam, struct k8s_ip *ip)
-{
-	char buf[INET6_ADDRSTRLEN + 1];
-
-	if (len == 0 || len >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	memset(ip, 0, sizeof(*ip));
-	if (fam != 6 && inet_pton(AF_INET, buf, ip->b) == 1) {
-		ip->fam = 4;
-		return 0;
-	}
-	if (fam != 4 && inet_pton(AF_INET6, buf, ip->b) == 1) {
-		ip->fam = 6;
-		return 0;
-	}
-	return -EINVAL;
-}
-
-/* A domain name in presentation form (one optional trailing dot) to lower-case
- * wire form. */
-static int name_to_wire(const char *s, size_t len, uint8_t *out, uint8_t *outlen)
-{
-	size_t o = 0, start = 0;
-
-	if (len && s[len - 1] == '.')
-		len--;
-	if (len == 0 || len > 253)
-		return -EINVAL;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && s[i] != '.')
-			continue;
-		size_t ll = i - start;
-		if (ll == 0 || ll > K8S_LABEL_MAX)
-			return -EINVAL;
-		out[o++] = (uint8_t)ll;
-		for (size_t k = start; k < i; k++) {
-			if (!label_char((unsigned char)s[k]))
-				return -EINVAL;
-			out[o++] = (uint8_t)lower(s[k]);
-		}
-		start = i + 1;
-	}
-	out[o++] = 0;
-	*outlen = (uint8_t)o;
-	return 0;
-}
-
-/* The endpoint name of an address without a hostname: the IP text with '.'
- * and ':' turned into '-', and a '0' added where that leaves a dash at either
- * end ("::1" -> "0--1", "fd00::" -> "fd00--0"), as CoreDNS does at the end. */
-static void dashed_label(const struct k8s_ip *ip, char *out, uint8_t *outlen)
-{
-	char txt[INET6_ADDRSTRLEN];
-	size_t n = 0;
-
-	inet_ntop(ip->fam == 4 ? AF_INET : AF_INET6, ip->b, txt, sizeof(txt));
-	if (txt[0] == ':')
-		out[n++] = '0';
-	for (const char *p = txt; *p; p++)
-		out[n++] = (*p == '.' || *p == ':') ? '-' : *p;
-	if (out[n - 1] == '-')
-		out[n++] = '0';
-	*outlen = (uint8_t)n;
-}
-
-static int parse_proto(const char *s, size_t len)
-{
-	if (!s)
-		return K8S_PROTO_TCP; /* the API default */
-	if (len == 3 && strncasecmp(s, "tcp", 3) == 0)
-		return K8S_PROTO_TCP;
-	if (len == 3 && strncasecmp(s, "udp", 3) == 0)
-		return K8S_PROTO_UDP;
-	if (len == 4 && strncasecmp(s, "sctp", 4) == 0)
-		return K8S_PROTO_SCTP;
-	return K8S_PROTO_OTHER;
-}
-
-/* metadata.name (and .namespace when @p namespaced) */
-static int decode_meta(const json_t *obj, bool namespaced, bool label_name, char *ns, char *name,
-		       const json_t **labels, char *err, size_t errlen)
-{
-	const json_t *meta;
-	const char *s;
-	size_t len;
-	int rc;
-
-	if (!json_is_object(obj))
-		return fail(err, errlen, "not an object");
-	if ((rc = opt_member(obj, "metadata", false, "metadata", &meta, err, errlen)) < 0)
-		return rc;
-	if (!meta)
-		return fail(err, errlen, "metadata: missing");
-	if ((rc = opt_string(meta, "name", "metadata.name", &s, &len, err, errlen)) < 0)
-		return rc;
-	if (!s)
-		return fail(err, errlen, "metadata.name: missing");
-	if (label_name) {
-		if ((rc = copy_label(s, len, "metadata.name", name, NULL, err, errlen)) < 0)
-			return rc;
-		name[len] = '\0';
-	} else {
-		if (len == 0 || len > K8S_SLICE_NAME_MAX)
-			return fail(err, errlen, "metadata.name: length %zu is not 1..%d", len,
-				    K8S_SLICE_NAME_MAX);
-		memcpy(name, s, len + 1);
-	}
-	if (namespaced) {
-		if ((rc = opt_string(meta, "namespace", "metadata.namespace", &s, &len, err,
-				     errlen)) < 0)
-			return rc;
-		if (!s)
-			return fail(err, errlen, "metadata.namespace: missing");
-		if ((rc = copy_label(s, len, "metadata.namespace", ns, NULL, err, errlen)) < 0)
-			return rc;
-		ns[len] = '\0';
-	}
-	if (labels)
-		return opt_member(meta, "labels", false, "metadata.labels", labels, err, errlen);
-	return 0;
-}
-
-static int decode_ports(const json_t *arr, const char *what, bool service,
-			struct k8s_port **out, uint16_t *nout, char *err, size_t errlen)
-{
-	size_t n = arr ? json_array_size(arr) : 0;
-	struct k8s_port *ports;
-	char path[64];
-	int rc = 0;
-
-	*out = NULL;
-	*nout = 0;
-	if (n == 0)
-		return 0;
-	if (n > K8S_MAX_PORTS)
-		return fail(err, errlen, "%s: %zu ports, at most %d", what, n, K8S_MAX_PORTS);
-	ports = calloc(n, sizeof(*ports));
-	if (!ports)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		const json_t *p = json_array_get(arr, i);
-		const json_t *num;
-		const char *s;
-		size_t len;
-
-		snprintf(path, sizeof(path), "%s[%zu]", what, i);
-		if (!json_is_object(p)) {
-			rc = fail(err, errlen, "%s: not an object", path);
-			goto out;
-		}
-		if ((rc = opt_string(p, "name", path, &s, &len, err, errlen)) < 0)
-			goto out;
-		if (s && len && (rc = copy_label(s, len, path, ports[i].name, &ports[i].name_len,
-						 err, errlen)) < 0)
-			goto out;
-		if ((rc = opt_string(p, "protocol", path, &s, &len, err, errlen)) < 0)
-			goto out;
-		ports[i].proto = (uint8_t)parse_proto(s, len);
-		num = json_object_get(p, "port");
-		if ((!num || json_is_null(num)) && !service)
-			continue; /* "all ports": no SRV */
-		if (!json_is_integer(num) || json_integer_value(num) < (service ? 1 : 0) ||
-		    json_integer_value(num) > 65535) {
-			rc = fail(err, errlen, "%s.port: not an integer in %d..65535", path,
-				  service ? 1 : 0);
-			goto out;
-		}
-		ports[i].port = (uint16_t)json_integer_value(num);
-	}
-out:
-	if (rc < 0) {
-		free(ports);
-		return rc;
-	}
-	*out = ports;
-	*nout = (uint16_t)n;
-	return 0;
-}
-
-static void service_free(void *p)
-{
-	struct k8s_service *svc = p;
-
-	if (svc)
-		free(svc->ports);
-	free(svc);
-}
-
-static void slice_free(void *p)
-{
-	struct k8s_slice *sl = p;
-
-	if (sl) {
-		free(sl->ports);
-		free(sl->addrs);
-	}
-	free(sl);
-}
-
-/* One ClusterIP entry: "None" marks a headless Service, "" is no address. */
-static int add_cluster_ip(struct k8s_service *svc, const char *s, size_t len, bool *headless,
-			  const char *what, char *err, size_t errlen)
-{
-	if (len == 0)
-		return 0;
-	if (len == 4 && strcmp(s, "None") == 0) {
-		*headless = true;
-		return 0;
-	}
-	if (svc->n_ips >= K8S_MAX_CLUSTER_IPS)
-		return fail(err, errlen, "%s: more than %d addresses", what, K8S_MAX_CLUSTER_IPS);
-	if (parse_ip(s, len, 0, &svc->ips[svc->n_ips]) < 0)
-		return fail(err, errlen, "%s: \"%.*s\" is not an IP address", what,
-			    (int)(len > 64 ? 64 : len), s);
-	svc->n_ips++;
-	return 0;
-}
-
-static int decode_service(const json_t *obj, struct k8s_service *svc, char *err, size_t errlen)
-{
-	const json_t *spec, *ips, *ports;
-	const char *s;
-	size_t len;
-	bool headless = false;
-	int rc;
-
-	if ((rc = decode_meta(obj, true, true, svc->ns, svc->name, NULL, err, errlen)) < 0)
-		return rc;
-	if ((rc = opt_member(obj, "spec", false, "spec", &spec, err, errlen)) < 0)
-		return rc;
-	svc->kind = K8S_SVC_CLUSTERIP;
-	if (!spec)
-		return 0;
-	if ((rc = opt_string(spec, "type", "spec.type", &s, &len, err, errlen)) < 0)
-		return rc;
-	if (s && strcmp(s, "ExternalName") == 0)
-		svc->kind = K8S_SVC_EXTERNAL;
-
-	/* clusterIPs (dual-stack) wins over clusterIP, which is clusterIPs[0] */
-	if ((rc = opt_member(spec, "clusterIPs", true, "spec.clusterIPs", &ips, err, errlen)) < 0)
-		return rc;
-	if ((rc = opt_string(spec, "clusterIP", "spec.clusterIP", &s, &len, err, errlen)) < 0)
-		return rc;
-	if (ips) {
-		char path[40];
-		if (json_array_size(ips) > K8S_MAX_CLUSTER_IPS)
-			return fail(err, errlen, "spec.clusterIPs: more than %d addresses",
-				    K8S_MAX_CLUSTER_IPS);
-		for (size_t i = 0; i < json_array_size(ips); i++) {
-			const json_t *v = json_array_get(ips, i);
-			snprintf(path, sizeof(path), "spec.clusterIPs[%zu]", i);
-			if (!json_is_string(v) ||
-			    strlen(json_string_value(v)) != json_string_length(v))
-				return fail(err, errlen, "%s: not a string", path);
-			if ((rc = add_cluster_ip(svc, json_string_value(v), json_string_length(v),
-						 &headless, path, err, errlen)) < 0)
-				return rc;
-		}
-	} else if (s) {
-		if ((rc = add_cluster_ip(svc, s, len, &headless, "spec.clusterIP", err, errlen)) < 0)
-			return rc;
-	}
-
-	if ((rc = opt_string(spec, "externalName", "spec.externalName", &s, &len, err, errlen)) <
-	    0)
-		return rc;
-	if (svc->kind == K8S_SVC_EXTERNAL) {
-		struct k8s_ip ip;
-		svc->n_ips = 0;
-		/* An IP literal is not a name: such a Service gets no CNAME (CoreDNS
-		 * does not serve it either). */
-		if (s && len && parse_ip(s, len, 0, &ip) < 0 &&
-		    name_to_wire(s, len, svc->ext, &svc->ext_len) < 0)
-			return fail(err, errlen, "spec.externalName: \"%.*s\" is not a domain name",
-				    (int)(len > 64 ? 64 : len), s);
-	} else if (headless) {
-		svc->kind = K8S_SVC_HEADLESS;
-		svc->n_ips = 0;
-	}
-
-	if ((rc = opt_member(spec, "ports", true, "spec.ports", &ports, err, errlen)) < 0)
-		return rc;
-	return decode_ports(ports, "spec.ports", true, &svc->ports, &svc->n_ports, err, errlen);
-}
-
-static int slice_add_addr(struct k8s_slice *sl, uint32_t *cap, const struct k8s_addr *a)
-{
-	if (sl->n_addrs == *cap) {
-		uint32_t ncap = *cap ? *cap * 2 : 8;
-		struct k8s_addr *v;
-		if (ncap > K8S_MAX_ADDRS_PER_SLICE)
-			ncap = K8S_MAX_ADDRS_PER_SLICE;
-		v = realloc(sl->addrs, ncap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		sl->addrs = v;
-		*cap = ncap;
-	}
-	sl->addrs[sl->n_addrs++] = *a;
-	return 0;
-}
-
-static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size_t i,
-			   uint32_t *cap, char *err, size_t errlen)
-{
-	const json_t *addrs, *cond, *ready = NULL;
-	struct k8s_addr a;
-	char path[64];
-	const char *hn;
-	size_t hnlen;
-	int rc;
-
-	snprintf(path, sizeof(path), "endpoints[%zu]", i);
-	if (!json_is_object(ep))
-		return fail(err, errlen, "%s: not an object", path);
-	if ((rc = opt_member(ep, "addresses", true, path, &addrs, err, errlen)) < 0)
-		return rc;
-	if (addrs && json_array_size(addrs) > K8S_MAX_ADDRS_PER_ENDPOINT)
-		return fail(err, errlen, "%s.addresses: more than %d", path,
-			    K8S_MAX_ADDRS_PER_ENDPOINT);
-	if ((rc = opt_member(ep, "conditions", false, path, &cond, err, errlen)) < 0)
-		return rc;
-	if (cond) {
-		ready = json_object_get(cond, "ready");
-		if (ready && !json_is_null(ready) && !json_is_boolean(ready))
-			return fail(err, errlen, "%s.conditions.ready: not a boolean", path);
-	}
-	memset(&a, 0, sizeof(a));
-	if ((rc = opt_string(ep, "hostname", path, &hn, &hnlen, err, errlen)) < 0)
-		return rc;
-	if (hn && hnlen && (rc = copy_label(hn, hnlen, "hostname", a.label, &a.label_len, err,
-					    errlen)) < 0)
-		return rc;
-
-	for (size_t k = 0; k < json_array_size(addrs); k++) {
-		const json_t *v = json_array_get(addrs, k);
-		const char *s = json_string_value(v);
-
-		if (!json_is_string(v) || strlen(s) != json_string_length(v))
-			return fail(err, errlen, "%s.addresses[%zu]: not a string", path, k);
-		if (fam == 0)
-			continue; /* FQDN slice: not served */
-		if (parse_ip(s, json_string_length(v), fam, &a.ip) < 0)
-			return fail(err, errlen, "%s.addresses[%zu]: \"%.*s\" is not an IPv%d address",
-				    path, k, (int)(strlen(s) > 64 ? 64 : strlen(s)), s, fam);
-		/* absent or null "ready" means ready */
-		if (ready && json_is_false(ready))
-			continue;
-		if (sl->n_addrs >= K8S_MAX_ADDRS_PER_SLICE)
-			return fail(err, errlen, "endpoints: more than %d ready addresses",
-				    K8S_MAX_ADDRS_PER_SLICE);
-		if (!hn || !hnlen)
-			dashed_label(&a.ip, a.label, &a.label_len);
-		if ((rc = slice_add_addr(sl, cap, &a)) < 0)
-			return rc;
-	}
-	return 0;
-}
-
-static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size_t errlen)
-{
-	const json_t *labels, *eps, *ports;
-	const char *s;
-	size_t len;
-	uint32_t cap = 0;
-	int fam = 0, rc;
-
-	if ((rc = decode_meta(obj, true, false, sl->ns, sl->name, &labels, err, errlen)) < 0)
-		return rc;
-	if (labels) {
-		if ((rc = opt_string(labels, SVC_NAME_LABEL, "metadata.labels[" SVC_NAME_LABEL "]",
-				     &s, &len, err, errlen)) < 0)
-			return rc;
-		if (s && len) {
-			if ((rc = copy_label(s, len, "metadata.labels[" SVC_NAME_LABEL "]",
-					     sl->svc, NULL, err, errlen)) < 0)
-				return rc;
-			sl->svc[len] = '\0';
-		}
-	}
-	if ((rc = opt_string(obj, "addressType", "addressType", &s, &len, err, errlen)) < 0)
-		return rc;
-	if (!s)
-		return fail(err, errlen, "addressType: missing");
-	if (strcmp(s, "IPv4") == 0)
-		fam = 4;
-	else if (strcmp(s, "IPv6") == 0)
-		fam = 6; /* anything else ("FQDN") is kept but not served */
-
-	if ((rc = opt_member(obj, "ports", true, "ports", &ports, err, errlen)) < 0)
-		return rc;
-	if ((rc = decode_ports(ports, "ports", false, &sl->ports, &sl->n_ports, err, errlen)) < 0)
-		return rc;
-	if ((rc = opt_member(obj, "endpoints", true, "endpoints", &eps, err, errlen)) < 0)
-		return rc;
-	if (eps && json_array_size(eps) > K8S_MAX_ENDPOINTS)
-		return fail(err, errlen, "endpoints: %zu, at most %d", json_array_size(eps),
-			    K8S_MAX_ENDPOINTS);
-	for (size_t i = 0; eps && i < json_array_size(eps); i++) {
-		if ((rc = decode_endpoint(sl, fam, json_array_get(eps, i), i, &cap, err,
-					  errlen)) < 0)
-			return rc;
-	}
-	return 0;
-}
+struct k8s_store {
+	struct cluster_config cfg;
+	struct hmap svcs;       /* svc key -> struct k8s_service */
+	struct hmap slices;     /* "<ns>/<slice>" -> struct k8s_slice */
+	struct hmap nss;        /* "<ns>" -> (void *)1: Namespace objects */
+	struct hmap svc_slices; /* svc key -> struct k8s_slice_list */
+	struct hmap ns_svcs;    /* "<ns>" -> (uintptr_t) number of Services */
+	struct hmap dirty_svc;  /* svc keys changed since k8s_store_changes_clear() */
+	struct hmap dirty_ns;   /* namespaces changed since then */
+	bool all_dirty;         /* since then, anything may have changed */
+	uint64_t n_addrs;       /* ready addresses held */
+	struct k8s_store_stats stats;
+};
 
 /* ---------------------------------------------------------------- store */
 
@@ -677,14 +59,14 @@ static void list_free(void *p)
 struct k8s_store *k8s_store_new(const struct cluster_config *cfg)
 {
 	struct k8s_store *s = calloc(1, sizeof(*s));
-	struct k8s_hmap *maps[7];
+	struct hmap *maps[7];
+	struct hash_key key;
 
 	if (!s)
 		return NULL;
 	if (cfg)
 		s->cfg = *cfg;
-	if (getrandom(&s->seed, sizeof(s->seed), GRND_NONBLOCK) != sizeof(s->seed))
-		s->seed = (uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull;
+	hash_key_random(&key); /* one per store, copied into each map */
 	maps[0] = &s->svcs;
 	maps[1] = &s->slices;
 	maps[2] = &s->nss;
@@ -693,7 +75,7 @@ struct k8s_store *k8s_store_new(const struct cluster_config *cfg)
 	maps[5] = &s->dirty_svc;
 	maps[6] = &s->dirty_ns;
 	for (size_t i = 0; i < 7; i++) {
-		if (k8s_hmap_init(maps[i], s->seed + i) < 0) {
+		if (hmap_init(maps[i], &key) < 0) {
 			k8s_store_free(s);
 			return NULL;
 		}
@@ -703,13 +85,13 @@ struct k8s_store *k8s_store_new(const struct cluster_config *cfg)
 
 static void free_maps(struct k8s_store *s)
 {
-	k8s_hmap_deinit(&s->svcs, service_free);
-	k8s_hmap_deinit(&s->slices, slice_free);
-	k8s_hmap_deinit(&s->nss, NULL);
-	k8s_hmap_deinit(&s->svc_slices, list_free);
-	k8s_hmap_deinit(&s->ns_svcs, NULL);
-	k8s_hmap_deinit(&s->dirty_svc, NULL);
-	k8s_hmap_deinit(&s->dirty_ns, NULL);
+	hmap_deinit(&s->svcs, k8s_objects_service_free);
+	hmap_deinit(&s->slices, k8s_objects_slice_free);
+	hmap_deinit(&s->nss, NULL);
+	hmap_deinit(&s->svc_slices, list_free);
+	hmap_deinit(&s->ns_svcs, NULL);
+	hmap_deinit(&s->dirty_svc, NULL);
+	hmap_deinit(&s->dirty_ns, NULL);
 }
 
 void k8s_store_free(struct k8s_store *s)
@@ -717,7 +99,6 @@ void k8s_store_free(struct k8s_store *s)
 	if (!s)
 		return;
 	free_maps(s);
-	cluster_snapshot_unref(s->last);
 	free(s);
 }
 
@@ -726,9 +107,9 @@ static uint64_t n_objects(const struct k8s_store *s)
 	return s->svcs.n + s->slices.n + s->nss.n;
 }
 
-static int mark(struct k8s_hmap *dirty, const char *key, size_t klen)
+static int mark(struct hmap *dirty, const char *key, size_t klen)
 {
-	return k8s_hmap_put(dirty, key, klen, (void *)1, NULL);
+	return hmap_put(dirty, key, klen, (void *)1, NULL);
 }
 
 static int apply_service(struct k8s_store *s, enum k8s_event ev, const json_t *obj, char *err,
@@ -742,41 +123,40 @@ static int apply_service(struct k8s_store *s, enum k8s_event ev, const json_t *o
 
 	if (!svc)
 		return -ENOMEM;
-	rc = ev == K8S_DELETED ? decode_meta(obj, true, true, svc->ns, svc->name, NULL, err, errlen)
-			       : decode_service(obj, svc, err, errlen);
+	rc = k8s_objects_service(obj, ev == K8S_DELETED, svc, err, errlen);
 	if (rc < 0)
 		goto out;
 	nslen = strlen(svc->ns);
-	klen = k8s_svc_key(key, svc->ns, nslen, svc->name, strlen(svc->name));
-	old = k8s_hmap_get(&s->svcs, key, klen);
+	klen = k8s_objects_key(key, svc->ns, nslen, svc->name, strlen(svc->name));
+	old = hmap_get(&s->svcs, key, klen);
 	if (ev != K8S_DELETED && !old && n_objects(s) >= K8S_MAX_OBJECTS) {
 		rc = fail_rc(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 		goto out;
 	}
 	if ((rc = mark(&s->dirty_svc, key, klen)) < 0 || (rc = mark(&s->dirty_ns, key, nslen)) < 0)
 		goto out;
-	cnt = (uintptr_t)k8s_hmap_get(&s->ns_svcs, key, nslen);
+	cnt = (uintptr_t)hmap_get(&s->ns_svcs, key, nslen);
 	if (ev == K8S_DELETED) {
 		if (!old)
 			goto out;
-		k8s_hmap_del(&s->svcs, key, klen, NULL);
+		hmap_del(&s->svcs, key, klen, NULL);
 		if (cnt <= 1)
-			k8s_hmap_del(&s->ns_svcs, key, nslen, NULL);
+			hmap_del(&s->ns_svcs, key, nslen, NULL);
 		else
-			k8s_hmap_put(&s->ns_svcs, key, nslen, (void *)(cnt - 1), NULL);
-		service_free(old);
+			hmap_put(&s->ns_svcs, key, nslen, (void *)(cnt - 1), NULL);
+		k8s_objects_service_free(old);
 		goto out;
 	}
-	if ((rc = k8s_hmap_put(&s->svcs, key, klen, svc, NULL)) < 0)
+	if ((rc = hmap_put(&s->svcs, key, klen, svc, NULL)) < 0)
 		goto out;
-	if (!old && (rc = k8s_hmap_put(&s->ns_svcs, key, nslen, (void *)(cnt + 1), NULL)) < 0) {
-		k8s_hmap_del(&s->svcs, key, klen, NULL);
+	if (!old && (rc = hmap_put(&s->ns_svcs, key, nslen, (void *)(cnt + 1), NULL)) < 0) {
+		hmap_del(&s->svcs, key, klen, NULL);
 		goto out;
 	}
-	service_free(old);
+	k8s_objects_service_free(old);
 	return 0;
 out:
-	service_free(svc);
+	k8s_objects_service_free(svc);
 	return rc;
 }
 
@@ -788,8 +168,8 @@ static void list_remove(struct k8s_store *s, struct k8s_slice *sl)
 
 	if (!sl->svc[0])
 		return;
-	klen = k8s_svc_key(key, sl->ns, strlen(sl->ns), sl->svc, strlen(sl->svc));
-	l = k8s_hmap_get(&s->svc_slices, key, klen);
+	klen = k8s_objects_key(key, sl->ns, strlen(sl->ns), sl->svc, strlen(sl->svc));
+	l = hmap_get(&s->svc_slices, key, klen);
 	if (!l)
 		return;
 	for (uint32_t i = 0; i < l->n; i++) {
@@ -799,14 +179,14 @@ static void list_remove(struct k8s_store *s, struct k8s_slice *sl)
 		}
 	}
 	if (l->n == 0)
-		list_free(k8s_hmap_del(&s->svc_slices, key, klen, NULL));
+		list_free(hmap_del(&s->svc_slices, key, klen, NULL));
 }
 
 /* Make room for one more slice in the list of @p key (creating it). */
 static int list_reserve(struct k8s_store *s, const char *key, size_t klen,
 			struct k8s_slice_list **out)
 {
-	struct k8s_slice_list *l = k8s_hmap_get(&s->svc_slices, key, klen);
+	struct k8s_slice_list *l = hmap_get(&s->svc_slices, key, klen);
 	int rc;
 
 	if (!l) {
@@ -816,7 +196,7 @@ static int list_reserve(struct k8s_store *s, const char *key, size_t klen,
 			return -ENOMEM;
 		}
 		l->cap = 4;
-		if ((rc = k8s_hmap_put(&s->svc_slices, key, klen, l, NULL)) < 0) {
+		if ((rc = hmap_put(&s->svc_slices, key, klen, l, NULL)) < 0) {
 			list_free(l);
 			return rc;
 		}
@@ -843,23 +223,22 @@ static int apply_slice(struct k8s_store *s, enum k8s_event ev, const json_t *obj
 
 	if (!sl)
 		return -ENOMEM;
-	rc = ev == K8S_DELETED ? decode_meta(obj, true, false, sl->ns, sl->name, NULL, err, errlen)
-			       : decode_slice(obj, sl, err, errlen);
+	rc = k8s_objects_slice(obj, ev == K8S_DELETED, sl, err, errlen);
 	if (rc < 0)
 		goto out;
-	klen = k8s_svc_key(key, sl->ns, strlen(sl->ns), sl->name, strlen(sl->name));
-	old = k8s_hmap_get(&s->slices, key, klen);
+	klen = k8s_objects_key(key, sl->ns, strlen(sl->ns), sl->name, strlen(sl->name));
+	old = hmap_get(&s->slices, key, klen);
 	if (old && old->svc[0]) {
-		sklen = k8s_svc_key(skey, old->ns, strlen(old->ns), old->svc, strlen(old->svc));
+		sklen = k8s_objects_key(skey, old->ns, strlen(old->ns), old->svc, strlen(old->svc));
 		if ((rc = mark(&s->dirty_svc, skey, sklen)) < 0)
 			goto out;
 	}
 	if (ev == K8S_DELETED) {
 		if (old) {
-			k8s_hmap_del(&s->slices, key, klen, NULL);
+			hmap_del(&s->slices, key, klen, NULL);
 			list_remove(s, old);
 			s->n_addrs -= old->n_addrs;
-			slice_free(old);
+			k8s_objects_slice_free(old);
 		}
 		goto out;
 	}
@@ -870,24 +249,24 @@ static int apply_slice(struct k8s_store *s, enum k8s_event ev, const json_t *obj
 		goto out;
 	}
 	if (sl->svc[0]) {
-		sklen = k8s_svc_key(skey, sl->ns, strlen(sl->ns), sl->svc, strlen(sl->svc));
+		sklen = k8s_objects_key(skey, sl->ns, strlen(sl->ns), sl->svc, strlen(sl->svc));
 		if ((rc = mark(&s->dirty_svc, skey, sklen)) < 0 ||
 		    (rc = list_reserve(s, skey, sklen, &l)) < 0)
 			goto out;
 	}
-	if ((rc = k8s_hmap_put(&s->slices, key, klen, sl, NULL)) < 0)
+	if ((rc = hmap_put(&s->slices, key, klen, sl, NULL)) < 0)
 		goto out;
 	if (l)
 		l->v[l->n++] = sl; /* before list_remove(old) can free this list */
 	if (old) {
 		list_remove(s, old);
 		s->n_addrs -= old->n_addrs;
-		slice_free(old);
+		k8s_objects_slice_free(old);
 	}
 	s->n_addrs += sl->n_addrs;
 	return 0;
 out:
-	slice_free(sl);
+	k8s_objects_slice_free(sl);
 	return rc;
 }
 
@@ -898,20 +277,20 @@ static int apply_namespace(struct k8s_store *s, enum k8s_event ev, const json_t 
 	size_t len;
 	int rc;
 
-	if ((rc = decode_meta(obj, false, true, NULL, name, NULL, err, errlen)) < 0)
+	if ((rc = k8s_objects_namespace(obj, name, err, errlen)) < 0)
 		return rc;
 	len = strlen(name);
-	if (ev != K8S_DELETED && !k8s_hmap_get(&s->nss, name, len) &&
+	if (ev != K8S_DELETED && !hmap_get(&s->nss, name, len) &&
 	    n_objects(s) >= K8S_MAX_OBJECTS) {
 		return fail_rc(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 	}
 	if ((rc = mark(&s->dirty_ns, name, len)) < 0)
 		return rc;
 	if (ev == K8S_DELETED) {
-		k8s_hmap_del(&s->nss, name, len, NULL);
+		hmap_del(&s->nss, name, len, NULL);
 		return 0;
 	}
-	return k8s_hmap_put(&s->nss, name, len, (void *)1, NULL);
+	return hmap_put(&s->nss, name, len, (void *)1, NULL);
 }
 
 int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
@@ -951,16 +330,16 @@ void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
 {
 	switch (kind) {
 	case K8S_SERVICE:
-		k8s_hmap_clear(&s->svcs, service_free);
-		k8s_hmap_clear(&s->ns_svcs, NULL);
+		hmap_clear(&s->svcs, k8s_objects_service_free);
+		hmap_clear(&s->ns_svcs, NULL);
 		break;
 	case K8S_ENDPOINTSLICE:
-		k8s_hmap_clear(&s->svc_slices, list_free);
-		k8s_hmap_clear(&s->slices, slice_free);
+		hmap_clear(&s->svc_slices, list_free);
+		hmap_clear(&s->slices, k8s_objects_slice_free);
 		s->n_addrs = 0;
 		break;
 	case K8S_NAMESPACE:
-		k8s_hmap_clear(&s->nss, NULL);
+		hmap_clear(&s->nss, NULL);
 		break;
 	default:
 		return;
@@ -976,6 +355,71 @@ void k8s_store_get_stats(const struct k8s_store *s, struct k8s_store_stats *out)
 	out->services = s->svcs.n;
 	out->endpointslices = s->slices.n;
 	out->namespaces = s->nss.n;
+}
+
+/* ------------------------------------------------- the publisher's view */
+
+const struct k8s_service *k8s_store_service(const struct k8s_store *s, const void *key,
+					    size_t klen)
+{
+	return hmap_get(&s->svcs, key, klen);
+}
+
+struct k8s_slice *const *k8s_store_service_slices(const struct k8s_store *s, const void *key,
+						  size_t klen, uint32_t *n)
+{
+	const struct k8s_slice_list *l = hmap_get(&s->svc_slices, key, klen);
+
+	*n = l ? l->n : 0;
+	return l ? l->v : NULL;
+}
+
+bool k8s_store_ns_exists(const struct k8s_store *s, const void *ns, size_t len)
+{
+	return hmap_get(&s->nss, ns, len) || hmap_get(&s->ns_svcs, ns, len);
+}
+
+bool k8s_store_unchanged(const struct k8s_store *s)
+{
+	return !s->all_dirty && s->dirty_svc.n == 0 && s->dirty_ns.n == 0;
+}
+
+static int each_key(const struct hmap *m, const struct hmap *skip, k8s_store_key_fn fn, void *arg)
+{
+	int rc;
+
+	HMAP_FOREACH(m, n)
+	{
+		if (skip && hmap_get(skip, n->key, n->klen))
+			continue;
+		if ((rc = fn(arg, n->key, n->klen)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int k8s_store_foreach_change(const struct k8s_store *s, k8s_store_key_fn on_svc,
+			     k8s_store_key_fn on_ns, void *arg, bool *all)
+{
+	int rc;
+
+	*all = s->all_dirty;
+	if (!s->all_dirty) {
+		if ((rc = each_key(&s->dirty_svc, NULL, on_svc, arg)) < 0)
+			return rc;
+		return each_key(&s->dirty_ns, NULL, on_ns, arg);
+	}
+	if ((rc = each_key(&s->svcs, NULL, on_svc, arg)) < 0 ||
+	    (rc = each_key(&s->nss, NULL, on_ns, arg)) < 0)
+		return rc;
+	return each_key(&s->ns_svcs, &s->nss, on_ns, arg);
+}
+
+void k8s_store_changes_clear(struct k8s_store *s)
+{
+	hmap_clear(&s->dirty_svc, NULL);
+	hmap_clear(&s->dirty_ns, NULL);
+	s->all_dirty = false;
 }
 
 /* ------------------------------------------------------------ load file */
@@ -1008,7 +452,7 @@ static int load_doc(struct k8s_store *t, const json_t *doc, uint64_t *skipped, c
 
 	if (!json_is_object(doc))
 		return fail(err, errlen, "top level: not an object");
-	if ((rc = opt_string(doc, "kind", "kind", &kind, &len, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_string(doc, "kind", "kind", &kind, &len, err, errlen)) < 0)
 		return rc;
 	if (!kind)
 		return fail(err, errlen, "kind: missing");
@@ -1024,7 +468,7 @@ static int load_doc(struct k8s_store *t, const json_t *doc, uint64_t *skipped, c
 		ikind[len - 4] = '\0';
 		item_kind = ikind;
 	}
-	if ((rc = opt_member(doc, "items", true, "items", &items, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(doc, "items", true, "items", &items, err, errlen)) < 0)
 		return rc;
 	for (size_t i = 0; items && i < json_array_size(items); i++) {
 		const json_t *it = json_array_get(items, i);
@@ -1033,7 +477,8 @@ static int load_doc(struct k8s_store *t, const json_t *doc, uint64_t *skipped, c
 
 		if (!json_is_object(it))
 			return fail(err, errlen, "items[%zu]: not an object", i);
-		if ((rc = opt_string(it, "kind", "kind", &kind, &len, ierr, sizeof(ierr))) < 0)
+		rc = k8s_objects_opt_string(it, "kind", "kind", &kind, &len, ierr, sizeof(ierr));
+		if (rc < 0)
 			return fail(err, errlen, "items[%zu]: %s", i, ierr);
 		if (kind)
 			ik = kind;
@@ -1090,7 +535,7 @@ int k8s_store_load_file(struct k8s_store *s, const char *path, char *err, size_t
 	}
 
 	/* Swap the object maps: s gets the file's content, t the old one. */
-	struct k8s_hmap tmp;
+	struct hmap tmp;
 #define SWAP(field) (tmp = s->field, s->field = t->field, t->field = tmp)
 	SWAP(svcs);
 	SWAP(slices);

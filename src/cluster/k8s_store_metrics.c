@@ -1,7 +1,7 @@
 /* src/cluster/k8s_store_metrics.c - the cluster store's counts on /metrics. */
 #include <string.h>
 
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/util/metrics.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -29,15 +29,15 @@ static const struct metrics_field counters[] = {
 	  offsetof(struct k8s_store_stats, events_applied) },
 	{ "nodedns_cluster_events_rejected_total", "Malformed objects rejected.",
 	  offsetof(struct k8s_store_stats, events_rejected) },
-	{ "nodedns_cluster_snapshots_total", "Snapshots published to the workers.",
-	  offsetof(struct k8s_store_stats, snapshots_published) },
 };
 
-void k8s_store_metrics_render(struct mbuf *b, const struct k8s_store_stats *s)
+void k8s_store_metrics_render(struct mbuf *b, const struct k8s_store_stats *s, uint64_t snapshots)
 {
 	metrics_header(b, "nodedns_cluster_objects", "gauge", "Objects in the cluster store, by kind.");
 	for (size_t k = 0; k < COUNT(objects); k++)
 		metrics_u64(b, "nodedns_cluster_objects", objects[k].labels, field(s, objects[k].off));
 	for (size_t k = 0; k < COUNT(counters); k++)
 		metrics_counter(b, counters[k].name, counters[k].help, field(s, counters[k].off));
+	metrics_counter(b, "nodedns_cluster_snapshots_total", "Snapshots published to the workers.",
+			snapshots);
 }

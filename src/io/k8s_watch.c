@@ -139,6 +139,7 @@ struct k8s_watch {
 	struct sock_ctx *socks;
 	struct res res[K8S_KIND_COUNT];
 	struct k8s_store *store;
+	struct cluster_publisher *pub;
 	k8s_watch_publish_cb cb;
 	void *cb_arg;
 	struct k8s_watch_stats stats;
@@ -957,7 +958,7 @@ static void publish_now(struct k8s_watch *w)
 		return;
 	uv_timer_stop(&w->publish_timer);
 	w->last_publish_ms = now_ms(w) ? now_ms(w) : 1;
-	struct cluster_snapshot *snap = k8s_store_publish(w->store);
+	struct cluster_snapshot *snap = cluster_publisher_publish(w->pub, w->store);
 	if (!snap) {
 		/* Stays dirty: the next batch (a bookmark at the latest) retries. */
 		log_error(TAG, "cannot publish a cluster snapshot: out of memory");
@@ -1442,7 +1443,8 @@ static void init_timer(struct k8s_watch *w, uv_timer_t *t, void *data)
 }
 
 int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
-		    struct k8s_store *store, k8s_watch_publish_cb cb, void *arg,
+		    struct k8s_store *store, struct cluster_publisher *pub,
+		    k8s_watch_publish_cb cb, void *arg,
 		    struct k8s_watch **out, char *err, size_t errlen)
 {
 	struct k8s_watch *w;
@@ -1451,12 +1453,13 @@ int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
 	*out = NULL;
 	if (err && errlen)
 		err[0] = '\0';
-	if (!loop || !cfg || !store)
+	if (!loop || !cfg || !store || !pub)
 		return failv(err, errlen, -EINVAL, "k8s_watch_start: missing argument%s", "");
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	w->loop = loop;
 	w->store = store;
+	w->pub = pub;
 	w->cb = cb;
 	w->cb_arg = arg;
 	w->rng = (uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)w) | 1;

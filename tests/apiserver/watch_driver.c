@@ -4,8 +4,8 @@
  *   watch_driver (--api URL [--token-file F] [--ca-file CA] | --kubeconfig K)
  *                [--idle-ms N] [--max-event-bytes N] [--log-level L]
  *
- * Links a recording fake of the k8s_store_* symbols (below) unless built with
- * -DREAL_STORE, in which case the real store (src/k8s_store.c ...) is used and
+ * Links a recording fake of the store and publisher symbols (below) unless built
+ * with -DREAL_STORE, in which case the real store (src/cluster/...) is used and
  * dumps carry only its counters. Commands on stdin, one per line:
  *   dump   print {"dump":{...}} with the store content and the watch stats
  *   quit   k8s_watch_close(), run the loop dry, print {"closed":...}, exit
@@ -21,7 +21,10 @@
 #include <string.h>
 #include <uv.h>
 
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/io/k8s_watch.h"
 #include "nodedns/util/log.h"
 
@@ -40,6 +43,12 @@ struct cluster_snapshot {
 	int refs;
 	uint64_t serial;
 };
+
+/* The fake publisher counts in the fake store. */
+struct cluster_publisher {
+	int unused;
+};
+static struct cluster_publisher fake_publisher;
 
 static struct k8s_store *fake_store_new(void)
 {
@@ -88,8 +97,10 @@ void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
 	json_object_clear(s->objs[kind]);
 }
 
-struct cluster_snapshot *k8s_store_publish(struct k8s_store *s)
+struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *p,
+						   struct k8s_store *s)
 {
+	(void)p;
 	struct cluster_snapshot *snap = calloc(1, sizeof(*snap));
 	if (!snap)
 		return NULL;
@@ -110,8 +121,9 @@ void cluster_snapshot_unref(struct cluster_snapshot *snap)
 }
 
 /* {"services":{"ns/name":{"rv":"12","annotation_bytes":N},...},...} */
-static json_t *store_dump(struct k8s_store *s)
+static json_t *store_dump(struct k8s_store *s, struct cluster_publisher *p)
 {
+	(void)p;
 	json_t *out = json_object();
 	for (int k = 0; k < K8S_KIND_COUNT; k++) {
 		json_t *m = json_object();
@@ -135,7 +147,7 @@ static json_t *store_dump(struct k8s_store *s)
 	return out;
 }
 #else
-static json_t *store_dump(struct k8s_store *s)
+static json_t *store_dump(struct k8s_store *s, struct cluster_publisher *p)
 {
 	struct k8s_store_stats st;
 	k8s_store_get_stats(s, &st);
@@ -146,7 +158,7 @@ static json_t *store_dump(struct k8s_store *s)
 	json_object_set_new(out, "count_namespaces", json_integer((json_int_t)st.namespaces));
 	json_object_set_new(out, "store_rejected", json_integer((json_int_t)st.events_rejected));
 	json_object_set_new(out, "store_publishes",
-			    json_integer((json_int_t)st.snapshots_published));
+			    json_integer((json_int_t)cluster_publisher_count(p)));
 	return out;
 }
 #endif
@@ -159,6 +171,7 @@ struct driver {
 	uv_signal_t sigterm;
 	struct k8s_watch *w;
 	struct k8s_store *store;
+	struct cluster_publisher *pub;
 	char line[256];
 	size_t line_len;
 	uint64_t publishes;
@@ -200,7 +213,7 @@ static json_t *stats_json(const struct k8s_watch_stats *st)
 
 static void dump(struct driver *d)
 {
-	json_t *j = store_dump(d->store);
+	json_t *j = store_dump(d->store, d->pub);
 	json_object_set_new(j, "stats", stats_json(k8s_watch_stats(d->w)));
 	json_object_set_new(j, "publishes", json_integer((json_int_t)d->publishes));
 	json_t *o = json_object();
@@ -322,12 +335,15 @@ int main(int argc, char **argv)
 #ifdef REAL_STORE
 	struct cluster_config ccfg = {.domain = "cluster.local", .ttl_s = 5, .pods_insecure = true};
 	d.store = k8s_store_new(&ccfg);
+	d.pub = cluster_publisher_new();
 #else
 	d.store = fake_store_new();
+	d.pub = &fake_publisher;
 #endif
-	if (!d.store || uv_loop_init(&d.loop) < 0)
+	if (!d.store || !d.pub || uv_loop_init(&d.loop) < 0)
 		return 1;
-	rc = k8s_watch_start(&d.loop, &cfg, d.store, on_publish, &d, &d.w, err, sizeof(err));
+	rc = k8s_watch_start(&d.loop, &cfg, d.store, d.pub, on_publish, &d, &d.w, err,
+			     sizeof(err));
 	if (rc < 0) {
 		json_t *o = json_object();
 		json_object_set_new(o, "start_error", json_string(err));
@@ -335,6 +351,7 @@ int main(int argc, char **argv)
 		emit(o);
 		uv_loop_close(&d.loop);
 #ifdef REAL_STORE
+		cluster_publisher_free(d.pub);
 		k8s_store_free(d.store);
 #else
 		fake_store_free(d.store);
@@ -358,6 +375,7 @@ int main(int argc, char **argv)
 	int lc = uv_loop_close(&d.loop);
 	cluster_snapshot_unref(d.current);
 #ifdef REAL_STORE
+	cluster_publisher_free(d.pub);
 	k8s_store_free(d.store);
 #else
 	fake_store_free(d.store);

@@ -16,7 +16,9 @@
 #ifndef NODEDNS_FUZZ_CLUSTER_H
 #define NODEDNS_FUZZ_CLUSTER_H
 
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/cluster/k8s_store.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>

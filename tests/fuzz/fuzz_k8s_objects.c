@@ -31,7 +31,10 @@
  * every kind, every name seen is NXDOMAIN.
  */
 #define FUZZ_NAME "fuzz_k8s_objects"
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/util/log.h"
 
 #include "fuzz_cluster.h"
@@ -199,6 +202,7 @@ static void amplify(json_t *obj, uint8_t amp)
 
 struct state {
 	struct k8s_store *store;
+	struct cluster_publisher *pub; /* publishes store */
 	struct cluster_config cfg;
 	struct fc_names names;
 };
@@ -219,7 +223,7 @@ static int kind_of(const json_t *obj)
 
 static void probe(struct state *st)
 {
-	struct cluster_snapshot *snap = k8s_store_publish(st->store);
+	struct cluster_snapshot *snap = cluster_publisher_publish(st->pub, st->store);
 	CHECK(snap);
 	fc_probe(snap, &st->cfg, &st->names, false);
 	cluster_snapshot_unref(snap);
@@ -304,7 +308,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	st.cfg.ttl_s = 30;
 	st.cfg.pods_insecure = true;
 	st.store = k8s_store_new(&st.cfg);
-	CHECK(st.store);
+	st.pub = cluster_publisher_new();
+	CHECK(st.store && st.pub);
 
 	size_t pos = 0;
 	while (pos < size) {
@@ -337,8 +342,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int k = 0; k < K8S_KIND_COUNT; k++)
 		k8s_store_clear_kind(st.store, (enum k8s_kind)k);
 	CHECK(total_objects(st.store) == 0);
-	struct cluster_snapshot *empty = k8s_store_publish(st.store);
+	struct cluster_snapshot *empty = cluster_publisher_publish(st.pub, st.store);
 	CHECK(empty);
+	cluster_publisher_free(st.pub);
 	k8s_store_free(st.store);
 	fc_probe(empty, &st.cfg, &st.names, true);
 	cluster_snapshot_unref(empty);

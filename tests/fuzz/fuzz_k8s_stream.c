@@ -26,7 +26,10 @@
  */
 #define FUZZ_NAME "fuzz_k8s_stream"
 #include "nodedns/cluster/k8s_stream.h"
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/util/log.h"
 
 #include "fuzz_cluster.h"
@@ -164,6 +167,7 @@ static void pass_framing(const uint8_t *data, size_t size, uint32_t seed, size_t
 
 struct watch {
 	struct k8s_store *store;
+	struct cluster_publisher *pub; /* publishes store */
 	struct cluster_config cfg;
 	enum k8s_kind kind;
 	bool rotate;
@@ -176,7 +180,7 @@ struct watch {
 
 static void publish(struct watch *w)
 {
-	struct cluster_snapshot *snap = k8s_store_publish(w->store);
+	struct cluster_snapshot *snap = cluster_publisher_publish(w->pub, w->store);
 	CHECK(snap);
 	if (w->nsnaps == MAX_SNAPS) {
 		cluster_snapshot_unref(w->snaps[0]);
@@ -258,7 +262,8 @@ static void pass_watch(const uint8_t *data, size_t size, uint32_t seed, size_t m
 	w.cfg.ttl_s = 5;
 	w.cfg.pods_insecure = opts & 0x10;
 	w.store = k8s_store_new(&w.cfg);
-	CHECK(w.store);
+	w.pub = cluster_publisher_new();
+	CHECK(w.store && w.pub);
 	unsigned k = (opts >> 2) & 3;
 	w.rotate = k == 3;
 	w.kind = w.rotate ? K8S_SERVICE : (enum k8s_kind)k;
@@ -291,12 +296,13 @@ static void pass_watch(const uint8_t *data, size_t size, uint32_t seed, size_t m
 	/* A relist of every kind to nothing: the names are all gone. */
 	for (int kk = 0; kk < K8S_KIND_COUNT; kk++)
 		k8s_store_clear_kind(w.store, (enum k8s_kind)kk);
-	struct cluster_snapshot *empty = k8s_store_publish(w.store);
+	struct cluster_snapshot *empty = cluster_publisher_publish(w.pub, w.store);
 	CHECK(empty);
 	fc_probe(empty, &w.cfg, &w.names, true);
 	for (size_t i = 0; i < w.nsnaps; i++)
 		fc_probe(w.snaps[i], &w.cfg, &w.names, false);
-	k8s_store_free(w.store); /* snapshots outlive their store */
+	cluster_publisher_free(w.pub);
+	k8s_store_free(w.store); /* snapshots outlive their store and publisher */
 	fc_probe(empty, &w.cfg, &w.names, true);
 	cluster_snapshot_unref(empty);
 	for (size_t i = 0; i < w.nsnaps; i++)

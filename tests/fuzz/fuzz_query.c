@@ -5,7 +5,7 @@
  *
  * Drives src/query.c with a real cache (cache_new), a real cluster snapshot
  * (deploy/examples/demo-cluster.json through k8s_store_load_file and
- * k8s_store_publish) and a link-time fake of include/nodedns/upstream.h
+ * cluster_publisher_publish) and a link-time fake of include/nodedns/upstream.h
  * defined below: src/upstream.c is not linked. The fake records every
  * upstream_query() and completes it later, never from inside the call, with
  * bytes taken from the input or with an error status, so the input is a small
@@ -46,7 +46,8 @@
  *    query none; hold() and release() balance; nothing stays pending.
  */
 #include "nodedns/dns/cache.h"
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/dns/dnsmsg.h"
 #include "nodedns/util/log.h"
 #include "nodedns/dns/query.h"
@@ -407,8 +408,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz_query: %s\n", err);
 		abort();
 	}
-	g_snap = k8s_store_publish(s);
+	struct cluster_publisher *pub = cluster_publisher_new();
+	CHECK(pub);
+	g_snap = cluster_publisher_publish(pub, s);
 	CHECK(g_snap);
+	cluster_publisher_free(pub);
 	k8s_store_free(s); /* the snapshot holds its own references */
 
 	static const uint8_t corp[] = "\4corp\7example";

@@ -18,7 +18,8 @@
 #include <ldns/ldns.h>
 
 #include "nodedns/dns/cache.h"
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/k8s_store.h"
 #include "nodedns/dns/dnsmsg.h"
 #include "nodedns/dns/query.h"
 #include "nodedns/io/upstream.h"
@@ -440,7 +441,10 @@ static void load_cluster(struct fixture *f)
 		assert_int_equal(k8s_store_apply(f->store, kinds[i], K8S_ADDED, o, NULL, 0), 0);
 		json_decref(o);
 	}
-	query_worker_set_snapshot(f->w, k8s_store_publish(f->store));
+	struct cluster_publisher *pub = cluster_publisher_new();
+	assert_non_null(pub);
+	query_worker_set_snapshot(f->w, cluster_publisher_publish(pub, f->store));
+	cluster_publisher_free(pub); /* the snapshot lives on */
 }
 
 static void test_cluster_unsynced(void **state)

@@ -20,7 +20,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/cluster_zone.h"
 #include "nodedns/dns/dnsmsg.h"
 
 /* Defaults (--max-waiters, --min-ttl, --max-ttl, --neg-ttl, --serve-stale;

@@ -2,7 +2,7 @@
  *
  * Runs on the control thread's libuv loop: libcurl's multi interface driven by
  * uv_poll/uv_timer, JSON decoded with jansson, objects pushed into the
- * k8s_store (cluster.h). For each resource it lists (pages of limit=500 with
+ * k8s_store (k8s_store.h). For each resource it lists (pages of limit=500 with
  * continue), then watches from the list's resourceVersion with
  * allowWatchBookmarks=true and a random timeoutSeconds in [300, 600]. Events
  * update the store; BOOKMARK moves the resourceVersion; an ERROR event with
@@ -22,7 +22,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "nodedns/cluster/cluster.h"
+#include "nodedns/cluster/cluster_publisher.h"
+#include "nodedns/cluster/cluster_snapshot.h"
+#include "nodedns/cluster/k8s_store.h"
 
 /* Default bound on one watch event (no option). */
 #define K8S_WATCH_MAX_EVENT_BYTES_DEFAULT (4u << 20)
@@ -61,10 +63,12 @@ struct k8s_watch;
  */
 typedef void (*k8s_watch_publish_cb)(void *arg, struct cluster_snapshot *snap);
 
-/** Start syncing. @p store is borrowed for the life of the watch. @return 0,
- * -EINVAL for an unusable config (err says why), -ENOMEM. */
+/** Start syncing. @p store, and @p pub that publishes it, are borrowed for
+ * the life of the watch. @return 0, -EINVAL for an unusable config (err says
+ * why), -ENOMEM. */
 int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
-		    struct k8s_store *store, k8s_watch_publish_cb cb, void *arg,
+		    struct k8s_store *store, struct cluster_publisher *pub,
+		    k8s_watch_publish_cb cb, void *arg,
 		    struct k8s_watch **out, char *err, size_t errlen);
 
 const struct k8s_watch_stats *k8s_watch_stats(const struct k8s_watch *w);

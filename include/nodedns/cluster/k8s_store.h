@@ -1,0 +1,65 @@
+/* include/nodedns/cluster/k8s_store.h - the cluster store: Services, EndpointSlices, Namespaces.
+ *
+ * The control thread's private, mutable view of the cluster, fed with
+ * Kubernetes objects as the API server encodes them (jansson), from the watch
+ * (k8s_watch) or from a snapshot file. It remembers what changed since a
+ * publisher (cluster_publish.h) last turned its content into a snapshot.
+ * Pure: no libuv, no curl, no threads; one thread uses a store.
+ */
+#ifndef NODEDNS_CLUSTER_K8S_STORE_H
+#define NODEDNS_CLUSTER_K8S_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_t;
+struct cluster_config;
+
+struct k8s_store;
+
+enum k8s_kind { K8S_SERVICE = 0, K8S_ENDPOINTSLICE, K8S_NAMESPACE, K8S_KIND_COUNT };
+enum k8s_event { K8S_ADDED = 0, K8S_MODIFIED, K8S_DELETED };
+
+struct k8s_store_stats {
+	uint64_t services, endpointslices, namespaces; /* objects held */
+	uint64_t events_applied, events_rejected;      /* rejected: malformed objects */
+};
+
+struct mbuf;
+/** Render @p s, and @p snapshots (cluster_publisher_count()) as
+ * nodedns_cluster_snapshots_total (src/cluster/k8s_store_metrics.c). */
+void k8s_store_metrics_render(struct mbuf *b, const struct k8s_store_stats *s, uint64_t snapshots);
+
+/** An empty store, owned by the caller (k8s_store_free()). @p cfg (copied;
+ * may be NULL) is the zone the content is served under. NULL: no memory. */
+struct k8s_store *k8s_store_new(const struct cluster_config *cfg);
+/** Free the store and every object in it. NULL is fine. Snapshots published
+ * from it live on. */
+void k8s_store_free(struct k8s_store *s);
+
+/**
+ * Apply one event for one object (a Service, EndpointSlice or Namespace as the
+ * API server encodes it; borrowed). ADDED and MODIFIED replace the object with
+ * the same namespace/name; DELETED removes it. Malformed objects are rejected
+ * with -EINVAL and @p err (may be NULL) says why; the store is unchanged.
+ * Also -ENOSPC (a store limit: objects, ready addresses) and -ENOMEM, with
+ * the store unchanged as well.
+ */
+int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
+		    const struct json_t *obj, char *err, size_t errlen);
+
+/** Remove every object of @p kind (a relist replaces the whole set). */
+void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind);
+
+/**
+ * Replace the whole store content with the objects of a `kubectl get
+ * services,endpointslices,namespaces -A -o json` document (a v1 List, or a
+ * single object) read from @p path. On any error the store is unchanged.
+ * @return 0, -errno for I/O (-EFBIG over 1 GiB), -EINVAL for bad JSON or a
+ * malformed object (err says where), -ENOSPC for store limits.
+ */
+int k8s_store_load_file(struct k8s_store *s, const char *path, char *err, size_t errlen);
+
+void k8s_store_get_stats(const struct k8s_store *s, struct k8s_store_stats *out);
+
+#endif

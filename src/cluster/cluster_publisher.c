@@ -1,0 +1,410 @@
+/* src/cluster/cluster_publisher.c - publish the store as snapshots, at the cost of what changed.
+ *
+ * The store remembers which svc keys and namespaces changed. For each, the
+ * svc_rec is rebuilt (O(size of that Service), cluster_records.c) and
+ * compared with the one in the last snapshot; equal records are dropped, so
+ * a MODIFIED event that changes nothing DNS can see (status, annotations, a
+ * not-ready endpoint) shares everything. The reverse entries of the old and
+ * new record are diffed into the rev map. Only the shards that received an
+ * edit are rebuilt; the others are shared by reference (cluster_pmap.c). So
+ * one endpoint change in a 10,000-Service cluster costs: rebuild one
+ * svc_rec, rebuild one svc shard (~40 entries at 10k Services) and one or
+ * two rev shards, plus 3 x PMAP_SHARDS pointer copies and reference
+ * increments (~768, a few microseconds). A relist or a snapshot file load
+ * (the store reports "all changed") rebuilds every record to compare it, but
+ * still shares every shard that did not change.
+ *
+ * The publisher runs on the control thread (it reads the store through
+ * k8s_store_internal.h); the snapshots it returns go to any thread.
+ */
+#include "nodedns/cluster/cluster_publisher.h"
+
+#include "cluster_snapshot_internal.h"
+#include "k8s_store_internal.h"
+#include "nodedns/util/hashmap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* short names inside this file */
+#define ip_cmp cluster_records_ip_cmp
+#define label_cmp cluster_records_label_cmp
+
+struct cluster_publisher {
+	struct hash_key hkey;          /* of every snapshot's maps and of the work map */
+	uint32_t generation;           /* serial of the last snapshot */
+	struct cluster_snapshot *last; /* one reference, NULL before the first publish */
+	uint64_t published;            /* snapshots made */
+};
+
+/* ------------------------------------------------------ reverse entries */
+
+struct rev_work {
+	uint32_t n, cap;
+	struct rev_item *items;
+	struct k8s_ip ip;
+};
+
+static void rev_work_free(void *p)
+{
+	struct rev_work *w = p;
+
+	if (w)
+		free(w->items);
+	free(w);
+}
+
+static struct rev_work *rev_work_get(struct hmap *work, const struct cluster_snapshot *last,
+				     const struct k8s_ip *ip)
+{
+	uint8_t key[17];
+	size_t klen = cluster_snapshot_rev_key(key, ip);
+	struct rev_work *w = hmap_get(work, key, klen);
+	struct pm_val *v = NULL;
+
+	if (w)
+		return w;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->ip = *ip;
+	if (last && cluster_pmap_get(&last->rev, &last->hkey, key, klen, &v) && v) {
+		const struct rev_rec *rr = (const struct rev_rec *)v;
+		w->items = malloc((rr->n + 1) * sizeof(*w->items));
+		if (!w->items) {
+			free(w);
+			return NULL;
+		}
+		memcpy(w->items, rr->items, rr->n * sizeof(*w->items));
+		w->n = rr->n;
+		w->cap = rr->n + 1;
+	}
+	if (hmap_put(work, key, klen, w, NULL) < 0) {
+		rev_work_free(w);
+		return NULL;
+	}
+	return w;
+}
+
+static int rev_edit(struct hmap *work, const struct cluster_snapshot *last,
+		    const struct svc_rec *r, const struct k8s_ip *ip, int kind,
+		    const struct rec_target *t, bool add)
+{
+	struct rev_work *w = rev_work_get(work, last, ip);
+
+	if (!w)
+		return -ENOMEM;
+	if (!add) {
+		for (uint32_t i = 0; i < w->n;) {
+			const struct rev_item *it = &w->items[i];
+			if (it->ns_len == r->ns_len && it->name_len == r->name_len &&
+			    memcmp(it->ns, r->ns, r->ns_len) == 0 &&
+			    memcmp(it->name, r->name, r->name_len) == 0)
+				w->items[i] = w->items[--w->n];
+			else
+				i++;
+		}
+		return 0;
+	}
+	for (uint32_t i = 0; i < w->n; i++) {
+		const struct rev_item *it = &w->items[i];
+		if (it->kind == kind && it->ns_len == r->ns_len && it->name_len == r->name_len &&
+		    memcmp(it->ns, r->ns, r->ns_len) == 0 &&
+		    memcmp(it->name, r->name, r->name_len) == 0)
+			return 0; /* one PTR per Service and kind */
+	}
+	if (w->n == w->cap) {
+		uint32_t cap = w->cap ? w->cap * 2 : 2;
+		struct rev_item *v = realloc(w->items, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		w->items = v;
+		w->cap = cap;
+	}
+	struct rev_item *it = &w->items[w->n++];
+	memset(it, 0, sizeof(*it));
+	it->kind = (uint8_t)kind;
+	it->ns_len = r->ns_len;
+	it->name_len = r->name_len;
+	memcpy(it->ns, r->ns, r->ns_len);
+	memcpy(it->name, r->name, r->name_len);
+	if (t) {
+		it->label_len = t->label_len;
+		memcpy(it->label, t->label, t->label_len);
+	}
+	return 0;
+}
+
+struct ep_ref {
+	struct k8s_ip ip;
+	uint32_t target;
+};
+
+static int ep_ref_cmp(const void *a, const void *b)
+{
+	const struct ep_ref *x = a, *y = b;
+	int c = ip_cmp(&x->ip, &y->ip);
+
+	return c ? c : x->target == y->target ? 0 : x->target < y->target ? -1 : 1;
+}
+
+/* Add or remove the reverse entries of @p r: each ClusterIP points at the
+ * Service name, each ready endpoint address at its endpoint name (one PTR
+ * per Service: the first name in label order that holds the address). */
+static int rev_apply(struct hmap *work, const struct cluster_snapshot *last,
+		     const struct svc_rec *r, bool add)
+{
+	struct ep_ref *refs;
+	size_t n = 0;
+	int rc = 0;
+
+	if (!r)
+		return 0;
+	for (uint32_t i = 0; i < r->n_cips; i++) {
+		if ((rc = rev_edit(work, last, r, &r->cips[i], REV_CLUSTERIP, NULL, add)) < 0)
+			return rc;
+	}
+	if (r->n_eps == 0)
+		return 0;
+	refs = malloc(r->n_eps * sizeof(*refs));
+	if (!refs)
+		return -ENOMEM;
+	for (uint32_t t = 0; t < r->n_targets; t++) {
+		for (uint32_t k = 0; k < r->targets[t].ep_n; k++)
+			refs[n++] = (struct ep_ref){ r->eps[r->targets[t].ep_first + k], t };
+	}
+	qsort(refs, n, sizeof(*refs), ep_ref_cmp);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (i && ip_cmp(&refs[i].ip, &refs[i - 1].ip) == 0)
+			continue;
+		rc = rev_edit(work, last, r, &refs[i].ip, REV_ENDPOINT, &r->targets[refs[i].target],
+			      add);
+	}
+	free(refs);
+	return rc;
+}
+
+static int rev_item_cmp(const void *a, const void *b)
+{
+	const struct rev_item *x = a, *y = b;
+	int c;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if ((c = label_cmp(x->ns, x->ns_len, y->ns, y->ns_len)))
+		return c;
+	if ((c = label_cmp(x->name, x->name_len, y->name, y->name_len)))
+		return c;
+	return label_cmp(x->label, x->label_len, y->label, y->label_len);
+}
+
+/* Turn the worked-on reverse entries into edits of the rev map. */
+static int rev_edits(struct hmap *work, const struct cluster_snapshot *last,
+		     const struct hash_key *hk, struct pm_edits *e)
+{
+	HMAP_FOREACH(work, node)
+	{
+		struct rev_work *w = node->val;
+		struct pm_val *old = NULL;
+		struct rev_rec *rr;
+
+		if (last)
+			cluster_pmap_get(&last->rev, &last->hkey, node->key, node->klen, &old);
+		if (w->n)
+			qsort(w->items, w->n, sizeof(*w->items), rev_item_cmp);
+		if (old) {
+			const struct rev_rec *o = (const struct rev_rec *)old;
+			if (o->n == w->n &&
+			    (!w->n || memcmp(o->items, w->items, w->n * sizeof(*w->items)) == 0))
+				continue;
+		} else if (w->n == 0) {
+			continue;
+		}
+		if (w->n == 0) {
+			if (cluster_pmap_edit(e, hk, node->key, node->klen, true, NULL) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		rr = malloc(sizeof(*rr) + w->n * sizeof(rr->items[0]));
+		if (!rr)
+			return -ENOMEM;
+		atomic_init(&rr->hdr.refs, 1);
+		rr->hdr.type = PM_VAL_REV;
+		rr->n = w->n;
+		memcpy(rr->items, w->items, w->n * sizeof(*w->items));
+		if (cluster_pmap_edit(e, hk, node->key, node->klen, false, &rr->hdr) < 0) {
+			free(rr);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* -------------------------------------------------------------- publish */
+
+struct publish {
+	struct cluster_publisher *pub;
+	const struct k8s_store *s;
+	const struct cluster_snapshot *last;
+	struct pm_edits svc, ns, rev;
+	struct hmap work; /* rev key -> struct rev_work */
+};
+
+static int publish_svc(void *arg, const uint8_t *key, size_t klen)
+{
+	struct publish *p = arg;
+	const struct k8s_service *svc = k8s_store_service(p->s, key, klen);
+	struct pm_val *old = NULL;
+	struct svc_rec *rec = NULL;
+	struct k8s_slice *const *slices;
+	uint32_t n;
+	int rc;
+
+	if (p->last)
+		cluster_pmap_get(&p->last->svc, &p->last->hkey, key, klen, &old);
+	if (svc) {
+		slices = k8s_store_service_slices(p->s, key, klen, &n);
+		if (!(rec = cluster_records_build(svc, slices, n)))
+			return -ENOMEM;
+	}
+	if (cluster_records_equal((const struct svc_rec *)old, rec)) {
+		cluster_snapshot_val_unref(rec ? &rec->hdr : NULL);
+		return 0;
+	}
+	rc = cluster_pmap_edit(&p->svc, &p->pub->hkey, key, klen, rec == NULL,
+			       rec ? &rec->hdr : NULL);
+	if (rc < 0) {
+		cluster_snapshot_val_unref(rec ? &rec->hdr : NULL);
+		return rc;
+	}
+	if ((rc = rev_apply(&p->work, p->last, (const struct svc_rec *)old, false)) < 0)
+		return rc;
+	return rev_apply(&p->work, p->last, rec, true);
+}
+
+static int publish_ns(void *arg, const uint8_t *key, size_t klen)
+{
+	struct publish *p = arg;
+	bool want = k8s_store_ns_exists(p->s, key, klen);
+	bool have = p->last && cluster_pmap_get(&p->last->ns, &p->last->hkey, key, klen, NULL);
+
+	if (want == have)
+		return 0;
+	return cluster_pmap_edit(&p->ns, &p->pub->hkey, key, klen, !want, NULL);
+}
+
+/* Everything that changed into edits; after "all changed", also what the
+ * last snapshot has and the store no longer does. */
+static int publish_collect(struct publish *p)
+{
+	bool all;
+	int rc;
+
+	if ((rc = k8s_store_foreach_change(p->s, publish_svc, publish_ns, p, &all)) < 0)
+		return rc;
+	if (!all || !p->last)
+		return 0;
+	PMAP_FOREACH(&p->last->svc, slot)
+	{
+		if (!k8s_store_service(p->s, slot->key, slot->klen) &&
+		    (rc = publish_svc(p, slot->key, slot->klen)) < 0)
+			return rc;
+	}
+	PMAP_FOREACH(&p->last->ns, slot)
+	{
+		if (!k8s_store_ns_exists(p->s, slot->key, slot->klen) &&
+		    (rc = publish_ns(p, slot->key, slot->klen)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void publish_done(struct publish *p)
+{
+	cluster_pmap_edits_free(&p->svc);
+	cluster_pmap_edits_free(&p->ns);
+	cluster_pmap_edits_free(&p->rev);
+	hmap_deinit(&p->work, rev_work_free);
+}
+
+/* The last snapshot with the edits of @p p applied. NULL: no memory. */
+static struct cluster_snapshot *publish_snapshot(struct publish *p)
+{
+	struct cluster_publisher *pub = p->pub;
+	struct cluster_snapshot *snap = calloc(1, sizeof(*snap));
+
+	if (!snap)
+		return NULL;
+	atomic_init(&snap->refs, 1);
+	snap->hkey = pub->hkey;
+	snap->serial = pub->generation + 1;
+	if (pub->last) {
+		cluster_pmap_share(&snap->svc, &pub->last->svc);
+		cluster_pmap_share(&snap->ns, &pub->last->ns);
+		cluster_pmap_share(&snap->rev, &pub->last->rev);
+	}
+	if (cluster_pmap_apply(&snap->svc, &p->svc) < 0 ||
+	    cluster_pmap_apply(&snap->ns, &p->ns) < 0 ||
+	    cluster_pmap_apply(&snap->rev, &p->rev) < 0) {
+		cluster_snapshot_unref(snap);
+		return NULL;
+	}
+	return snap;
+}
+
+struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *pub,
+						   struct k8s_store *s)
+{
+	struct publish p = { .pub = pub, .s = s, .last = pub->last };
+	struct cluster_snapshot *snap;
+
+	if (pub->last && k8s_store_unchanged(s))
+		goto unchanged;
+	if (hmap_init(&p.work, &pub->hkey) < 0)
+		return NULL;
+	if (publish_collect(&p) < 0 || rev_edits(&p.work, p.last, &pub->hkey, &p.rev) < 0)
+		goto fail;
+	if (pub->last && p.svc.n == 0 && p.ns.n == 0 && p.rev.n == 0) {
+		publish_done(&p);
+		goto clean;
+	}
+	if (!(snap = publish_snapshot(&p)))
+		goto fail;
+	publish_done(&p);
+	pub->generation = snap->serial;
+	cluster_snapshot_unref(pub->last);
+	pub->last = snap;
+	pub->published++;
+clean:
+	k8s_store_changes_clear(s);
+unchanged:
+	cluster_snapshot_ref(pub->last);
+	return pub->last;
+fail:
+	/* the store keeps its changes: the next publish tries again */
+	publish_done(&p);
+	return NULL;
+}
+
+struct cluster_publisher *cluster_publisher_new(void)
+{
+	struct cluster_publisher *p = calloc(1, sizeof(*p));
+
+	if (p)
+		hash_key_random(&p->hkey);
+	return p;
+}
+
+void cluster_publisher_free(struct cluster_publisher *p)
+{
+	if (!p)
+		return;
+	cluster_snapshot_unref(p->last);
+	free(p);
+}
+
+uint64_t cluster_publisher_count(const struct cluster_publisher *p)
+{
+	return p->published;
+}

@@ -1,0 +1,48 @@
+/* src/cluster/k8s_store_internal.h - the store as the publisher sees it: read-only, and its changes.
+ *
+ * The publisher (cluster_publish.c) reads the store only through these
+ * functions: the objects by key, and the keys that changed since it last
+ * published. Once a snapshot holds every change it calls
+ * k8s_store_changes_clear(), the one call here that writes. Objects and
+ * arrays returned are the store's, valid until the store next changes.
+ */
+#ifndef NODEDNS_CLUSTER_K8S_STORE_INTERNAL_H
+#define NODEDNS_CLUSTER_K8S_STORE_INTERNAL_H
+
+#include "nodedns/cluster/k8s_store.h"
+
+#include "k8s_objects_internal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** The Service of svc key @p key, NULL when there is none. */
+const struct k8s_service *k8s_store_service(const struct k8s_store *s, const void *key,
+					    size_t klen);
+/** The EndpointSlices attached to Service @p key (by their service-name
+ * label), in no particular order; *n of them (0: NULL). */
+struct k8s_slice *const *k8s_store_service_slices(const struct k8s_store *s, const void *key,
+						  size_t klen, uint32_t *n);
+/** A namespace exists when its Namespace object does, or a Service is in it. */
+bool k8s_store_ns_exists(const struct k8s_store *s, const void *ns, size_t len);
+
+/** Called with each key; a negative return stops the walk and is returned. */
+typedef int (*k8s_store_key_fn)(void *arg, const uint8_t *key, size_t klen);
+
+/** Nothing changed since the last k8s_store_changes_clear(). */
+bool k8s_store_unchanged(const struct k8s_store *s);
+/**
+ * What changed since the last k8s_store_changes_clear(). Normally the svc
+ * keys and namespaces that were touched (@p all = false). After a relist or
+ * a file load the store cannot tell (@p all = true): then every svc key and
+ * every existing namespace is visited, and the caller must also look at the
+ * keys it published before that are not there any more.
+ * @return 0 or the first negative return of a callback.
+ */
+int k8s_store_foreach_change(const struct k8s_store *s, k8s_store_key_fn on_svc,
+			     k8s_store_key_fn on_ns, void *arg, bool *all);
+/** Forget the changes: a snapshot now holds them. */
+void k8s_store_changes_clear(struct k8s_store *s);
+
+#endif
