@@ -504,7 +504,7 @@ class Suite:
         self.expect_start_error(["--kubeconfig", bad], "badyaml", "YAML")
 
     def test_real_store(self):
-        """The same watch linked with the real store (src/k8s_store.c): counts only."""
+        """The same watch linked with the real store (src/cluster/): counts only."""
         if not os.access(self.args.real_driver, os.X_OK):
             print("     (skipped: no %s; tests/apiserver/build_driver.sh real)"
                   % self.args.real_driver)
