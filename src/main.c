@@ -659,7 +659,7 @@ int main(int argc, char **argv)
 	sh->server.tcp_max_inflight = cfg->tcp_max_inflight;
 	sh->server.tcp_max_unsent_bytes = 256 * 1024;
 	sh->server.udp_max_queued_sends = 4096;
-	sh->upstream.proto = cfg->upstream_proto == CONFIG_PROTO_UDP ? 1 : 0;
+	sh->upstream.proto = cfg->upstream_proto == CONFIG_PROTO_UDP ? UPSTREAM_PROTO_UDP : UPSTREAM_PROTO_TCP;
 	sh->upstream.timeout_ms = cfg->upstream_timeout_ms;
 	sh->upstream.conns_per_server = 2;
 	sh->upstream.max_inflight_conn = 256;

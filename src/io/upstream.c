@@ -13,6 +13,8 @@
 
 #include "nodedns/dns/dnsmsg.h"
 #include "nodedns/util/log.h"
+#include "nodedns/util/netaddr.h"
+#include "nodedns/util/wire.h"
 
 /*
  * Shape of the module.
@@ -70,7 +72,6 @@
  *   returns -ECANCELED.
  */
 
-#define UP_PROTO_UDP 1 /* CONFIG_PROTO_UDP; config.h is not ours to include */
 
 #define UP_DEFAULT_TIMEOUT_MS 2000u
 #define UP_DEFAULT_CONNS 2u
@@ -91,7 +92,6 @@
 #define UP_MAX_GROUP 64u
 #define UP_RNG_WORDS 256u
 
-#define DNS_HDR_BYTES 12u
 #define DNS_FLAG_QR 0x80u /* in byte 2 */
 #define DNS_FLAG_TC 0x02u /* in byte 2 */
 
@@ -271,17 +271,6 @@ static void srv_pump(struct up_srv *s);
 
 /* ---- Small helpers ---- */
 
-static uint16_t be16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
 static uint64_t now_ms(const struct upstream *u)
 {
 	return uv_now(u->loop);
@@ -325,18 +314,13 @@ static uint16_t rng16(struct upstream *u)
 	return u->rng_buf[u->rng_pos++];
 }
 
-static uint8_t ascii_lower(uint8_t c)
-{
-	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
-}
-
 /* Whether the reply @p p of @p n bytes carries exactly the question of @p r.
  * The query's name was validated, so walking its labels bounds the walk. */
 static bool question_match(const struct up_req *r, const uint8_t *p, size_t n)
 {
-	if (n < r->qend || be16(p + 4) != 1)
+	if (n < r->qend || wire_get16(p + 4) != 1)
 		return false;
-	const uint8_t *a = r->q + DNS_HDR_BYTES, *b = p + DNS_HDR_BYTES;
+	const uint8_t *a = r->q + DNS_HEADER_BYTES, *b = p + DNS_HEADER_BYTES;
 	size_t i = 0;
 	for (;;) {
 		uint8_t l = a[i];
@@ -345,29 +329,13 @@ static bool question_match(const struct up_req *r, const uint8_t *p, size_t n)
 		if (l == 0)
 			break;
 		for (size_t k = 1; k <= l; k++) {
-			if (ascii_lower(a[i + k]) != ascii_lower(b[i + k]))
+			if (wire_lower(a[i + k]) != wire_lower(b[i + k]))
 				return false;
 		}
 		i += 1u + l;
 	}
 	i++;
 	return memcmp(a + i, b + i, 4) == 0; /* type, class */
-}
-
-static bool addr_equal(const struct sockaddr *a, const struct sockaddr_storage *b)
-{
-	if (a->sa_family != b->ss_family)
-		return false;
-	if (a->sa_family == AF_INET) {
-		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	if (a->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-		return x->sin6_port == y->sin6_port &&
-		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-	}
-	return false;
 }
 
 /* ---- ID maps ---- */
@@ -592,7 +560,7 @@ static void req_reply(struct up_req *r, uint8_t *p, size_t n)
 	uint64_t us = (uv_hrtime() - r->sent_ns) / 1000u;
 	histogram_observe(&s->cfg->stats.latency, us);
 	STAT_INC(s->cfg->stats.replies);
-	put_be16(p, r->orig_id);
+	wire_put16(p, r->orig_id);
 	bool was_tcp = r->state == R_TCP;
 	upstream_done_cb cb = r->cb;
 	void *arg = r->arg;
@@ -696,7 +664,7 @@ static int pick_server(struct up_req *r, uint64_t now)
 {
 	const struct upstream_group *g = r->group;
 	size_t n = g->nservers < UP_MAX_GROUP ? g->nservers : UP_MAX_GROUP;
-	bool tcp = r->u->cfg.proto != UP_PROTO_UDP || r->use_tcp;
+	bool tcp = r->u->cfg.proto != UPSTREAM_PROTO_UDP || r->use_tcp;
 	int cand = -1;
 	uint64_t cand_at = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -734,7 +702,7 @@ static void req_next_server(struct up_req *r)
 		tq_start(r);
 		STAT_INC(s->cfg->stats.queries);
 		int rc;
-		if (u->cfg.proto == UP_PROTO_UDP && !r->use_tcp)
+		if (u->cfg.proto == UPSTREAM_PROTO_UDP && !r->use_tcp)
 			rc = udp_send(r, s);
 		else
 			rc = tcp_assign(r, s);
@@ -802,8 +770,8 @@ static void tcp_write(struct up_conn *c, struct up_req *r)
 	if (c->err)
 		return; /* doomed: r fails over with the connection */
 	size_t qlen = r->len, total = qlen + 2;
-	put_be16(r->hdr, (uint16_t)qlen);
-	put_be16(r->hdr + 2, r->wire_id);
+	wire_put16(r->hdr, (uint16_t)qlen);
+	wire_put16(r->hdr + 2, r->wire_id);
 	uv_buf_t b[2] = {
 		uv_buf_init((char *)r->hdr, 4),
 		uv_buf_init((char *)r->q + 2, (unsigned)(qlen - 2)),
@@ -1067,7 +1035,7 @@ static void tcp_frame(struct up_conn *c, uint8_t *p, size_t n)
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
 	}
-	struct up_req *r = idmap_get(&c->ids, be16(p));
+	struct up_req *r = idmap_get(&c->ids, wire_get16(p));
 	if (!r) { /* unknown or late */
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
@@ -1095,8 +1063,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	c->rlen += (size_t)nread;
 	size_t off = 0;
 	while (c->rlen - off >= 2) {
-		size_t flen = be16(c->rbuf + off);
-		if (flen < DNS_HDR_BYTES) {
+		size_t flen = wire_get16(c->rbuf + off);
+		if (flen < DNS_HEADER_BYTES) {
 			STAT_INC(c->srv->cfg->stats.bad_replies);
 			conn_fail(c, -EPROTO);
 			return;
@@ -1115,7 +1083,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		c->rlen -= off;
 	}
 	if (c->rlen >= 2) {
-		size_t need = 2 + (size_t)be16(c->rbuf); /* <= 2 + UP_FRAME_MAX_BYTES */
+		size_t need = 2 + (size_t)wire_get16(c->rbuf); /* <= 2 + UP_FRAME_MAX_BYTES */
 		if (need > c->rcap) {
 			uint8_t *nb = realloc(c->rbuf, need);
 			if (!nb) {
@@ -1206,14 +1174,14 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	}
 	if (nread == 0 && !addr)
 		return; /* nothing more to read */
-	if ((flags & UV_UDP_PARTIAL) || (size_t)nread < DNS_HDR_BYTES ||
-	    (addr && !addr_equal(addr, &s->cfg->addr))) {
+	if ((flags & UV_UDP_PARTIAL) || (size_t)nread < DNS_HEADER_BYTES ||
+	    (addr && !netaddr_sa_equal(addr, (const struct sockaddr *)&s->cfg->addr))) {
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
 	}
 	uint8_t *p = (uint8_t *)buf->base;
 	size_t n = (size_t)nread;
-	struct up_req *r = (p[2] & DNS_FLAG_QR) ? idmap_get(&ud->ids, be16(p)) : NULL;
+	struct up_req *r = (p[2] & DNS_FLAG_QR) ? idmap_get(&ud->ids, wire_get16(p)) : NULL;
 	if (!r) {
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
@@ -1295,7 +1263,7 @@ static int udp_send(struct up_req *r, struct up_srv *s)
 	r->state = R_UDP;
 	dl_append(&ud->reqs, &r->link);
 	ud->ninflight++;
-	put_be16(r->hdr + 2, id);
+	wire_put16(r->hdr + 2, id);
 	uv_buf_t b[2] = {
 		uv_buf_init((char *)r->hdr + 2, 2),
 		uv_buf_init((char *)r->q + 2, (unsigned)(r->len - 2)),
@@ -1423,7 +1391,7 @@ int upstream_new(uv_loop_t *loop, const struct upstream_config *cfg, struct upst
 	dl_init(&u->tq);
 	dl_init(&u->done);
 	dl_init(&u->broken);
-	if (u->cfg.proto == UP_PROTO_UDP) {
+	if (u->cfg.proto == UPSTREAM_PROTO_UDP) {
 		u->udp_buf = malloc(UP_UDP_BUF_BYTES);
 		if (!u->udp_buf) {
 			free(u);
@@ -1460,10 +1428,10 @@ int upstream_query(struct upstream *u, const struct upstream_group *group, const
 		return -EINVAL;
 	if (u->closing)
 		return -ECANCELED;
-	if (len < DNS_HDR_BYTES || len > UP_FRAME_MAX_BYTES || be16(query + 4) != 1)
+	if (len < DNS_HEADER_BYTES || len > UP_FRAME_MAX_BYTES || wire_get16(query + 4) != 1)
 		return -EINVAL;
-	size_t nl = dnsmsg_plain_name_len(query, len, DNS_HDR_BYTES);
-	if (nl == 0 || DNS_HDR_BYTES + nl + 4 > len)
+	size_t nl = dnsmsg_plain_name_len(query, len, DNS_HEADER_BYTES);
+	if (nl == 0 || DNS_HEADER_BYTES + nl + 4 > len)
 		return -EINVAL;
 	if (u->ninflight >= u->cfg.max_inflight) {
 		STAT_INC(u->wstats.dropped_inflight);
@@ -1474,8 +1442,8 @@ int upstream_query(struct upstream *u, const struct upstream_group *group, const
 		return -ENOMEM;
 	memcpy(r->q, query, len);
 	r->len = len;
-	r->qend = DNS_HDR_BYTES + nl + 4;
-	r->orig_id = be16(query);
+	r->qend = DNS_HEADER_BYTES + nl + 4;
+	r->orig_id = wire_get16(query);
 	r->u = u;
 	r->group = group;
 	r->cb = cb;
