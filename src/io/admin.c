@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nodedns/io/health.h"
+#include "nodedns/io/http_head.h"
 #include "nodedns/util/log.h"
 #include "nodedns/util/netaddr.h"
 #include "nodedns/util/wire.h"
@@ -47,15 +48,12 @@
 #define ADMIN_LINGER_MS 2000
 #define ADMIN_DISCARD_MAX_BYTES (64 * 1024)
 #define ADMIN_LOG_INTERVAL_MS 10000
-#define ADMIN_METHOD_MAX_BYTES 32
 
 static const char TAG[] = "admin";
 static const char CT_METRICS[] = "text/plain; version=0.0.4; charset=utf-8";
 static const char CT_TEXT[] = "text/plain; charset=utf-8";
 
 enum conn_state { CONN_READING, CONN_HEALTH, CONN_WRITING, CONN_LINGER, CONN_CLOSING };
-enum req_method { METHOD_GET, METHOD_HEAD, METHOD_OTHER };
-enum req_path { PATH_UNKNOWN, PATH_METRICS, PATH_HEALTH, PATH_READY };
 
 struct conn {
 	uv_tcp_t tcp;
@@ -69,8 +67,8 @@ struct conn {
 	bool line_done;   /* request line seen and parsed */
 	bool head_only;   /* HEAD: no body */
 	bool peer_eof;
-	enum req_method method;
-	enum req_path path;
+	enum http_method method;
+	enum http_path path;
 	size_t len;  /* bytes in head[] */
 	size_t scan; /* where to resume looking for the end of the head */
 	size_t discarded;
@@ -307,157 +305,6 @@ static void health_start(struct conn *c)
 	conn_deadline(c, ADMIN_HEALTH_TIMEOUT_MS);
 }
 
-/* ---- request parsing ---- */
-
-static bool is_tchar(uint8_t ch)
-{
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-		return true;
-	return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
-static bool has_prefix_ci(const char *s, size_t n, const char *prefix)
-{
-	size_t i;
-	for (i = 0; prefix[i]; i++)
-		if (i >= n || wire_lower((uint8_t)s[i]) != (uint8_t)prefix[i])
-			return false;
-	return true;
-}
-
-static bool path_is(const char *p, size_t n, const char *want)
-{
-	return strlen(want) == n && memcmp(p, want, n) == 0;
-}
-
-/* "METHOD SP request-target SP HTTP/1.x", without the line end. */
-static int parse_request_line(struct conn *c, const char *s, size_t n)
-{
-	const char *end = s + n, *p = s, *t, *path;
-	size_t mlen, tlen, plen;
-
-	while (p < end && is_tchar((uint8_t)*p))
-		p++;
-	mlen = (size_t)(p - s);
-	if (mlen == 0 || mlen > ADMIN_METHOD_MAX_BYTES || p == end || *p != ' ')
-		return -EINVAL;
-	t = ++p;
-	while (p < end && (uint8_t)*p > 0x20 && (uint8_t)*p < 0x7f)
-		p++;
-	tlen = (size_t)(p - t);
-	if (tlen == 0 || p == end || *p != ' ')
-		return -EINVAL;
-	p++;
-	if (end - p != 8 || memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9')
-		return -EINVAL;
-
-	if (mlen == 3 && memcmp(s, "GET", 3) == 0)
-		c->method = METHOD_GET;
-	else if (mlen == 4 && memcmp(s, "HEAD", 4) == 0)
-		c->method = METHOD_HEAD;
-	else
-		c->method = METHOD_OTHER;
-	c->head_only = c->method == METHOD_HEAD;
-
-	/* origin-form "/path?query", absolute-form "http://host/path", or "*". */
-	path = t;
-	plen = tlen;
-	if (t[0] != '/') {
-		size_t skip;
-		if (has_prefix_ci(t, tlen, "http://"))
-			skip = 7;
-		else if (has_prefix_ci(t, tlen, "https://"))
-			skip = 8;
-		else if (tlen == 1 && t[0] == '*')
-			skip = 1;
-		else
-			return -EINVAL;
-		path = t + skip;
-		plen = tlen - skip;
-		while (plen > 0 && *path != '/' && *path != '?' && *path != '#') {
-			path++;
-			plen--;
-		}
-	}
-	for (size_t i = 0; i < plen; i++) {
-		if (path[i] == '?' || path[i] == '#') {
-			plen = i;
-			break;
-		}
-	}
-	if (plen == 0 && t[0] != '*') { /* "http://host" or "http://host?x" */
-		path = "/";
-		plen = 1;
-	}
-	if (path_is(path, plen, "/metrics"))
-		c->path = PATH_METRICS;
-	else if (path_is(path, plen, "/health"))
-		c->path = PATH_HEALTH;
-	else if (path_is(path, plen, "/ready"))
-		c->path = PATH_READY;
-	else
-		c->path = PATH_UNKNOWN;
-	return 0;
-}
-
-/* Header lines from @p p up to and including the blank line at the end. */
-static bool headers_valid(const char *p, const char *end)
-{
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *colon, *q;
-		size_t n;
-
-		if (!nl)
-			return false;
-		n = (size_t)(nl - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		if (n == 0)
-			return true;
-		colon = memchr(p, ':', n);
-		if (!colon || colon == p)
-			return false;
-		for (q = p; q < colon; q++)
-			if (!is_tchar((uint8_t)*q))
-				return false;
-		for (q = colon + 1; q < p + n; q++) {
-			uint8_t ch = (uint8_t)*q;
-			if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-				return false;
-		}
-		p = nl + 1;
-	}
-	return false;
-}
-
-/* Find the blank line ending the head ("\n\n" or "\n\r\n"); on success
- * *end is the length of the head. Resumes where the last call stopped. */
-static bool find_head_end(struct conn *c, size_t *end)
-{
-	size_t i;
-
-	for (i = c->scan; i < c->len; i++) {
-		if (c->head[i] != '\n')
-			continue;
-		if (i + 1 >= c->len)
-			break;
-		if (c->head[i + 1] == '\n') {
-			*end = i + 2;
-			return true;
-		}
-		if (c->head[i + 1] == '\r') {
-			if (i + 2 >= c->len)
-				break;
-			if (c->head[i + 2] == '\n') {
-				*end = i + 3;
-				return true;
-			}
-		}
-	}
-	c->scan = i;
-	return false;
-}
-
 static void serve_metrics(struct conn *c)
 {
 	struct admin *a = c->a;
@@ -476,23 +323,23 @@ static void dispatch(struct conn *c)
 {
 	struct admin *a = c->a;
 
-	if (c->path == PATH_UNKNOWN) {
+	if (c->path == HTTP_PATH_UNKNOWN) {
 		respond_text(c, 404, "not found\n");
 		return;
 	}
-	if (c->method == METHOD_OTHER) {
+	if (c->method == HTTP_METHOD_OTHER) {
 		respond(c, 405, CT_TEXT, "method not allowed\n", strlen("method not allowed\n"),
 			"Allow: GET, HEAD\r\n");
 		return;
 	}
 	switch (c->path) {
-	case PATH_METRICS:
+	case HTTP_PATH_METRICS:
 		serve_metrics(c);
 		break;
-	case PATH_HEALTH:
+	case HTTP_PATH_HEALTH:
 		health_start(c);
 		break;
-	case PATH_READY:
+	case HTTP_PATH_READY:
 		if (a->h.ready && a->h.ready(a->h.arg))
 			respond_text(c, 200, "ready\n");
 		else
@@ -516,16 +363,17 @@ static void head_progress(struct conn *c)
 			if (n > 0 && c->head[n - 1] == '\r')
 				n--;
 			c->line_done = true;
-			if (parse_request_line(c, c->head, n) < 0) {
+			if (http_head_parse_line(c->head, n, &c->method, &c->path) < 0) {
 				c->head_only = false;
 				respond_text(c, 400, "bad request\n");
 				return;
 			}
+			c->head_only = c->method == HTTP_METHOD_HEAD;
 		}
 	}
-	if (find_head_end(c, &end)) {
+	if (http_head_find_end(c->head, c->len, &c->scan, &end)) {
 		const char *nl = memchr(c->head, '\n', end);
-		if (!c->line_done || !nl || !headers_valid(nl + 1, c->head + end)) {
+		if (!c->line_done || !nl || !http_head_headers_valid(nl + 1, c->head + end)) {
 			c->head_only = false;
 			respond_text(c, 400, "bad request\n");
 			return;
