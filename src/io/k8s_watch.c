@@ -896,24 +896,11 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct res *r = userp;
-	size_t n = size * nmemb;
 
+	/* Only a sign of life: Retry-After is read from curl at the end. */
+	(void)data;
 	uv_timer_start(&r->idle_timer, on_idle, r->w->idle_ms, 0);
-	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-		r->retry_after_s = -1; /* a new response (after 100 Continue, say) */
-	} else if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
-		long v = 0;
-		size_t i = 12;
-		while (i < n && (data[i] == ' ' || data[i] == '\t'))
-			i++;
-		size_t digits = 0;
-		for (; i < n && data[i] >= '0' && data[i] <= '9' && digits < 6; i++, digits++)
-			v = v * 10 + (data[i] - '0');
-		/* An HTTP-date is not worth parsing here: use the backoff. */
-		if (digits > 0)
-			r->retry_after_s = v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : v;
-	}
-	return n;
+	return size * nmemb;
 }
 
 /* ---------------------------------------------------------- publishing */
@@ -1257,8 +1244,16 @@ static void transfer_done(struct res *r, CURLcode result)
 	enum abort_reason ab = r->abort;
 	enum phase ph = r->phase;
 
+	curl_off_t retry_after = 0;
+
 	if (!r->got_code)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	/* Seconds, or an HTTP-date turned into seconds from now; 0: none. */
+	if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK ||
+	    retry_after <= 0)
+		r->retry_after_s = -1;
+	else
+		r->retry_after_s = retry_after > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (long)retry_after;
 	finish_transfer(r);
 	r->abort = AB_NONE;
 	if (r->w->closing)
@@ -1328,19 +1323,48 @@ static int failv(char *err, size_t errlen, int rc, const char *fmt, const char *
 	return rc;
 }
 
+/* The API server URL: https with a host, no query or fragment, printable
+ * ASCII (curl's URL parser takes bytes above 0x7e as they are). */
+static int check_url(const char *url, char *err, size_t errlen)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *part = NULL;
+	int rc = 0;
+
+	if (!u)
+		return -ENOMEM;
+	CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	if (uc == CURLUE_OUT_OF_MEMORY)
+		rc = -ENOMEM;
+	else if (uc != CURLUE_OK)
+		rc = failv(err, errlen, -EINVAL,
+			   "API server URL \"%.200s\" is not a valid https:// URL", url);
+	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		 strcmp(scheme, "https") != 0)
+		rc = failv(err, errlen, -EINVAL,
+			   "API server URL \"%.200s\" is not https:// (TLS is required)", url);
+	else if (curl_url_get(u, CURLUPART_QUERY, &part, 0) != CURLUE_NO_QUERY ||
+		 curl_url_get(u, CURLUPART_FRAGMENT, &part, 0) != CURLUE_NO_FRAGMENT)
+		rc = failv(err, errlen, -EINVAL,
+			   "API server URL \"%.200s\" has a query or a fragment", url);
+	curl_free(scheme);
+	curl_free(part);
+	curl_url_cleanup(u);
+	return rc;
+}
+
 static int set_server(struct k8s_watch *w, const char *url, char *err, size_t errlen)
 {
 	size_t n = strlen(url);
-	if (strncasecmp(url, "https://", 8) != 0 || n <= 8)
-		return failv(err, errlen, -EINVAL,
-			     "API server URL \"%.200s\" is not https:// (TLS is required)", url);
 	if (n > URL_MAX_BYTES)
 		return failv(err, errlen, -EINVAL, "API server URL is too long%s", "");
 	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f ||
-		    url[i] == '?' || url[i] == '#')
+		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
 			return failv(err, errlen, -EINVAL,
 				     "API server URL \"%.200s\" has a bad character", url);
+	int rc = check_url(url, err, errlen);
+	if (rc < 0)
+		return rc;
 	if (!(w->server = strdup(url)))
 		return -ENOMEM;
 	while (n > 8 && w->server[n - 1] == '/')
