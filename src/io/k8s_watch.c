@@ -28,8 +28,9 @@ static const struct res_def res_defs[K8S_KIND_COUNT] = {
 	[K8S_NAMESPACE] = {K8S_NAMESPACE, "namespaces", "/api/v1/namespaces", "Namespace"},
 };
 
-
 static void publish_now(struct k8s_watch *w);
+
+/* ------------------------------------------------------------- helpers */
 
 static uint64_t rnd(struct k8s_watch *w)
 {
@@ -274,6 +275,8 @@ static void publish_now(struct k8s_watch *w)
 	}
 }
 
+/* ----------------------------------------------------- transfer results */
+
 /* Common handling of a non-200 answer. @return the delay before the retry. */
 static uint64_t http_failure(struct res *r, long code, const char *what)
 {
@@ -449,6 +452,8 @@ void k8s_watch_transfer_done(struct res *r, CURLcode result)
 	if (r->body.cap > ERROR_BODY_MAX_BYTES && !r->easy)
 		k8s_watch_buf_release(&r->body);
 }
+
+/* ------------------------------------------------------- start / close */
 
 static void free_watch(struct k8s_watch *w)
 {

@@ -163,7 +163,7 @@ int k8s_watch_set_tls(struct k8s_watch *w, CURL *e)
 	return rc == CURLE_OK ? 0 : -EINVAL;
 }
 
-/* ------------------------------------------------------- start / close */
+/* ------------------------------------------------ server URL and files */
 
 int k8s_watch_failv(char *err, size_t errlen, int rc, const char *fmt, const char *arg)
 {

@@ -166,7 +166,7 @@ size_t k8s_watch_on_header(char *data, size_t size, size_t nmemb, void *userp)
 	return size * nmemb;
 }
 
-/* ----------------------------------------------------- transfer results */
+/* ---------------------------------------------------------- list pages */
 
 /* Apply the complete list: swap the new set into the store. */
 static void commit_list(struct res *r, const char *rv)

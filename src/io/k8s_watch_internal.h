@@ -19,7 +19,6 @@
 
 #include "nodedns/io/k8s_watch.h"
 
-
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -154,8 +153,6 @@ struct k8s_watch {
 	int open_handles; /* timers still to close before the final free */
 	bool curl_global;
 };
-
-/* ------------------------------------------------------------- helpers */
 
 /* k8s_watch.c: the list/watch state machine, publishing, start and close */
 uint64_t k8s_watch_now_ms(struct k8s_watch *w);
