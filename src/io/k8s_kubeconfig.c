@@ -222,6 +222,42 @@ static bool yaml_false(const char *v)
 	return false;
 }
 
+/* The user entry @p u of the current context: token or token file, client
+ * certificate and key. */
+static int parse_user(struct kc_parse *p, yaml_node_t *u, struct k8s_kubeconfig *kc)
+{
+	int rc = 0;
+
+	static const char *const unsupported[] = {"exec", "auth-provider", "username",
+						  "password", "as", "impersonate"};
+	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
+		if (map_get(p, u, unsupported[i]))
+			return failf(p, "kubeconfig: user field \"%s\" is not supported "
+					"(use a token, tokenFile or client certificate)",
+				     unsupported[i]);
+	const char *tok = map_str(p, u, "token", &rc);
+	const char *tokf = map_str(p, u, "tokenFile", &rc);
+	if (rc < 0)
+		return rc;
+	if (tokf) {
+		if ((rc = dup_path(p, tokf, &kc->token_file)) < 0)
+			return rc;
+	} else if (tok && !(kc->token = strdup(tok))) {
+		return -ENOMEM;
+	}
+	if ((rc = file_or_data(p, u, "client-certificate", "client-certificate-data",
+			       &kc->cert_file, &kc->cert_data, &kc->cert_len)) < 0)
+		return rc;
+	if ((rc = file_or_data(p, u, "client-key", "client-key-data", &kc->key_file,
+			       &kc->key_data, &kc->key_len)) < 0)
+		return rc;
+	bool cert = kc->cert_file || kc->cert_data, key = kc->key_file || kc->key_data;
+	if (cert != key)
+		return failf(p, "kubeconfig: a client certificate needs both "
+				"client-certificate and client-key%s", NULL);
+	return 0;
+}
+
 static int parse(struct kc_parse *p, struct k8s_kubeconfig *kc)
 {
 	yaml_node_t *root = yaml_document_get_root_node(&p->doc);
@@ -276,34 +312,7 @@ static int parse(struct kc_parse *p, struct k8s_kubeconfig *kc)
 		/* kubectl accepts "user: {}" entries; a missing entry is a typo. */
 		return failf(p, "kubeconfig: user \"%.200s\" not found", uname);
 	}
-	static const char *const unsupported[] = {"exec", "auth-provider", "username",
-						  "password", "as", "impersonate"};
-	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
-		if (map_get(p, u, unsupported[i]))
-			return failf(p, "kubeconfig: user field \"%s\" is not supported "
-					"(use a token, tokenFile or client certificate)",
-				     unsupported[i]);
-	const char *tok = map_str(p, u, "token", &rc);
-	const char *tokf = map_str(p, u, "tokenFile", &rc);
-	if (rc < 0)
-		return rc;
-	if (tokf) {
-		if ((rc = dup_path(p, tokf, &kc->token_file)) < 0)
-			return rc;
-	} else if (tok && !(kc->token = strdup(tok))) {
-		return -ENOMEM;
-	}
-	if ((rc = file_or_data(p, u, "client-certificate", "client-certificate-data",
-			       &kc->cert_file, &kc->cert_data, &kc->cert_len)) < 0)
-		return rc;
-	if ((rc = file_or_data(p, u, "client-key", "client-key-data", &kc->key_file,
-			       &kc->key_data, &kc->key_len)) < 0)
-		return rc;
-	bool cert = kc->cert_file || kc->cert_data, key = kc->key_file || kc->key_data;
-	if (cert != key)
-		return failf(p, "kubeconfig: a client certificate needs both "
-				"client-certificate and client-key%s", NULL);
-	return 0;
+	return parse_user(p, u, kc);
 }
 
 static int read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen)

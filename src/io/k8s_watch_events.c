@@ -213,6 +213,40 @@ static void commit_list(struct res *r, const char *rv)
 	k8s_watch_start_watch(r);
 }
 
+/* Check a list page's shape; *cont is its continue token (NULL on the last
+ * page). @return false with @p why set when it is unusable. */
+static bool page_valid(const json_t *root, const json_t *meta, const json_t *items,
+		       const char *rv, const char **contp, char *why, size_t whylen)
+{
+	const json_t *contj = json_object_get(meta, "continue");
+	const char *cont = json_string_value(contj);
+
+	if (!json_is_object(root) || !json_is_object(meta)) {
+		snprintf(why, whylen, "not a list (no metadata)");
+		return false;
+	}
+	if (!json_is_array(items) && !json_is_null(items) && items) {
+		snprintf(why, whylen, "items is not an array");
+		return false;
+	}
+	if (contj && !cont && !json_is_null(contj)) {
+		snprintf(why, whylen, "metadata.continue is not a string");
+		return false;
+	}
+	if (cont && strlen(cont) > CONTINUE_MAX_BYTES) {
+		snprintf(why, whylen, "metadata.continue longer than %d bytes", CONTINUE_MAX_BYTES);
+		return false;
+	}
+	if (cont && !cont[0])
+		cont = NULL;
+	if (!cont && (!rv || !k8s_rv_valid(rv))) {
+		snprintf(why, whylen, "missing or invalid metadata.resourceVersion");
+		return false;
+	}
+	*contp = cont;
+	return true;
+}
+
 /* One list page arrived with 200. @return 0 (next page started or list
  * committed) or -EINVAL (malformed). */
 int k8s_watch_list_page(struct res *r, char *why, size_t whylen)
@@ -230,31 +264,10 @@ int k8s_watch_list_page(struct res *r, char *why, size_t whylen)
 	const json_t *meta = json_object_get(root, "metadata");
 	const json_t *items = json_object_get(root, "items");
 	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
-	const json_t *contj = json_object_get(meta, "continue");
-	const char *cont = json_string_value(contj);
+	const char *cont = NULL;
 
-	if (!json_is_object(root) || !json_is_object(meta)) {
-		snprintf(why, whylen, "not a list (no metadata)");
+	if (!page_valid(root, meta, items, rv, &cont, why, whylen))
 		goto out;
-	}
-	if (!json_is_array(items) && !json_is_null(items) && items) {
-		snprintf(why, whylen, "items is not an array");
-		goto out;
-	}
-	if (contj && !cont && !json_is_null(contj)) {
-		snprintf(why, whylen, "metadata.continue is not a string");
-		goto out;
-	}
-	if (cont && strlen(cont) > CONTINUE_MAX_BYTES) {
-		snprintf(why, whylen, "metadata.continue longer than %d bytes", CONTINUE_MAX_BYTES);
-		goto out;
-	}
-	if (cont && !cont[0])
-		cont = NULL;
-	if (!cont && (!rv || !k8s_rv_valid(rv))) {
-		snprintf(why, whylen, "missing or invalid metadata.resourceVersion");
-		goto out;
-	}
 	size_t i;
 	json_t *it;
 	json_array_foreach(items, i, it) {
