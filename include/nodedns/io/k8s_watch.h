@@ -13,6 +13,8 @@
  *
  * After each batch of events (everything one read callback delivered), the
  * watcher publishes a new snapshot through the publish callback.
+ *
+ * Implemented by src/io/k8s_watch*.c (their shared types: k8s_watch_internal.h).
  */
 #ifndef NODEDNS_K8S_WATCH_H
 #define NODEDNS_K8S_WATCH_H

@@ -20,7 +20,8 @@
  * server per worker, random IDs, replies only from the server's address) and is
  * retried over the TCP pool when the reply has TC=1.
  *
- * Everything here runs on the owning worker's loop thread only.
+ * Everything here runs on the owning worker's loop thread only. Implemented
+ * by src/io/upstream*.c (their shared types: upstream_internal.h).
  */
 #ifndef NODEDNS_UPSTREAM_H
 #define NODEDNS_UPSTREAM_H
