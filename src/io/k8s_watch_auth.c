@@ -172,12 +172,13 @@ int k8s_watch_failv(char *err, size_t errlen, int rc, const char *fmt, const cha
 	return rc;
 }
 
-/* The API server URL: https with a host, no query or fragment, printable
- * ASCII (curl's URL parser takes bytes above 0x7e as they are). */
-static int check_url(const char *url, char *err, size_t errlen)
+/* Check the API server URL with curl's parser: https, a host, no query or
+ * fragment. *out is curl's normalised form of it (scheme in lower case, at
+ * least "/" as the path), malloc'ed. */
+static int check_url(const char *url, char **out, char *err, size_t errlen)
 {
 	CURLU *u = curl_url();
-	char *scheme = NULL, *part = NULL;
+	char *scheme = NULL, *part = NULL, *norm = NULL;
 	int rc = 0;
 
 	if (!u)
@@ -187,21 +188,27 @@ static int check_url(const char *url, char *err, size_t errlen)
 		rc = -ENOMEM;
 	else if (uc != CURLUE_OK)
 		rc = k8s_watch_failv(err, errlen, -EINVAL,
-			   "API server URL \"%.200s\" is not a valid https:// URL", url);
+				     "API server URL \"%.200s\" is not a valid https:// URL", url);
 	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 		 strcmp(scheme, "https") != 0)
 		rc = k8s_watch_failv(err, errlen, -EINVAL,
-			   "API server URL \"%.200s\" is not https:// (TLS is required)", url);
+				     "API server URL \"%.200s\" is not https:// (TLS is required)",
+				     url);
 	else if (curl_url_get(u, CURLUPART_QUERY, &part, 0) != CURLUE_NO_QUERY ||
 		 curl_url_get(u, CURLUPART_FRAGMENT, &part, 0) != CURLUE_NO_FRAGMENT)
 		rc = k8s_watch_failv(err, errlen, -EINVAL,
-			   "API server URL \"%.200s\" has a query or a fragment", url);
+				     "API server URL \"%.200s\" has a query or a fragment", url);
+	else if (curl_url_get(u, CURLUPART_URL, &norm, 0) != CURLUE_OK ||
+		 !(*out = strdup(norm)))
+		rc = -ENOMEM;
 	curl_free(scheme);
 	curl_free(part);
+	curl_free(norm);
 	curl_url_cleanup(u);
 	return rc;
 }
 
+/* Curl's URL parser takes bytes above 0x7e as they are: refuse them first. */
 static int set_server(struct k8s_watch *w, const char *url, char *err, size_t errlen)
 {
 	size_t n = strlen(url);
@@ -210,12 +217,11 @@ static int set_server(struct k8s_watch *w, const char *url, char *err, size_t er
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
 			return k8s_watch_failv(err, errlen, -EINVAL,
-				     "API server URL \"%.200s\" has a bad character", url);
-	int rc = check_url(url, err, errlen);
+					       "API server URL \"%.200s\" has a bad character", url);
+	int rc = check_url(url, &w->server, err, errlen);
 	if (rc < 0)
 		return rc;
-	if (!(w->server = strdup(url)))
-		return -ENOMEM;
+	n = strlen(w->server);
 	while (n > 8 && w->server[n - 1] == '/')
 		w->server[--n] = '\0';
 	return 0;
