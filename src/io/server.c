@@ -1,6 +1,8 @@
 /* src/io/server.c - the listeners of one worker: sockets, the query worker's hooks, start and stop. */
 #include "server_internal.h"
 
+/* ------------------------------------------------------------ sockets */
+
 static int open_one(const struct netaddr *a, int type, char *err, size_t errlen)
 {
 	const char *proto = type == SOCK_DGRAM ? "udp" : "tcp";

@@ -27,6 +27,7 @@
 
 #include "nodedns/dns/dnsmsg.h"
 #include "nodedns/util/log.h"
+#include "nodedns/util/wire.h"
 
 /* libuv 1.44 splits the receive buffer into 64 KiB slots and reads up to 20
  * datagrams per recvmmsg call into it; a smaller buffer spins (see the libuv

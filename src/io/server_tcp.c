@@ -82,7 +82,8 @@ void server_tcp_reply(struct server *s, struct tcp_conn *c, const uint8_t *wire,
 {
 	if (c->closing)
 		return;
-	uint8_t prefix[2] = { (uint8_t)(len >> 8), (uint8_t)len };
+	uint8_t prefix[2];
+	wire_put16(prefix, (uint16_t)len);
 	uv_buf_t bufs[2] = { uv_buf_init((char *)prefix, 2), uv_buf_init((char *)wire, (unsigned)len) };
 	size_t total = len + 2;
 	size_t done = 0;
@@ -163,7 +164,7 @@ static size_t consume_frames(struct tcp_conn *c, const uint8_t *data, size_t len
 	struct server *s = c->s;
 	size_t off = 0;
 	while (!c->closing && len - off >= 2) {
-		size_t flen = ((size_t)data[off] << 8) | data[off + 1];
+		size_t flen = wire_get16(data + off);
 		if (flen < DNS_HEADER_BYTES) {
 			*bad = true;
 			return off;

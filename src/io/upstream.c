@@ -57,8 +57,9 @@
  *   returns -ECANCELED.
  */
 
-
 static void on_tq_timer(uv_timer_t *t);
+
+/* ---- Small helpers ---- */
 
 uint64_t upstream_now_ms(const struct upstream *u)
 {
