@@ -51,8 +51,6 @@ bool k8s_watch_may_log(struct res *r)
 	return log_ratelimited(&r->loglim, k8s_watch_now_ms(r->w), LOG_INTERVAL_MS);
 }
 
-/* Exponential backoff with jitter: d x [1, 2), doubling from 0.8 s, at most
- * 30 s, reset after 2 minutes without a failure (client-go's constants). */
 uint64_t k8s_watch_backoff(struct res *r)
 {
 	uint64_t now = k8s_watch_now_ms(r->w);
@@ -66,7 +64,6 @@ uint64_t k8s_watch_backoff(struct res *r)
 	return d;
 }
 
-/* A server-supplied string made safe for one log line. */
 void k8s_watch_printable(char *dst, size_t cap, const char *src, size_t n)
 {
 	size_t i = 0;
@@ -124,7 +121,6 @@ void k8s_watch_schedule(struct res *r, enum phase next, uint64_t delay_ms)
 		uv_timer_start(&r->retry_timer, on_retry, delay_ms, 0);
 }
 
-/* Forget the list in progress (its pages and continue token). */
 void k8s_watch_drop_list(struct res *r)
 {
 	json_decref(r->pending);
@@ -234,10 +230,6 @@ static void on_publish_timer(uv_timer_t *t)
 	publish_now(t->data);
 }
 
-/* Publish what changed, at most once per PUBLISH_MIN_INTERVAL_MS: under a
- * stream of events a snapshot per event costs the control thread (and the
- * CPU it shares with the workers) more than it gains; a change still reaches
- * the workers within the interval. The first snapshot goes out at once. */
 void k8s_watch_publish(struct k8s_watch *w)
 {
 	if (!w->dirty || !all_listed(w) || w->closing)

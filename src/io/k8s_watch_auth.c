@@ -91,8 +91,6 @@ fail:
 	return rc;
 }
 
-/* Re-read the token file when it changed (checked at most every 10 s) or
- * when @p force (after a 401). The old token stays on any failure. */
 void k8s_watch_token_refresh(struct k8s_watch *w, bool force)
 {
 	struct stat st;

@@ -18,8 +18,6 @@ static void sock_free_cb(uv_handle_t *h)
 	free(h->data);
 }
 
-/* Stop polling @p c and free it once libuv is done with it. The fd itself
- * belongs to libcurl. */
 void k8s_watch_sock_close(struct k8s_watch *w, struct sock_ctx *c)
 {
 	for (struct sock_ctx **pp = &w->socks; *pp; pp = &(*pp)->next) {
@@ -117,7 +115,6 @@ int k8s_watch_on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* End the transfer of @p r, if any: never call from a curl callback. */
 void k8s_watch_finish_transfer(struct res *r)
 {
 	if (r->easy) {
@@ -157,7 +154,6 @@ static void set_options(struct res *r, CURL *e)
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, w);
 }
 
-/* Start a GET of @p query on the resource's collection. */
 int k8s_watch_start_request(struct res *r, const char *query)
 {
 	struct k8s_watch *w = r->w;
@@ -247,9 +243,6 @@ static void drain(struct k8s_watch *w)
 	k8s_watch_publish(w);
 }
 
-/* No byte for idle_ms: the connection is presumed dead (libcurl does not
- * notice a silent peer on its own). Not a curl callback, so the transfer may
- * be removed here. */
 void k8s_watch_on_idle(uv_timer_t *t)
 {
 	struct res *r = t->data;

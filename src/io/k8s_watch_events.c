@@ -247,8 +247,6 @@ static bool page_valid(const json_t *root, const json_t *meta, const json_t *ite
 	return true;
 }
 
-/* One list page arrived with 200. @return 0 (next page started or list
- * committed) or -EINVAL (malformed). */
 int k8s_watch_list_page(struct res *r, char *why, size_t whylen)
 {
 	json_error_t jerr;

@@ -155,38 +155,94 @@ struct k8s_watch {
 };
 
 /* k8s_watch.c: the list/watch state machine, publishing, start and close */
+/* The loop's time in ms. */
 uint64_t k8s_watch_now_ms(struct k8s_watch *w);
+
+/* Whether @p r may log a warning now (rate-limited per resource). */
 bool k8s_watch_may_log(struct res *r);
+
+/* Exponential backoff with jitter: d x [1, 2), doubling from 0.8 s, at most
+ * 30 s, reset after 2 minutes without a failure (client-go's constants). */
 uint64_t k8s_watch_backoff(struct res *r);
+
+/* A server-supplied string made safe for one log line. */
 void k8s_watch_printable(char *dst, size_t cap, const char *src, size_t n);
+
+/* End @p r's phase and start @p next after @p delay_ms. */
 void k8s_watch_schedule(struct res *r, enum phase next, uint64_t delay_ms);
+
+/* Forget the list in progress (its pages and continue token). */
 void k8s_watch_drop_list(struct res *r);
+
+/* Request the next list page of @p r (the first one per its list_mode). */
 void k8s_watch_start_list(struct res *r);
+
+/* Start a watch of @p r from its resourceVersion. */
 void k8s_watch_start_watch(struct res *r);
+
+/* Publish what changed, at most once per PUBLISH_MIN_INTERVAL_MS: under a
+ * stream of events a snapshot per event costs the control thread (and the
+ * CPU it shares with the workers) more than it gains; a change still reaches
+ * the workers within the interval. The first snapshot goes out at once. */
 void k8s_watch_publish(struct k8s_watch *w);
+
+/* The transfer of @p r ended with @p result: choose what comes next. */
 void k8s_watch_transfer_done(struct res *r, CURLcode result);
 
 /* k8s_watch_events.c: response bodies */
+/* Free @p b's memory and zero it. */
 void k8s_watch_buf_release(struct buf *b);
+
+/* curl's write callback: the body of a list page, or watch lines. */
 size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp);
+
+/* curl's header callback: only restarts the idle watchdog. */
 size_t k8s_watch_on_header(char *data, size_t size, size_t nmemb, void *userp);
+
+/* One list page arrived with 200. @return 0 (next page started or list
+ * committed) or -EINVAL (malformed). */
 int k8s_watch_list_page(struct res *r, char *why, size_t whylen);
 
 /* k8s_watch_auth.c: credentials and TLS */
+/* Zero a secret string and free it. NULL is fine. */
 void k8s_watch_wipe_str(char *s);
+
+/* Re-read the token file when it changed (checked at most every 10 s) or
+ * when @p force (after a 401). The old token stays on any failure. */
 void k8s_watch_token_refresh(struct k8s_watch *w, bool force);
+
+/* TLS options of one request: verification, CA, client certificate. */
 int k8s_watch_set_tls(struct k8s_watch *w, CURL *e);
+
+/* Write the message to @p err (may be NULL) and return @p rc. */
 int k8s_watch_failv(char *err, size_t errlen, int rc, const char *fmt, const char *arg);
+
+/* Server, CA, client certificate and token from @p cfg (and its
+ * kubeconfig). @return 0, -EINVAL with @p err set, -ENOMEM. */
 int k8s_watch_configure(struct k8s_watch *w, const struct k8s_watch_config *cfg, char *err,
 	size_t errlen);
 
 /* k8s_watch_curl.c: transfers on the loop */
+/* Stop polling @p c and free it once libuv is done with it. The fd itself
+ * belongs to libcurl. */
 void k8s_watch_sock_close(struct k8s_watch *w, struct sock_ctx *c);
+
+/* CURLMOPT_SOCKETFUNCTION: poll @p fd for what curl wants. */
 int k8s_watch_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 	void *socketp);
+
+/* CURLMOPT_TIMERFUNCTION: arm the one curl timer. */
 int k8s_watch_on_curl_timer(CURLM *multi, long timeout_ms, void *userp);
+
+/* End the transfer of @p r, if any: never call from a curl callback. */
 void k8s_watch_finish_transfer(struct res *r);
+
+/* Start a GET of @p query on the resource's collection. */
 int k8s_watch_start_request(struct res *r, const char *query);
+
+/* No byte for idle_ms: the connection is presumed dead (libcurl does not
+ * notice a silent peer on its own). Not a curl callback, so the transfer may
+ * be removed here. */
 void k8s_watch_on_idle(uv_timer_t *t);
 
 #endif

@@ -107,20 +107,46 @@ static inline void inc(_Atomic uint64_t *c)
 }
 
 /* server_udp.c */
+/* libuv's allocation and receive callbacks of the UDP sockets. */
 void server_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void server_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 	const struct sockaddr *addr, unsigned flags);
+
+/* Send what the batch of @p u holds with sendmmsg(); what the kernel does not
+ * take at once goes through udp_send_one() (queued sends). */
 void server_udp_flush(struct server *s, struct udp_sock *u);
+
+/* The uv_prepare_t callback: flush every socket's batch. */
 void server_flush_all(uv_prepare_t *h);
+
+/* Reply to @p c on @p u: into the batch, or sent alone when it does not fit. */
 void server_udp_reply(struct server *s, struct udp_sock *u, const struct query_client *c,
 	const uint8_t *wire, size_t len);
+
+/* Take a UDP socket out of its SO_REUSEPORT group without closing it:
+ * connect it to a port nobody sends from (discard, on its own address). Linux
+ * then steers every new datagram to the group's unconnected sockets (those of
+ * the other workers or of the nodedns taking over during a rolling update),
+ * while this socket still delivers what was already queued on it and can send
+ * the answers still owed (sendto() on a connected UDP socket is allowed).
+ * Closing it instead would drop what the kernel queued on it meanwhile.
+ * @return 0, or -errno when the socket stays in the group. */
 int server_udp_leave_group(struct udp_sock *u);
 
 /* server_tcp.c */
+/* Free @p c once its handles are closed and it holds no query. */
 void server_conn_maybe_free(struct tcp_conn *c);
+
+/* Close @p c; queries in flight keep it until released. */
 void server_conn_close(struct tcp_conn *c);
+
+/* Send a reply framed with its length on @p c. */
 void server_tcp_reply(struct server *s, struct tcp_conn *c, const uint8_t *wire, size_t len);
+
+/* Un-pause @p c: handle the frames it buffered, then read again. */
 void server_conn_resume(struct tcp_conn *c);
+
+/* The listeners' connection callback. */
 void server_tcp_accept(uv_stream_t *ls, int status);
 
 #endif

@@ -94,8 +94,6 @@ static void udp_send_one(struct server *s, struct udp_sock *u, const struct sock
 	inc(&s->stats.udp_sends_queued);
 }
 
-/* Send what the batch of @p u holds with sendmmsg(); what the kernel does not
- * take at once goes through udp_send_one() (queued sends). */
 void server_udp_flush(struct server *s, struct udp_sock *u)
 {
 	struct udp_batch *b = u->batch;
@@ -158,14 +156,6 @@ void server_udp_reply(struct server *s, struct udp_sock *u, const struct query_c
 		server_udp_flush(s, u);
 }
 
-/* Take a UDP socket out of its SO_REUSEPORT group without closing it:
- * connect it to a port nobody sends from (discard, on its own address). Linux
- * then steers every new datagram to the group's unconnected sockets (those of
- * the other workers or of the nodedns taking over during a rolling update),
- * while this socket still delivers what was already queued on it and can send
- * the answers still owed (sendto() on a connected UDP socket is allowed).
- * Closing it instead would drop what the kernel queued on it meanwhile.
- * @return 0, or -errno when the socket stays in the group. */
 int server_udp_leave_group(struct udp_sock *u)
 {
 	uv_os_fd_t fd;

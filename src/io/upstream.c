@@ -104,8 +104,6 @@ static uint16_t rng16(struct upstream *u)
 	return u->rng_buf[u->rng_pos++];
 }
 
-/* Whether the reply @p p of @p n bytes carries exactly the question of @p r.
- * The query's name was validated, so walking its labels bounds the walk. */
 bool upstream_question_match(const struct up_req *r, const uint8_t *p, size_t n)
 {
 	if (n < r->qend || wire_get16(p + 4) != 1)
@@ -152,7 +150,6 @@ static void idmap_insert(struct idslot *slots, uint32_t cap, uint16_t id, struct
 	slots[i].id = id;
 }
 
-/* @return 0 or -ENOMEM. The caller keeps count below 65536 / 2. */
 int upstream_idmap_put(struct idmap *m, uint16_t id, struct up_req *r)
 {
 	if ((m->count + 1) * 2 > m->cap) {
@@ -204,7 +201,6 @@ static void idmap_del(struct idmap *m, uint16_t id)
 	m->count--;
 }
 
-/* A random ID not in use in @p m (count < 32768, so a few draws suffice). */
 uint16_t upstream_idmap_fresh_id(struct upstream *u, const struct idmap *m)
 {
 	for (int i = 0; i < 16; i++) {
@@ -261,9 +257,6 @@ static void tq_arm(struct upstream *u)
 	uv_timer_start(&u->timer, on_tq_timer, r->deadline_ms > now ? r->deadline_ms - now : 0, 0);
 }
 
-/* Start a new attempt deadline. Deadlines have one length, so appending keeps
- * tq sorted; the timer is re-armed only when tq was empty (it otherwise fires
- * for an earlier head and re-arms itself). */
 void upstream_tq_start(struct up_req *r)
 {
 	struct upstream *u = r->u;
@@ -284,7 +277,6 @@ static void tq_remove(struct up_req *r)
 
 /* ---- Queries: binding and completion ---- */
 
-/* Detach @p r from its carrier (connection, UDP socket, backlog, done queue). */
 void upstream_req_unbind(struct up_req *r)
 {
 	switch (r->state) {
@@ -337,7 +329,6 @@ static void req_release(struct up_req *r)
 	set_inflight(u);
 }
 
-/* A matching reply for @p r in @p p (writable, borrowed): call back now. */
 void upstream_req_reply(struct up_req *r, uint8_t *p, size_t n)
 {
 	struct up_srv *s = r->srv;
@@ -433,7 +424,6 @@ void upstream_srv_connect_failed(struct up_srv *s, int err, const char *what)
 			 s->cfg->name, what, uv_strerror(err), s->backoff_ms, sup);
 }
 
-/* Move every backlogged query of @p s on to its next server. */
 void upstream_srv_fail_backlog(struct up_srv *s)
 {
 	while (!dl_empty(&s->backlog)) {
@@ -465,7 +455,6 @@ static int pick_server(struct up_req *r, uint64_t now)
 	return cand;
 }
 
-/* Start the next attempt of @p r, or fail it (deferred) when none is left. */
 void upstream_req_next_server(struct up_req *r)
 {
 	struct upstream *u = r->u;
@@ -537,9 +526,6 @@ static void on_tq_timer(uv_timer_t *t)
 	tq_arm(u);
 }
 
-/* Deferred work: connections that failed inside a write, then the failures
- * queued by req_fail_later (only those present on entry, so a callback that
- * retries cannot keep the loop here). */
 void upstream_on_defer(uv_idle_t *h)
 {
 	struct upstream *u = h->data;

@@ -225,33 +225,85 @@ struct upstream {
 };
 
 /* upstream.c: queries, ID maps, attempt timers, servers and their selection, the public API */
+/* The loop's time in ms. */
 uint64_t upstream_now_ms(const struct upstream *u);
+
+/* Whether to log now; *suppressed: lines held back since the last one. */
 bool upstream_log_ok(struct log_limit *l, uint64_t now, uint64_t *suppressed);
+
+/* Whether the reply @p p of @p n bytes carries exactly the question of @p r.
+ * The query's name was validated, so walking its labels bounds the walk. */
 bool upstream_question_match(const struct up_req *r, const uint8_t *p, size_t n);
+
+/* The query with @p id in @p m, or NULL. */
 struct up_req *upstream_idmap_get(const struct idmap *m, uint16_t id);
+
+/* @return 0 or -ENOMEM. The caller keeps count below 65536 / 2. */
 int upstream_idmap_put(struct idmap *m, uint16_t id, struct up_req *r);
+
+/* A random ID not in use in @p m (count < 32768, so a few draws suffice). */
 uint16_t upstream_idmap_fresh_id(struct upstream *u, const struct idmap *m);
+
+/* One of @p u's handles has closed; frees @p u after the last one. */
 void upstream_handle_closed(struct upstream *u);
+
+/* Run upstream_on_defer() on the next loop turn. */
 void upstream_defer_start(struct upstream *u);
+
+/* Start a new attempt deadline. Deadlines have one length, so appending keeps
+ * tq sorted; the timer is re-armed only when tq was empty (it otherwise fires
+ * for an earlier head and re-arms itself). */
 void upstream_tq_start(struct up_req *r);
+
+/* Detach @p r from its carrier (connection, UDP socket, backlog, done queue). */
 void upstream_req_unbind(struct up_req *r);
+
+/* A matching reply for @p r in @p p (writable, borrowed): call back now. */
 void upstream_req_reply(struct up_req *r, uint8_t *p, size_t n);
+
+/* A connect to @p s failed at @p now: double its backoff. */
 void upstream_srv_backoff(struct up_srv *s, uint64_t now);
+
+/* @p s answered: no backoff. */
 void upstream_srv_backoff_reset(struct up_srv *s);
+
+/* Count, log (rate-limited) and back off a failed connect to @p s. */
 void upstream_srv_connect_failed(struct up_srv *s, int err, const char *what);
+
+/* Move every backlogged query of @p s on to its next server. */
 void upstream_srv_fail_backlog(struct up_srv *s);
+
+/* Start the next attempt of @p r, or fail it (deferred) when none is left. */
 void upstream_req_next_server(struct up_req *r);
+
+/* Deferred work: connections that failed inside a write, then the failures
+ * queued by req_fail_later (only those present on entry, so a callback that
+ * retries cannot keep the loop here). */
 void upstream_on_defer(uv_idle_t *h);
 
 /* upstream_tcp.c: the TCP pool */
+/* Close @p c's handles; its queries must be moved off by the caller. */
 void upstream_conn_shutdown(struct up_conn *c);
+
+/* Send @p r over @p s's TCP pool (or its backlog). @return 0, or an error
+ * when the server has no connection and none could be opened. */
 int upstream_tcp_assign(struct up_req *r, struct up_srv *s);
+
+/* Give backlogged queries of @p s the room that has freed up. */
 void upstream_srv_pump(struct up_srv *s);
+
+/* @p c is dead (connect failed, reset, EOF, broken frame, wedged): close it
+ * and move its queries on, see the resend rule at the top. */
 void upstream_conn_fail(struct up_conn *c, int err);
+
+/* A connection without queries for UP_IDLE_MS: close it. */
 void upstream_on_conn_idle(uv_timer_t *t);
 
 /* upstream_udp.c: UDP */
+/* Close callback of a server's UDP socket. */
 void upstream_on_udp_close(uv_handle_t *h);
+
+/* Send @p r to @p s over UDP. @return 0, or an error for this attempt. */
 int upstream_udp_send(struct up_req *r, struct up_srv *s);
 
 #endif

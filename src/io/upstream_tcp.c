@@ -18,7 +18,6 @@ static void on_conn_close(uv_handle_t *h)
 	upstream_handle_closed(u);
 }
 
-/* Close @p c's handles; its queries must be moved off by the caller. */
 void upstream_conn_shutdown(struct up_conn *c)
 {
 	struct up_srv *s = c->srv;
@@ -204,8 +203,6 @@ static struct up_conn *pick_conn(struct up_srv *s, bool fresh, int *err)
 	return best;
 }
 
-/* Send @p r over @p s's TCP pool (or its backlog). @return 0, or an error
- * when the server has no connection and none could be opened. */
 int upstream_tcp_assign(struct up_req *r, struct up_srv *s)
 {
 	int err = 0;
@@ -233,7 +230,6 @@ static int tcp_resend(struct up_req *r, struct up_srv *s)
 	return upstream_tcp_assign(r, s);
 }
 
-/* Give backlogged queries of @p s the room that has freed up. */
 void upstream_srv_pump(struct up_srv *s)
 {
 	while (!s->u->closing && !dl_empty(&s->backlog)) {
@@ -251,8 +247,6 @@ void upstream_srv_pump(struct up_srv *s)
 	}
 }
 
-/* @p c is dead (connect failed, reset, EOF, broken frame, wedged): close it
- * and move its queries on, see the resend rule at the top. */
 void upstream_conn_fail(struct up_conn *c, int err)
 {
 	struct up_srv *s = c->srv;

@@ -118,7 +118,6 @@ static struct up_udp *udp_get(struct up_srv *s, int *err)
 	return ud;
 }
 
-/* Send @p r to @p s over UDP. @return 0, or an error for this attempt. */
 int upstream_udp_send(struct up_req *r, struct up_srv *s)
 {
 	int err = 0;
