@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
+#include "nodedns/io/k8s_watch.h"
 
 #include "config_internal.h"
 #include "nodedns/util/log.h"
@@ -489,34 +489,13 @@ static int apply_flag(struct config *cfg, const struct opt_def *d, bool b)
 	return 0;
 }
 
-/* --kube-api: an https:// URL with a host and nothing that would be lost or
- * leak on the way (user, password, query, fragment); libcurl, which will
- * fetch it, parses it. The watch refuses anything but https anyway: say so
- * at start-up, naming the option, not when the watch starts. */
+/* --kube-api: checked as the watch will check it (https, a host, nothing
+ * that would be lost or leak on the way), at start-up and naming the option,
+ * not when the watch starts. */
 static int check_kube_api(const char *s, char *why, size_t whylen)
 {
 	char sb[SHOWN_MAX_CHARS + 4];
-	CURLU *u = curl_url();
-	if (!u) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
-	char *scheme = NULL, *host = NULL, *part = NULL;
-	bool ok = curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
-		  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-		  strcmp(scheme, "https") == 0 &&
-		  curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] != '\0';
-	static const CURLUPart absent[] = { CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS,
-					    CURLUPART_QUERY, CURLUPART_FRAGMENT };
-	for (size_t i = 0; ok && i < sizeof(absent) / sizeof(absent[0]); i++) {
-		ok = curl_url_get(u, absent[i], &part, 0) != CURLUE_OK;
-		curl_free(part);
-		part = NULL;
-	}
-	curl_free(scheme);
-	curl_free(host);
-	curl_url_cleanup(u);
-	if (!ok) {
+	if (k8s_watch_check_url(s, NULL, NULL, 0) < 0) {
 		snprintf(why, whylen,
 			 "must be an https:// URL with a host and no user, password, query or fragment (got '%s')",
 			 config_shown(s, sb));

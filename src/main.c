@@ -370,7 +370,7 @@ static void fill_worker_shared(struct app *app)
 	sh->server.tcp_max_inflight = cfg->tcp_max_inflight;
 	sh->server.tcp_max_unsent_bytes = SERVER_TCP_MAX_UNSENT_BYTES_DEFAULT;
 	sh->server.udp_max_queued_sends = SERVER_UDP_MAX_QUEUED_SENDS_DEFAULT;
-	sh->upstream.proto = cfg->upstream_proto == CONFIG_PROTO_UDP ? 1 : 0;
+	sh->upstream.proto = cfg->upstream_proto == CONFIG_PROTO_UDP ? UPSTREAM_PROTO_UDP : UPSTREAM_PROTO_TCP;
 	sh->upstream.timeout_ms = cfg->upstream_timeout_ms;
 	sh->upstream.conns_per_server = UPSTREAM_CONNS_PER_SERVER_DEFAULT;
 	sh->upstream.max_inflight_conn = UPSTREAM_MAX_INFLIGHT_CONN_DEFAULT;

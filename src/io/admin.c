@@ -1,6 +1,5 @@
 /* src/io/admin.c - the HTTP endpoints /metrics, /health and /ready on the control loop. */
 #include "nodedns/io/admin.h"
-#include "nodedns/util/wire.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,7 +13,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "nodedns/io/health.h"
+#include "nodedns/io/http_head.h"
 #include "nodedns/util/log.h"
+#include "nodedns/util/netaddr.h"
+#include "nodedns/util/wire.h"
 
 /*
  * One request per connection. A connection goes through these states:
@@ -44,51 +47,33 @@
 #define ADMIN_WRITE_TIMEOUT_MS 10000
 #define ADMIN_LINGER_MS 2000
 #define ADMIN_DISCARD_MAX_BYTES (64 * 1024)
-#define ADMIN_DNS_REPLY_MAX_BYTES 512
 #define ADMIN_LOG_INTERVAL_MS 10000
-#define ADMIN_METHOD_MAX_BYTES 32
-
-/* The /health query: ID (filled in), flags 0 (QUERY, RD=0), QDCOUNT=1,
- * then id.server. TXT CH. All letters lower case. */
-static const uint8_t health_query[] = {
-	0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	0x02, 'i',  'd',  0x06, 's',  'e',  'r',  'v',  'e',  'r',  0x00,
-	0x00, 0x10, /* TXT */
-	0x00, 0x03, /* CH */
-};
-#define HEALTH_QUERY_BYTES sizeof(health_query)
 
 static const char TAG[] = "admin";
 static const char CT_METRICS[] = "text/plain; version=0.0.4; charset=utf-8";
 static const char CT_TEXT[] = "text/plain; charset=utf-8";
 
 enum conn_state { CONN_READING, CONN_HEALTH, CONN_WRITING, CONN_LINGER, CONN_CLOSING };
-enum req_method { METHOD_GET, METHOD_HEAD, METHOD_OTHER };
-enum req_path { PATH_UNKNOWN, PATH_METRICS, PATH_HEALTH, PATH_READY };
 
 struct conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer; /* the deadline of the current state */
-	uv_udp_t udp;     /* /health only, see udp_open */
 	uv_write_t wr;
 	uv_shutdown_t sh;
-	uv_udp_send_t us;
 	struct admin *a;
 	struct conn *prev, *next; /* in admin.conns while not CLOSING */
 	enum conn_state state;
 	unsigned handles; /* initialised handles whose close callback is pending */
-	bool udp_open;    /* udp initialised and not yet closing */
 	bool line_done;   /* request line seen and parsed */
 	bool head_only;   /* HEAD: no body */
 	bool peer_eof;
-	enum req_method method;
-	enum req_path path;
+	enum http_method method;
+	enum http_path path;
 	size_t len;  /* bytes in head[] */
 	size_t scan; /* where to resume looking for the end of the head */
 	size_t discarded;
 	struct mbuf mb; /* /metrics body, owned until the write completes */
-	uint8_t query[HEALTH_QUERY_BYTES];
-	uint8_t reply[ADMIN_DNS_REPLY_MAX_BYTES];
+	struct health_probe probe; /* /health only; its handle counts in handles */
 	char hdr[320];
 	char body[160];
 	char head[ADMIN_HEAD_MAX_BYTES]; /* request head, later a discard buffer */
@@ -125,32 +110,6 @@ static void admin_unref(struct admin *a)
 		free(a);
 }
 
-static bool same_addr(const struct sockaddr *x, const struct sockaddr *y)
-{
-	if (x->sa_family != y->sa_family)
-		return false;
-	if (x->sa_family == AF_INET) {
-		const struct sockaddr_in *p = (const void *)x, *q = (const void *)y;
-		return p->sin_port == q->sin_port &&
-		       p->sin_addr.s_addr == q->sin_addr.s_addr;
-	}
-	if (x->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *p = (const void *)x, *q = (const void *)y;
-		return p->sin6_port == q->sin6_port &&
-		       memcmp(&p->sin6_addr, &q->sin6_addr, sizeof(p->sin6_addr)) == 0;
-	}
-	return false;
-}
-
-static socklen_t addr_len(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return sizeof(struct sockaddr_in);
-	if (sa->sa_family == AF_INET6)
-		return sizeof(struct sockaddr_in6);
-	return 0;
-}
-
 static void addr_str(const struct sockaddr *sa, char *out, size_t cap)
 {
 	char ip[64] = "?";
@@ -182,10 +141,7 @@ static void conn_handle_closed(uv_handle_t *h)
 
 static void conn_close_udp(struct conn *c)
 {
-	if (!c->udp_open)
-		return;
-	c->udp_open = false;
-	uv_close((uv_handle_t *)&c->udp, conn_handle_closed);
+	health_probe_close(&c->probe, conn_handle_closed, c);
 }
 
 static void conn_close(struct conn *c)
@@ -319,70 +275,18 @@ static void health_done(struct conn *c, const char *why, int err)
 	respond_text(c, 503, c->body);
 }
 
-static uint8_t ascii_lower(uint8_t ch)
+static void health_result(void *arg, const char *why, int err)
 {
-	return (ch >= 'A' && ch <= 'Z') ? (uint8_t)(ch - 'A' + 'a') : ch;
-}
+	struct conn *c = arg;
 
-/* A reply to our query: same ID, QR=1, opcode QUERY, one question equal to
- * ours (name compared case-insensitively). Any RCODE counts. */
-static bool reply_matches(const struct conn *c, const uint8_t *p, size_t n)
-{
-	if (n < HEALTH_QUERY_BYTES)
-		return false;
-	if (p[0] != c->query[0] || p[1] != c->query[1])
-		return false;
-	if (!(p[2] & 0x80) || ((p[2] >> 3) & 0x0f) != 0)
-		return false;
-	if (p[4] != 0 || p[5] != 1)
-		return false;
-	/* The name occupies the same bytes in query and reply; label lengths
-	 * are below 'A', so lower-casing every byte only folds letters. */
-	for (size_t i = DNS_HEADER_BYTES; i < HEALTH_QUERY_BYTES; i++)
-		if (ascii_lower(p[i]) != c->query[i])
-			return false;
-	return true;
-}
-
-static void health_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct conn *c = h->data;
-
-	(void)suggested;
-	*buf = uv_buf_init((char *)c->reply, sizeof(c->reply));
-}
-
-static void health_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
-			const struct sockaddr *from, unsigned flags)
-{
-	struct conn *c = h->data;
-
-	(void)flags;
-	if (c->state != CONN_HEALTH)
-		return;
-	if (nread < 0) {
-		health_done(c, "recv", (int)nread);
-		return;
-	}
-	if (nread == 0 || !from || !same_addr(from, (const struct sockaddr *)&c->a->target))
-		return;
-	if (reply_matches(c, (const uint8_t *)buf->base, (size_t)nread))
-		health_done(c, NULL, 0);
-}
-
-static void health_sent(uv_udp_send_t *req, int status)
-{
-	struct conn *c = req->data;
-
-	if (c->state == CONN_HEALTH && status < 0)
-		health_done(c, "send", status);
+	if (c->state == CONN_HEALTH)
+		health_done(c, why, err);
 }
 
 static void health_start(struct conn *c)
 {
 	struct admin *a = c->a;
-	uv_buf_t buf;
-	uint16_t id;
+	const char *why;
 	int rc;
 
 	c->state = CONN_HEALTH;
@@ -390,188 +294,15 @@ static void health_start(struct conn *c)
 		health_done(c, "no DNS address to query", 0);
 		return;
 	}
-	rc = uv_udp_init(a->loop, &c->udp);
+	rc = health_probe_start(&c->probe, a->loop, (const struct sockaddr *)&a->target,
+				health_result, c, &why);
+	if (c->probe.open)
+		c->handles++;
 	if (rc < 0) {
-		health_done(c, "socket", rc);
-		return;
-	}
-	c->udp.data = c;
-	c->handles++;
-	c->udp_open = true;
-	rc = uv_udp_connect(&c->udp, (const struct sockaddr *)&a->target);
-	if (rc < 0) {
-		health_done(c, "connect", rc);
-		return;
-	}
-	rc = uv_udp_recv_start(&c->udp, health_alloc, health_recv);
-	if (rc < 0) {
-		health_done(c, "recv", rc);
-		return;
-	}
-	if (uv_random(NULL, NULL, &id, sizeof(id), 0, NULL) != 0)
-		id = (uint16_t)(uv_hrtime() ^ (uintptr_t)c);
-	memcpy(c->query, health_query, sizeof(c->query));
-	c->query[0] = (uint8_t)(id >> 8);
-	c->query[1] = (uint8_t)id;
-	buf = uv_buf_init((char *)c->query, sizeof(c->query));
-	c->us.data = c;
-	rc = uv_udp_send(&c->us, &c->udp, &buf, 1, NULL, health_sent);
-	if (rc < 0) {
-		health_done(c, "send", rc);
+		health_done(c, why, rc);
 		return;
 	}
 	conn_deadline(c, ADMIN_HEALTH_TIMEOUT_MS);
-}
-
-/* ---- request parsing ---- */
-
-static bool is_tchar(uint8_t ch)
-{
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-		return true;
-	return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
-static bool has_prefix_ci(const char *s, size_t n, const char *prefix)
-{
-	size_t i;
-	for (i = 0; prefix[i]; i++)
-		if (i >= n || ascii_lower((uint8_t)s[i]) != (uint8_t)prefix[i])
-			return false;
-	return true;
-}
-
-static bool path_is(const char *p, size_t n, const char *want)
-{
-	return strlen(want) == n && memcmp(p, want, n) == 0;
-}
-
-/* "METHOD SP request-target SP HTTP/1.x", without the line end. */
-static int parse_request_line(struct conn *c, const char *s, size_t n)
-{
-	const char *end = s + n, *p = s, *t, *path;
-	size_t mlen, tlen, plen;
-
-	while (p < end && is_tchar((uint8_t)*p))
-		p++;
-	mlen = (size_t)(p - s);
-	if (mlen == 0 || mlen > ADMIN_METHOD_MAX_BYTES || p == end || *p != ' ')
-		return -EINVAL;
-	t = ++p;
-	while (p < end && (uint8_t)*p > 0x20 && (uint8_t)*p < 0x7f)
-		p++;
-	tlen = (size_t)(p - t);
-	if (tlen == 0 || p == end || *p != ' ')
-		return -EINVAL;
-	p++;
-	if (end - p != 8 || memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9')
-		return -EINVAL;
-
-	if (mlen == 3 && memcmp(s, "GET", 3) == 0)
-		c->method = METHOD_GET;
-	else if (mlen == 4 && memcmp(s, "HEAD", 4) == 0)
-		c->method = METHOD_HEAD;
-	else
-		c->method = METHOD_OTHER;
-	c->head_only = c->method == METHOD_HEAD;
-
-	/* origin-form "/path?query", absolute-form "http://host/path", or "*". */
-	path = t;
-	plen = tlen;
-	if (t[0] != '/') {
-		size_t skip;
-		if (has_prefix_ci(t, tlen, "http://"))
-			skip = 7;
-		else if (has_prefix_ci(t, tlen, "https://"))
-			skip = 8;
-		else if (tlen == 1 && t[0] == '*')
-			skip = 1;
-		else
-			return -EINVAL;
-		path = t + skip;
-		plen = tlen - skip;
-		while (plen > 0 && *path != '/' && *path != '?' && *path != '#') {
-			path++;
-			plen--;
-		}
-	}
-	for (size_t i = 0; i < plen; i++) {
-		if (path[i] == '?' || path[i] == '#') {
-			plen = i;
-			break;
-		}
-	}
-	if (plen == 0 && t[0] != '*') { /* "http://host" or "http://host?x" */
-		path = "/";
-		plen = 1;
-	}
-	if (path_is(path, plen, "/metrics"))
-		c->path = PATH_METRICS;
-	else if (path_is(path, plen, "/health"))
-		c->path = PATH_HEALTH;
-	else if (path_is(path, plen, "/ready"))
-		c->path = PATH_READY;
-	else
-		c->path = PATH_UNKNOWN;
-	return 0;
-}
-
-/* Header lines from @p p up to and including the blank line at the end. */
-static bool headers_valid(const char *p, const char *end)
-{
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *colon, *q;
-		size_t n;
-
-		if (!nl)
-			return false;
-		n = (size_t)(nl - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		if (n == 0)
-			return true;
-		colon = memchr(p, ':', n);
-		if (!colon || colon == p)
-			return false;
-		for (q = p; q < colon; q++)
-			if (!is_tchar((uint8_t)*q))
-				return false;
-		for (q = colon + 1; q < p + n; q++) {
-			uint8_t ch = (uint8_t)*q;
-			if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-				return false;
-		}
-		p = nl + 1;
-	}
-	return false;
-}
-
-/* Find the blank line ending the head ("\n\n" or "\n\r\n"); on success
- * *end is the length of the head. Resumes where the last call stopped. */
-static bool find_head_end(struct conn *c, size_t *end)
-{
-	size_t i;
-
-	for (i = c->scan; i < c->len; i++) {
-		if (c->head[i] != '\n')
-			continue;
-		if (i + 1 >= c->len)
-			break;
-		if (c->head[i + 1] == '\n') {
-			*end = i + 2;
-			return true;
-		}
-		if (c->head[i + 1] == '\r') {
-			if (i + 2 >= c->len)
-				break;
-			if (c->head[i + 2] == '\n') {
-				*end = i + 3;
-				return true;
-			}
-		}
-	}
-	c->scan = i;
-	return false;
 }
 
 static void serve_metrics(struct conn *c)
@@ -592,23 +323,23 @@ static void dispatch(struct conn *c)
 {
 	struct admin *a = c->a;
 
-	if (c->path == PATH_UNKNOWN) {
+	if (c->path == HTTP_PATH_UNKNOWN) {
 		respond_text(c, 404, "not found\n");
 		return;
 	}
-	if (c->method == METHOD_OTHER) {
+	if (c->method == HTTP_METHOD_OTHER) {
 		respond(c, 405, CT_TEXT, "method not allowed\n", strlen("method not allowed\n"),
 			"Allow: GET, HEAD\r\n");
 		return;
 	}
 	switch (c->path) {
-	case PATH_METRICS:
+	case HTTP_PATH_METRICS:
 		serve_metrics(c);
 		break;
-	case PATH_HEALTH:
+	case HTTP_PATH_HEALTH:
 		health_start(c);
 		break;
-	case PATH_READY:
+	case HTTP_PATH_READY:
 		if (a->h.ready && a->h.ready(a->h.arg))
 			respond_text(c, 200, "ready\n");
 		else
@@ -632,16 +363,17 @@ static void head_progress(struct conn *c)
 			if (n > 0 && c->head[n - 1] == '\r')
 				n--;
 			c->line_done = true;
-			if (parse_request_line(c, c->head, n) < 0) {
+			if (http_head_parse_line(c->head, n, &c->method, &c->path) < 0) {
 				c->head_only = false;
 				respond_text(c, 400, "bad request\n");
 				return;
 			}
+			c->head_only = c->method == HTTP_METHOD_HEAD;
 		}
 	}
-	if (find_head_end(c, &end)) {
+	if (http_head_find_end(c->head, c->len, &c->scan, &end)) {
 		const char *nl = memchr(c->head, '\n', end);
-		if (!c->line_done || !nl || !headers_valid(nl + 1, c->head + end)) {
+		if (!c->line_done || !nl || !http_head_headers_valid(nl + 1, c->head + end)) {
 			c->head_only = false;
 			respond_text(c, 400, "bad request\n");
 			return;
@@ -833,7 +565,7 @@ static void target_unspecified_to_loopback(struct sockaddr_storage *ss)
  * handle exists, so a failed admin_start leaves nothing to close. */
 static int listen_socket(const struct sockaddr *sa, int *out)
 {
-	socklen_t len = addr_len(sa);
+	socklen_t len = netaddr_sa_len(sa);
 	int fd, on = 1, rc;
 
 	if (len == 0)
@@ -872,11 +604,11 @@ int admin_start(uv_loop_t *loop, const struct sockaddr *metrics_addr,
 
 	if (!loop || !handlers || !out)
 		return UV_EINVAL;
-	if (dns_target && addr_len(dns_target) == 0)
+	if (dns_target && netaddr_sa_len(dns_target) == 0)
 		return UV_EAFNOSUPPORT;
 	if (metrics_addr)
 		addrs[n++] = metrics_addr;
-	if (health_addr && !(metrics_addr && same_addr(metrics_addr, health_addr)))
+	if (health_addr && !(metrics_addr && netaddr_sa_equal(metrics_addr, health_addr)))
 		addrs[n++] = health_addr;
 
 	a = calloc(1, sizeof(*a));
@@ -885,7 +617,7 @@ int admin_start(uv_loop_t *loop, const struct sockaddr *metrics_addr,
 	a->loop = loop;
 	a->h = *handlers;
 	if (dns_target) {
-		memcpy(&a->target, dns_target, addr_len(dns_target));
+		memcpy(&a->target, dns_target, netaddr_sa_len(dns_target));
 		a->have_target = true;
 		target_unspecified_to_loopback(&a->target);
 	}

@@ -14,59 +14,67 @@
 
 /* ---------------------------------------------------------------- base64 */
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
+/* ldns exports its base64 decoder (the BSD b64_pton) but the headers it
+ * installs do not declare it: it lives in ldns's private config.h. */
+int ldns_b64_pton(char const *src, uint8_t *target, size_t targsize);
 
-int k8s_base64_decode(const char *in, size_t inlen, uint8_t **out, size_t *outlen)
+/* Copy the symbols of @p in without ASCII whitespace into a new NUL-ended
+ * string, padded with '=' to a multiple of four when the input carries no
+ * padding (kubeconfig writers may leave it out; ldns requires it).
+ * @return the copy, or NULL with *rc set (-EINVAL for a NUL or another
+ * control byte, -ENOMEM). */
+static char *b64_normalize(const char *in, size_t inlen, int *rc)
 {
-	uint8_t *buf = malloc(inlen / 4 * 3 + 3);
-	uint32_t acc = 0;
-	size_t n = 0, bits = 0, pad = 0, sym = 0;
+	char *s = malloc(inlen + 4);
+	size_t n = 0;
+	bool padded = false;
 
-	*out = NULL;
-	*outlen = 0;
-	if (!buf)
-		return -ENOMEM;
+	*rc = -ENOMEM;
+	if (!s)
+		return NULL;
 	for (size_t i = 0; i < inlen; i++) {
 		unsigned char c = (unsigned char)in[i];
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
 			continue;
-		if (c == '=') {
-			pad++;
-			continue;
+		if (c < 0x20 || c == 0x7f) { /* NUL would end ldns's string early */
+			free(s);
+			*rc = -EINVAL;
+			return NULL;
 		}
-		int v = b64_value(c);
-		if (v < 0 || pad > 0)
-			goto bad; /* bad character, or data after padding */
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		sym++;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[n++] = (uint8_t)(acc >> bits);
-		}
+		padded |= c == '=';
+		s[n++] = (char)c;
 	}
-	/* One leftover symbol cannot encode a byte; padding must fit the length. */
-	if (sym % 4 == 1 || pad > 2 || (pad > 0 && (sym + pad) % 4 != 0))
-		goto bad;
+	while (!padded && n % 4 > 1)
+		s[n++] = '=';
+	s[n] = '\0';
+	return s;
+}
+
+int k8s_base64_decode(const char *in, size_t inlen, uint8_t **out, size_t *outlen)
+{
+	int rc;
+	char *text = b64_normalize(in, inlen, &rc);
+
+	*out = NULL;
+	*outlen = 0;
+	if (!text)
+		return rc;
+	/* ldns wants one spare byte beyond the decoded size. */
+	size_t cap = (strlen(text) + 3) / 4 * 3 + 1;
+	uint8_t *buf = malloc(cap);
+	if (!buf) {
+		free(text);
+		return -ENOMEM;
+	}
+	int n = ldns_b64_pton(text, buf, cap);
+	free(text);
+	if (n < 0) {
+		free(buf);
+		return -EINVAL;
+	}
 	*out = buf;
-	*outlen = n;
+	*outlen = (size_t)n;
 	return 0;
-bad:
-	free(buf);
-	return -EINVAL;
 }
 
 /* ------------------------------------------------------------- yaml walk */
@@ -214,6 +222,42 @@ static bool yaml_false(const char *v)
 	return false;
 }
 
+/* The user entry @p u of the current context: token or token file, client
+ * certificate and key. */
+static int parse_user(struct kc_parse *p, yaml_node_t *u, struct k8s_kubeconfig *kc)
+{
+	int rc = 0;
+
+	static const char *const unsupported[] = {"exec", "auth-provider", "username",
+						  "password", "as", "impersonate"};
+	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
+		if (map_get(p, u, unsupported[i]))
+			return failf(p, "kubeconfig: user field \"%s\" is not supported "
+					"(use a token, tokenFile or client certificate)",
+				     unsupported[i]);
+	const char *tok = map_str(p, u, "token", &rc);
+	const char *tokf = map_str(p, u, "tokenFile", &rc);
+	if (rc < 0)
+		return rc;
+	if (tokf) {
+		if ((rc = dup_path(p, tokf, &kc->token_file)) < 0)
+			return rc;
+	} else if (tok && !(kc->token = strdup(tok))) {
+		return -ENOMEM;
+	}
+	if ((rc = file_or_data(p, u, "client-certificate", "client-certificate-data",
+			       &kc->cert_file, &kc->cert_data, &kc->cert_len)) < 0)
+		return rc;
+	if ((rc = file_or_data(p, u, "client-key", "client-key-data", &kc->key_file,
+			       &kc->key_data, &kc->key_len)) < 0)
+		return rc;
+	bool cert = kc->cert_file || kc->cert_data, key = kc->key_file || kc->key_data;
+	if (cert != key)
+		return failf(p, "kubeconfig: a client certificate needs both "
+				"client-certificate and client-key%s", NULL);
+	return 0;
+}
+
 static int parse(struct kc_parse *p, struct k8s_kubeconfig *kc)
 {
 	yaml_node_t *root = yaml_document_get_root_node(&p->doc);
@@ -268,34 +312,7 @@ static int parse(struct kc_parse *p, struct k8s_kubeconfig *kc)
 		/* kubectl accepts "user: {}" entries; a missing entry is a typo. */
 		return failf(p, "kubeconfig: user \"%.200s\" not found", uname);
 	}
-	static const char *const unsupported[] = {"exec", "auth-provider", "username",
-						  "password", "as", "impersonate"};
-	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
-		if (map_get(p, u, unsupported[i]))
-			return failf(p, "kubeconfig: user field \"%s\" is not supported "
-					"(use a token, tokenFile or client certificate)",
-				     unsupported[i]);
-	const char *tok = map_str(p, u, "token", &rc);
-	const char *tokf = map_str(p, u, "tokenFile", &rc);
-	if (rc < 0)
-		return rc;
-	if (tokf) {
-		if ((rc = dup_path(p, tokf, &kc->token_file)) < 0)
-			return rc;
-	} else if (tok && !(kc->token = strdup(tok))) {
-		return -ENOMEM;
-	}
-	if ((rc = file_or_data(p, u, "client-certificate", "client-certificate-data",
-			       &kc->cert_file, &kc->cert_data, &kc->cert_len)) < 0)
-		return rc;
-	if ((rc = file_or_data(p, u, "client-key", "client-key-data", &kc->key_file,
-			       &kc->key_data, &kc->key_len)) < 0)
-		return rc;
-	bool cert = kc->cert_file || kc->cert_data, key = kc->key_file || kc->key_data;
-	if (cert != key)
-		return failf(p, "kubeconfig: a client certificate needs both "
-				"client-certificate and client-key%s", NULL);
-	return 0;
+	return parse_user(p, u, kc);
 }
 
 static int read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen)
@@ -309,8 +326,13 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
 		snprintf(err, errlen, "kubeconfig %s: %s", path, strerror(-rc));
 		return rc;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > (off_t)K8S_KUBECONFIG_MAX_BYTES) {
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "kubeconfig %s: %s", path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > (off_t)K8S_KUBECONFIG_MAX_BYTES) {
 		rc = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
 		snprintf(err, errlen, "kubeconfig %s: not a regular file of at most %u bytes",
 			 path, K8S_KUBECONFIG_MAX_BYTES);

@@ -71,7 +71,6 @@
 #define MAX_QUERIES 16
 #define MAX_CONNS 16
 #define MAX_SEEN 64 /* queries the server received, per input */
-#define PROTO_UDP 1 /* CONFIG_PROTO_UDP */
 
 static uint16_t get16(const uint8_t *p)
 {
@@ -450,7 +449,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t pos = 1;
 
 	struct upstream_config cfg = {
-		.proto = hdr & 1 ? PROTO_UDP : 0,
+		.proto = hdr & 1 ? UPSTREAM_PROTO_UDP : UPSTREAM_PROTO_TCP,
 		.timeout_ms = 60000,
 		.conns_per_server = hdr & 8 ? 1 : 2,
 		.max_inflight_conn = hdr & 16 ? 1 : 256,

@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "nodedns/io/admin.h"
+#include "nodedns/io/health.h"
 #include "nodedns/util/log.h"
 
 /*
@@ -581,6 +582,43 @@ static void test_ready(void **state)
 }
 
 /* ---- /health ---- */
+
+/* The probe's reply check on its own: ID, QR, opcode, QDCOUNT, question. */
+static void test_health_reply_matches(void **state)
+{
+	(void)state;
+	static const uint8_t q[HEALTH_QUERY_BYTES] = {
+		0xab, 0xcd, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		0x02, 'i', 'd', 0x06, 's', 'e', 'r', 'v', 'e', 'r', 0x00, 0x00, 0x10, 0x00, 0x03,
+	};
+	uint8_t r[64];
+
+	memcpy(r, q, sizeof(q));
+	r[2] = 0x80;
+	r[3] = 0x05; /* REFUSED still counts as alive */
+	assert_true(health_reply_matches(q, r, sizeof(q)));
+	assert_true(health_reply_matches(q, r, sizeof(r)));
+	assert_false(health_reply_matches(q, r, sizeof(q) - 1));
+	r[14] = 'D'; /* case does not matter */
+	assert_true(health_reply_matches(q, r, sizeof(q)));
+	r[14] = 'x';
+	assert_false(health_reply_matches(q, r, sizeof(q)));
+	r[14] = 'd';
+	r[1] ^= 1; /* ID */
+	assert_false(health_reply_matches(q, r, sizeof(q)));
+	r[1] ^= 1;
+	r[2] = 0x00; /* QR=0 */
+	assert_false(health_reply_matches(q, r, sizeof(q)));
+	r[2] = 0x80 | (2 << 3); /* opcode STATUS */
+	assert_false(health_reply_matches(q, r, sizeof(q)));
+	r[2] = 0x80;
+	r[5] = 2; /* QDCOUNT */
+	assert_false(health_reply_matches(q, r, sizeof(q)));
+	r[5] = 1;
+	r[24] = 0x01; /* type A */
+	assert_false(health_reply_matches(q, r, sizeof(q)));
+}
+
 
 static void client_health_ok(struct fixture *f)
 {
@@ -1162,6 +1200,7 @@ int main(void)
 		cmocka_unit_test(test_metrics_large),
 		cmocka_unit_test(test_metrics_oom),
 		cmocka_unit_test(test_ready),
+		cmocka_unit_test(test_health_reply_matches),
 		cmocka_unit_test(test_health_ok),
 		cmocka_unit_test(test_health_wildcard_target),
 		cmocka_unit_test(test_health_silent),

@@ -62,7 +62,8 @@ static void test_base64(void **state)
 	} ok[] = {
 		{"aGVsbG8=", "hello"},   {"aGVsbG8", "hello"},     {"aGVs\nbG8g\r\n d29y bGQ=", "hello world"},
 		{"", ""},		 {"YQ==", "a"},		   {"YWI=", "ab"},
-		{"YWJj", "abc"},
+		{"YWJj", "abc"},	 {"YQ", "a"},		   {"YWI", "ab"},
+		{"YW\tJj\n", "abc"},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		uint8_t *out;
@@ -78,6 +79,16 @@ static void test_base64(void **state)
 		uint8_t *out = (uint8_t *)"x";
 		size_t n = 7;
 		assert_int_equal(k8s_base64_decode(bad[i], strlen(bad[i]), &out, &n), -EINVAL);
+		assert_null(out);
+		assert_int_equal(n, 0);
+	}
+	/* A NUL or another control byte inside the text is not skipped. */
+	static const char *const ctl[] = {"YW\0j", "YW\vj", "YQ=\0="};
+	static const size_t ctl_len[] = {4, 4, 4};
+	for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++) {
+		uint8_t *out = (uint8_t *)"x";
+		size_t n = 7;
+		assert_int_equal(k8s_base64_decode(ctl[i], ctl_len[i], &out, &n), -EINVAL);
 		assert_null(out);
 		assert_int_equal(n, 0);
 	}

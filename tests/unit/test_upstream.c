@@ -614,7 +614,7 @@ static void env_init(struct env *e)
 	assert_int_equal(uv_timer_init(&e->loop, &e->guard), 0);
 }
 
-static void env_upstream(struct env *e, int proto, uint32_t timeout_ms, unsigned conns, unsigned per_conn,
+static void env_upstream(struct env *e, enum upstream_proto proto, uint32_t timeout_ms, unsigned conns, unsigned per_conn,
 			 unsigned max_inflight, const int *ports, size_t nports)
 {
 	for (size_t i = 0; i < nports; i++) {
@@ -731,8 +731,8 @@ static void check_answer(const struct rec *r, const char *name, uint8_t tag)
 
 /* ---- Test helpers ---- */
 
-#define TCP 0
-#define UDP 1
+#define TCP UPSTREAM_PROTO_TCP
+#define UDP UPSTREAM_PROTO_UDP
 
 /* A loop and one fake on TCP (@p mode, @p tag) as the only upstream server. */
 static void env_one(struct env *e, struct fake *f, enum fake_mode mode, uint8_t tag, uint32_t timeout_ms,
@@ -764,7 +764,7 @@ static void env_two(struct env *e, struct fake f[2], enum fake_mode mode0, enum 
 }
 
 /* A single server on a port where nothing listens. */
-static void env_dead(struct env *e, int proto)
+static void env_dead(struct env *e, enum upstream_proto proto)
 {
 	int port = dead_port();
 	env_init(e);

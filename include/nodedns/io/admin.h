@@ -7,7 +7,7 @@
  *
  *  - GET /metrics: 200, text/plain; version=0.0.4, the body rendered by
  *    handlers->metrics.
- *  - GET /health: sends a real DNS query (id.server. CH TXT) over UDP to the
+ *  - GET /health: sends a real DNS query (id.server. CH TXT, io/health.h) over UDP to the
  *    first listen address and answers 200 "ok" only when a reply with the same
  *    ID and question arrives within 1 s; 503 otherwise. A wedged data path
  *    fails it.

@@ -48,7 +48,8 @@ int k8s_kubeconfig_load(const char *path, struct k8s_kubeconfig *out, char *err,
 void k8s_kubeconfig_free(struct k8s_kubeconfig *kc);
 
 /**
- * Decode standard base64 (padding optional, whitespace ignored) into a new
+ * Decode standard base64 (padding optional, ASCII whitespace ignored; ldns
+ * does the decoding) into a new
  * buffer (owned by caller, free()). @return 0, -EINVAL on a bad character or
  * length, -ENOMEM.
  */

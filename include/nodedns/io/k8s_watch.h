@@ -13,6 +13,8 @@
  *
  * After each batch of events (everything one read callback delivered), the
  * watcher publishes a new snapshot through the publish callback.
+ *
+ * Implemented by src/io/k8s_watch*.c (their shared types: k8s_watch_internal.h).
  */
 #ifndef NODEDNS_K8S_WATCH_H
 #define NODEDNS_K8S_WATCH_H
@@ -75,5 +77,14 @@ const struct k8s_watch_stats *k8s_watch_stats(const struct k8s_watch *w);
 
 /** Abort every transfer, close handles, free once libuv has closed them. NULL is fine. */
 void k8s_watch_close(struct k8s_watch *w);
+
+/**
+ * Check an API server URL as the watch will use it: printable ASCII, at most
+ * a few KiB, parsed by libcurl as https with a host and no user, password,
+ * options, query or fragment. @p normalized (may be NULL) gets libcurl's
+ * normal form of it (malloc'ed, the caller frees). @return 0, -EINVAL (err
+ * says why) or -ENOMEM. Any thread.
+ */
+int k8s_watch_check_url(const char *url, char **normalized, char *err, size_t errlen);
 
 #endif

@@ -9,7 +9,8 @@
  * connections per worker (the oldest idle one is closed to make room), and a
  * bound on unsent reply bytes (a client that does not read is dropped).
  *
- * Runs on the worker's loop thread only.
+ * Runs on the worker's loop thread only. Implemented by src/io/server*.c
+ * (their shared types: server_internal.h).
  */
 #ifndef NODEDNS_SERVER_H
 #define NODEDNS_SERVER_H

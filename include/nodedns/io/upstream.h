@@ -16,11 +16,12 @@
  * (100 ms doubling to 5 s); a server in backoff is skipped while another is
  * usable.
  *
- * With cfg->proto == CONFIG_PROTO_UDP a query goes out over UDP (one socket per
+ * With cfg->proto == UPSTREAM_PROTO_UDP a query goes out over UDP (one socket per
  * server per worker, random IDs, replies only from the server's address) and is
  * retried over the TCP pool when the reply has TC=1.
  *
- * Everything here runs on the owning worker's loop thread only.
+ * Everything here runs on the owning worker's loop thread only. Implemented
+ * by src/io/upstream*.c (their shared types: upstream_internal.h).
  */
 #ifndef NODEDNS_UPSTREAM_H
 #define NODEDNS_UPSTREAM_H
@@ -70,8 +71,15 @@ struct upstream_group {
 	size_t nservers;
 };
 
+/** How queries go out. The configuration has its own enum config_proto;
+ * main maps it to this one. */
+enum upstream_proto {
+	UPSTREAM_PROTO_TCP = 0, /* the TCP pool only */
+	UPSTREAM_PROTO_UDP = 1, /* UDP first, the TCP pool when the reply has TC=1 */
+};
+
 struct upstream_config {
-	int proto;                   /* CONFIG_PROTO_TCP or CONFIG_PROTO_UDP */
+	enum upstream_proto proto;
 	uint32_t timeout_ms;         /* per attempt */
 	unsigned conns_per_server;   /* TCP pool size per server, default 2 */
 	unsigned max_inflight_conn;  /* queries in flight per TCP connection, default 256 */

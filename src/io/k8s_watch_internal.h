@@ -1,0 +1,249 @@
+/* src/io/k8s_watch_internal.h - what the files of the API watch share (not a public header).
+ *
+ * The watch (include/nodedns/io/k8s_watch.h) is four files around struct
+ * k8s_watch and one struct res per resource:
+ *  - k8s_watch.c         the list/watch state machine (client-go's Reflector),
+ *                        backoff, publishing snapshots, start and close;
+ *  - k8s_watch_events.c  response bodies: watch lines and list pages, applied
+ *                        to the store;
+ *  - k8s_watch_auth.c    the server URL, CA and client certificate (from the
+ *                        flags or a kubeconfig) and the bearer token file;
+ *  - k8s_watch_curl.c    libcurl's multi-socket API on uv_poll/uv_timer, and
+ *                        starting and ending one transfer.
+ * struct k8s_watch owns every struct res, every curl handle, socket context,
+ * timer, list in progress and string in it; the store is borrowed. All of it
+ * runs on the control loop thread.
+ */
+#ifndef NODEDNS_IO_K8S_WATCH_INTERNAL_H
+#define NODEDNS_IO_K8S_WATCH_INTERNAL_H
+
+#include "nodedns/io/k8s_watch.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nodedns/io/k8s_kubeconfig.h"
+#include "nodedns/cluster/k8s_stream.h"
+#include "nodedns/util/log.h"
+
+#define TAG "k8s"
+
+#define PAGE_LIMIT 500
+#define DEFAULT_EVENT_BYTES (4u << 20)
+#define MIN_EVENT_BYTES 1024u
+/* All pages of one list together. Real servers answering from the watch cache
+ * (resourceVersion=0) ignore "limit" and send everything in one response; a
+ * 10k-Service cluster is about 20 MB of JSON, so this leaves ample room while
+ * still bounding what a broken or hostile server can make us hold. */
+#define LIST_MAX_BYTES ((size_t)256 << 20)
+#define ERROR_BODY_MAX_BYTES (64 * 1024)
+#define CONTINUE_MAX_BYTES (64 * 1024)
+#define TOKEN_MAX_BYTES (64 * 1024)
+#define URL_MAX_BYTES 2048
+#define TOKEN_CHECK_MS 10000
+#define BACKOFF_INITIAL_MS 800
+#define BACKOFF_MAX_MS 30000
+#define BACKOFF_RESET_MS 120000
+#define WATCH_TIMEOUT_MIN_S 300
+#define WATCH_TIMEOUT_MAX_S 600
+#define IDLE_DEFAULT_MS 150000
+#define CONNECT_TIMEOUT_MS 10000
+#define SHORT_WATCH_MS 1000
+#define RETRY_AFTER_MAX_S 60
+#define LOG_INTERVAL_MS 10000
+#define PUBLISH_MIN_INTERVAL_MS 20 /* see publish() */
+
+#define STAT_INC(w, f) atomic_fetch_add_explicit(&(w)->stats.f, 1, memory_order_relaxed)
+#define STAT_ADD(w, f, n) atomic_fetch_add_explicit(&(w)->stats.f, (n), memory_order_relaxed)
+
+struct res_def {
+	enum k8s_kind kind;
+	const char *name;     /* for logs */
+	const char *path;     /* collection path below the server URL */
+	const char *obj_kind; /* "kind" of the objects in watch events */
+};
+
+enum phase { PH_IDLE = 0, PH_LIST, PH_WATCH };
+
+/* How the first page of the next list asks for its resourceVersion. */
+enum list_mode {
+	LIST_ANY = 0,	/* resourceVersion=0: from the watch cache (first list) */
+	LIST_NOT_OLDER, /* resourceVersion=<last>&resourceVersionMatch=NotOlderThan */
+	LIST_LATEST,	/* no resourceVersion: a consistent read (after a 410) */
+};
+
+/* Why we ended a transfer ourselves. */
+enum abort_reason { AB_NONE = 0, AB_RELIST, AB_NOMEM, AB_TOOBIG };
+
+struct sock_ctx {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	struct k8s_watch *w;
+	struct sock_ctx *next; /* in k8s_watch.socks while polled */
+};
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+struct res {
+	struct k8s_watch *w;
+	const struct res_def *def;
+	CURL *easy; /* the transfer in flight, or NULL */
+	struct curl_slist *hdrs;
+	enum phase phase, next; /* next: what retry_timer starts */
+	uv_timer_t retry_timer, idle_timer;
+	char rv[K8S_RV_MAX]; /* last resourceVersion seen ("" before the first list) */
+	enum list_mode list_mode;
+	bool listed;  /* at least one list applied */
+	bool watched; /* a watch ran since the last list: the next one is a restart */
+	char *cont;   /* continue token of the next page */
+	json_t *pending; /* items of the list in progress */
+	size_t list_bytes;
+	struct buf body; /* a list page, or an error body */
+	bool body_truncated;
+	struct k8s_stream stream;
+	long http_code;
+	bool got_code;
+	long retry_after_s; /* -1: none */
+	enum abort_reason abort;
+	uint64_t start_ms, lines;
+	uint64_t backoff_ms, last_fail_ms;
+	struct log_limit loglim;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct k8s_watch {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t curl_timer;
+	struct sock_ctx *socks;
+	struct res res[K8S_KIND_COUNT];
+	struct k8s_store *store;
+	struct cluster_publisher *pub;
+	k8s_watch_publish_cb cb;
+	void *cb_arg;
+	struct k8s_watch_stats stats;
+
+	char *server; /* no trailing '/' */
+	struct k8s_kubeconfig kc; /* CA / client cert (paths or data), when from a kubeconfig */
+	char *ca_file;		  /* from the config, when no kubeconfig */
+
+	char *token_file, *token;
+	struct stat tok_st;
+	uint64_t tok_checked_ms;
+	struct log_limit tok_loglim;
+
+	size_t max_event_bytes;
+	uint64_t idle_ms;
+	uint64_t rng;
+	bool dirty; /* the store changed since the last publish */
+	uv_timer_t publish_timer; /* a publish held back by PUBLISH_MIN_INTERVAL_MS */
+	uint64_t last_publish_ms;
+	bool closing;
+	int open_handles; /* timers still to close before the final free */
+	bool curl_global;
+};
+
+/* k8s_watch.c: the list/watch state machine, publishing, start and close */
+/* The loop's time in ms. */
+uint64_t k8s_watch_now_ms(struct k8s_watch *w);
+
+/* Whether @p r may log a warning now (rate-limited per resource). */
+bool k8s_watch_may_log(struct res *r);
+
+/* Exponential backoff with jitter: d x [1, 2), doubling from 0.8 s, at most
+ * 30 s, reset after 2 minutes without a failure (client-go's constants). */
+uint64_t k8s_watch_backoff(struct res *r);
+
+/* A server-supplied string made safe for one log line. */
+void k8s_watch_printable(char *dst, size_t cap, const char *src, size_t n);
+
+/* End @p r's phase and start @p next after @p delay_ms. */
+void k8s_watch_schedule(struct res *r, enum phase next, uint64_t delay_ms);
+
+/* Forget the list in progress (its pages and continue token). */
+void k8s_watch_drop_list(struct res *r);
+
+/* Request the next list page of @p r (the first one per its list_mode). */
+void k8s_watch_start_list(struct res *r);
+
+/* Start a watch of @p r from its resourceVersion. */
+void k8s_watch_start_watch(struct res *r);
+
+/* Publish what changed, at most once per PUBLISH_MIN_INTERVAL_MS: under a
+ * stream of events a snapshot per event costs the control thread (and the
+ * CPU it shares with the workers) more than it gains; a change still reaches
+ * the workers within the interval. The first snapshot goes out at once. */
+void k8s_watch_publish(struct k8s_watch *w);
+
+/* The transfer of @p r ended with @p result: choose what comes next. */
+void k8s_watch_transfer_done(struct res *r, CURLcode result);
+
+/* k8s_watch_events.c: response bodies */
+/* Free @p b's memory and zero it. */
+void k8s_watch_buf_release(struct buf *b);
+
+/* curl's write callback: the body of a list page, or watch lines. */
+size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp);
+
+/* curl's header callback: only restarts the idle watchdog. */
+size_t k8s_watch_on_header(char *data, size_t size, size_t nmemb, void *userp);
+
+/* One list page arrived with 200. @return 0 (next page started or list
+ * committed) or -EINVAL (malformed). */
+int k8s_watch_list_page(struct res *r, char *why, size_t whylen);
+
+/* k8s_watch_auth.c: credentials and TLS */
+/* Zero a secret string and free it. NULL is fine. */
+void k8s_watch_wipe_str(char *s);
+
+/* Re-read the token file when it changed (checked at most every 10 s) or
+ * when @p force (after a 401). The old token stays on any failure. */
+void k8s_watch_token_refresh(struct k8s_watch *w, bool force);
+
+/* TLS options of one request: verification, CA, client certificate. */
+int k8s_watch_set_tls(struct k8s_watch *w, CURL *e);
+
+/* Write the message to @p err (may be NULL) and return @p rc. */
+int k8s_watch_failv(char *err, size_t errlen, int rc, const char *fmt, const char *arg);
+
+/* Server, CA, client certificate and token from @p cfg (and its
+ * kubeconfig). @return 0, -EINVAL with @p err set, -ENOMEM. */
+int k8s_watch_configure(struct k8s_watch *w, const struct k8s_watch_config *cfg, char *err,
+	size_t errlen);
+
+/* k8s_watch_curl.c: transfers on the loop */
+/* Stop polling @p c and free it once libuv is done with it. The fd itself
+ * belongs to libcurl. */
+void k8s_watch_sock_close(struct k8s_watch *w, struct sock_ctx *c);
+
+/* CURLMOPT_SOCKETFUNCTION: poll @p fd for what curl wants. */
+int k8s_watch_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
+	void *socketp);
+
+/* CURLMOPT_TIMERFUNCTION: arm the one curl timer. */
+int k8s_watch_on_curl_timer(CURLM *multi, long timeout_ms, void *userp);
+
+/* End the transfer of @p r, if any: never call from a curl callback. */
+void k8s_watch_finish_transfer(struct res *r);
+
+/* Start a GET of @p query on the resource's collection. */
+int k8s_watch_start_request(struct res *r, const char *query);
+
+/* No byte for idle_ms: the connection is presumed dead (libcurl does not
+ * notice a silent peer on its own). Not a curl callback, so the transfer may
+ * be removed here. */
+void k8s_watch_on_idle(uv_timer_t *t);
+
+#endif

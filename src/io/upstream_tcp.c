@@ -1,0 +1,413 @@
+/* src/io/upstream_tcp.c - upstream TCP connections: the per-server pool, pipelined writes, framed reads. */
+#include "upstream_internal.h"
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void on_connect(uv_connect_t *req, int status);
+
+/* ---- TCP connections ---- */
+
+static void on_conn_close(uv_handle_t *h)
+{
+	struct up_conn *c = h->data;
+	struct upstream *u = c->u;
+	if (--c->nhandles == 0) {
+		free(c->rbuf);
+		free(c->ids.slots);
+		free(c);
+	}
+	upstream_handle_closed(u);
+}
+
+void upstream_conn_shutdown(struct up_conn *c)
+{
+	struct up_srv *s = c->srv;
+	if (c->state == C_CLOSING)
+		return;
+	if (c->state == C_OPEN) {
+		s->nopen--;
+		atomic_fetch_sub_explicit(&s->cfg->stats.open_conns, 1, memory_order_relaxed);
+	} else {
+		s->nconnecting--;
+	}
+	s->nconns--;
+	dl_remove(&c->link);
+	dl_remove(&c->blink);
+	c->state = C_CLOSING;
+	uv_close((uv_handle_t *)&c->tcp, on_conn_close);
+	uv_close((uv_handle_t *)&c->idle, on_conn_close);
+}
+
+/* A failure found where no queries may move (a write): handled from upstream_on_defer. */
+static void conn_fail_later(struct up_conn *c, int err)
+{
+	if (c->err || c->state == C_CLOSING)
+		return;
+	c->err = err;
+	dl_append(&c->u->broken, &c->blink);
+	upstream_defer_start(c->u);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct up_wreq *w = dl_entry(req, struct up_wreq, req);
+	struct up_conn *c = req->handle->data;
+	free(w);
+	if (status < 0 && status != UV_ECANCELED && c->state == C_OPEN)
+		upstream_conn_fail(c, status);
+}
+
+/* Write @p r's frame: 2-byte length, wire ID, rest of the query. */
+static void tcp_write(struct up_conn *c, struct up_req *r)
+{
+	if (c->err)
+		return; /* doomed: r fails over with the connection */
+	size_t qlen = r->len, total = qlen + 2;
+	wire_put16(r->hdr, (uint16_t)qlen);
+	wire_put16(r->hdr + 2, r->wire_id);
+	uv_buf_t b[2] = {
+		uv_buf_init((char *)r->hdr, 4),
+		uv_buf_init((char *)r->q + 2, (unsigned)(qlen - 2)),
+	};
+	r->sent_ns = uv_hrtime();
+	if (!c->silent_since_ms)
+		c->silent_since_ms = upstream_now_ms(c->u);
+	int n = uv_try_write((uv_stream_t *)&c->tcp, b, 2);
+	if (n >= 0 && (size_t)n == total)
+		return;
+	if (n < 0) {
+		if (n != UV_EAGAIN && n != UV_ENOSYS) {
+			conn_fail_later(c, n);
+			return;
+		}
+		n = 0;
+	}
+	/* The rest, copied: r may be gone before libuv is done with it. */
+	size_t done = (size_t)n, rest = total - done;
+	struct up_wreq *w = malloc(sizeof(*w) + rest);
+	if (!w) {
+		conn_fail_later(c, -ENOMEM); /* a frame is half out: the stream is lost */
+		return;
+	}
+	uint8_t *d = w->data;
+	if (done < 4) {
+		memcpy(d, r->hdr + done, 4 - done);
+		d += 4 - done;
+		done = 0;
+	} else {
+		done -= 4;
+	}
+	memcpy(d, r->q + 2 + done, qlen - 2 - done);
+	uv_buf_t wb = uv_buf_init((char *)w->data, (unsigned)rest);
+	int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &wb, 1, on_write);
+	if (err) {
+		free(w);
+		conn_fail_later(c, err);
+	}
+}
+
+/* Bind @p r to @p c (written now if open). @return 0 or -ENOMEM. */
+static int conn_attach(struct up_conn *c, struct up_req *r)
+{
+	uint16_t id = upstream_idmap_fresh_id(c->u, &c->ids);
+	int err = upstream_idmap_put(&c->ids, id, r);
+	if (err)
+		return err;
+	r->conn = c;
+	r->srv = c->srv;
+	r->wire_id = id;
+	r->state = R_TCP;
+	r->rx_mark = c->nreplies;
+	r->reused = c->state == C_OPEN;
+	dl_append(&c->reqs, &r->link);
+	if (c->ninflight++ == 0)
+		uv_timer_stop(&c->idle);
+	if (c->state == C_OPEN)
+		tcp_write(c, r);
+	return 0;
+}
+
+/* Open a connection to @p s. @return 0 or an error (the server is then in backoff). */
+static int conn_open(struct up_srv *s, struct up_conn **out)
+{
+	struct upstream *u = s->u;
+	struct up_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->rbuf = malloc(UP_RBUF_INIT_BYTES);
+	if (!c->rbuf) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->rcap = UP_RBUF_INIT_BYTES;
+	c->u = u;
+	c->srv = s;
+	dl_init(&c->link);
+	dl_init(&c->blink);
+	dl_init(&c->reqs);
+	int err = uv_tcp_init(u->loop, &c->tcp);
+	if (err) {
+		free(c->rbuf);
+		free(c);
+		return err;
+	}
+	c->tcp.data = c;
+	c->nhandles++;
+	u->nhandles++;
+	uv_timer_init(u->loop, &c->idle); /* cannot fail */
+	c->idle.data = c;
+	c->nhandles++;
+	u->nhandles++;
+	c->state = C_CONNECTING;
+	c->creq.data = c;
+	dl_append(&s->conns, &c->link);
+	s->nconns++;
+	s->nconnecting++;
+	err = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&s->cfg->addr, on_connect);
+	if (err) {
+		upstream_conn_shutdown(c);
+		upstream_srv_connect_failed(s, err, "connect failed");
+		return err;
+	}
+	*out = c;
+	return 0;
+}
+
+/* The least-loaded connection of @p s with room, opening one when every
+ * connection is busy and the pool has room. NULL when the pool is full.
+ * @p fresh (a resend): only a connection still connecting or a new one; an
+ * idle open connection is closed to make room for it, as it is likely to
+ * have been closed by the server as well. */
+static struct up_conn *pick_conn(struct up_srv *s, bool fresh, int *err)
+{
+	struct upstream *u = s->u;
+	struct up_conn *best = NULL, *idle = NULL;
+	for (struct dlist *n = s->conns.next; n != &s->conns; n = n->next) {
+		struct up_conn *c = dl_entry(n, struct up_conn, link);
+		if (fresh && c->state == C_OPEN && c->ninflight == 0)
+			idle = c;
+		if (c->err || c->ninflight >= u->cfg.max_inflight_conn || (fresh && c->state != C_CONNECTING))
+			continue;
+		if (!best || c->ninflight < best->ninflight)
+			best = c;
+	}
+	if (fresh && !best && idle && s->nconns >= u->cfg.conns_per_server)
+		upstream_conn_shutdown(idle);
+	bool probing = s->retry_at_ms > upstream_now_ms(u) && s->nconnecting > 0;
+	if (s->nconns < u->cfg.conns_per_server && (!best || best->ninflight > 0) && !probing) {
+		struct up_conn *c = NULL;
+		int e = conn_open(s, &c);
+		if (e == 0)
+			return c;
+		*err = e;
+	}
+	return best;
+}
+
+int upstream_tcp_assign(struct up_req *r, struct up_srv *s)
+{
+	int err = 0;
+	if (s->u->closing)
+		return -ECANCELED;
+	struct up_conn *c = pick_conn(s, false, &err);
+	if (c && conn_attach(c, r) == 0)
+		return 0;
+	if (!c && s->nconns > 0) {
+		r->srv = s;
+		r->state = R_BACKLOG;
+		dl_append(&s->backlog, &r->link);
+		return 0;
+	}
+	return err ? err : -ENOMEM;
+}
+
+/* Resend @p r to @p s on a fresh connection, or on any when the pool is busy. */
+static int tcp_resend(struct up_req *r, struct up_srv *s)
+{
+	int err = 0;
+	struct up_conn *c = pick_conn(s, true, &err);
+	if (c && conn_attach(c, r) == 0)
+		return 0;
+	return upstream_tcp_assign(r, s);
+}
+
+void upstream_srv_pump(struct up_srv *s)
+{
+	while (!s->u->closing && !dl_empty(&s->backlog)) {
+		int err = 0;
+		struct up_conn *c = pick_conn(s, false, &err);
+		if (!c) {
+			if (s->nconns == 0)
+				upstream_srv_fail_backlog(s);
+			return;
+		}
+		struct up_req *r = dl_entry(s->backlog.next, struct up_req, link);
+		upstream_req_unbind(r);
+		if (conn_attach(c, r) != 0)
+			upstream_req_next_server(r);
+	}
+}
+
+void upstream_conn_fail(struct up_conn *c, int err)
+{
+	struct up_srv *s = c->srv;
+	struct upstream *u = c->u;
+	if (c->state == C_CLOSING)
+		return;
+	bool connecting = c->state == C_CONNECTING;
+	bool had_reqs = !dl_empty(&c->reqs);
+	uint64_t nreplies = c->nreplies, now = upstream_now_ms(u), sup;
+	upstream_conn_shutdown(c);
+	if (connecting) {
+		upstream_srv_connect_failed(s, err, "connect failed");
+	} else if (had_reqs) {
+		STAT_INC(s->cfg->stats.conn_failures);
+		if (nreplies == 0)
+			upstream_srv_backoff(s, now);
+		if ((nreplies == 0 || err != UV_EOF) && upstream_log_ok(&s->ll_conn, now, &sup))
+			log_warn("upstream", "%s: connection lost with %u queries in flight: %s (%" PRIu64 " similar suppressed)",
+				 s->cfg->name, c->ninflight, uv_strerror(err), sup);
+		else
+			log_debug("upstream", "%s: connection closed with %u queries in flight: %s",
+				  s->cfg->name, c->ninflight, uv_strerror(err));
+	} else {
+		log_debug("upstream", "%s: idle connection closed: %s", s->cfg->name, uv_strerror(err));
+	}
+	while (!dl_empty(&c->reqs)) {
+		struct up_req *r = dl_entry(c->reqs.next, struct up_req, link);
+		upstream_req_unbind(r);
+		if (!connecting) {
+			bool progress = nreplies > r->rx_mark;
+			if (progress || (r->reused && !r->resent)) {
+				if (!progress)
+					r->resent = true;
+				if (tcp_resend(r, s) == 0)
+					continue;
+			}
+		}
+		if (err == -EPROTO)
+			r->f_proto = true;
+		else if (err == UV_ETIMEDOUT)
+			r->f_timeout = true;
+		upstream_req_next_server(r);
+	}
+	if (connecting && s->nconns == 0)
+		upstream_srv_fail_backlog(s);
+	upstream_srv_pump(s);
+}
+
+void upstream_on_conn_idle(uv_timer_t *t)
+{
+	struct up_conn *c = t->data;
+	if (c->state != C_OPEN || c->ninflight > 0)
+		return;
+	log_debug("upstream", "%s: closing idle connection", c->srv->cfg->name);
+	upstream_conn_shutdown(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct up_conn *c = h->data;
+	(void)suggested;
+	/* Never empty: a partial frame always has room to complete (see on_read). */
+	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+/* One complete frame (DNS message) of @p n >= 12 bytes from @p c. */
+static void tcp_frame(struct up_conn *c, uint8_t *p, size_t n)
+{
+	struct up_srv *s = c->srv;
+	if (!(p[2] & DNS_FLAG_QR)) {
+		STAT_INC(s->cfg->stats.bad_replies);
+		return;
+	}
+	struct up_req *r = upstream_idmap_get(&c->ids, wire_get16(p));
+	if (!r) { /* unknown or late */
+		STAT_INC(s->cfg->stats.bad_replies);
+		return;
+	}
+	if (!upstream_question_match(r, p, n)) {
+		STAT_INC(s->cfg->stats.bad_replies);
+		r->bad_attempt = true;
+		return;
+	}
+	c->nreplies++;
+	upstream_req_reply(r, p, n);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct up_conn *c = st->data;
+	struct upstream *u = c->u;
+	(void)buf;
+	if (c->state != C_OPEN || nread == 0)
+		return;
+	if (nread < 0) {
+		upstream_conn_fail(c, (int)nread);
+		return;
+	}
+	c->rlen += (size_t)nread;
+	size_t off = 0;
+	while (c->rlen - off >= 2) {
+		size_t flen = wire_get16(c->rbuf + off);
+		if (flen < DNS_HEADER_BYTES) {
+			STAT_INC(c->srv->cfg->stats.bad_replies);
+			upstream_conn_fail(c, -EPROTO);
+			return;
+		}
+		if (c->rlen - off < 2 + flen)
+			break;
+		uint8_t *f = c->rbuf + off + 2;
+		off += 2 + flen;
+		tcp_frame(c, f, flen); /* may call back the user */
+		if (u->closing || c->state != C_OPEN)
+			return;
+	}
+	c->silent_since_ms = c->ninflight ? upstream_now_ms(u) : 0;
+	if (off > 0) {
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
+	}
+	if (c->rlen >= 2) {
+		size_t need = 2 + (size_t)wire_get16(c->rbuf); /* <= 2 + UP_FRAME_MAX_BYTES */
+		if (need > c->rcap) {
+			uint8_t *nb = realloc(c->rbuf, need);
+			if (!nb) {
+				upstream_conn_fail(c, -ENOMEM);
+				return;
+			}
+			c->rbuf = nb;
+			c->rcap = need;
+		}
+	}
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct up_conn *c = req->data;
+	struct up_srv *s = c->srv;
+	struct upstream *u = c->u;
+	if (c->state != C_CONNECTING)
+		return; /* closed meanwhile: UV_ECANCELED */
+	if (status < 0) {
+		upstream_conn_fail(c, status);
+		return;
+	}
+	c->state = C_OPEN;
+	s->nconnecting--;
+	s->nopen++;
+	atomic_fetch_add_explicit(&s->cfg->stats.open_conns, 1, memory_order_relaxed);
+	STAT_INC(s->cfg->stats.tcp_connects);
+	upstream_srv_backoff_reset(s);
+	uv_tcp_nodelay(&c->tcp, 1);
+	uv_tcp_keepalive(&c->tcp, 1, UP_KEEPALIVE_S);
+	int err = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (err) {
+		upstream_conn_fail(c, err);
+		return;
+	}
+	for (struct dlist *n = c->reqs.next; n != &c->reqs; n = n->next)
+		tcp_write(c, dl_entry(n, struct up_req, link));
+	if (c->ninflight == 0 && !u->closing)
+		uv_timer_start(&c->idle, upstream_on_conn_idle, UP_IDLE_MS, 0);
+	upstream_srv_pump(s);
+}
