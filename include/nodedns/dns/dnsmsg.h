@@ -92,9 +92,6 @@ size_t dnsmsg_udp_limit(const struct dnsmsg_query *q);
 /** Build the cache key of @p q into @p key (capacity >= 260). @return length. */
 size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key);
 
-/** Hash of a key (FNV-1a; the cache seeds its own). */
-uint32_t dnsmsg_key_hash(const uint8_t *key, size_t len);
-
 /**
  * Turn the body in @p buf[0..body_len) into the reply to @p q, in place
  * (capacity @p cap >= body_len + DNS_OPT_RR_BYTES): set ID, QR, RD and CD as
@@ -162,6 +159,20 @@ struct dnsmsg_reply_info {
 size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsmsg_ttl_policy *pol,
 			    uint8_t *out, size_t cap, uint16_t *ttl_off, size_t ttl_cap,
 			    struct dnsmsg_reply_info *info);
+
+/**
+ * The answer to an ExternalName chase: the cluster zone's CNAME answer
+ * (@p cname, @p clen; a body, borrowed) followed by the answer records of the
+ * target's answer (@p target, @p tlen; borrowed), whose rcode it takes when
+ * that is NOERROR or NXDOMAIN; any other rcode leaves the CNAME answer alone.
+ * Goes through ldns (not a hot path; the target may use compression pointers
+ * that must not be copied as bytes). Written to @p out (capacity @p cap),
+ * which may be @p target's buffer.
+ * @return the length, or 0 when either does not parse or the result does
+ * not fit (the caller sends the CNAME alone).
+ */
+size_t dnsmsg_merge_chase(const uint8_t *cname, size_t clen, const uint8_t *target, size_t tlen,
+			  uint8_t *out, size_t cap);
 
 /** Wire length (root label included, 255 at most) of the uncompressed name
  * at @p off in @p wire, or 0 when it runs off the message, holds a
