@@ -10,7 +10,9 @@
  *    chaos body and (when it parsed) the upstream query, each finalized with
  *    several limits; the key is computed;
  *  - as an upstream reply: dnsmsg_prepare_reply(), then the body is finalized
- *    for the parsed query (or a synthetic one asking the body's question).
+ *    for the parsed query (or a synthetic one asking the body's question),
+ *    and merged as an ExternalName target after that body
+ *    (dnsmsg_merge_chase()).
  * Besides the sanitizers, the target checks invariants and abort()s when one
  * fails: sizes within bounds, TTL offsets inside the body, TC replies no
  * longer than header + question (+ OPT), every reply we would send reads
@@ -46,7 +48,7 @@ static uint16_t get16(const uint8_t *p)
 }
 
 /* Reply buffers: static, they are large. */
-static uint8_t g_body[OUT_CAP], g_msg[OUT_CAP];
+static uint8_t g_body[OUT_CAP], g_msg[OUT_CAP], g_merged[OUT_CAP];
 static uint16_t g_ttl_off[4096];
 
 /* Read the name at *pos as a client would (pointers followed, each to a
@@ -230,7 +232,6 @@ static void as_query(const uint8_t *data, size_t size, struct dnsmsg_query *q, b
 	uint8_t key[DNS_NAME_MAX_BYTES + 5];
 	size_t klen = dnsmsg_key(q, key);
 	CHECK(klen == q->qname_len + 5u);
-	(void)dnsmsg_key_hash(key, klen);
 
 	/* What we send upstream is a valid query for the same key. */
 	uint8_t up[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4 + DNS_OPT_RR_BYTES];
@@ -310,6 +311,16 @@ static void as_reply(const uint8_t *data, size_t size, const struct dnsmsg_query
 	CHECK(info.kind >= 0 && info.kind <= 3);
 	/* Flags kept but AA (we are not the authority), rcode kept. */
 	CHECK(g_body[2] == (data[2] & ~0x04) && (g_body[3] & 0x0f) == (data[3] & 0x0f));
+
+	/* The input as the target of a chase after this body: what comes out
+	 * is a message ldns reads, within the buffer. */
+	size_t mlen = dnsmsg_merge_chase(g_body, blen, data, size, g_merged, sizeof(g_merged));
+	CHECK(mlen <= DNS_MSG_MAX_BYTES);
+	if (mlen) {
+		ldns_pkt *mp = NULL;
+		CHECK(ldns_wire2pkt(&mp, g_merged, mlen) == LDNS_STATUS_OK);
+		ldns_pkt_free(mp);
+	}
 
 	/* When the input parsed as a query, its question is the body's. */
 	struct dnsmsg_query sq;
