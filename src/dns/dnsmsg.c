@@ -166,6 +166,27 @@ enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct d
 	return DNSMSG_OK;
 }
 
+bool dnsmsg_question_match(const uint8_t *query, size_t qend, const uint8_t *reply, size_t len)
+{
+	if (len < qend || wire_get16(reply + 4) != 1)
+		return false;
+	const uint8_t *a = query + DNS_HEADER_BYTES, *b = reply + DNS_HEADER_BYTES;
+	size_t i = 0;
+	for (;;) {
+		uint8_t l = a[i];
+		if (b[i] != l) /* also rejects a pointer: the query's lengths are <= 63 */
+			return false;
+		if (l == 0)
+			break;
+		for (size_t k = 1; k <= l; k++)
+			if (wire_lower(a[i + k]) != wire_lower(b[i + k]))
+				return false;
+		i += 1u + l;
+	}
+	i++;
+	return memcmp(a + i, b + i, 4) == 0; /* type, class */
+}
+
 size_t dnsmsg_udp_limit(const struct dnsmsg_query *q)
 {
 	if (!q->edns)

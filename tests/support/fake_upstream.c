@@ -62,23 +62,8 @@ void fake_upstream_finish(struct fake_upstream *f, struct fake_upstream_call *c,
 
 bool fake_upstream_matches(const struct fake_upstream_call *c, const uint8_t *p, size_t n)
 {
-	if (n < DNS_HEADER_BYTES || !(p[2] & 0x80) || n < c->qend || wire_get16(p + 4) != 1)
-		return false;
-	const uint8_t *a = c->query + DNS_HEADER_BYTES, *b = p + DNS_HEADER_BYTES;
-	size_t i = 0;
-	for (;;) {
-		uint8_t l = a[i];
-		if (b[i] != l)
-			return false;
-		if (l == 0)
-			break;
-		for (size_t k = 1; k <= l; k++)
-			if (wire_lower(a[i + k]) != wire_lower(b[i + k]))
-				return false;
-		i += 1u + l;
-	}
-	i++;
-	return memcmp(a + i, b + i, 4) == 0;
+	return n >= DNS_HEADER_BYTES && (p[2] & 0x80) &&
+	       dnsmsg_question_match(c->query, c->qend, p, n);
 }
 
 void fake_upstream_reply(struct fake_upstream *f, struct fake_upstream_call *c, uint8_t *reply,

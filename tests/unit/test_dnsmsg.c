@@ -544,6 +544,85 @@ static void test_key(void **state)
 	assert_memory_not_equal(ka, kb, la);
 }
 
+/* ------------------------------------------------- question match, chase */
+
+static void test_question_match(void **state)
+{
+	(void)state;
+	struct dnsmsg_query q;
+	make_q("www.example.com.", LDNS_RR_TYPE_A, 0, false, &q);
+	uint8_t up[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4 + DNS_OPT_RR_BYTES];
+	dnsmsg_upstream_query(&q, up);
+	size_t qend = DNS_HEADER_BYTES + q.qname_len + 4u;
+
+	uint8_t r[BUF];
+	size_t n = ldns_reply("WWW.example.COM.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, NULL, NULL,
+			      NULL, false, r);
+	assert_true(dnsmsg_question_match(up, qend, r, n)); /* case does not matter */
+	assert_false(dnsmsg_question_match(up, qend, r, qend - 1)); /* too short */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, NULL, NULL,
+		       NULL, false, r);
+	assert_false(dnsmsg_question_match(up, qend, r, n)); /* another type */
+	n = ldns_reply("www.example.org.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, NULL, NULL, NULL,
+		       false, r);
+	assert_false(dnsmsg_question_match(up, qend, r, n)); /* another name */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, NULL, NULL, NULL,
+		       false, r);
+	r[5] = 0; /* no question */
+	assert_false(dnsmsg_question_match(up, qend, r, n));
+	r[5] = 1;
+	r[DNS_HEADER_BYTES] = 0xc0; /* a pointer where the name starts */
+	r[DNS_HEADER_BYTES + 1] = 0x0c;
+	assert_false(dnsmsg_question_match(up, qend, r, n));
+}
+
+static void test_merge_chase(void **state)
+{
+	(void)state;
+	static const char *const cname[] = {
+		"ext.demo.svc.cluster.local. 5 IN CNAME www.example.com.", NULL
+	};
+	static const char *const a[] = { "www.example.com. 300 IN A 192.0.2.44", NULL };
+	uint8_t c[BUF], t[BUF], out[BUF];
+	size_t clen = ldns_reply("ext.demo.svc.cluster.local.", LDNS_RR_TYPE_A,
+				 LDNS_RCODE_NOERROR, cname, NULL, NULL, false, c);
+	size_t tlen = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, a, NULL,
+				 NULL, false, t);
+	size_t n = dnsmsg_merge_chase(c, clen, t, tlen, out, sizeof(out));
+	assert_true(n > clen);
+	ldns_pkt *p = parse(out, n);
+	assert_int_equal(ldns_pkt_ancount(p), 2);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(p), 0)), LDNS_RR_TYPE_CNAME);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(p), 1)), LDNS_RR_TYPE_A);
+	ldns_pkt_free(p);
+
+	/* The output may be the target's buffer. */
+	assert_int_equal(dnsmsg_merge_chase(c, clen, t, tlen, t, BUF), n);
+	assert_memory_equal(t, out, n);
+
+	/* NXDOMAIN for the target: its rcode, no records. */
+	tlen = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL, NULL,
+			  NULL, false, t);
+	n = dnsmsg_merge_chase(c, clen, t, tlen, out, sizeof(out));
+	p = parse(out, n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+	assert_int_equal(ldns_pkt_ancount(p), 1);
+	ldns_pkt_free(p);
+
+	/* SERVFAIL for the target: the CNAME answer alone, NOERROR. */
+	tlen = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_SERVFAIL, NULL, NULL,
+			  NULL, false, t);
+	n = dnsmsg_merge_chase(c, clen, t, tlen, out, sizeof(out));
+	p = parse(out, n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+	assert_int_equal(ldns_pkt_ancount(p), 1);
+	ldns_pkt_free(p);
+
+	/* Garbage, or no room: 0 (the caller sends the CNAME alone). */
+	assert_int_equal(dnsmsg_merge_chase(c, clen, t, 5, out, sizeof(out)), 0);
+	assert_int_equal(dnsmsg_merge_chase(c, clen, t, tlen, out, 20), 0);
+}
+
 /* ------------------------------------------------------------ finalize */
 
 static void test_finalize_flags_and_case(void **state)
@@ -1475,6 +1554,8 @@ int main(void)
 		cmocka_unit_test(test_parse_trailing_garbage),
 		cmocka_unit_test(test_udp_limit),
 		cmocka_unit_test(test_key),
+		cmocka_unit_test(test_question_match),
+		cmocka_unit_test(test_merge_chase),
 		cmocka_unit_test(test_finalize_flags_and_case),
 		cmocka_unit_test(test_finalize_opt),
 		cmocka_unit_test(test_finalize_truncation),

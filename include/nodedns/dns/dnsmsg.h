@@ -85,6 +85,15 @@ struct dnsmsg_query {
  */
 enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct dnsmsg_query *q);
 
+/**
+ * Whether @p reply (@p len bytes, borrowed; at least a header) carries
+ * exactly the question of @p query: one question, the same name compared
+ * without case (a compression pointer never matches), type and class.
+ * @p query (borrowed) is one we built or checked: one question whose
+ * uncompressed name bounds the walk, ending at @p qend.
+ */
+bool dnsmsg_question_match(const uint8_t *query, size_t qend, const uint8_t *reply, size_t len);
+
 /** The UDP reply limit for @p q: 512 without EDNS, else the client's size
  * capped at DNS_EDNS_PAYLOAD_BYTES (never below 512). */
 size_t dnsmsg_udp_limit(const struct dnsmsg_query *q);
