@@ -83,9 +83,13 @@ static enum dnsmsg_verdict parse_question(const uint8_t *wire, size_t len,
 			return DNSMSG_FORMERR;
 		if (n + 1u + l > DNS_NAME_MAX_BYTES || p + 1u + l > len)
 			return DNSMSG_FORMERR;
-		memcpy(q->qname + n, wire + p, 1u + l);
+		q->qname[n] = l;
 		q->lname[n] = l;
-		wire_lower_copy(q->lname + n + 1, wire + p + 1, l);
+		for (size_t i = 1; i <= l; i++) {
+			uint8_t c = wire[p + i];
+			q->qname[n + i] = c;
+			q->lname[n + i] = wire_lower(c);
+		}
 		n += 1u + l;
 		p += 1u + l;
 		if (l == 0)
