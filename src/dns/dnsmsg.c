@@ -541,33 +541,56 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 	return blen;
 }
 
+/* Append the answer records of @p t (@p tlen bytes) to @p pkt, read record by
+ * record: ldns_wire2pkt() would leak a record of a message with two TSIGs,
+ * which a cached upstream answer may hold. @return 0, or -1 when one does
+ * not parse. */
+static int push_answers(ldns_pkt *pkt, const uint8_t *t, size_t tlen)
+{
+	size_t p = DNS_HEADER_BYTES;
+	for (unsigned i = 0, qd = wire_get16(t + 4); i < qd; i++) {
+		ldns_rr *rr = NULL;
+		if (ldns_wire2rr(&rr, t, tlen, &p, LDNS_SECTION_QUESTION) != LDNS_STATUS_OK)
+			return -1;
+		ldns_rr_free(rr);
+	}
+	for (unsigned i = 0, an = wire_get16(t + 6); i < an; i++) {
+		ldns_rr *rr = NULL;
+		if (ldns_wire2rr(&rr, t, tlen, &p, LDNS_SECTION_ANSWER) != LDNS_STATUS_OK)
+			return -1;
+		if (!ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER, rr)) {
+			ldns_rr_free(rr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* The cluster zone's CNAME answer @p cname with the answer records of
  * @p target appended (and its rcode, when NOERROR or NXDOMAIN). */
 size_t dnsmsg_merge_chase(const uint8_t *cname, size_t clen, const uint8_t *target, size_t tlen,
 			  uint8_t *out, size_t cap)
 {
-	ldns_pkt *pkt = NULL, *tp = NULL;
+	ldns_pkt *pkt = NULL;
 	size_t n = 0;
-	if (ldns_wire2pkt(&pkt, cname, clen) == LDNS_STATUS_OK &&
-	    ldns_wire2pkt(&tp, target, tlen) == LDNS_STATUS_OK) {
-		int rc = ldns_pkt_get_rcode(tp);
-		if (rc == LDNS_RCODE_NOERROR || rc == LDNS_RCODE_NXDOMAIN) {
-			ldns_rr_list *ans = ldns_pkt_answer(tp);
-			for (size_t i = 0; i < ldns_rr_list_rr_count(ans); i++)
-				ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
-						 ldns_rr_clone(ldns_rr_list_rr(ans, i)));
+	if (tlen < DNS_HEADER_BYTES || ldns_wire2pkt(&pkt, cname, clen) != LDNS_STATUS_OK) {
+		ldns_pkt_free(pkt);
+		return 0;
+	}
+	int rc = dnsmsg_rcode(target);
+	bool take = rc == DNS_RCODE_NOERROR || rc == DNS_RCODE_NXDOMAIN;
+	if (!take || push_answers(pkt, target, tlen) == 0) {
+		if (take)
 			ldns_pkt_set_rcode(pkt, (uint8_t)rc);
-		}
 		uint8_t *wire = NULL;
-		if (ldns_pkt2wire(&wire, pkt, &n) == LDNS_STATUS_OK && n <= DNS_MSG_MAX_BYTES &&
-		    n <= cap)
-			memcpy(out, wire, n);
-		else
+		if (ldns_pkt2wire(&wire, pkt, &n) != LDNS_STATUS_OK || n > DNS_MSG_MAX_BYTES ||
+		    n > cap)
 			n = 0;
+		else
+			memcpy(out, wire, n);
 		LDNS_FREE(wire);
 	}
 	ldns_pkt_free(pkt);
-	ldns_pkt_free(tp);
 	return n;
 }
 

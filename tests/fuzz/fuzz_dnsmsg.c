@@ -11,8 +11,7 @@
  *    several limits; the key is computed;
  *  - as an upstream reply: dnsmsg_prepare_reply(), then the body is finalized
  *    for the parsed query (or a synthetic one asking the body's question),
- *    and merged as an ExternalName target after that body
- *    (dnsmsg_merge_chase()).
+ *    and merged as an ExternalName target (dnsmsg_merge_chase()).
  * Besides the sanitizers, the target checks invariants and abort()s when one
  * fails: sizes within bounds, TTL offsets inside the body, TC replies no
  * longer than header + question (+ OPT), every reply we would send reads
@@ -312,16 +311,6 @@ static void as_reply(const uint8_t *data, size_t size, const struct dnsmsg_query
 	/* Flags kept but AA (we are not the authority), rcode kept. */
 	CHECK(g_body[2] == (data[2] & ~0x04) && (g_body[3] & 0x0f) == (data[3] & 0x0f));
 
-	/* The input as the target of a chase after this body: what comes out
-	 * is a message ldns reads, within the buffer. */
-	size_t mlen = dnsmsg_merge_chase(g_body, blen, data, size, g_merged, sizeof(g_merged));
-	CHECK(mlen <= DNS_MSG_MAX_BYTES);
-	if (mlen) {
-		ldns_pkt *mp = NULL;
-		CHECK(ldns_wire2pkt(&mp, g_merged, mlen) == LDNS_STATUS_OK);
-		ldns_pkt_free(mp);
-	}
-
 	/* When the input parsed as a query, its question is the body's. */
 	struct dnsmsg_query sq;
 	const struct dnsmsg_query *q = pq;
@@ -329,6 +318,19 @@ static void as_reply(const uint8_t *data, size_t size, const struct dnsmsg_query
 		if (!synthetic_query(g_body, blen, data[size - 1], &sq))
 			return;
 		q = &sq;
+	}
+
+	/* The body as the target of a chase, after a body of ours for the
+	 * question (no records, as the cluster zone's CNAME answer has no
+	 * TSIG): what comes out is a message ldns reads, within the buffer. */
+	uint8_t cb[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4];
+	size_t cl = dnsmsg_error_body(q, DNS_RCODE_NOERROR, cb);
+	size_t mlen = dnsmsg_merge_chase(cb, cl, g_body, blen, g_merged, sizeof(g_merged));
+	CHECK(mlen <= DNS_MSG_MAX_BYTES);
+	if (mlen) {
+		ldns_pkt *mp = NULL;
+		CHECK(ldns_wire2pkt(&mp, g_merged, mlen) == LDNS_STATUS_OK);
+		ldns_pkt_free(mp);
 	}
 	finalize_all(g_body, blen, q, 0, false);
 }

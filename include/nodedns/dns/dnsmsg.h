@@ -175,8 +175,9 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
  * target's answer (@p target, @p tlen; borrowed), whose rcode it takes when
  * that is NOERROR or NXDOMAIN; any other rcode leaves the CNAME answer alone.
  * Goes through ldns (not a hot path; the target may use compression pointers
- * that must not be copied as bytes). Written to @p out (capacity @p cap),
- * which may be @p target's buffer.
+ * that must not be copied as bytes); of the target only the question and
+ * answer records are read. Written to @p out (capacity @p cap), which may be
+ * @p target's buffer.
  * @return the length, or 0 when either does not parse or the result does
  * not fit (the caller sends the CNAME alone).
  */
