@@ -1,6 +1,7 @@
 /* src/dns/cache.c - sharded, byte-bounded, TTL-aware answer cache. */
 #include "nodedns/dns/cache.h"
 #include "nodedns/util/hash.h"
+#include "nodedns/util/wire.h"
 
 /*
  * Memory layout. Every entry is one malloc:
@@ -309,17 +310,43 @@ const struct cache_stats *cache_stats(const struct cache *c)
 	return &c->stats;
 }
 
-static inline void put_be32(uint8_t *p, uint32_t v)
+/* A stale hit: copy @p e's wire into @p buf with every TTL set to
+ * @p stale_ttl_s (RFC 8767). Called once, so inlined into cache_lookup(). */
+static inline void copy_stale(struct entry *e, uint8_t *buf, uint32_t stale_ttl_s,
+			      struct cache_hit *h)
 {
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
+	memcpy(buf, entry_wire(e), e->len);
+	for (unsigned i = 0; i < e->nttl; i++)
+		wire_put32(buf + e->ttl_off[i], stale_ttl_s);
+	h->stale = true;
 }
 
-static inline uint32_t get_be32(const uint8_t *p)
+/* A fresh hit: copy @p e's wire into @p buf with its TTLs counted down, and
+ * claim the prefetch of the entry in the last 10% of its TTL. Called once,
+ * so inlined into cache_lookup(). */
+static inline void copy_fresh(struct entry *e, uint8_t *buf, uint64_t now_ms, struct cache_hit *h)
 {
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	uint64_t ttl_ms = (uint64_t)e->ttl_s * 1000;
+	uint64_t left_ms = e->expire_ms - now_ms;
+	/* A lookup with an older clock than the insert's sees no time pass. */
+	uint64_t elapsed_s = left_ms >= ttl_ms ? 0 : (ttl_ms - left_ms) / 1000;
+	uint32_t min_left = (uint32_t)(e->ttl_s - elapsed_s);
+
+	memcpy(buf, entry_wire(e), e->len);
+	for (unsigned i = 0; i < e->nttl; i++) {
+		uint8_t *p = buf + e->ttl_off[i];
+		uint32_t t = wire_get32(p);
+		t = t > elapsed_s ? (uint32_t)(t - elapsed_s) : 0;
+		wire_put32(p, t);
+		if (t < min_left)
+			min_left = t;
+	}
+	h->ttl_left_s = min_left;
+	if (e->ttl_s >= PREFETCH_MIN_TTL_S && !(e->flags & F_PREFETCHED) &&
+	    left_ms < (uint64_t)e->ttl_s * 100) {
+		e->flags |= F_PREFETCHED;
+		h->prefetch = true;
+	}
 }
 
 int cache_lookup(struct cache *c, const uint8_t *key, size_t keylen, uint64_t now_ms,
@@ -353,34 +380,11 @@ int cache_lookup(struct cache *c, const uint8_t *key, size_t keylen, uint64_t no
 		}
 		if (late >= allow_stale_ms || e->len > cap)
 			goto out;
-		memcpy(buf, entry_wire(e), e->len);
-		for (unsigned i = 0; i < e->nttl; i++)
-			put_be32(buf + e->ttl_off[i], stale_ttl_s);
-		h.stale = true;
+		copy_stale(e, buf, stale_ttl_s, &h);
 	} else {
 		if (e->len > cap)
 			goto out;
-		uint64_t ttl_ms = (uint64_t)e->ttl_s * 1000;
-		uint64_t left_ms = e->expire_ms - now_ms;
-		/* A lookup with an older clock than the insert's sees no time pass. */
-		uint64_t elapsed_s = left_ms >= ttl_ms ? 0 : (ttl_ms - left_ms) / 1000;
-		uint32_t min_left = (uint32_t)(e->ttl_s - elapsed_s);
-
-		memcpy(buf, entry_wire(e), e->len);
-		for (unsigned i = 0; i < e->nttl; i++) {
-			uint8_t *p = buf + e->ttl_off[i];
-			uint32_t t = get_be32(p);
-			t = t > elapsed_s ? (uint32_t)(t - elapsed_s) : 0;
-			put_be32(p, t);
-			if (t < min_left)
-				min_left = t;
-		}
-		h.ttl_left_s = min_left;
-		if (e->ttl_s >= PREFETCH_MIN_TTL_S && !(e->flags & F_PREFETCHED) &&
-		    left_ms < (uint64_t)e->ttl_s * 100) {
-			e->flags |= F_PREFETCHED;
-			h.prefetch = true;
-		}
+		copy_fresh(e, buf, now_ms, &h);
 	}
 	h.len = e->len;
 	h.kind = (enum cache_kind)e->kind;
@@ -402,6 +406,22 @@ out:
 	if (hit && found)
 		*hit = h;
 	return found;
+}
+
+/* The lengths, links and bytes of a new entry @p e (room from
+ * entry_alloc_size()); the caller sets expiry, hash and kind. */
+static void entry_fill(struct entry *e, const uint8_t *key, size_t keylen, const uint8_t *wire,
+		       size_t len, const uint16_t *ttl_off, size_t nttl)
+{
+	e->hnext = e->prev = e->next = NULL;
+	e->keylen = (uint16_t)keylen;
+	e->len = (uint16_t)len;
+	e->nttl = (uint16_t)nttl;
+	e->flags = 0;
+	if (nttl)
+		memcpy(e->ttl_off, ttl_off, nttl * sizeof(uint16_t));
+	memcpy(entry_key(e), key, keylen);
+	memcpy(entry_wire(e), wire, len);
 }
 
 int cache_insert(struct cache *c, const uint8_t *key, size_t keylen, const uint8_t *wire,
@@ -438,22 +458,14 @@ int cache_insert(struct cache *c, const uint8_t *key, size_t keylen, const uint8
 		e = malloc(asz);
 		if (!e)
 			return -ENOMEM;
-		e->hnext = e->prev = e->next = NULL;
+		entry_fill(e, key, keylen, wire, len, ttl_off, nttl);
 		e->expire_ms = now_ms + (uint64_t)ttl_s * 1000;
 		if (e->expire_ms < now_ms)
 			e->expire_ms = UINT64_MAX;
 		e->ttl_s = ttl_s;
 		e->stale_ms = stale_ms;
 		e->hash = (uint32_t)hv;
-		e->keylen = (uint16_t)keylen;
-		e->len = (uint16_t)len;
-		e->nttl = (uint16_t)nttl;
 		e->kind = (uint8_t)kind;
-		e->flags = 0;
-		if (nttl)
-			memcpy(e->ttl_off, ttl_off, nttl * sizeof(uint16_t));
-		memcpy(entry_key(e), key, keylen);
-		memcpy(entry_wire(e), wire, len);
 	}
 
 	mtx_lock(&s->lock);

@@ -7,11 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ldns/ldns.h>
-
 #include "nodedns/dns/cache.h"
+#include "nodedns/util/hash.h"
 #include "nodedns/util/log.h"
-#include "nodedns/io/upstream.h"
+#include "nodedns/util/wire.h"
 
 #define PENDING_BUCKETS 4096 /* power of two; chains stay short under max_inflight */
 #define STALE_TTL_S 30       /* RFC 8767 4: TTL of a stale answer */
@@ -34,7 +33,7 @@ struct waiter {
 struct pending {
 	struct pending *next; /* hash chain */
 	struct query_worker *w;
-	uint32_t hash;
+	uint64_t hash;
 	uint16_t keylen;
 	uint8_t key[CACHE_KEY_MAX];
 	struct waiter *waiters, **tail;
@@ -45,9 +44,10 @@ struct pending {
 
 struct query_worker {
 	const struct query_env *env;
-	struct upstream *up;
+	struct query_upstream_ops up;
 	struct query_io io;
 	struct cluster_snapshot *snap;
+	struct hash_key pending_key; /* random per worker: names come from clients */
 	struct pending *buckets[PENDING_BUCKETS];
 	size_t npending;
 	struct query_stats stats;
@@ -68,15 +68,17 @@ static inline void inc(_Atomic uint64_t *c)
 			      memory_order_relaxed);
 }
 
-struct query_worker *query_worker_new(const struct query_env *env, struct upstream *up,
+struct query_worker *query_worker_new(const struct query_env *env,
+				      const struct query_upstream_ops *up,
 				      const struct query_io *io)
 {
 	struct query_worker *w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
 	w->env = env;
-	w->up = up;
+	w->up = *up;
 	w->io = *io;
+	hash_key_random(&w->pending_key);
 	w->zone_len = dnsmsg_name_from_text(env->cluster.domain, w->zone);
 	return w;
 }
@@ -188,8 +190,13 @@ static void send_copy(struct query_worker *w, const struct query_client *c,
 
 /* ---------------------------------------------------------- pending table */
 
+static uint64_t pending_hash(const struct query_worker *w, const uint8_t *key, size_t keylen)
+{
+	return hash_bytes(&w->pending_key, key, keylen);
+}
+
 static struct pending *pending_find(struct query_worker *w, const uint8_t *key, size_t keylen,
-				    uint32_t hash)
+				    uint64_t hash)
 {
 	for (struct pending *p = w->buckets[hash & (PENDING_BUCKETS - 1)]; p; p = p->next)
 		if (p->hash == hash && p->keylen == keylen && memcmp(p->key, key, keylen) == 0)
@@ -253,15 +260,15 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 static int pending_start(struct query_worker *w, struct pending *p,
 			 const struct upstream_group *group)
 {
-	if (!group || group->nservers == 0)
+	if (!group)
 		return -ENOENT;
 	uint8_t qbuf[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4 + DNS_OPT_RR_BYTES];
 	size_t qlen = dnsmsg_upstream_query(&p->q, qbuf);
-	return upstream_query(w->up, group, qbuf, qlen, upstream_done, p);
+	return w->up.send(w->up.ctx, group, qbuf, qlen, upstream_done, p);
 }
 
 static struct pending *pending_new(struct query_worker *w, const uint8_t *key, size_t keylen,
-				   uint32_t hash, const struct dnsmsg_query *q)
+				   uint64_t hash, const struct dnsmsg_query *q)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -297,25 +304,56 @@ static void pending_free(struct query_worker *w, struct pending *p)
 	free(p);
 }
 
-/* Everyone waiting gets SERVFAIL, or a stale answer when there is one. */
-static void pending_fail(struct query_worker *w, struct pending *p, uint64_t now_ms)
+/* RFC 8767: the stale answer to @p key, if the cache still keeps one, into
+ * w->buf (w->body is left alone). @return its length, or 0 for none. */
+static size_t stale_lookup(struct query_worker *w, const uint8_t *key, size_t keylen,
+			   uint64_t now_ms)
 {
 	const struct query_env *env = w->env;
 	struct cache_hit hit;
-	if (env->serve_stale_s > 0 &&
-	    cache_lookup(env->cache, p->key, p->keylen, now_ms, (uint64_t)env->serve_stale_s * 1000,
-			 STALE_TTL_S, w->body, sizeof(w->body), &hit) == 1) {
-		for (struct waiter *wt = p->waiters; wt; wt = wt->next) {
-			inc(&w->stats.stale_answers);
-			send_copy(w, &wt->client, &wt->q, w->body, hit.len, "stale", wt->start_ms);
-		}
-		return;
+	if (env->serve_stale_s == 0 ||
+	    cache_lookup(env->cache, key, keylen, now_ms, (uint64_t)env->serve_stale_s * 1000,
+			 STALE_TTL_S, w->buf, sizeof(w->buf), &hit) != 1)
+		return 0;
+	return hit.len;
+}
+
+/* Answer everyone waiting on @p p with the stale answer, if there is one.
+ * @return whether there was one. */
+static bool pending_stale(struct query_worker *w, struct pending *p, uint64_t now_ms)
+{
+	size_t n = stale_lookup(w, p->key, p->keylen, now_ms);
+	if (n == 0)
+		return false;
+	memcpy(w->body, w->buf, n);
+	for (struct waiter *wt = p->waiters; wt; wt = wt->next) {
+		inc(&w->stats.stale_answers);
+		send_copy(w, &wt->client, &wt->q, w->body, n, "stale", wt->start_ms);
 	}
+	return true;
+}
+
+/* Everyone waiting gets SERVFAIL, or a stale answer when there is one. */
+static void pending_fail(struct query_worker *w, struct pending *p, uint64_t now_ms)
+{
+	if (pending_stale(w, p, now_ms))
+		return;
 	for (struct waiter *wt = p->waiters; wt; wt = wt->next) {
 		inc(&w->stats.upstream_failures);
 		send_error(w, &wt->client, &wt->q, DNS_RCODE_SERVFAIL, "upstream-failed",
 			   wt->start_ms);
 	}
+}
+
+static void log_failure(struct query_worker *w, const struct pending *p, int status,
+			uint64_t now)
+{
+	if (status == -ECANCELED || !log_ratelimited(&w->lim_fail, now ? now : 1, 5000))
+		return;
+	char name[1024];
+	log_warn("query", "%s: every upstream failed: %s",
+		 dnsmsg_name_str(p->q.lname, p->q.qname_len, name, sizeof(name)),
+		 strerror(-status));
 }
 
 static void upstream_done(void *arg, int status, const uint8_t *reply, size_t len,
@@ -329,15 +367,7 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 	(void)server;
 
 	if (status < 0) {
-		if (status != -ECANCELED) {
-			uint64_t t = now;
-			if (log_ratelimited(&w->lim_fail, t ? t : 1, 5000)) {
-				char name[1024];
-				log_warn("query", "%s: every upstream failed: %s",
-					 dnsmsg_name_str(p->q.lname, p->q.qname_len, name, sizeof(name)),
-					 strerror(-status));
-			}
-		}
+		log_failure(w, p, status, now);
 		pending_fail(w, p, now);
 		pending_free(w, p);
 		return;
@@ -351,24 +381,13 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 		pending_free(w, p);
 		return;
 	}
-	if (info.rcode == DNS_RCODE_SERVFAIL || info.rcode == DNS_RCODE_REFUSED) {
-		/* The upstream could not answer: a stale answer beats its
-		 * failure (RFC 8767). Keep the stale entry: do not replace it
-		 * with the SERVFAIL. */
-		struct cache_hit hit;
-		if (env->serve_stale_s > 0 &&
-		    cache_lookup(env->cache, p->key, p->keylen, now,
-				 (uint64_t)env->serve_stale_s * 1000, STALE_TTL_S, w->buf,
-				 sizeof(w->buf), &hit) == 1) {
-			memcpy(w->body, w->buf, hit.len);
-			for (struct waiter *wt = p->waiters; wt; wt = wt->next) {
-				inc(&w->stats.stale_answers);
-				send_copy(w, &wt->client, &wt->q, w->body, hit.len, "stale",
-					  wt->start_ms);
-			}
-			pending_free(w, p);
-			return;
-		}
+	/* The upstream could not answer: a stale answer beats its failure
+	 * (RFC 8767). Keep the stale entry: do not replace it with the
+	 * SERVFAIL. */
+	if ((info.rcode == DNS_RCODE_SERVFAIL || info.rcode == DNS_RCODE_REFUSED) &&
+	    pending_stale(w, p, now)) {
+		pending_free(w, p);
+		return;
 	}
 	if (info.cacheable)
 		cache_insert(env->cache, p->key, p->keylen, w->body, blen, w->ttl_off, info.nttl,
@@ -379,43 +398,56 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 	pending_free(w, p);
 }
 
-/* Forward @p q (not answered locally) for client @p c. */
-static void forward(struct query_worker *w, const struct query_client *c,
-		    const struct dnsmsg_query *q, const struct upstream_group *group,
-		    bool use_cache, uint64_t now_ms)
+/* A cache hit in its prefetch window: refresh the entry now, before it
+ * expires (once per entry), with nobody waiting. */
+static void prefetch(struct query_worker *w, const struct dnsmsg_query *q,
+		     const struct upstream_group *group, const uint8_t *key, size_t keylen)
 {
-	const struct query_env *env = w->env;
-	uint8_t key[CACHE_KEY_MAX];
-	size_t keylen = dnsmsg_key(q, key);
-	struct cache_hit hit;
-
-	if (use_cache &&
-	    cache_lookup(env->cache, key, keylen, now_ms, 0, 0, w->buf, sizeof(w->buf), &hit) == 1) {
-		inc(&w->stats.cache_answers);
-		send_body(w, c, q, hit.len, 0, "cache", now_ms);
-		if (!(hit.prefetch && env->prefetch))
-			return;
-		/* Refresh the entry now, before it expires (once per entry). */
-		uint32_t h = dnsmsg_key_hash(key, keylen);
-		if (pending_find(w, key, keylen, h))
-			return;
-		struct pending *p = pending_new(w, key, keylen, h, q);
-		if (!p)
-			return;
-		p->prefetch = true;
-		if (pending_start(w, p, group) < 0) {
-			free(p);
-			return;
-		}
-		pending_insert(w, p);
-		inc(&w->stats.prefetches);
+	uint64_t h = pending_hash(w, key, keylen);
+	if (pending_find(w, key, keylen, h))
+		return;
+	struct pending *p = pending_new(w, key, keylen, h, q);
+	if (!p)
+		return;
+	p->prefetch = true;
+	if (pending_start(w, p, group) < 0) {
+		free(p);
 		return;
 	}
+	pending_insert(w, p);
+	inc(&w->stats.prefetches);
+}
 
-	uint32_t h = dnsmsg_key_hash(key, keylen);
+/* The question could not go upstream (rc from pending_start()): nothing to
+ * ask (no upstream) or too much in flight. A stale answer if there is one,
+ * else SERVFAIL. */
+static void start_failed(struct query_worker *w, const struct query_client *c,
+			 const struct dnsmsg_query *q, const uint8_t *key, size_t keylen, int rc,
+			 uint64_t now_ms)
+{
+	if (rc == -ENOBUFS)
+		inc(&w->stats.dropped_inflight);
+	else
+		inc(&w->stats.upstream_failures);
+	size_t n = stale_lookup(w, key, keylen, now_ms);
+	if (n) {
+		inc(&w->stats.stale_answers);
+		send_body(w, c, q, n, 0, "stale", now_ms);
+		return;
+	}
+	send_error(w, c, q, DNS_RCODE_SERVFAIL, rc == -ENOBUFS ? "inflight-full" : "no-upstream",
+		   now_ms);
+}
+
+/* Join the question in flight for @p key, or send it upstream and wait. */
+static void wait_upstream(struct query_worker *w, const struct query_client *c,
+			  const struct dnsmsg_query *q, const struct upstream_group *group,
+			  const uint8_t *key, size_t keylen, uint64_t now_ms)
+{
+	uint64_t h = pending_hash(w, key, keylen);
 	struct pending *p = pending_find(w, key, keylen, h);
 	if (p) {
-		if (p->nwaiters >= env->max_waiters) {
+		if (p->nwaiters >= w->env->max_waiters) {
 			inc(&w->stats.dropped_waiters);
 			send_error(w, c, q, DNS_RCODE_SERVFAIL, "waiters-full", now_ms);
 			return;
@@ -436,21 +468,7 @@ static void forward(struct query_worker *w, const struct query_client *c,
 	int rc = pending_start(w, p, group);
 	if (rc < 0) {
 		free(p);
-		if (rc == -ENOBUFS)
-			inc(&w->stats.dropped_inflight);
-		else
-			inc(&w->stats.upstream_failures);
-		/* Nothing to ask (no upstream) or too much in flight: a stale
-		 * answer if there is one, else SERVFAIL. */
-		if (env->serve_stale_s > 0 &&
-		    cache_lookup(env->cache, key, keylen, now_ms, (uint64_t)env->serve_stale_s * 1000,
-				 STALE_TTL_S, w->buf, sizeof(w->buf), &hit) == 1) {
-			inc(&w->stats.stale_answers);
-			send_body(w, c, q, hit.len, 0, "stale", now_ms);
-			return;
-		}
-		send_error(w, c, q, DNS_RCODE_SERVFAIL, rc == -ENOBUFS ? "inflight-full" : "no-upstream",
-			   now_ms);
+		start_failed(w, c, q, key, keylen, rc, now_ms);
 		return;
 	}
 	pending_insert(w, p);
@@ -461,13 +479,33 @@ static void forward(struct query_worker *w, const struct query_client *c,
 	}
 }
 
+/* Forward @p q (not answered locally) for client @p c. */
+static void forward(struct query_worker *w, const struct query_client *c,
+		    const struct dnsmsg_query *q, const struct upstream_group *group,
+		    bool use_cache, uint64_t now_ms)
+{
+	const struct query_env *env = w->env;
+	uint8_t key[CACHE_KEY_MAX];
+	size_t keylen = dnsmsg_key(q, key);
+	struct cache_hit hit;
+
+	if (use_cache &&
+	    cache_lookup(env->cache, key, keylen, now_ms, 0, 0, w->buf, sizeof(w->buf), &hit) == 1) {
+		inc(&w->stats.cache_answers);
+		send_body(w, c, q, hit.len, 0, "cache", now_ms);
+		if (hit.prefetch && env->prefetch)
+			prefetch(w, q, group, key, keylen);
+		return;
+	}
+	wait_upstream(w, c, q, group, key, keylen, now_ms);
+}
+
 /* ----------------------------------------------------- ExternalName chase
  *
  * A/AAAA for an ExternalName service: the cluster zone answers the CNAME, and
  * the target (outside the zone) goes through the cache and the upstreams like
- * any other name; the client gets the CNAME followed by the target's records.
- * The merge goes through ldns: this path is not hot, and the target's answer
- * may use compression pointers that must not be copied as bytes.
+ * any other name; the client gets the CNAME followed by the target's records
+ * (merged by dnsmsg_merge_chase()).
  */
 struct chase {
 	struct query_client client;
@@ -480,27 +518,7 @@ struct chase {
 static void chase_complete(struct query_worker *w, void *arg, const uint8_t *target, size_t tlen)
 {
 	struct chase *ch = arg;
-	ldns_pkt *pkt = NULL, *tp = NULL;
-	size_t n = 0;
-	if (ldns_wire2pkt(&pkt, ch->body, ch->len) == LDNS_STATUS_OK &&
-	    ldns_wire2pkt(&tp, target, tlen) == LDNS_STATUS_OK) {
-		int rc = ldns_pkt_get_rcode(tp);
-		if (rc == LDNS_RCODE_NOERROR || rc == LDNS_RCODE_NXDOMAIN) {
-			ldns_rr_list *ans = ldns_pkt_answer(tp);
-			for (size_t i = 0; i < ldns_rr_list_rr_count(ans); i++)
-				ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
-						 ldns_rr_clone(ldns_rr_list_rr(ans, i)));
-			ldns_pkt_set_rcode(pkt, (uint8_t)rc);
-		}
-		uint8_t *wire = NULL;
-		if (ldns_pkt2wire(&wire, pkt, &n) == LDNS_STATUS_OK && n <= DNS_MSG_MAX_BYTES)
-			memcpy(w->buf, wire, n);
-		else
-			n = 0;
-		LDNS_FREE(wire);
-	}
-	ldns_pkt_free(pkt);
-	ldns_pkt_free(tp);
+	size_t n = dnsmsg_merge_chase(ch->body, ch->len, target, tlen, w->buf, sizeof(w->buf));
 	if (n == 0) {
 		/* Could not merge: the CNAME alone still lets the client chase. */
 		memcpy(w->buf, ch->body, ch->len);
@@ -532,10 +550,7 @@ static void chase_start(struct query_worker *w, const struct query_client *c,
 
 	struct dnsmsg_query tq = *q;
 	memcpy(tq.qname, info->chase_name, info->chase_len);
-	memcpy(tq.lname, info->chase_name, info->chase_len);
-	for (size_t i = 0; i < info->chase_len; i++)
-		if (tq.lname[i] >= 'A' && tq.lname[i] <= 'Z')
-			tq.lname[i] = (uint8_t)(tq.lname[i] + 32);
+	wire_lower_copy(tq.lname, info->chase_name, info->chase_len);
 	tq.qname_len = (uint8_t)info->chase_len;
 	tq.edns = true;
 	tq.udp_size = DNS_MSG_MAX_BYTES;
@@ -558,85 +573,106 @@ static bool is_reverse(const struct dnsmsg_query *q)
 		memcmp(q->lname + q->qname_len - sizeof(v6), v6, sizeof(v6)) == 0);
 }
 
+/* Answer what is not an ordinary IN query: parse errors, the ACL, CHAOS,
+ * other classes, zone transfers. @return true when @p q was handled (answered
+ * or dropped). */
+static bool handle_special(struct query_worker *w, enum dnsmsg_verdict v,
+			   const struct dnsmsg_query *q, const struct query_client *c,
+			   uint64_t now_ms)
+{
+	const struct query_env *env = w->env;
+	if (v == DNSMSG_DROP) {
+		inc(&w->stats.dropped_malformed);
+		return true;
+	}
+	if (env->allowed && !env->allowed(env->allowed_arg, (const struct sockaddr *)&c->addr)) {
+		inc(&w->stats.refused_acl);
+		send_error(w, c, q, DNS_RCODE_REFUSED, "acl", now_ms);
+		return true;
+	}
+	switch (v) {
+	case DNSMSG_FORMERR:
+		send_error(w, c, q, DNS_RCODE_FORMERR, "formerr", now_ms);
+		return true;
+	case DNSMSG_NOTIMP:
+		send_error(w, c, q, DNS_RCODE_NOTIMP, "notimp", now_ms);
+		return true;
+	case DNSMSG_BADVERS:
+		send_error(w, c, q, DNS_RCODE_BADVERS, "badvers", now_ms);
+		return true;
+	default:
+		break;
+	}
+	inc(&w->stats.by_type[type_slot(q->qtype)]);
+
+	if (q->qclass == DNS_CLASS_CH) {
+		size_t n = dnsmsg_chaos_body(q, env->version, env->ident, w->buf, sizeof(w->buf));
+		if (n)
+			send_body(w, c, q, n, 0, "chaos", now_ms);
+		else
+			send_error(w, c, q, DNS_RCODE_REFUSED, "chaos", now_ms);
+		return true;
+	}
+	if (q->qclass != DNS_CLASS_IN || q->qtype == DNS_TYPE_AXFR || q->qtype == DNS_TYPE_IXFR) {
+		send_error(w, c, q, DNS_RCODE_REFUSED, "refused", now_ms);
+		return true;
+	}
+	return false;
+}
+
+/* A name in the cluster zone or a reverse name. @return true when it was
+ * answered here (from the snapshot, or SERVFAIL/fallback while unsynced);
+ * false: it goes upstream like any other name. */
+static bool handle_cluster(struct query_worker *w, const struct dnsmsg_query *q,
+			   const struct query_client *c, bool in_zone, uint64_t now_ms)
+{
+	const struct query_env *env = w->env;
+	if (in_zone && !w->snap) {
+		inc(&w->stats.by_zone[0]);
+		if (env->fallback) {
+			inc(&w->stats.fallback_queries);
+			forward(w, c, q, env->fallback, false, now_ms);
+		} else {
+			inc(&w->stats.unsynced_servfail);
+			send_error(w, c, q, DNS_RCODE_SERVFAIL, "unsynced", now_ms);
+		}
+		return true;
+	}
+	if (!w->snap)
+		return false;
+	struct cluster_answer_info info;
+	size_t cap = c->proto == QUERY_UDP ? dnsmsg_udp_limit(q) : DNS_MSG_MAX_BYTES;
+	if (q->edns)
+		cap -= DNS_OPT_RR_BYTES;
+	size_t n = 0;
+	if (cluster_answer(w->snap, &env->cluster, q->qname, q->qname_len, q->qtype, q->qclass,
+			   w->buf, cap, &n, &info) != CLUSTER_ANSWERED)
+		return false;
+	inc(&w->stats.by_zone[0]);
+	inc(&w->stats.cluster_answers);
+	if (info.chase_len > 0 && info.chase_len <= DNS_NAME_MAX_BYTES &&
+	    (q->qtype == DNS_TYPE_A || q->qtype == DNS_TYPE_AAAA))
+		chase_start(w, c, q, n, &info, now_ms);
+	else
+		send_body(w, c, q, n, 0, "cluster", now_ms);
+	return true;
+}
+
 void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
 		  const struct query_client *c, uint64_t now_ms)
 {
-	const struct query_env *env = w->env;
 	struct dnsmsg_query q;
 	inc(&w->stats.requests[c->proto == QUERY_TCP ? 1 : 0]);
 
 	enum dnsmsg_verdict v = dnsmsg_parse_query(wire, len, &q);
-	if (v == DNSMSG_DROP) {
-		inc(&w->stats.dropped_malformed);
+	if (handle_special(w, v, &q, c, now_ms))
 		return;
-	}
-	if (env->allowed && !env->allowed(env->allowed_arg, (const struct sockaddr *)&c->addr)) {
-		inc(&w->stats.refused_acl);
-		send_error(w, c, &q, DNS_RCODE_REFUSED, "acl", now_ms);
-		return;
-	}
-	switch (v) {
-	case DNSMSG_FORMERR:
-		send_error(w, c, &q, DNS_RCODE_FORMERR, "formerr", now_ms);
-		return;
-	case DNSMSG_NOTIMP:
-		send_error(w, c, &q, DNS_RCODE_NOTIMP, "notimp", now_ms);
-		return;
-	case DNSMSG_BADVERS:
-		send_error(w, c, &q, DNS_RCODE_BADVERS, "badvers", now_ms);
-		return;
-	default:
-		break;
-	}
-	inc(&w->stats.by_type[type_slot(q.qtype)]);
-
-	if (q.qclass == DNS_CLASS_CH) {
-		size_t n = dnsmsg_chaos_body(&q, env->version, env->ident, w->buf, sizeof(w->buf));
-		if (n)
-			send_body(w, c, &q, n, 0, "chaos", now_ms);
-		else
-			send_error(w, c, &q, DNS_RCODE_REFUSED, "chaos", now_ms);
-		return;
-	}
-	if (q.qclass != DNS_CLASS_IN || q.qtype == DNS_TYPE_AXFR || q.qtype == DNS_TYPE_IXFR) {
-		send_error(w, c, &q, DNS_RCODE_REFUSED, "refused", now_ms);
-		return;
-	}
 
 	/* The zone test on the lower-cased name: a suffix compare, not a
 	 * parse (this runs for every query). */
 	bool in_zone = dnsmsg_name_under(q.lname, q.qname_len, w->zone, w->zone_len);
-	if (in_zone || is_reverse(&q)) {
-		if (in_zone && !w->snap) {
-			inc(&w->stats.by_zone[0]);
-			if (env->fallback) {
-				inc(&w->stats.fallback_queries);
-				forward(w, c, &q, env->fallback, false, now_ms);
-			} else {
-				inc(&w->stats.unsynced_servfail);
-				send_error(w, c, &q, DNS_RCODE_SERVFAIL, "unsynced", now_ms);
-			}
-			return;
-		}
-		if (w->snap) {
-			struct cluster_answer_info info;
-			size_t cap = c->proto == QUERY_UDP ? dnsmsg_udp_limit(&q) : DNS_MSG_MAX_BYTES;
-			if (q.edns)
-				cap -= DNS_OPT_RR_BYTES;
-			size_t n = 0;
-			if (cluster_answer(w->snap, &env->cluster, q.qname, q.qname_len, q.qtype,
-					   q.qclass, w->buf, cap, &n, &info) == CLUSTER_ANSWERED) {
-				inc(&w->stats.by_zone[0]);
-				inc(&w->stats.cluster_answers);
-				if (info.chase_len > 0 && info.chase_len <= DNS_NAME_MAX_BYTES &&
-				    (q.qtype == DNS_TYPE_A || q.qtype == DNS_TYPE_AAAA))
-					chase_start(w, c, &q, n, &info, now_ms);
-				else
-					send_body(w, c, &q, n, 0, "cluster", now_ms);
-				return;
-			}
-		}
-	}
+	if ((in_zone || is_reverse(&q)) && handle_cluster(w, &q, c, in_zone, now_ms))
+		return;
 	inc(&w->stats.by_zone[1]);
 	forward(w, c, &q, pick_group(w, &q), true, now_ms);
 }

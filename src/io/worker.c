@@ -1,9 +1,20 @@
 /* src/io/worker.c - one worker thread: its loop, listeners, upstream pool and query state. */
 #include "nodedns/io/worker.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "nodedns/util/log.h"
+
+/* query_upstream_ops.send for the query path: the worker's upstream pool.
+ * The callback shapes are the same, so it goes to upstream_query() as is. */
+static int send_upstream(void *ctx, const struct upstream_group *group, const uint8_t *query,
+			 size_t len, query_upstream_done_cb cb, void *arg)
+{
+	if (!group || group->nservers == 0)
+		return -ENOENT;
+	return upstream_query(ctx, group, query, len, cb, arg);
+}
 
 static void finish(struct worker *w)
 {
@@ -51,6 +62,7 @@ static void thread_main(void *arg)
 {
 	struct worker *w = arg;
 	struct query_io io;
+	struct query_upstream_ops up_ops = { send_upstream, NULL };
 	int rc = uv_loop_init(&w->loop);
 	if (rc < 0)
 		goto fail_early;
@@ -65,7 +77,8 @@ static void thread_main(void *arg)
 	if (rc < 0)
 		goto fail;
 	server_query_io(w->server, &io);
-	w->qw = query_worker_new(w->sh->env, w->up, &io);
+	up_ops.ctx = w->up;
+	w->qw = query_worker_new(w->sh->env, &up_ops, &io);
 	if (!w->qw) {
 		rc = UV_ENOMEM;
 		goto fail;

@@ -10,7 +10,8 @@
  *    chaos body and (when it parsed) the upstream query, each finalized with
  *    several limits; the key is computed;
  *  - as an upstream reply: dnsmsg_prepare_reply(), then the body is finalized
- *    for the parsed query (or a synthetic one asking the body's question).
+ *    for the parsed query (or a synthetic one asking the body's question),
+ *    and merged as an ExternalName target (dnsmsg_merge_chase()).
  * Besides the sanitizers, the target checks invariants and abort()s when one
  * fails: sizes within bounds, TTL offsets inside the body, TC replies no
  * longer than header + question (+ OPT), every reply we would send reads
@@ -46,7 +47,7 @@ static uint16_t get16(const uint8_t *p)
 }
 
 /* Reply buffers: static, they are large. */
-static uint8_t g_body[OUT_CAP], g_msg[OUT_CAP];
+static uint8_t g_body[OUT_CAP], g_msg[OUT_CAP], g_merged[OUT_CAP];
 static uint16_t g_ttl_off[4096];
 
 /* Read the name at *pos as a client would (pointers followed, each to a
@@ -230,7 +231,6 @@ static void as_query(const uint8_t *data, size_t size, struct dnsmsg_query *q, b
 	uint8_t key[DNS_NAME_MAX_BYTES + 5];
 	size_t klen = dnsmsg_key(q, key);
 	CHECK(klen == q->qname_len + 5u);
-	(void)dnsmsg_key_hash(key, klen);
 
 	/* What we send upstream is a valid query for the same key. */
 	uint8_t up[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4 + DNS_OPT_RR_BYTES];
@@ -318,6 +318,19 @@ static void as_reply(const uint8_t *data, size_t size, const struct dnsmsg_query
 		if (!synthetic_query(g_body, blen, data[size - 1], &sq))
 			return;
 		q = &sq;
+	}
+
+	/* The body as the target of a chase, after a body of ours for the
+	 * question (no records, as the cluster zone's CNAME answer has no
+	 * TSIG): what comes out is a message ldns reads, within the buffer. */
+	uint8_t cb[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4];
+	size_t cl = dnsmsg_error_body(q, DNS_RCODE_NOERROR, cb);
+	size_t mlen = dnsmsg_merge_chase(cb, cl, g_body, blen, g_merged, sizeof(g_merged));
+	CHECK(mlen <= DNS_MSG_MAX_BYTES);
+	if (mlen) {
+		ldns_pkt *mp = NULL;
+		CHECK(ldns_wire2pkt(&mp, g_merged, mlen) == LDNS_STATUS_OK);
+		ldns_pkt_free(mp);
 	}
 	finalize_all(g_body, blen, q, 0, false);
 }

@@ -3,13 +3,13 @@
  * Build and run: tests/fuzz/run.sh (FUZZ_TARGETS=query to run only this one).
  * Reproduce a crash: build-fuzz/fuzz_query crash-<sha1>
  *
- * Drives src/query.c with a real cache (cache_new), a real cluster snapshot
- * (deploy/examples/demo-cluster.json through k8s_store_load_file and
- * cluster_publisher_publish) and a link-time fake of include/nodedns/upstream.h
- * defined below: src/upstream.c is not linked. The fake records every
- * upstream_query() and completes it later, never from inside the call, with
- * bytes taken from the input or with an error status, so the input is a small
- * program:
+ * Drives src/dns/query.c with a real cache (cache_new), a real cluster
+ * snapshot (deploy/examples/demo-cluster.json through k8s_store_load_file and
+ * cluster_publisher_publish) and the shared fake of struct query_upstream_ops
+ * (tests/support/fake_upstream.c): no loop, no sockets. The fake records
+ * every send() and the input completes it later, never from inside the call,
+ * with bytes taken from the input or with an error status, so the input is a
+ * small program:
  *
  *   input  := hdr0 hdr1 op*
  *   hdr0   :  bit 0 serve-stale, 1 prefetch, 2 snapshot loaded (else
@@ -30,7 +30,7 @@
  *     6     snapshot on/off (query_worker_set_snapshot)
  *     7     reply to every pending call with the same len16 bytes (spliced)
  *
- * The fake enforces what src/upstream.c promises its callers: a status-0
+ * The fake enforces what src/io/upstream.c promises its callers: a status-0
  * reply is at least a header, has QR=1, the query's ID and its exact
  * question (name compared without case); anything else completes the call
  * with -EPROTO, as upstream.c does when only bad replies came.
@@ -42,7 +42,7 @@
  *    asked, an OPT (1232) when the query had one, within the UDP limit unless
  *    truncated to header + question (+ OPT);
  *  - every query that is not dropped gets exactly one reply once pending
- *    upstream calls are cancelled (upstream_close() semantics), a dropped
+ *    upstream calls are cancelled (as closing the upstream does), a dropped
  *    query none; hold() and release() balance; nothing stays pending.
  */
 #include "nodedns/dns/cache.h"
@@ -51,7 +51,9 @@
 #include "nodedns/dns/dnsmsg.h"
 #include "nodedns/util/log.h"
 #include "nodedns/dns/query.h"
-#include "nodedns/io/upstream.h"
+#include "nodedns/util/wire.h"
+#include "support/dnsname.h"
+#include "support/fake_upstream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -68,7 +70,6 @@
 #define CLUSTER_FILE "deploy/examples/demo-cluster.json"
 
 #define MAX_QUERIES 64 /* client queries per input; more are ignored */
-#define MAX_CALLS 256  /* upstream_query() calls per input */
 
 #define CHECK(cond)                                                                   \
 	do {                                                                          \
@@ -79,121 +80,13 @@
 		}                                                                     \
 	} while (0)
 
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
+/* ------------------------------------------------------ fake upstream */
 
-/* ------------------------------------------------------ fake upstream
- *
- * A link-time replacement for src/upstream.c: same symbols, no loop, no
- * sockets. Calls are recorded in g_calls and completed by the input.
- */
-
-struct upstream {
-	struct upstream_worker_stats stats;
-};
-
-struct fake_call {
-	upstream_done_cb cb;
-	void *arg;
-	bool live;
-	size_t qlen;
-	uint8_t q[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4 + DNS_OPT_RR_BYTES];
-	size_t qend; /* end of the question in q */
-};
-
-static struct fake_call g_calls[MAX_CALLS];
-static size_t g_ncalls;     /* recorded this input */
-static unsigned g_inflight; /* live calls */
-static unsigned g_inflight_cap;
-
-int upstream_new(uv_loop_t *loop, const struct upstream_config *cfg, struct upstream **out)
-{
-	(void)loop;
-	(void)cfg;
-	*out = calloc(1, sizeof(**out));
-	return *out ? 0 : -ENOMEM;
-}
-
-int upstream_query(struct upstream *u, const struct upstream_group *group,
-		   const uint8_t *query, size_t len, upstream_done_cb cb, void *arg)
-{
-	(void)u;
-	if (!group || group->nservers == 0)
-		return -EINVAL;
-	/* What query.c forwards is a well-formed query with one question. */
-	struct dnsmsg_query q;
-	CHECK(dnsmsg_parse_query(query, len, &q) == DNSMSG_OK);
-	CHECK(q.has_question);
-	CHECK(len <= sizeof(g_calls[0].q));
-	if (g_inflight >= g_inflight_cap || g_ncalls >= MAX_CALLS) {
-		atomic_fetch_add(&u->stats.dropped_inflight, 1);
-		return -ENOBUFS;
-	}
-	struct fake_call *c = &g_calls[g_ncalls++];
-	c->cb = cb;
-	c->arg = arg;
-	c->live = true;
-	c->qlen = len;
-	memcpy(c->q, query, len);
-	c->qend = DNS_HEADER_BYTES + q.qname_len + 4u;
-	g_inflight++;
-	return 0;
-}
-
-const struct upstream_worker_stats *upstream_worker_stats(const struct upstream *u)
-{
-	return &u->stats;
-}
-
-static void call_finish(struct fake_call *c, int status, uint8_t *reply, size_t len)
-{
-	static struct upstream_server server = { .name = "192.0.2.53:53" };
-	c->live = false;
-	g_inflight--;
-	c->cb(c->arg, status, status == 0 ? reply : NULL, status == 0 ? len : 0,
-	      status == 0 ? &server : NULL);
-}
-
-void upstream_close(struct upstream *u)
-{
-	for (size_t i = 0; i < g_ncalls; i++)
-		if (g_calls[i].live)
-			call_finish(&g_calls[i], -ECANCELED, NULL, 0);
-	free(u);
-}
-
-static uint8_t ascii_lower(uint8_t c)
-{
-	return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
-}
-
-/* upstream.c's acceptance test of a reply frame for a call. */
-static bool reply_matches(const struct fake_call *c, const uint8_t *p, size_t n)
-{
-	if (n < DNS_HEADER_BYTES || !(p[2] & 0x80) || n < c->qend || get16(p + 4) != 1)
-		return false;
-	const uint8_t *a = c->q + DNS_HEADER_BYTES, *b = p + DNS_HEADER_BYTES;
-	size_t i = 0;
-	for (;;) {
-		uint8_t l = a[i];
-		if (b[i] != l)
-			return false;
-		if (l == 0)
-			break;
-		for (size_t k = 1; k <= l; k++)
-			if (ascii_lower(a[i + k]) != ascii_lower(b[i + k]))
-				return false;
-		i += 1u + l;
-	}
-	i++;
-	return memcmp(a + i, b + i, 4) == 0;
-}
+static struct fake_upstream g_up;
 
 /* Complete call @p c with @p data as the server's reply (question spliced in
  * after the header when @p splice). */
-static void call_reply(struct fake_call *c, const uint8_t *data, size_t len, bool splice)
+static void call_reply(struct fake_upstream_call *c, const uint8_t *data, size_t len, bool splice)
 {
 	static uint8_t buf[DNS_MSG_MAX_BYTES];
 	size_t n;
@@ -203,7 +96,7 @@ static void call_reply(struct fake_call *c, const uint8_t *data, size_t len, boo
 		if (n > sizeof(buf))
 			n = sizeof(buf);
 		memcpy(buf, data, DNS_HEADER_BYTES);
-		memcpy(buf + DNS_HEADER_BYTES, c->q + DNS_HEADER_BYTES, qn);
+		memcpy(buf + DNS_HEADER_BYTES, c->query + DNS_HEADER_BYTES, qn);
 		memcpy(buf + c->qend, data + DNS_HEADER_BYTES, n - c->qend);
 		buf[4] = 0;
 		buf[5] = 1; /* QDCOUNT */
@@ -217,13 +110,7 @@ static void call_reply(struct fake_call *c, const uint8_t *data, size_t len, boo
 		n = len < sizeof(buf) ? len : sizeof(buf);
 		memcpy(buf, data, n);
 	}
-	if (!reply_matches(c, buf, n)) {
-		call_finish(c, -EPROTO, NULL, 0);
-		return;
-	}
-	/* upstream.c restores the ID the caller gave. */
-	memcpy(buf, c->q, 2);
-	call_finish(c, 0, buf, n);
+	fake_upstream_reply(&g_up, c, buf, n);
 }
 
 /* --------------------------------------------------------- the clients */
@@ -280,7 +167,7 @@ static void check_reply(const struct tracked *t, const uint8_t *m, size_t len)
 {
 	const struct dnsmsg_query *q = &t->q;
 	CHECK(len >= DNS_HEADER_BYTES);
-	CHECK(get16(m) == q->id);
+	CHECK(wire_get16(m) == q->id);
 	CHECK(m[2] & 0x80);                         /* QR */
 	CHECK(m[3] & 0x80);                         /* RA */
 	CHECK((m[2] & 0x01) == (q->rd ? 1 : 0));    /* RD */
@@ -293,12 +180,12 @@ static void check_reply(const struct tracked *t, const uint8_t *m, size_t len)
 	} else {
 		CHECK(len <= DNS_MSG_MAX_BYTES);
 	}
-	if (q->has_question && get16(m + 4) == 1) {
+	if (q->has_question && wire_get16(m + 4) == 1) {
 		/* echoed as asked */
 		CHECK(len >= DNS_HEADER_BYTES + q->qname_len + 4u);
 		CHECK(memcmp(m + DNS_HEADER_BYTES, q->qname, q->qname_len) == 0);
-		CHECK(get16(m + DNS_HEADER_BYTES + q->qname_len) == q->qtype);
-		CHECK(get16(m + DNS_HEADER_BYTES + q->qname_len + 2) == q->qclass);
+		CHECK(wire_get16(m + DNS_HEADER_BYTES + q->qname_len) == q->qtype);
+		CHECK(wire_get16(m + DNS_HEADER_BYTES + q->qname_len + 2) == q->qclass);
 	}
 
 	ldns_pkt *pkt = NULL;
@@ -379,14 +266,15 @@ static bool acl(const void *arg, const struct sockaddr *sa)
 /* ------------------------------------------------------------ fixtures */
 
 static struct cluster_snapshot *g_snap;
-static struct upstream_server g_srv[4];
-static struct upstream_server *g_dflt_list[1] = { &g_srv[0] };
-static struct upstream_server *g_stub_list[2] = { &g_srv[1], &g_srv[2] };
-static struct upstream_server *g_fb_list[1] = { &g_srv[3] };
-static const struct upstream_group g_dflt = { g_dflt_list, 1 };
-static const struct upstream_group g_empty = { NULL, 0 };
-static const struct upstream_group g_stub_group = { g_stub_list, 2 };
-static const struct upstream_group g_fallback = { g_fb_list, 1 };
+/* Groups are opaque to the query path: tokens here. g_empty stands for the
+ * default group without servers (the fake refuses it with -ENOENT). */
+struct upstream_group {
+	int id;
+};
+static const struct upstream_group g_dflt = { 0 };
+static const struct upstream_group g_empty = { 1 };
+static const struct upstream_group g_stub_group = { 2 };
+static const struct upstream_group g_fallback = { 3 };
 static struct query_stub g_stubs[2];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -415,16 +303,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	cluster_publisher_free(pub);
 	k8s_store_free(s); /* the snapshot holds its own references */
 
-	static const uint8_t corp[] = "\4corp\7example";
-	static const uint8_t in_arpa[] = "\2in\4arpa"; /* not in-addr.arpa: never matches */
-	memcpy(g_stubs[0].name, corp, sizeof(corp));
-	g_stubs[0].name_len = sizeof(corp);
+	g_stubs[0].name_len = dnsname_to_wire("corp.example", g_stubs[0].name);
 	g_stubs[0].group = &g_stub_group;
-	memcpy(g_stubs[1].name, in_arpa, sizeof(in_arpa));
-	g_stubs[1].name_len = sizeof(in_arpa);
+	/* in.arpa, not in-addr.arpa: never matches */
+	g_stubs[1].name_len = dnsname_to_wire("in.arpa", g_stubs[1].name);
 	g_stubs[1].group = &g_stub_group;
-	for (size_t i = 0; i < 4; i++)
-		snprintf(g_srv[i].name, sizeof(g_srv[i].name), "192.0.2.%zu:53", i + 1);
 	return 0;
 }
 
@@ -448,7 +331,7 @@ static bool rd_u16(struct reader *r, uint16_t *v)
 {
 	if (r->left < 2)
 		return false;
-	*v = get16(r->p);
+	*v = wire_get16(r->p);
 	r->p += 2;
 	r->left -= 2;
 	return true;
@@ -485,18 +368,6 @@ static void client_query(struct query_worker *w, const uint8_t *wire, size_t len
 	query_handle(w, wire, len, &c, g_now);
 }
 
-/* The n-th live call, counting from @p sel modulo the live ones. */
-static struct fake_call *pick_call(uint8_t sel)
-{
-	if (g_inflight == 0)
-		return NULL;
-	unsigned k = sel % g_inflight;
-	for (size_t i = 0; i < g_ncalls; i++)
-		if (g_calls[i].live && k-- == 0)
-			return &g_calls[i];
-	return NULL;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
@@ -525,17 +396,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	env.ident = "fuzz-node";
 	env.allowed = h0 & 0x20 ? acl : NULL;
 
-	g_ncalls = 0;
-	g_inflight = 0;
-	g_inflight_cap = h1 & 2 ? 2 : 64;
+	fake_upstream_init(&g_up, h1 & 2 ? 2 : 64);
+	g_up.empty = &g_empty;
 	g_nq = 0;
 	g_internal_holds = 0;
 	g_now = 1000000;
 
-	struct upstream *up = NULL;
-	CHECK(upstream_new(NULL, NULL, &up) == 0);
 	const struct query_io io = { io_reply, io_hold, io_release, io_now, NULL };
-	struct query_worker *w = query_worker_new(&env, up, &io);
+	struct query_worker *w = query_worker_new(&env, &g_up.ops, &io);
 	CHECK(w);
 	bool snap_on = h0 & 0x04;
 	if (snap_on) {
@@ -568,7 +436,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!rd_u8(&r, &sel))
 				break;
 			rd_blob(&r, &p, &n);
-			struct fake_call *c = pick_call(sel);
+			struct fake_upstream_call *c = fake_upstream_pick(&g_up, sel);
 			if (c)
 				call_reply(c, p, n, sel & 0x80);
 			break;
@@ -576,9 +444,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			static const int st[4] = { -ETIMEDOUT, -ECONNREFUSED, -EPROTO, -ECANCELED };
 			if (!rd_u8(&r, &sel))
 				break;
-			struct fake_call *fc = pick_call(sel);
+			struct fake_upstream_call *fc = fake_upstream_pick(&g_up, sel);
 			if (fc)
-				call_finish(fc, st[(tag >> 3) & 3], NULL, 0);
+				fake_upstream_finish(&g_up, fc, st[(tag >> 3) & 3], NULL, 0);
 			break;
 		}
 		case 5:
@@ -595,17 +463,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			rd_blob(&r, &p, &n);
 			/* Calls started by these completions are answered too,
 			 * up to the call limit. */
-			for (size_t i = 0; i < g_ncalls; i++)
-				if (g_calls[i].live)
-					call_reply(&g_calls[i], p, n, true);
+			for (size_t i = 0; i < g_up.ncalls; i++)
+				if (g_up.calls[i].live)
+					call_reply(&g_up.calls[i], p, n, true);
 			break;
 		}
 		}
 	}
 
-	/* upstream_close(): every pending call fails with -ECANCELED. */
-	upstream_close(up);
-	CHECK(g_inflight == 0);
+	/* Closing the upstream: every pending call fails with -ECANCELED. */
+	fake_upstream_cancel_all(&g_up);
+	CHECK(g_up.inflight == 0);
 	CHECK(query_pending(w) == 0);
 	CHECK(g_internal_holds == 0);
 	for (size_t i = 0; i < g_nq; i++) {

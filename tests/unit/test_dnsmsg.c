@@ -6,6 +6,8 @@
  */
 #include "nodedns/dns/dnsmsg.h"
 #include "nodedns/dns/cache.h"
+#include "nodedns/util/hash.h"
+#include "support/dnsname.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,24 +45,6 @@ static void put32(uint8_t *p, uint32_t v)
 	put16(p + 2, (uint16_t)v);
 }
 
-/* Dotted text to wire form ("" or "." is the root). @return its length. */
-static size_t wname(const char *s, uint8_t *out)
-{
-	size_t n = 0;
-	while (*s && !(s[0] == '.' && s[1] == '\0')) {
-		const char *dot = strchr(s, '.');
-		size_t l = dot ? (size_t)(dot - s) : strlen(s);
-		out[n++] = (uint8_t)l;
-		memcpy(out + n, s, l);
-		n += l;
-		s += l;
-		if (*s == '.')
-			s++;
-	}
-	out[n++] = 0;
-	return n;
-}
-
 /* A header into @p b. */
 static size_t hdr(uint8_t *b, uint16_t id, uint8_t f2, uint8_t f3, uint16_t qd, uint16_t an,
 		  uint16_t ns, uint16_t ar)
@@ -78,7 +62,7 @@ static size_t hdr(uint8_t *b, uint16_t id, uint8_t f2, uint8_t f3, uint16_t qd, 
 /* A question at @p b. */
 static size_t question(uint8_t *b, const char *name, uint16_t type, uint16_t cls)
 {
-	size_t n = wname(name, b);
+	size_t n = dnsname_to_wire(name, b);
 	put16(b + n, type);
 	put16(b + n + 2, cls);
 	return n + 4;
@@ -530,13 +514,15 @@ static void test_key(void **state)
 	(void)state;
 	struct dnsmsg_query a, b;
 	uint8_t ka[260], kb[260];
+	struct hash_key hk; /* keys that differ hash apart under any table's key */
+	hash_key_random(&hk);
 	make_q("WWW.Example.com.", LDNS_RR_TYPE_A, 0, false, &a);
 	make_q("www.example.COM.", LDNS_RR_TYPE_A, 0, false, &b);
 	size_t la = dnsmsg_key(&a, ka), lb = dnsmsg_key(&b, kb);
 	assert_int_equal(la, a.qname_len + 5);
 	assert_int_equal(la, lb);
 	assert_memory_equal(ka, kb, la);
-	assert_int_equal(dnsmsg_key_hash(ka, la), dnsmsg_key_hash(kb, lb));
+	assert_int_equal(hash_bytes(&hk, ka, la), hash_bytes(&hk, kb, lb));
 
 	make_q("www.example.com.", LDNS_RR_TYPE_A, 1232, true, &b); /* DO */
 	lb = dnsmsg_key(&b, kb);
@@ -550,16 +536,91 @@ static void test_key(void **state)
 	make_q("www.example.com.", LDNS_RR_TYPE_AAAA, 0, false, &b);
 	lb = dnsmsg_key(&b, kb);
 	assert_memory_not_equal(ka, kb, la);
-	assert_int_not_equal(dnsmsg_key_hash(ka, la), dnsmsg_key_hash(kb, lb));
+	assert_int_not_equal(hash_bytes(&hk, ka, la), hash_bytes(&hk, kb, lb));
 
 	b = a;
 	b.qclass = DNS_CLASS_CH;
 	lb = dnsmsg_key(&b, kb);
 	assert_memory_not_equal(ka, kb, la);
+}
 
-	/* FNV-1a reference values. */
-	assert_int_equal(dnsmsg_key_hash((const uint8_t *)"", 0), 2166136261u);
-	assert_int_equal(dnsmsg_key_hash((const uint8_t *)"a", 1), 0xe40c292cu);
+/* ------------------------------------------------- question match, chase */
+
+static void test_question_match(void **state)
+{
+	(void)state;
+	struct dnsmsg_query q;
+	make_q("www.example.com.", LDNS_RR_TYPE_A, 0, false, &q);
+	uint8_t up[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4 + DNS_OPT_RR_BYTES];
+	dnsmsg_upstream_query(&q, up);
+	size_t qend = DNS_HEADER_BYTES + q.qname_len + 4u;
+
+	uint8_t r[BUF];
+	size_t n = ldns_reply("WWW.example.COM.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, NULL, NULL,
+			      NULL, false, r);
+	assert_true(dnsmsg_question_match(up, qend, r, n)); /* case does not matter */
+	assert_false(dnsmsg_question_match(up, qend, r, qend - 1)); /* too short */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, NULL, NULL,
+		       NULL, false, r);
+	assert_false(dnsmsg_question_match(up, qend, r, n)); /* another type */
+	n = ldns_reply("www.example.org.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, NULL, NULL, NULL,
+		       false, r);
+	assert_false(dnsmsg_question_match(up, qend, r, n)); /* another name */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, NULL, NULL, NULL,
+		       false, r);
+	r[5] = 0; /* no question */
+	assert_false(dnsmsg_question_match(up, qend, r, n));
+	r[5] = 1;
+	r[DNS_HEADER_BYTES] = 0xc0; /* a pointer where the name starts */
+	r[DNS_HEADER_BYTES + 1] = 0x0c;
+	assert_false(dnsmsg_question_match(up, qend, r, n));
+}
+
+static void test_merge_chase(void **state)
+{
+	(void)state;
+	static const char *const cname[] = {
+		"ext.demo.svc.cluster.local. 5 IN CNAME www.example.com.", NULL
+	};
+	static const char *const a[] = { "www.example.com. 300 IN A 192.0.2.44", NULL };
+	uint8_t c[BUF], t[BUF], out[BUF];
+	size_t clen = ldns_reply("ext.demo.svc.cluster.local.", LDNS_RR_TYPE_A,
+				 LDNS_RCODE_NOERROR, cname, NULL, NULL, false, c);
+	size_t tlen = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, a, NULL,
+				 NULL, false, t);
+	size_t n = dnsmsg_merge_chase(c, clen, t, tlen, out, sizeof(out));
+	assert_true(n > clen);
+	ldns_pkt *p = parse(out, n);
+	assert_int_equal(ldns_pkt_ancount(p), 2);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(p), 0)), LDNS_RR_TYPE_CNAME);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(p), 1)), LDNS_RR_TYPE_A);
+	ldns_pkt_free(p);
+
+	/* The output may be the target's buffer. */
+	assert_int_equal(dnsmsg_merge_chase(c, clen, t, tlen, t, BUF), n);
+	assert_memory_equal(t, out, n);
+
+	/* NXDOMAIN for the target: its rcode, no records. */
+	tlen = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL, NULL,
+			  NULL, false, t);
+	n = dnsmsg_merge_chase(c, clen, t, tlen, out, sizeof(out));
+	p = parse(out, n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+	assert_int_equal(ldns_pkt_ancount(p), 1);
+	ldns_pkt_free(p);
+
+	/* SERVFAIL for the target: the CNAME answer alone, NOERROR. */
+	tlen = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_SERVFAIL, NULL, NULL,
+			  NULL, false, t);
+	n = dnsmsg_merge_chase(c, clen, t, tlen, out, sizeof(out));
+	p = parse(out, n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+	assert_int_equal(ldns_pkt_ancount(p), 1);
+	ldns_pkt_free(p);
+
+	/* Garbage, or no room: 0 (the caller sends the CNAME alone). */
+	assert_int_equal(dnsmsg_merge_chase(c, clen, t, 5, out, sizeof(out)), 0);
+	assert_int_equal(dnsmsg_merge_chase(c, clen, t, tlen, out, 20), 0);
 }
 
 /* ------------------------------------------------------------ finalize */
@@ -1406,7 +1467,7 @@ static void test_strings(void **state)
 	(void)state;
 	char out[1010];
 	uint8_t n[300];
-	size_t l = wname("www.Example.com", n);
+	size_t l = dnsname_to_wire("www.Example.com", n);
 	assert_string_equal(dnsmsg_name_str(n, l, out, sizeof(out)), "www.Example.com.");
 	assert_string_equal(dnsmsg_name_str((const uint8_t *)"", 1, out, sizeof(out)), ".");
 	assert_string_equal(dnsmsg_name_str(n, 0, out, sizeof(out)), ".");
@@ -1493,6 +1554,8 @@ int main(void)
 		cmocka_unit_test(test_parse_trailing_garbage),
 		cmocka_unit_test(test_udp_limit),
 		cmocka_unit_test(test_key),
+		cmocka_unit_test(test_question_match),
+		cmocka_unit_test(test_merge_chase),
 		cmocka_unit_test(test_finalize_flags_and_case),
 		cmocka_unit_test(test_finalize_opt),
 		cmocka_unit_test(test_finalize_truncation),

@@ -1,7 +1,8 @@
 /* tests/unit/test_query.c - the path of one query, with a link-time fake upstream.
  *
- * query.c reaches the network only through upstream_query() and the
- * query_io callbacks; this file implements both, so every branch of the path
+ * query.c reaches the network only through struct query_upstream_ops (the
+ * shared fake in tests/support/fake_upstream.c) and the query_io callbacks
+ * (implemented here), so every branch of the path
  * (cache, coalescing, serve-stale, bounds, cluster zone, stubs, prefetch,
  * ExternalName chase) runs deterministically, with time passed in.
  */
@@ -22,51 +23,23 @@
 #include "nodedns/cluster/k8s_store.h"
 #include "nodedns/dns/dnsmsg.h"
 #include "nodedns/dns/query.h"
-#include "nodedns/io/upstream.h"
+#include "support/dnsname.h"
+#include "support/fake_upstream.h"
 
 /* ------------------------------------------------------- fake upstream */
 
-#define MAX_CALLS 64
-
-struct call {
-	const struct upstream_group *group;
-	uint8_t query[512];
-	size_t len;
-	upstream_done_cb cb;
-	void *arg;
-	bool done;
+/* Groups are opaque to the query path; here they are tokens the fake records. */
+struct upstream_group {
+	int id;
 };
 
-static struct call calls[MAX_CALLS];
-static size_t ncalls;
-static int next_rc; /* what upstream_query() returns next (then 0 again) */
-
-int upstream_query(struct upstream *u, const struct upstream_group *group, const uint8_t *query,
-		   size_t len, upstream_done_cb cb, void *arg)
-{
-	(void)u;
-	if (next_rc) {
-		int rc = next_rc;
-		next_rc = 0;
-		return rc;
-	}
-	assert_true(ncalls < MAX_CALLS);
-	assert_true(len <= sizeof(calls[0].query));
-	struct call *c = &calls[ncalls++];
-	c->group = group;
-	memcpy(c->query, query, len);
-	c->len = len;
-	c->cb = cb;
-	c->arg = arg;
-	c->done = false;
-	return 0;
-}
+static struct fake_upstream up;
 
 /* Answer call @p i: an A record @p ip with TTL @p ttl, or @p rcode with an
  * SOA (minimum 60) when @p ip is NULL. */
 static void fake_answer(size_t i, const char *ip, uint32_t ttl, int rcode)
 {
-	struct call *c = &calls[i];
+	struct fake_upstream_call *c = &up.calls[i];
 	ldns_pkt *q = NULL;
 	assert_int_equal(ldns_wire2pkt(&q, c->query, c->len), LDNS_STATUS_OK);
 	ldns_pkt *r = ldns_pkt_clone(q);
@@ -91,8 +64,7 @@ static void fake_answer(size_t i, const char *ip, uint32_t ttl, int rcode)
 	uint8_t *wire = NULL;
 	size_t len = 0;
 	assert_int_equal(ldns_pkt2wire(&wire, r, &len), LDNS_STATUS_OK);
-	c->done = true;
-	c->cb(c->arg, 0, wire, len, NULL);
+	fake_upstream_finish(&up, c, 0, wire, len);
 	LDNS_FREE(wire);
 	ldns_pkt_free(q);
 	ldns_pkt_free(r);
@@ -100,8 +72,7 @@ static void fake_answer(size_t i, const char *ip, uint32_t ttl, int rcode)
 
 static void fake_fail(size_t i, int status)
 {
-	calls[i].done = true;
-	calls[i].cb(calls[i].arg, status, NULL, 0, NULL);
+	fake_upstream_finish(&up, &up.calls[i], status, NULL, 0);
 }
 
 /* ---------------------------------------------------------- fake server */
@@ -157,8 +128,6 @@ static uint64_t io_now(void *arg)
 struct fixture {
 	struct cache *cache;
 	struct query_env env;
-	struct upstream_server servers[3];
-	struct upstream_server *def_list[1], *fb_list[1], *stub_list[1];
 	struct upstream_group def, fallback, stub_group;
 	struct query_stub stub;
 	struct k8s_store *store;
@@ -169,16 +138,11 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	f->cache = cache_new(1 << 20, 4);
-	for (int i = 0; i < 3; i++)
-		snprintf(f->servers[i].name, sizeof(f->servers[i].name), "s%d", i);
-	f->def_list[0] = &f->servers[0];
-	f->fb_list[0] = &f->servers[1];
-	f->stub_list[0] = &f->servers[2];
-	f->def = (struct upstream_group){ f->def_list, 1 };
-	f->fallback = (struct upstream_group){ f->fb_list, 1 };
-	f->stub_group = (struct upstream_group){ f->stub_list, 1 };
-	memcpy(f->stub.name, "\4corp\7example\0", 14);
-	f->stub.name_len = 14;
+	f->def.id = 0;
+	f->fallback.id = 1;
+	f->stub_group.id = 2;
+	f->stub.name_len = dnsname_to_wire("corp.example", f->stub.name);
+	assert_int_equal(f->stub.name_len, 14);
 	f->stub.group = &f->stub_group;
 
 	struct query_env *e = &f->env;
@@ -198,11 +162,10 @@ static int setup(void **state)
 	f->store = k8s_store_new(&e->cluster);
 
 	struct query_io io = { io_reply, io_hold, io_release, io_now, NULL };
-	f->w = query_worker_new(e, NULL, &io);
-	ncalls = 0;
+	fake_upstream_init(&up, FAKE_UPSTREAM_CALLS);
+	f->w = query_worker_new(e, &up.ops, &io);
 	nreplies = 0;
 	holds = 0;
-	next_rc = 0;
 	now = 1000000;
 	*state = f;
 	return 0;
@@ -211,9 +174,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	for (size_t i = 0; i < ncalls; i++)
-		if (!calls[i].done)
-			fake_fail(i, -ECANCELED);
+	fake_upstream_cancel_all(&up);
 	assert_int_equal(query_pending(f->w), 0);
 	assert_int_equal(holds, 0);
 	query_worker_free(f->w);
@@ -288,12 +249,12 @@ static void test_miss_then_hit(void **state)
 {
 	struct fixture *f = *state;
 	ask(f, "WWW.Example.Test.", LDNS_RR_TYPE_A, 100, QUERY_UDP, true);
-	assert_int_equal(ncalls, 1);
+	assert_int_equal(up.ncalls, 1);
 	assert_int_equal(nreplies, 0);
-	assert_ptr_equal(calls[0].group, &f->def);
+	assert_ptr_equal(up.calls[0].group, &f->def);
 	/* Upstream gets the lower-cased name, RD=1, EDNS. */
 	ldns_pkt *q = NULL;
-	assert_int_equal(ldns_wire2pkt(&q, calls[0].query, calls[0].len), LDNS_STATUS_OK);
+	assert_int_equal(ldns_wire2pkt(&q, up.calls[0].query, up.calls[0].len), LDNS_STATUS_OK);
 	assert_true(ldns_pkt_rd(q));
 	assert_int_equal(ldns_pkt_edns_udp_size(q), 1232);
 	char *n = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(q), 0)));
@@ -307,7 +268,7 @@ static void test_miss_then_hit(void **state)
 
 	now += 3500;
 	ask(f, "www.example.test.", LDNS_RR_TYPE_A, 101, QUERY_UDP, false);
-	assert_int_equal(ncalls, 1); /* a hit: no upstream query */
+	assert_int_equal(up.ncalls, 1); /* a hit: no upstream query */
 	assert_int_equal(nreplies, 2);
 	check_a(1, 101, "www.example.test.", "192.0.2.1", 0);
 	assert_int_equal(answer_ttl(1), 297);
@@ -319,7 +280,7 @@ static void test_coalescing_and_waiter_bound(void **state)
 	struct fixture *f = *state;
 	for (uint16_t id = 1; id <= 4; id++)
 		ask(f, "a.example.test.", LDNS_RR_TYPE_A, id, QUERY_TCP, false);
-	assert_int_equal(ncalls, 1);
+	assert_int_equal(up.ncalls, 1);
 	/* max_waiters 3: the 4th gets SERVFAIL at once. */
 	assert_int_equal(nreplies, 1);
 	check_a(0, 4, "a.example.test.", NULL, LDNS_RCODE_SERVFAIL);
@@ -344,7 +305,7 @@ static void test_servfail_then_stale(void **state)
 	fake_answer(1, "192.0.2.9", 10, 0);
 	now += 60 * 1000; /* expired 50 s ago */
 	ask(f, "s.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
-	assert_int_equal(ncalls, 3);
+	assert_int_equal(up.ncalls, 3);
 	fake_fail(2, -ECONNREFUSED);
 	check_a(2, 3, "s.example.test.", "192.0.2.9", 0);
 	assert_int_equal(answer_ttl(2), 30);
@@ -363,7 +324,7 @@ static void test_negative_cached(void **state)
 	check_a(0, 1, "nx.example.test.", NULL, LDNS_RCODE_NXDOMAIN);
 	now += 1000;
 	ask(f, "nx.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
-	assert_int_equal(ncalls, 1);
+	assert_int_equal(up.ncalls, 1);
 	check_a(1, 2, "nx.example.test.", NULL, LDNS_RCODE_NXDOMAIN);
 	ldns_pkt *p = reply_pkt(1);
 	/* SOA TTL: min(3600, minimum 60, neg cap 300) - 1 s. */
@@ -374,7 +335,7 @@ static void test_negative_cached(void **state)
 static void test_inflight_full(void **state)
 {
 	struct fixture *f = *state;
-	next_rc = -ENOBUFS;
+	up.next_rc = -ENOBUFS;
 	ask(f, "b.example.test.", LDNS_RR_TYPE_A, 9, QUERY_UDP, false);
 	assert_int_equal(nreplies, 1);
 	check_a(0, 9, "b.example.test.", NULL, LDNS_RCODE_SERVFAIL);
@@ -409,7 +370,7 @@ static void test_errors(void **state)
 	uint8_t hesiod[] = { 0, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 4 };
 	query_handle(f->w, hesiod, sizeof(hesiod), &c, now);
 	assert_int_equal(replies[3].wire[3] & 0x0f, LDNS_RCODE_REFUSED);
-	assert_int_equal(ncalls, 0);
+	assert_int_equal(up.ncalls, 0);
 }
 
 static void test_stub_routing(void **state)
@@ -417,9 +378,9 @@ static void test_stub_routing(void **state)
 	struct fixture *f = *state;
 	ask(f, "host.CORP.example.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
 	ask(f, "xcorp.example.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
-	assert_int_equal(ncalls, 2);
-	assert_ptr_equal(calls[0].group, &f->stub_group);
-	assert_ptr_equal(calls[1].group, &f->def); /* not at a label boundary */
+	assert_int_equal(up.ncalls, 2);
+	assert_ptr_equal(up.calls[0].group, &f->stub_group);
+	assert_ptr_equal(up.calls[1].group, &f->def); /* not at a label boundary */
 }
 
 static const char *const svc_json =
@@ -451,12 +412,12 @@ static void test_cluster_unsynced(void **state)
 {
 	struct fixture *f = *state;
 	ask(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
-	assert_int_equal(ncalls, 0);
+	assert_int_equal(up.ncalls, 0);
 	check_a(0, 1, "api.demo.svc.cluster.local.", NULL, LDNS_RCODE_SERVFAIL);
 	f->env.fallback = &f->fallback;
 	ask(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
-	assert_int_equal(ncalls, 1);
-	assert_ptr_equal(calls[0].group, &f->fallback);
+	assert_int_equal(up.ncalls, 1);
+	assert_ptr_equal(up.calls[0].group, &f->fallback);
 	fake_answer(0, "10.96.0.99", 5, 0);
 	check_a(1, 2, "api.demo.svc.cluster.local.", "10.96.0.99", 0);
 	/* Fallback answers are not cached as cluster data. */
@@ -471,19 +432,19 @@ static void test_cluster_answers_and_chase(void **state)
 	struct fixture *f = *state;
 	load_cluster(f);
 	ask(f, "API.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 1, QUERY_UDP, true);
-	assert_int_equal(ncalls, 0);
+	assert_int_equal(up.ncalls, 0);
 	check_a(0, 1, "API.demo.svc.cluster.local.", "10.96.0.5", 0);
 	ldns_pkt *p = reply_pkt(0);
 	assert_true(ldns_pkt_aa(p));
 	ldns_pkt_free(p);
 
 	ask(f, "www.google.com.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
-	assert_int_equal(ncalls, 0);
+	assert_int_equal(up.ncalls, 0);
 	check_a(1, 2, "www.google.com.demo.svc.cluster.local.", NULL, LDNS_RCODE_NXDOMAIN);
 
 	/* ExternalName: the CNAME, then the target through the upstream. */
 	ask(f, "ext.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 3, QUERY_TCP, false);
-	assert_int_equal(ncalls, 1);
+	assert_int_equal(up.ncalls, 1);
 	assert_int_equal(nreplies, 2);
 	assert_int_equal(holds, 1);
 	fake_answer(0, "192.0.2.44", 300, 0);
@@ -497,7 +458,7 @@ static void test_cluster_answers_and_chase(void **state)
 	ldns_pkt_free(p);
 	/* The target is now cached: the next chase needs no upstream. */
 	ask(f, "ext.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false);
-	assert_int_equal(ncalls, 1);
+	assert_int_equal(up.ncalls, 1);
 	assert_int_equal(nreplies, 4);
 	check_a(3, 4, "ext.demo.svc.cluster.local.", "192.0.2.44", 0);
 }
@@ -510,7 +471,7 @@ static void test_prefetch(void **state)
 	now += 95 * 1000; /* the last 10% of the TTL */
 	ask(f, "p.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
 	assert_int_equal(nreplies, 2); /* answered from the cache at once */
-	assert_int_equal(ncalls, 2);   /* and refreshed in the background */
+	assert_int_equal(up.ncalls, 2);   /* and refreshed in the background */
 	assert_int_equal(query_worker_stats(f->w)->prefetches, 1);
 	fake_answer(1, "192.0.2.4", 100, 0);
 	assert_int_equal(nreplies, 2); /* nobody waited on the prefetch */
@@ -524,7 +485,7 @@ static void test_truncation(void **state)
 	struct fixture *f = *state;
 	ask(f, "t.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
 	/* A reply larger than 512 bytes: 40 A records. */
-	struct call *c = &calls[0];
+	struct fake_upstream_call *c = &up.calls[0];
 	ldns_pkt *q = NULL;
 	assert_int_equal(ldns_wire2pkt(&q, c->query, c->len), LDNS_STATUS_OK);
 	ldns_pkt *r = ldns_pkt_clone(q);
@@ -539,8 +500,7 @@ static void test_truncation(void **state)
 	uint8_t *wire = NULL;
 	size_t len = 0;
 	assert_int_equal(ldns_pkt2wire(&wire, r, &len), LDNS_STATUS_OK);
-	c->done = true;
-	c->cb(c->arg, 0, wire, len, NULL);
+	fake_upstream_finish(&up, c, 0, wire, len);
 	LDNS_FREE(wire);
 	ldns_pkt_free(q);
 	ldns_pkt_free(r);

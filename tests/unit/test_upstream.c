@@ -18,6 +18,7 @@
 
 #include "nodedns/util/log.h"
 #include "nodedns/io/upstream.h"
+#include "support/dnsname.h"
 
 /* ---- Fake servers ---- */
 
@@ -668,17 +669,7 @@ static size_t build_query(uint8_t *b, uint16_t id, const char *name, uint16_t qt
 	b[1] = (uint8_t)id;
 	b[2] = 0x01; /* RD */
 	b[5] = 1;
-	while (*name) {
-		const char *dot = strchr(name, '.');
-		size_t l = dot ? (size_t)(dot - name) : strlen(name);
-		b[n++] = (uint8_t)l;
-		memcpy(b + n, name, l);
-		n += l;
-		name += l;
-		if (*name == '.')
-			name++;
-	}
-	b[n++] = 0;
+	n += dnsname_to_wire(name, b + n);
 	b[n++] = (uint8_t)(qtype >> 8);
 	b[n++] = (uint8_t)qtype;
 	b[n++] = 0;

@@ -85,15 +85,21 @@ struct dnsmsg_query {
  */
 enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct dnsmsg_query *q);
 
+/**
+ * Whether @p reply (@p len bytes, borrowed; at least a header) carries
+ * exactly the question of @p query: one question, the same name compared
+ * without case (a compression pointer never matches), type and class.
+ * @p query (borrowed) is one we built or checked: one question whose
+ * uncompressed name bounds the walk, ending at @p qend.
+ */
+bool dnsmsg_question_match(const uint8_t *query, size_t qend, const uint8_t *reply, size_t len);
+
 /** The UDP reply limit for @p q: 512 without EDNS, else the client's size
  * capped at DNS_EDNS_PAYLOAD_BYTES (never below 512). */
 size_t dnsmsg_udp_limit(const struct dnsmsg_query *q);
 
 /** Build the cache key of @p q into @p key (capacity >= 260). @return length. */
 size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key);
-
-/** Hash of a key (FNV-1a; the cache seeds its own). */
-uint32_t dnsmsg_key_hash(const uint8_t *key, size_t len);
 
 /**
  * Turn the body in @p buf[0..body_len) into the reply to @p q, in place
@@ -162,6 +168,21 @@ struct dnsmsg_reply_info {
 size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsmsg_ttl_policy *pol,
 			    uint8_t *out, size_t cap, uint16_t *ttl_off, size_t ttl_cap,
 			    struct dnsmsg_reply_info *info);
+
+/**
+ * The answer to an ExternalName chase: the cluster zone's CNAME answer
+ * (@p cname, @p clen; a body, borrowed) followed by the answer records of the
+ * target's answer (@p target, @p tlen; borrowed), whose rcode it takes when
+ * that is NOERROR or NXDOMAIN; any other rcode leaves the CNAME answer alone.
+ * Goes through ldns (not a hot path; the target may use compression pointers
+ * that must not be copied as bytes); of the target only the question and
+ * answer records are read. Written to @p out (capacity @p cap), which may be
+ * @p target's buffer.
+ * @return the length, or 0 when either does not parse or the result does
+ * not fit (the caller sends the CNAME alone).
+ */
+size_t dnsmsg_merge_chase(const uint8_t *cname, size_t clen, const uint8_t *target, size_t tlen,
+			  uint8_t *out, size_t cap);
 
 /** Wire length (root label included, 255 at most) of the uncompressed name
  * at @p off in @p wire, or 0 when it runs off the message, holds a

@@ -8,8 +8,10 @@
  *
  * One `struct query_worker` per worker thread; everything here runs on that
  * thread. The server hands in datagrams and TCP frames with an opaque client
- * handle; replies go back through the callbacks in `struct query_io`, so this
- * module never sees a socket. Time comes in as now_ms.
+ * handle; replies go back through the callbacks in `struct query_io`, and
+ * questions go upstream through `struct query_upstream_ops`, which the worker
+ * implements with the upstream module: this module does no I/O of its own
+ * (no socket, no loop). Time comes in as now_ms.
  */
 #ifndef NODEDNS_QUERY_H
 #define NODEDNS_QUERY_H
@@ -34,8 +36,9 @@
 #define QUERY_SERVFAIL_TTL_S_DEFAULT 2
 
 struct cache;
-struct upstream;
+/* Opaque here: owned by main, handed back to query_upstream_ops.send(). */
 struct upstream_group;
+struct upstream_server;
 
 enum query_proto { QUERY_UDP = 0, QUERY_TCP = 1, QUERY_INTERNAL = 2 /* our own sub-query */ };
 
@@ -59,6 +62,29 @@ struct query_io {
 	/** The loop's clock in milliseconds (for work that completes later). */
 	uint64_t (*now_ms)(void *arg);
 	void *arg;
+};
+
+/**
+ * Called exactly once per send() that returned 0, never from inside send().
+ * @p status 0: @p reply (borrowed for the call) is a complete DNS message with
+ * the ID and the question of the query given to send(); @p server (opaque,
+ * may be NULL) answered it. <0: -ETIMEDOUT, -ECONNREFUSED, -EPROTO or
+ * -ECANCELED (the worker is closing); @p reply is NULL.
+ * The same shape as the upstream module's upstream_done_cb.
+ */
+typedef void (*query_upstream_done_cb)(void *arg, int status, const uint8_t *reply, size_t len,
+				       const struct upstream_server *server);
+
+/** The worker's side of a question sent upstream. */
+struct query_upstream_ops {
+	/** Send @p query (a complete one-question query, borrowed for the
+	 * call) to the servers of @p group (borrowed; never NULL).
+	 * @return 0 (@p cb will be called with @p arg), -ENOENT when @p group
+	 * has no servers, -ENOBUFS when too much is in flight, or another
+	 * negative errno (then @p cb is not called). */
+	int (*send)(void *ctx, const struct upstream_group *group, const uint8_t *query, size_t len,
+		    query_upstream_done_cb cb, void *arg);
+	void *ctx;
 };
 
 /** A stub domain and the servers it forwards to. */
@@ -137,12 +163,14 @@ extern const char *const query_rcode_labels[QUERY_RCODE_SLOTS];
 
 struct query_worker;
 
-/** Create the per-worker query state. @p env and @p up are borrowed for its life. */
-struct query_worker *query_worker_new(const struct query_env *env, struct upstream *up,
+/** Create the per-worker query state. @p env is borrowed for its life; @p up
+ * and @p io are copied (what their ctx/arg point at is borrowed for its life). */
+struct query_worker *query_worker_new(const struct query_env *env,
+				      const struct query_upstream_ops *up,
 				      const struct query_io *io);
 
 /** Free it. Pending questions must have completed (their upstream callbacks
- * ran, e.g. through upstream_close()). NULL is fine. */
+ * ran, e.g. when the worker closed its upstreams). NULL is fine. */
 void query_worker_free(struct query_worker *w);
 
 /** Replace the worker's cluster snapshot, taking ownership of one reference of

@@ -1,5 +1,11 @@
 /* include/nodedns/io/worker.h - one worker thread: its loop, listeners, upstream pool and query state.
  *
+ * The worker is where the query path meets I/O: it gives query_worker_new()
+ * the server's reply callbacks (struct query_io) and its own upstream pool
+ * as struct query_upstream_ops (send() is upstream_query(); a group without
+ * servers is refused with -ENOENT). Closing the pool on stop completes every
+ * question still in flight with -ECANCELED.
+ *
  * A query lives and dies on one worker. The control thread talks to a worker
  * only through worker_publish() and worker_stop(), which wake its loop with a
  * uv_async; counters are read through the relaxed atomics of each module's
