@@ -104,28 +104,6 @@ static uint16_t rng16(struct upstream *u)
 	return u->rng_buf[u->rng_pos++];
 }
 
-bool upstream_question_match(const struct up_req *r, const uint8_t *p, size_t n)
-{
-	if (n < r->qend || wire_get16(p + 4) != 1)
-		return false;
-	const uint8_t *a = r->q + DNS_HEADER_BYTES, *b = p + DNS_HEADER_BYTES;
-	size_t i = 0;
-	for (;;) {
-		uint8_t l = a[i];
-		if (b[i] != l) /* also rejects a pointer: the query's lengths are <= 63 */
-			return false;
-		if (l == 0)
-			break;
-		for (size_t k = 1; k <= l; k++) {
-			if (wire_lower(a[i + k]) != wire_lower(b[i + k]))
-				return false;
-		}
-		i += 1u + l;
-	}
-	i++;
-	return memcmp(a + i, b + i, 4) == 0; /* type, class */
-}
-
 /* ---- ID maps ---- */
 
 struct up_req *upstream_idmap_get(const struct idmap *m, uint16_t id)

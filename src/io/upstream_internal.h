@@ -231,9 +231,6 @@ uint64_t upstream_now_ms(const struct upstream *u);
 /* Whether to log now; *suppressed: lines held back since the last one. */
 bool upstream_log_ok(struct log_limit *l, uint64_t now, uint64_t *suppressed);
 
-/* Whether the reply @p p of @p n bytes carries exactly the question of @p r.
- * The query's name was validated, so walking its labels bounds the walk. */
-bool upstream_question_match(const struct up_req *r, const uint8_t *p, size_t n);
 
 /* The query with @p id in @p m, or NULL. */
 struct up_req *upstream_idmap_get(const struct idmap *m, uint16_t id);

@@ -325,7 +325,7 @@ static void tcp_frame(struct up_conn *c, uint8_t *p, size_t n)
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
 	}
-	if (!upstream_question_match(r, p, n)) {
+	if (!dnsmsg_question_match(r->q, r->qend, p, n)) {
 		STAT_INC(s->cfg->stats.bad_replies);
 		r->bad_attempt = true;
 		return;

@@ -60,7 +60,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
 	}
-	if (!upstream_question_match(r, p, n)) {
+	if (!dnsmsg_question_match(r->q, r->qend, p, n)) {
 		STAT_INC(s->cfg->stats.bad_replies);
 		r->bad_attempt = true;
 		return;
