@@ -9,7 +9,7 @@ CC      ?= cc
 PKGS    := ldns libuv libcurl jansson yaml-0.1 libcap libmnl
 CFLAGS  ?= -O2 -g
 # The project's own flags stay even when CFLAGS is given on the command line.
-NDNS_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+NDNS_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 NDNS_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 BUILD   ?= build
 
