@@ -27,10 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* short names inside this file */
-#define ip_cmp cluster_records_ip_cmp
-#define label_cmp cluster_records_label_cmp
-
 struct cluster_publisher {
 	struct hash_key hkey;          /* of every snapshot's maps and of the work map */
 	uint32_t generation;           /* serial of the last snapshot */
@@ -144,7 +140,7 @@ struct ep_ref {
 static int ep_ref_cmp(const void *a, const void *b)
 {
 	const struct ep_ref *x = a, *y = b;
-	int c = ip_cmp(&x->ip, &y->ip);
+	int c = cluster_records_ip_cmp(&x->ip, &y->ip);
 
 	return c ? c : x->target == y->target ? 0 : x->target < y->target ? -1 : 1;
 }
@@ -176,7 +172,7 @@ static int rev_apply(struct hmap *work, const struct cluster_snapshot *last,
 	}
 	qsort(refs, n, sizeof(*refs), ep_ref_cmp);
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (i && ip_cmp(&refs[i].ip, &refs[i - 1].ip) == 0)
+		if (i && cluster_records_ip_cmp(&refs[i].ip, &refs[i - 1].ip) == 0)
 			continue;
 		rc = rev_edit(work, last, r, &refs[i].ip, REV_ENDPOINT, &r->targets[refs[i].target],
 			      add);
@@ -192,11 +188,11 @@ static int rev_item_cmp(const void *a, const void *b)
 
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	if ((c = label_cmp(x->ns, x->ns_len, y->ns, y->ns_len)))
+	if ((c = cluster_records_label_cmp(x->ns, x->ns_len, y->ns, y->ns_len)))
 		return c;
-	if ((c = label_cmp(x->name, x->name_len, y->name, y->name_len)))
+	if ((c = cluster_records_label_cmp(x->name, x->name_len, y->name, y->name_len)))
 		return c;
-	return label_cmp(x->label, x->label_len, y->label, y->label_len);
+	return cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len);
 }
 
 /* Turn the worked-on reverse entries into edits of the rev map. */

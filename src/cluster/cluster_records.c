@@ -14,10 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* short names inside this file */
-#define ip_cmp cluster_records_ip_cmp
-#define label_cmp cluster_records_label_cmp
-
 static int port_cmp(const void *a, const void *b)
 {
 	const struct k8s_port *x = a, *y = b;
@@ -57,11 +53,11 @@ struct cand {
 static int cand_cmp(const void *a, const void *b)
 {
 	const struct cand *x = a, *y = b;
-	int c = label_cmp(x->a->label, x->a->label_len, y->a->label, y->a->label_len);
+	int c = cluster_records_label_cmp(x->a->label, x->a->label_len, y->a->label, y->a->label_len);
 
 	if (c)
 		return c;
-	if ((c = ip_cmp(&x->a->ip, &y->a->ip)))
+	if ((c = cluster_records_ip_cmp(&x->a->ip, &y->a->ip)))
 		return c;
 	return x->pset == y->pset ? 0 : x->pset < y->pset ? -1 : 1;
 }
@@ -254,7 +250,7 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 		bool one_pset = true;
 		struct rec_target *t = &r->targets[r->n_targets++];
 
-		while (j < n && label_cmp(c[i].a->label, c[i].a->label_len, c[j].a->label,
+		while (j < n && cluster_records_label_cmp(c[i].a->label, c[i].a->label_len, c[j].a->label,
 					  c[j].a->label_len) == 0) {
 			one_pset &= c[j].pset == c[i].pset;
 			j++;
@@ -263,7 +259,7 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 		memcpy(t->label, c[i].a->label, t->label_len);
 		t->ep_first = r->n_eps;
 		for (size_t k = i; k < j; k++) {
-			if (k > i && ip_cmp(&c[k].a->ip, &c[k - 1].a->ip) == 0)
+			if (k > i && cluster_records_ip_cmp(&c[k].a->ip, &c[k - 1].a->ip) == 0)
 				continue;
 			r->eps[r->n_eps++] = c[k].a->ip;
 		}
@@ -284,9 +280,9 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 		goto out;
 	}
 	memcpy(r->ips, r->eps, r->n_eps * sizeof(*r->ips));
-	qsort(r->ips, r->n_eps, sizeof(*r->ips), ip_cmp);
+	qsort(r->ips, r->n_eps, sizeof(*r->ips), cluster_records_ip_cmp);
 	for (uint32_t i = 0, o = 0; i < r->n_eps; i++) {
-		if (o && ip_cmp(&r->ips[o - 1], &r->ips[i]) == 0)
+		if (o && cluster_records_ip_cmp(&r->ips[o - 1], &r->ips[i]) == 0)
 			continue;
 		r->ips[o++] = r->ips[i];
 		if (r->ips[i].fam == 4)
@@ -352,7 +348,7 @@ bool cluster_records_equal(const struct svc_rec *a, const struct svc_rec *b)
 	for (uint32_t i = 0; i < a->n_targets; i++) {
 		const struct rec_target *x = &a->targets[i], *y = &b->targets[i];
 		if (x->ep_first != y->ep_first || x->ep_n != y->ep_n ||
-		    label_cmp(x->label, x->label_len, y->label, y->label_len) ||
+		    cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len) ||
 		    !pset_equal(a, x->portset, b, y->portset))
 			return false;
 	}

@@ -42,9 +42,7 @@ int k8s_objects_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
 	return rc;
 }
 
-/* short names inside this file */
-#define opt_string k8s_objects_opt_string
-#define opt_member k8s_objects_opt_member
+/* The common case: a malformed object. */
 #define fail(err, errlen, ...) k8s_objects_fail(-EINVAL, err, errlen, __VA_ARGS__)
 
 int k8s_objects_opt_string(const json_t *obj, const char *key, const char *what, const char **s,
@@ -193,11 +191,11 @@ static int decode_meta(const json_t *obj, bool namespaced, bool label_name, char
 
 	if (!json_is_object(obj))
 		return fail(err, errlen, "not an object");
-	if ((rc = opt_member(obj, "metadata", false, "metadata", &meta, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(obj, "metadata", false, "metadata", &meta, err, errlen)) < 0)
 		return rc;
 	if (!meta)
 		return fail(err, errlen, "metadata: missing");
-	if ((rc = opt_string(meta, "name", "metadata.name", &s, &len, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_string(meta, "name", "metadata.name", &s, &len, err, errlen)) < 0)
 		return rc;
 	if (!s)
 		return fail(err, errlen, "metadata.name: missing");
@@ -212,7 +210,7 @@ static int decode_meta(const json_t *obj, bool namespaced, bool label_name, char
 		memcpy(name, s, len + 1);
 	}
 	if (namespaced) {
-		if ((rc = opt_string(meta, "namespace", "metadata.namespace", &s, &len, err,
+		if ((rc = k8s_objects_opt_string(meta, "namespace", "metadata.namespace", &s, &len, err,
 				     errlen)) < 0)
 			return rc;
 		if (!s)
@@ -222,7 +220,7 @@ static int decode_meta(const json_t *obj, bool namespaced, bool label_name, char
 		ns[len] = '\0';
 	}
 	if (labels)
-		return opt_member(meta, "labels", false, "metadata.labels", labels, err, errlen);
+		return k8s_objects_opt_member(meta, "labels", false, "metadata.labels", labels, err, errlen);
 	return 0;
 }
 
@@ -254,12 +252,12 @@ static int decode_ports(const json_t *arr, const char *what, bool service,
 			rc = fail(err, errlen, "%s: not an object", path);
 			goto out;
 		}
-		if ((rc = opt_string(p, "name", path, &s, &len, err, errlen)) < 0)
+		if ((rc = k8s_objects_opt_string(p, "name", path, &s, &len, err, errlen)) < 0)
 			goto out;
 		if (s && len && (rc = copy_label(s, len, path, ports[i].name, &ports[i].name_len,
 						 err, errlen)) < 0)
 			goto out;
-		if ((rc = opt_string(p, "protocol", path, &s, &len, err, errlen)) < 0)
+		if ((rc = k8s_objects_opt_string(p, "protocol", path, &s, &len, err, errlen)) < 0)
 			goto out;
 		ports[i].proto = (uint8_t)parse_proto(s, len);
 		num = json_object_get(p, "port");
@@ -332,20 +330,20 @@ static int decode_service(const json_t *obj, struct k8s_service *svc, char *err,
 
 	if ((rc = decode_meta(obj, true, true, svc->ns, svc->name, NULL, err, errlen)) < 0)
 		return rc;
-	if ((rc = opt_member(obj, "spec", false, "spec", &spec, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(obj, "spec", false, "spec", &spec, err, errlen)) < 0)
 		return rc;
 	svc->kind = K8S_SVC_CLUSTERIP;
 	if (!spec)
 		return 0;
-	if ((rc = opt_string(spec, "type", "spec.type", &s, &len, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_string(spec, "type", "spec.type", &s, &len, err, errlen)) < 0)
 		return rc;
 	if (s && strcmp(s, "ExternalName") == 0)
 		svc->kind = K8S_SVC_EXTERNAL;
 
 	/* clusterIPs (dual-stack) wins over clusterIP, which is clusterIPs[0] */
-	if ((rc = opt_member(spec, "clusterIPs", true, "spec.clusterIPs", &ips, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(spec, "clusterIPs", true, "spec.clusterIPs", &ips, err, errlen)) < 0)
 		return rc;
-	if ((rc = opt_string(spec, "clusterIP", "spec.clusterIP", &s, &len, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_string(spec, "clusterIP", "spec.clusterIP", &s, &len, err, errlen)) < 0)
 		return rc;
 	if (ips) {
 		char path[40];
@@ -367,7 +365,7 @@ static int decode_service(const json_t *obj, struct k8s_service *svc, char *err,
 			return rc;
 	}
 
-	if ((rc = opt_string(spec, "externalName", "spec.externalName", &s, &len, err, errlen)) <
+	if ((rc = k8s_objects_opt_string(spec, "externalName", "spec.externalName", &s, &len, err, errlen)) <
 	    0)
 		return rc;
 	if (svc->kind == K8S_SVC_EXTERNAL) {
@@ -384,7 +382,7 @@ static int decode_service(const json_t *obj, struct k8s_service *svc, char *err,
 		svc->n_ips = 0;
 	}
 
-	if ((rc = opt_member(spec, "ports", true, "spec.ports", &ports, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(spec, "ports", true, "spec.ports", &ports, err, errlen)) < 0)
 		return rc;
 	return decode_ports(ports, "spec.ports", true, &svc->ports, &svc->n_ports, err, errlen);
 }
@@ -419,12 +417,12 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 	snprintf(path, sizeof(path), "endpoints[%zu]", i);
 	if (!json_is_object(ep))
 		return fail(err, errlen, "%s: not an object", path);
-	if ((rc = opt_member(ep, "addresses", true, path, &addrs, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(ep, "addresses", true, path, &addrs, err, errlen)) < 0)
 		return rc;
 	if (addrs && json_array_size(addrs) > K8S_MAX_ADDRS_PER_ENDPOINT)
 		return fail(err, errlen, "%s.addresses: more than %d", path,
 			    K8S_MAX_ADDRS_PER_ENDPOINT);
-	if ((rc = opt_member(ep, "conditions", false, path, &cond, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(ep, "conditions", false, path, &cond, err, errlen)) < 0)
 		return rc;
 	if (cond) {
 		ready = json_object_get(cond, "ready");
@@ -432,7 +430,7 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 			return fail(err, errlen, "%s.conditions.ready: not a boolean", path);
 	}
 	memset(&a, 0, sizeof(a));
-	if ((rc = opt_string(ep, "hostname", path, &hn, &hnlen, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_string(ep, "hostname", path, &hn, &hnlen, err, errlen)) < 0)
 		return rc;
 	if (hn && hnlen && (rc = copy_label(hn, hnlen, "hostname", a.label, &a.label_len, err,
 					    errlen)) < 0)
@@ -474,7 +472,7 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 	if ((rc = decode_meta(obj, true, false, sl->ns, sl->name, &labels, err, errlen)) < 0)
 		return rc;
 	if (labels) {
-		if ((rc = opt_string(labels, SVC_NAME_LABEL, "metadata.labels[" SVC_NAME_LABEL "]",
+		if ((rc = k8s_objects_opt_string(labels, SVC_NAME_LABEL, "metadata.labels[" SVC_NAME_LABEL "]",
 				     &s, &len, err, errlen)) < 0)
 			return rc;
 		if (s && len) {
@@ -484,7 +482,7 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 			sl->svc[len] = '\0';
 		}
 	}
-	if ((rc = opt_string(obj, "addressType", "addressType", &s, &len, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_string(obj, "addressType", "addressType", &s, &len, err, errlen)) < 0)
 		return rc;
 	if (!s)
 		return fail(err, errlen, "addressType: missing");
@@ -493,11 +491,11 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 	else if (strcmp(s, "IPv6") == 0)
 		fam = 6; /* anything else ("FQDN") is kept but not served */
 
-	if ((rc = opt_member(obj, "ports", true, "ports", &ports, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(obj, "ports", true, "ports", &ports, err, errlen)) < 0)
 		return rc;
 	if ((rc = decode_ports(ports, "ports", false, &sl->ports, &sl->n_ports, err, errlen)) < 0)
 		return rc;
-	if ((rc = opt_member(obj, "endpoints", true, "endpoints", &eps, err, errlen)) < 0)
+	if ((rc = k8s_objects_opt_member(obj, "endpoints", true, "endpoints", &eps, err, errlen)) < 0)
 		return rc;
 	if (eps && json_array_size(eps) > K8S_MAX_ENDPOINTS)
 		return fail(err, errlen, "endpoints: %zu, at most %d", json_array_size(eps),

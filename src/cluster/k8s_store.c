@@ -22,7 +22,6 @@
 
 #define LOAD_FILE_MAX_BYTES (1024ull * 1024 * 1024) /* larger snapshot files are refused */
 
-#define fail_rc k8s_objects_fail
 #define fail(err, errlen, ...) k8s_objects_fail(-EINVAL, err, errlen, __VA_ARGS__)
 
 /* Slices attached to one Service (by the kubernetes.io/service-name label). */
@@ -130,7 +129,7 @@ static int apply_service(struct k8s_store *s, enum k8s_event ev, const json_t *o
 	klen = k8s_objects_key(key, svc->ns, nslen, svc->name, strlen(svc->name));
 	old = hmap_get(&s->svcs, key, klen);
 	if (ev != K8S_DELETED && !old && n_objects(s) >= K8S_MAX_OBJECTS) {
-		rc = fail_rc(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
+		rc = k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 		goto out;
 	}
 	if ((rc = mark(&s->dirty_svc, key, klen)) < 0 || (rc = mark(&s->dirty_ns, key, nslen)) < 0)
@@ -244,7 +243,7 @@ static int apply_slice(struct k8s_store *s, enum k8s_event ev, const json_t *obj
 	}
 	if ((!old && n_objects(s) >= K8S_MAX_OBJECTS) ||
 	    s->n_addrs - (old ? old->n_addrs : 0) + sl->n_addrs > K8S_MAX_ADDRS_TOTAL) {
-		rc = fail_rc(-ENOSPC, err, errlen, "store full: %u objects or %u addresses",
+		rc = k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects or %u addresses",
 			     K8S_MAX_OBJECTS, K8S_MAX_ADDRS_TOTAL);
 		goto out;
 	}
@@ -282,7 +281,7 @@ static int apply_namespace(struct k8s_store *s, enum k8s_event ev, const json_t 
 	len = strlen(name);
 	if (ev != K8S_DELETED && !hmap_get(&s->nss, name, len) &&
 	    n_objects(s) >= K8S_MAX_OBJECTS) {
-		return fail_rc(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
+		return k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 	}
 	if ((rc = mark(&s->dirty_ns, name, len)) < 0)
 		return rc;
@@ -318,7 +317,7 @@ int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 		}
 	}
 	if (rc == -ENOMEM)
-		fail_rc(rc, err, errlen, "out of memory");
+		k8s_objects_fail(rc, err, errlen, "out of memory");
 	if (rc < 0)
 		s->stats.events_rejected++;
 	else
@@ -491,7 +490,7 @@ static int load_doc(struct k8s_store *t, const json_t *doc, uint64_t *skipped, c
 		}
 		rc = k8s_store_apply(t, k, K8S_ADDED, it, ierr, sizeof(ierr));
 		if (rc < 0)
-			return fail_rc(rc, err, errlen, "items[%zu] (%s): %s", i, ik, ierr);
+			return k8s_objects_fail(rc, err, errlen, "items[%zu] (%s): %s", i, ik, ierr);
 	}
 	return 0;
 }
@@ -511,11 +510,11 @@ int k8s_store_load_file(struct k8s_store *s, const char *path, char *err, size_t
 	f = fopen(path, "r");
 	if (!f) {
 		rc = -errno;
-		return fail_rc(rc, err, errlen, "%s: %s", path, strerror(-rc));
+		return k8s_objects_fail(rc, err, errlen, "%s: %s", path, strerror(-rc));
 	}
 	if (fstat(fileno(f), &st) == 0 && (uint64_t)st.st_size > LOAD_FILE_MAX_BYTES) {
 		fclose(f);
-		return fail_rc(-EFBIG, err, errlen, "%s: larger than %llu bytes", path,
+		return k8s_objects_fail(-EFBIG, err, errlen, "%s: larger than %llu bytes", path,
 			       (unsigned long long)LOAD_FILE_MAX_BYTES);
 	}
 	doc = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
