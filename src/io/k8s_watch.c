@@ -135,6 +135,17 @@ static char *escape(const char *s)
 	return curl_easy_escape(NULL, s, 0);
 }
 
+/* A list or watch request could not even start: count it, log it (rate
+ * limited) and try again after the backoff. */
+static void start_failed(struct res *r, enum phase ph, int rc)
+{
+	STAT_INC(r->w, errors);
+	if (k8s_watch_may_log(r))
+		log_error(TAG, "%s: cannot start %s: %s", r->def->name,
+			  ph == PH_LIST ? "list" : "watch", strerror(-rc));
+	k8s_watch_schedule(r, ph, k8s_watch_backoff(r));
+}
+
 void k8s_watch_start_list(struct res *r)
 {
 	char *q = NULL, *esc = NULL;
@@ -174,10 +185,7 @@ void k8s_watch_start_list(struct res *r)
 fail:
 	curl_free(esc);
 	free(q);
-	STAT_INC(r->w, errors);
-	if (k8s_watch_may_log(r))
-		log_error(TAG, "%s: cannot start list: %s", r->def->name, strerror(-rc));
-	k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
+	start_failed(r, PH_LIST, rc);
 }
 
 void k8s_watch_start_watch(struct res *r)
@@ -209,10 +217,7 @@ void k8s_watch_start_watch(struct res *r)
 fail:
 	curl_free(esc);
 	free(q);
-	STAT_INC(w, errors);
-	if (k8s_watch_may_log(r))
-		log_error(TAG, "%s: cannot start watch: %s", r->def->name, strerror(-rc));
-	k8s_watch_schedule(r, PH_WATCH, k8s_watch_backoff(r));
+	start_failed(r, PH_WATCH, rc);
 }
 
 /* ---------------------------------------------------------- publishing */

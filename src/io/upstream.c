@@ -104,6 +104,15 @@ static uint16_t rng16(struct upstream *u)
 	return u->rng_buf[u->rng_pos++];
 }
 
+bool upstream_reply_question_ok(struct up_srv *s, struct up_req *r, const uint8_t *p, size_t n)
+{
+	if (dnsmsg_question_match(r->q, r->qend, p, n))
+		return true;
+	STAT_INC(s->cfg->stats.bad_replies);
+	r->bad_attempt = true;
+	return false;
+}
+
 /* ---- ID maps ---- */
 
 struct up_req *upstream_idmap_get(const struct idmap *m, uint16_t id)

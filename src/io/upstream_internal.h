@@ -231,6 +231,11 @@ uint64_t upstream_now_ms(const struct upstream *u);
 /* Whether to log now; *suppressed: lines held back since the last one. */
 bool upstream_log_ok(struct log_limit *l, uint64_t now, uint64_t *suppressed);
 
+/* Whether the reply @p p (@p n bytes, with @p r's ID) carries exactly the
+ * question of @p r; if not, count it as a bad reply of @p s and mark the
+ * attempt (a spoofing try, or a broken server). */
+bool upstream_reply_question_ok(struct up_srv *s, struct up_req *r, const uint8_t *p, size_t n);
+
 
 /* The query with @p id in @p m, or NULL. */
 struct up_req *upstream_idmap_get(const struct idmap *m, uint16_t id);

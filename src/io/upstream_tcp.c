@@ -325,11 +325,8 @@ static void tcp_frame(struct up_conn *c, uint8_t *p, size_t n)
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
 	}
-	if (!dnsmsg_question_match(r->q, r->qend, p, n)) {
-		STAT_INC(s->cfg->stats.bad_replies);
-		r->bad_attempt = true;
+	if (!upstream_reply_question_ok(s, r, p, n))
 		return;
-	}
 	c->nreplies++;
 	upstream_req_reply(r, p, n);
 }

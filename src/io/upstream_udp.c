@@ -60,11 +60,8 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		STAT_INC(s->cfg->stats.bad_replies);
 		return;
 	}
-	if (!dnsmsg_question_match(r->q, r->qend, p, n)) {
-		STAT_INC(s->cfg->stats.bad_replies);
-		r->bad_attempt = true;
+	if (!upstream_reply_question_ok(s, r, p, n))
 		return;
-	}
 	upstream_srv_backoff_reset(s);
 	if (p[2] & DNS_FLAG_TC) {
 		histogram_observe(&s->cfg->stats.latency, (uv_hrtime() - r->sent_ns) / 1000u);
