@@ -6,7 +6,7 @@
 #   make bench    the performance table against the peers (bench/)
 
 CC      ?= cc
-PKGS    := ldns libuv libcurl jansson yaml-0.1 libcap libmnl
+PKGS    := ldns libuv libcurl jansson yaml-0.1 libcap libmnl zlib
 CFLAGS  ?= -O2 -g
 # The project's own flags stay even when CFLAGS is given on the command line.
 NDNS_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -111,20 +111,16 @@ static int mark(struct hmap *dirty, const char *key, size_t klen)
 	return hmap_put(dirty, key, klen, (void *)1, NULL);
 }
 
-static int apply_service(struct k8s_store *s, enum k8s_event ev, const json_t *obj, char *err,
-			 size_t errlen)
+/* Put (or with DELETED remove) the decoded @p svc, which this consumes. */
+static int put_service(struct k8s_store *s, enum k8s_event ev, struct k8s_service *svc,
+		       char *err, size_t errlen)
 {
-	struct k8s_service *svc = calloc(1, sizeof(*svc)), *old;
+	struct k8s_service *old;
 	char key[K8S_KEY_MAX];
 	size_t klen, nslen;
 	uintptr_t cnt;
-	int rc;
+	int rc = 0;
 
-	if (!svc)
-		return -ENOMEM;
-	rc = k8s_objects_service(obj, ev == K8S_DELETED, svc, err, errlen);
-	if (rc < 0)
-		goto out;
 	nslen = strlen(svc->ns);
 	klen = k8s_objects_key(key, svc->ns, nslen, svc->name, strlen(svc->name));
 	old = hmap_get(&s->svcs, key, klen);
@@ -157,6 +153,22 @@ static int apply_service(struct k8s_store *s, enum k8s_event ev, const json_t *o
 out:
 	k8s_objects_service_free(svc);
 	return rc;
+}
+
+static int apply_service(struct k8s_store *s, enum k8s_event ev, const json_t *obj, char *err,
+			 size_t errlen)
+{
+	struct k8s_service *svc = calloc(1, sizeof(*svc));
+	int rc;
+
+	if (!svc)
+		return -ENOMEM;
+	rc = k8s_objects_service(obj, ev == K8S_DELETED, svc, err, errlen);
+	if (rc < 0) {
+		k8s_objects_service_free(svc);
+		return rc;
+	}
+	return put_service(s, ev, svc, err, errlen);
 }
 
 static void list_remove(struct k8s_store *s, struct k8s_slice *sl)
@@ -211,20 +223,16 @@ static int list_reserve(struct k8s_store *s, const char *key, size_t klen,
 	return 0;
 }
 
-static int apply_slice(struct k8s_store *s, enum k8s_event ev, const json_t *obj, char *err,
-		       size_t errlen)
+/* Put (or with DELETED remove) the decoded @p sl, which this consumes. */
+static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *sl, char *err,
+		     size_t errlen)
 {
-	struct k8s_slice *sl = calloc(1, sizeof(*sl)), *old;
+	struct k8s_slice *old;
 	struct k8s_slice_list *l = NULL;
 	char key[K8S_KEY_MAX + K8S_SLICE_NAME_MAX], skey[K8S_KEY_MAX];
 	size_t klen, sklen;
-	int rc;
+	int rc = 0;
 
-	if (!sl)
-		return -ENOMEM;
-	rc = k8s_objects_slice(obj, ev == K8S_DELETED, sl, err, errlen);
-	if (rc < 0)
-		goto out;
 	klen = k8s_objects_key(key, sl->ns, strlen(sl->ns), sl->name, strlen(sl->name));
 	old = hmap_get(&s->slices, key, klen);
 	if (old && old->svc[0]) {
@@ -269,16 +277,27 @@ out:
 	return rc;
 }
 
-static int apply_namespace(struct k8s_store *s, enum k8s_event ev, const json_t *obj, char *err,
-			   size_t errlen)
+static int apply_slice(struct k8s_store *s, enum k8s_event ev, const json_t *obj, char *err,
+		       size_t errlen)
 {
-	char name[K8S_LABEL_MAX + 1];
-	size_t len;
+	struct k8s_slice *sl = calloc(1, sizeof(*sl));
 	int rc;
 
-	if ((rc = k8s_objects_namespace(obj, name, err, errlen)) < 0)
+	if (!sl)
+		return -ENOMEM;
+	rc = k8s_objects_slice(obj, ev == K8S_DELETED, sl, err, errlen);
+	if (rc < 0) {
+		k8s_objects_slice_free(sl);
 		return rc;
-	len = strlen(name);
+	}
+	return put_slice(s, ev, sl, err, errlen);
+}
+
+static int put_namespace(struct k8s_store *s, enum k8s_event ev, const char *name, size_t len,
+			 char *err, size_t errlen)
+{
+	int rc;
+
 	if (ev != K8S_DELETED && !hmap_get(&s->nss, name, len) &&
 	    n_objects(s) >= K8S_MAX_OBJECTS) {
 		return k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
@@ -290,6 +309,17 @@ static int apply_namespace(struct k8s_store *s, enum k8s_event ev, const json_t 
 		return 0;
 	}
 	return hmap_put(&s->nss, name, len, (void *)1, NULL);
+}
+
+static int apply_namespace(struct k8s_store *s, enum k8s_event ev, const json_t *obj, char *err,
+			   size_t errlen)
+{
+	char name[K8S_LABEL_MAX + 1];
+	int rc;
+
+	if ((rc = k8s_objects_namespace(obj, name, err, errlen)) < 0)
+		return rc;
+	return put_namespace(s, ev, name, strlen(name), err, errlen);
 }
 
 int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
@@ -421,6 +451,73 @@ void k8s_store_changes_clear(struct k8s_store *s)
 	s->all_dirty = false;
 }
 
+/* ------------------------------------------- decoded objects (a file) */
+
+/* Count one put as k8s_store_apply() counts an event. */
+static int counted(struct k8s_store *s, int rc, char *err, size_t errlen)
+{
+	if (rc == -ENOMEM)
+		k8s_objects_fail(rc, err, errlen, "out of memory");
+	if (rc < 0)
+		s->stats.events_rejected++;
+	else
+		s->stats.events_applied++;
+	return rc;
+}
+
+int k8s_store_put_service(struct k8s_store *s, struct k8s_service *svc, char *err,
+			  size_t errlen)
+{
+	return counted(s, put_service(s, K8S_ADDED, svc, err, errlen), err, errlen);
+}
+
+int k8s_store_put_slice(struct k8s_store *s, struct k8s_slice *sl, char *err, size_t errlen)
+{
+	return counted(s, put_slice(s, K8S_ADDED, sl, err, errlen), err, errlen);
+}
+
+int k8s_store_put_namespace(struct k8s_store *s, const char *name, size_t len, char *err,
+			    size_t errlen)
+{
+	return counted(s, put_namespace(s, K8S_ADDED, name, len, err, errlen), err, errlen);
+}
+
+int k8s_store_foreach_object(const struct k8s_store *s, enum k8s_kind kind,
+			     k8s_store_obj_fn fn, void *arg)
+{
+	const struct hmap *m = kind == K8S_SERVICE	     ? &s->svcs
+			       : kind == K8S_ENDPOINTSLICE ? &s->slices
+							   : &s->nss;
+	int rc;
+
+	HMAP_FOREACH(m, n)
+	{
+		const void *obj = kind == K8S_NAMESPACE ? (const void *)n->key : n->val;
+		if ((rc = fn(arg, obj, n->klen)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void k8s_store_take(struct k8s_store *s, struct k8s_store *from)
+{
+	/* Swap the object maps: s gets from's content, from the old one. */
+	struct hmap tmp;
+#define SWAP(field) (tmp = s->field, s->field = from->field, from->field = tmp)
+	SWAP(svcs);
+	SWAP(slices);
+	SWAP(nss);
+	SWAP(svc_slices);
+	SWAP(ns_svcs);
+#undef SWAP
+	uint64_t n = s->n_addrs;
+	s->n_addrs = from->n_addrs;
+	from->n_addrs = n;
+	s->all_dirty = true;
+	s->stats.events_applied += from->stats.events_applied;
+	k8s_store_free(from);
+}
+
 /* ------------------------------------------------------------ load file */
 
 static int kind_of(const char *k, enum k8s_kind *out)
@@ -532,22 +629,7 @@ int k8s_store_load_file(struct k8s_store *s, const char *path, char *err, size_t
 		k8s_store_free(t);
 		return rc;
 	}
-
-	/* Swap the object maps: s gets the file's content, t the old one. */
-	struct hmap tmp;
-#define SWAP(field) (tmp = s->field, s->field = t->field, t->field = tmp)
-	SWAP(svcs);
-	SWAP(slices);
-	SWAP(nss);
-	SWAP(svc_slices);
-	SWAP(ns_svcs);
-#undef SWAP
-	uint64_t n = s->n_addrs;
-	s->n_addrs = t->n_addrs;
-	t->n_addrs = n;
-	s->all_dirty = true;
-	s->stats.events_applied += t->stats.events_applied;
-	k8s_store_free(t);
+	k8s_store_take(s, t);
 	if (skipped)
 		log_info("cluster", "%s: skipped %llu objects of other kinds", path,
 			 (unsigned long long)skipped);

@@ -45,4 +45,31 @@ int k8s_store_foreach_change(const struct k8s_store *s, k8s_store_key_fn on_svc,
 /** Forget the changes: a snapshot now holds them. */
 void k8s_store_changes_clear(struct k8s_store *s);
 
+/* ------------------------------------------- decoded objects (a file) */
+
+/**
+ * Add (or replace) an object decoded elsewhere than from JSON (the warm-start
+ * file, warm_file.c), as an ADDED event would. The service and slice, which
+ * the caller checked as k8s_objects.c would have, are consumed, also on
+ * failure. @return 0, -ENOSPC (a store limit; err says which), -ENOMEM.
+ */
+int k8s_store_put_service(struct k8s_store *s, struct k8s_service *svc, char *err,
+			  size_t errlen);
+int k8s_store_put_slice(struct k8s_store *s, struct k8s_slice *sl, char *err, size_t errlen);
+/** A Namespace object named @p name (@p len bytes, a lower-case label). */
+int k8s_store_put_namespace(struct k8s_store *s, const char *name, size_t len, char *err,
+			    size_t errlen);
+
+/** Called with each object: a const struct k8s_service * or k8s_slice *
+ * (@p len unused), or a namespace's name (not terminated, @p len bytes). */
+typedef int (*k8s_store_obj_fn)(void *arg, const void *obj, size_t len);
+/** Visit every object of @p kind, in no particular order. @return 0 or the
+ * first negative return of @p fn. */
+int k8s_store_foreach_object(const struct k8s_store *s, enum k8s_kind kind,
+			     k8s_store_obj_fn fn, void *arg);
+
+/** Replace the content of @p s with that of @p from, which is freed; every
+ * key counts as changed for the next publish. */
+void k8s_store_take(struct k8s_store *s, struct k8s_store *from);
+
 #endif
