@@ -17,6 +17,7 @@
 #include "nodedns/dns/query.h"
 #include "nodedns/io/server.h"
 #include "nodedns/io/upstream.h"
+#include "nodedns/io/warm_start.h"
 #include "nodedns/util/log.h"
 
 /* getopt_long returns OPT_VAL_BASE + id, clear of '?' and ':'. */
@@ -75,6 +76,11 @@ static int set_defaults(struct config *cfg)
 	strcpy(cfg->cluster_domain, CLUSTER_DOMAIN_DEFAULT);
 	cfg->cluster_ttl_s = CLUSTER_TTL_S_DEFAULT;
 	cfg->pods = CONFIG_PODS_INSECURE;
+	cfg->warm_start_max_age_s = WARM_START_MAX_AGE_S_DEFAULT;
+	const char *rd = getenv("NODEDNS_RUN_DIR"); /* the supervisor's setting */
+	cfg->run_dir = strdup(rd && rd[0] == '/' ? rd : DEFAULT_RUN_DIR);
+	if (!cfg->run_dir)
+		return -ENOMEM;
 
 	if (netaddr_parse(DEFAULT_METRICS, METRICS_PORT, &cfg->metrics) < 0)
 		return -EINVAL;
@@ -351,6 +357,8 @@ void config_free(struct config *cfg)
 	free(cfg->kube_ca_file);
 	free(cfg->kubeconfig);
 	free(cfg->kube_snapshot);
+	free(cfg->run_dir);
+	cfg->run_dir = NULL;
 	free(cfg->setup_interface);
 	free(cfg->user);
 	cfg->user = NULL;

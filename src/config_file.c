@@ -10,6 +10,7 @@
 #include "nodedns/dns/query.h"
 #include "nodedns/io/server.h"
 #include "nodedns/io/upstream.h"
+#include "nodedns/io/warm_start.h"
 
 /* A default of a module's header as the text --help shows. */
 #define STR_(x) #x
@@ -79,6 +80,11 @@ const struct opt_def config_opts[OPT_COUNT] = {
 		"ADDR", "forward cluster queries here until the store has synced", NULL },
 	[OPT_PODS] = { "pods", OPT_PODS, K_STR, 0, 0, 0, NULL, "disabled|insecure",
 		"a-b-c-d.NS.pod.DOMAIN records", "insecure" },
+	[OPT_RUN_DIR] = { "run-dir", OPT_RUN_DIR, K_STR, 0, 0, 0, NULL, "DIR",
+		"keep the warm-start file (the last cluster state) here", "$NODEDNS_RUN_DIR or " DEFAULT_RUN_DIR },
+	[OPT_WARM_START_MAX_AGE] = { "warm-start-max-age", OPT_WARM_START_MAX_AGE, K_INT, 0, 0, 604800,
+		NULL, "S", "answer from a warm-start file at most S old until the watch has synced; 0 disables",
+		STR(WARM_START_MAX_AGE_S_DEFAULT) },
 
 	[OPT_SETUP_INTERFACE] = { "setup-interface", OPT_SETUP_INTERFACE, K_STR, 0, 0, 0, "Node",
 		"NAME", "create dummy interface NAME holding the listen IPs", "off" },

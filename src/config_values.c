@@ -373,6 +373,7 @@ static int set_int(struct config *cfg, const struct opt_def *d, const char *s, c
 	case OPT_NEG_TTL: cfg->neg_ttl_s = (uint32_t)v; break;
 	case OPT_SERVE_STALE: cfg->serve_stale_s = (uint32_t)v; break;
 	case OPT_CLUSTER_TTL: cfg->cluster_ttl_s = (uint32_t)v; break;
+	case OPT_WARM_START_MAX_AGE: cfg->warm_start_max_age_s = (uint32_t)v; break;
 	default: break;
 	}
 	return 0;
@@ -525,6 +526,13 @@ static int apply_cluster(struct config *cfg, const struct opt_def *d, const char
 		return set_path(&cfg->kubeconfig, s, why, whylen);
 	case OPT_KUBE_SNAPSHOT:
 		return set_path(&cfg->kube_snapshot, s, why, whylen);
+	case OPT_RUN_DIR:
+		if (s[0] != '/' || strlen(s) > 1024) {
+			snprintf(why, whylen, "must be an absolute path of at most 1024 bytes (got '%s')",
+				 config_shown(s, sb));
+			return -1;
+		}
+		return set_path(&cfg->run_dir, s, why, whylen);
 	case OPT_CLUSTER_FALLBACK:
 		if (netaddr_parse(s, DNS_PORT, &cfg->cluster_fallback) < 0) {
 			snprintf(why, whylen, "must be IPv4[:PORT] or [IPv6][:PORT] (got '%s')",

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -32,6 +33,7 @@
 #include "nodedns/io/server.h"
 #include "nodedns/node/supervisor.h"
 #include "nodedns/io/upstream.h"
+#include "nodedns/io/warm_start.h"
 #include "nodedns/io/worker.h"
 
 #include "main_node.h"
@@ -72,6 +74,10 @@ struct app {
 	struct cluster_publisher *publisher;
 	struct k8s_watch *watch;
 	bool snapshot_loaded;
+	struct warm_start_config warm_cfg; /* .run_dir NULL: no warm start */
+	char warm_server[WARM_START_ID_MAX];
+	struct warm_start *warm;         /* the saver, with the watch */
+	uint64_t warm_created_s;         /* of the loaded file; 0: none loaded */
 	struct admin *admin;
 	char ident[256];
 	struct supervisor_child sup; /* set when a node-setup supervisor runs us */
@@ -148,6 +154,17 @@ static bool cluster_synced(const struct app *app)
 	return app->snapshot_loaded;
 }
 
+/* Live data once synced, before that the warm-start file if one was loaded;
+ * *age_s: the file data's age. */
+static enum warm_start_source cluster_source(const struct app *app, uint64_t *age_s)
+{
+	uint64_t now = (uint64_t)time(NULL);
+	*age_s = now > app->warm_created_s ? now - app->warm_created_s : 0;
+	if (cluster_synced(app))
+		return WARM_SOURCE_LIVE;
+	return app->warm_created_s ? WARM_SOURCE_FILE : WARM_SOURCE_NONE;
+}
+
 /* Each module renders its own counters; main only gathers the per-worker
  * stats and writes the families that are the process's own. */
 static void render_metrics(void *arg, struct mbuf *b)
@@ -156,6 +173,7 @@ static void render_metrics(void *arg, struct mbuf *b)
 	const struct query_stats *qs[CONFIG_MAX_THREADS];
 	const struct server_stats *ss[CONFIG_MAX_THREADS];
 	const struct upstream_worker_stats *us[CONFIG_MAX_THREADS];
+	uint64_t age;
 	size_t n = app->nworkers;
 	for (size_t i = 0; i < n; i++) {
 		qs[i] = query_worker_stats(app->workers[i].qw);
@@ -177,6 +195,8 @@ static void render_metrics(void *arg, struct mbuf *b)
 	k8s_store_metrics_render(b, &ks, cluster_publisher_count(app->publisher));
 	if (app->watch)
 		k8s_watch_metrics_render(b, k8s_watch_stats(app->watch));
+	enum warm_start_source src = cluster_source(app, &age);
+	warm_start_metrics_render(b, app->warm, src, age);
 	metrics_gauge(b, "nodedns_cluster_synced",
 		      "1 once the cluster store has synced (or a snapshot is loaded).",
 		      cluster_synced(app) ? 1 : 0);
@@ -204,7 +224,40 @@ static void publish(struct app *app, struct cluster_snapshot *snap)
 
 static void on_watch_publish(void *arg, struct cluster_snapshot *snap)
 {
-	publish(arg, snap);
+	struct app *app = arg;
+	publish(app, snap);
+	warm_start_changed(app->warm);
+}
+
+/* Grows while the watch is alive: what the warm-start saver looks at. */
+static uint64_t watch_progress(void *arg)
+{
+	const struct k8s_watch_stats *s = k8s_watch_stats(((struct app *)arg)->watch);
+	return atomic_load(&s->events) + atomic_load(&s->bookmarks) + atomic_load(&s->watches) +
+	       atomic_load(&s->lists);
+}
+
+/* The warm start is on with the API watch (not --kube-snapshot) and a max
+ * age; the file is tied to the cluster domain and the API server. */
+static void warm_start_setup(struct app *app)
+{
+	const struct config *cfg = &app->cfg;
+	if (cfg->kube_snapshot || (!cfg->kube_api && !cfg->kubeconfig) ||
+	    !cfg->warm_start_max_age_s)
+		return;
+	if (warm_start_identity(cfg->kube_api, cfg->kubeconfig, cfg->kube_ca_file, app->warm_server,
+				sizeof(app->warm_server)) < 0) {
+		log_warn("warm-start", "no API server URL to tie the file to: warm start off");
+		return;
+	}
+	app->warm_cfg = (struct warm_start_config){ .run_dir = cfg->run_dir,
+		.domain = cfg->cluster_domain, .server = app->warm_server,
+		.max_age_s = cfg->warm_start_max_age_s };
+	if (warm_start_load(&app->warm_cfg, app->store, &app->warm_created_s) < 0)
+		return;
+	app->shared.initial_snap = cluster_publisher_publish(app->publisher, app->store);
+	if (!app->shared.initial_snap)
+		app->warm_created_s = 0; /* out of memory: start as without a file */
 }
 
 /* Load --kube-snapshot into the store. @return a new snapshot (one
@@ -258,6 +311,8 @@ static void shutdown_app(struct app *app)
 		worker_stop(&app->workers[i]);
 	admin_close(app->admin);
 	app->admin = NULL;
+	warm_start_close(app->warm); /* saves the live data a last time */
+	app->warm = NULL;
 	k8s_watch_close(app->watch);
 	app->watch = NULL;
 	for (size_t i = 0; i < app->nsigs; i++)
@@ -443,11 +498,14 @@ static worker_fds *stage_sockets(struct app *app)
 	return fds;
 }
 
-/* A snapshot file is loaded before the first query can arrive. */
+/* A snapshot file (or the warm-start file) is loaded before the first query
+ * can arrive. */
 static int stage_initial_snapshot(struct app *app)
 {
-	if (!app->cfg.kube_snapshot)
+	if (!app->cfg.kube_snapshot) {
+		warm_start_setup(app);
 		return 0;
+	}
 	app->shared.initial_snap = read_snapshot_file(app);
 	if (!app->shared.initial_snap)
 		return -EINVAL;
@@ -531,6 +589,9 @@ static int stage_cluster_source(struct app *app)
 		log_error("main", "kubernetes: %s", err);
 		return -EINVAL;
 	}
+	if (app->warm_cfg.run_dir &&
+	    warm_start_new(&app->loop, &app->warm_cfg, app->store, watch_progress, app, &app->warm) < 0)
+		log_warn("warm-start", "out of memory: the warm-start file is not saved");
 	return 0;
 }
 

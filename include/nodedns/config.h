@@ -88,6 +88,8 @@ struct config {
 	struct netaddr cluster_fallback;
 	bool has_cluster_fallback;
 	enum config_pods pods;
+	char *run_dir;                 /* the warm-start file's directory */
+	uint32_t warm_start_max_age_s; /* 0: no warm start */
 
 	/* node */
 	char *setup_interface; /* NULL: off */
