@@ -405,8 +405,8 @@ class Nodedns:
         self.want_metrics = metrics
         self.want_health = health
         self.log_level = log_level
-        self._pick_ports()
         self.dir = tempfile.mkdtemp(prefix="nodedns-it-srv-")
+        self._pick_ports()
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.proc = None
         self.stopped = False
@@ -429,6 +429,9 @@ class Nodedns:
                                     if self.want_metrics else "none"),
                       "--health", ("%s:%d" % (LOCAL, self.health_port)
                                    if self.want_health else "none")]
+        if not any(a.startswith("--run-dir") for a in self.extra):
+            # the warm-start file: per server, never the host's /run/nodedns
+            self.args += ["--run-dir", os.path.join(self.dir, "run")]
         self.args += self.extra
 
     @property
