@@ -19,8 +19,9 @@ Checks, from the pods through glibc (`getent ahosts`, getaddrinfo):
      upstream queries, A and AAAA of the final name);
   2. 2,000 lookups from both pods in parallel, none slower than 1 s;
   3. no conntrack entries for 169.254.20.10 port 53;
-  4. lookups keep working through kill -9 of the resolver and through a
-     graceful handover to a second instance;
+  4. lookups keep working through kill -9 of the resolver (none fails: each
+     new resolver answers cluster names from the warm-start file before its
+     own sync) and through a graceful handover to a second instance;
   5. after SIGTERM of the last instance, the rules and the address are gone.
 
 Closing line "pods-e2e: N passed, N failed"; exit 1 on failure.
@@ -395,7 +396,11 @@ def scenario(t):
         len(ct), LL, len(ctl))
     check(ct == [], "conntrack entries for %s:53:\n%s" % (LL, "\n".join(ct[:10])))
 
-    # (4a) kill -9 of the resolver while pods loop lookups.
+    # (4a) kill -9 of the resolver while pods loop lookups. The warm-start
+    # file (written within 5 s of the sync) lets each new resolver answer
+    # cluster names before its own sync: no lookup may fail.
+    wait_for(lambda: metric_sum(node.metrics(), "nodedns_warm_start_saves_total") >= 1, 10,
+             "the warm-start file to be written")
     stop = os.path.join(t.tmp, "stop1")
     loop = p2.lookups(["web", "db", "www.example.test"], 0, 1, stop=stop)
     udp = p1.popen(["python3", PROBE, "loop", LL, "kubernetes.default.svc.cluster.local", "--interval-ms", "10",
@@ -429,6 +434,8 @@ def scenario(t):
                             lr["n"], lr["fail"], sum(1 for b in bad if b[1] >= 1.0), lr["max_ms"], lr["max_gap_ms"],
                             ur["max_gap_ms"], ur["sent"], ur["lost"], ur["refused"]))
     check(not away, "glibc lookups failed or slow away from the kills (start ms, took ms, ok): %s" % away)
+    check(lr["fail"] == 0, "glibc lookups failed across the kills (the warm-start file should answer): %s"
+          % lr["failures"])
     check(ur["max_gap_ms"] < 1000, "UDP gap %.0f ms" % ur["max_gap_ms"])
     check(p2.getent("db") == ["10.244.5.1", "10.244.5.2"], "lookups after the restarts")
 
