@@ -3,9 +3,10 @@
  * Start-up is a sequence of stages, each a function that logs why it failed:
  * parse the config (exit 2 on bad input), become the node-setup supervisor
  * when asked to, build the shared state (upstream servers, cache, cluster
- * store), bind every socket for every worker, load a snapshot file, start
- * the workers, then the control loop: signals, the Kubernetes watch (or the
- * snapshot file), the HTTP endpoints, dropping privileges. A failed stage
+ * store), bind every socket for every worker, load a snapshot file (or the
+ * warm-start file, io/warm_start.h), start the workers, then the control
+ * loop: signals, the Kubernetes watch (or the snapshot file) with the
+ * warm-start saver, the HTTP endpoints, dropping privileges. A failed stage
  * exits 1. Teardown is the reverse, on SIGTERM or SIGINT.
  */
 #include <errno.h>
@@ -229,12 +230,12 @@ static void on_watch_publish(void *arg, struct cluster_snapshot *snap)
 	warm_start_changed(app->warm);
 }
 
-/* Grows while the watch is alive: what the warm-start saver looks at. */
+/* Grows while the API server talks to us (events, bookmarks about every
+ * minute, completed lists; not attempts): what the warm-start saver looks at. */
 static uint64_t watch_progress(void *arg)
 {
 	const struct k8s_watch_stats *s = k8s_watch_stats(((struct app *)arg)->watch);
-	return atomic_load(&s->events) + atomic_load(&s->bookmarks) + atomic_load(&s->watches) +
-	       atomic_load(&s->lists);
+	return atomic_load(&s->events) + atomic_load(&s->bookmarks) + atomic_load(&s->lists);
 }
 
 /* The warm start is on with the API watch (not --kube-snapshot) and a max

@@ -4,7 +4,8 @@
  * plus two indexes: the slices of each Service and the number of Services of
  * each namespace. Every change marks the svc keys and namespaces it touches;
  * the publisher reads those marks (k8s_store_internal.h). A rejected event
- * leaves the store as it was.
+ * leaves the store as it was. Objects decoded elsewhere (the warm-start
+ * file, warm_file.c) enter through the same put functions as the API's.
  */
 #include "nodedns/cluster/k8s_store.h"
 
