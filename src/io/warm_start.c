@@ -15,6 +15,7 @@
 #include "nodedns/util/log.h"
 #include "nodedns/util/metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -193,15 +194,17 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Write @p buf as the file: temporary, fsync, rename, fsync of the directory. */
+/* Write @p buf as the file: temporary, fsync, rename, fsync of the directory.
+ * The temporary file has a unique name: during a rolling update two
+ * instances (maybe with the same pid, in two containers) save at once. */
 static int write_file(const char *dir, const uint8_t *buf, size_t len)
 {
-	char path[4096], tmp[4100];
+	char path[4096], tmp[4096 + 8];
 	int fd, rc;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, WARM_START_FILE);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
 	if (fd < 0)
 		return -errno;
 	rc = write_all(fd, buf, len);
@@ -221,6 +224,28 @@ static int write_file(const char *dir, const uint8_t *buf, size_t len)
 		close(fd);
 	}
 	return 0;
+}
+
+/* Temporary files of a save that was killed half-way (older than a minute:
+ * not one another instance is writing now). */
+static void remove_stale(const char *dir)
+{
+	size_t plen = strlen(WARM_START_FILE);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat st;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, WARM_START_FILE ".", plen + 1) != 0 ||
+		    strlen(e->d_name) != plen + 7)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_mtime + 60 < time(NULL))
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
 }
 
 static void save(struct warm_start *ws)
@@ -292,6 +317,7 @@ int warm_start_new(uv_loop_t *loop, const struct warm_start_config *c,
 	if (mkdir(c->run_dir, 0755) < 0 && errno != EEXIST)
 		log_warn(TAG, "cannot create %s: %s (the next start waits for the API)", c->run_dir,
 			 strerror(errno));
+	remove_stale(c->run_dir);
 	ws->loop = loop;
 	ws->store = store;
 	ws->progress = progress;

@@ -7,6 +7,7 @@
 #include "nodedns/util/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,6 +127,13 @@ static void run_for(uv_loop_t *loop, uint64_t ms)
 	}
 }
 
+static int count_files(const char *d)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "exit $(ls -A '%s' | wc -l)", d);
+	return WEXITSTATUS(system(cmd));
+}
+
 static uint64_t progress_value;
 static uint64_t progress(void *arg)
 {
@@ -163,20 +172,30 @@ static void test_saver(void **state)
 	assert_int_equal(warm_start_load(&c, t, &created), 0);
 	assert_int_equal(services(t), services(s));
 	/* no temporary file is left */
-	snprintf(sub, sizeof(sub), "%s/run/%s.tmp", dir, WARM_START_FILE);
-	assert_int_equal(stat(sub, &st), -1);
+	assert_int_equal(count_files(rd), 1);
 	/* close without a change since the last save: not written again */
 	snprintf(sub, sizeof(sub), "%s/run/%s", dir, WARM_START_FILE);
 	assert_int_equal(unlink(sub), 0);
 	warm_start_close(ws);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(stat(sub, &st), -1);
+	/* a stale temporary file (a save killed half-way) is removed at the
+	 * next start, a fresh one (another instance saving) is not */
+	char stale[400], fresh[400];
+	snprintf(stale, sizeof(stale), "%s/%s.abc123", rd, WARM_START_FILE);
+	snprintf(fresh, sizeof(fresh), "%s/%s.def456", rd, WARM_START_FILE);
+	write_bytes(stale, "x", 1);
+	write_bytes(fresh, "x", 1);
+	struct timespec old_times[2] = { { time(NULL) - 120, 0 }, { time(NULL) - 120, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, stale, old_times, 0), 0);
 	/* a change then close: saved on the way out */
 	assert_int_equal(warm_start_new(&loop, &c, s, progress, NULL, &ws), 0);
 	warm_start_changed(ws);
 	warm_start_close(ws);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(stat(stale, &st), -1);
+	assert_int_equal(stat(fresh, &st), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	k8s_store_free(s);
 	k8s_store_free(t);
