@@ -151,7 +151,9 @@ class FakeApi:
         self.info = json.loads(line.decode())
 
     def kube_args(self):
-        return ["--kube-api", "https://%s:%d" % (LOCAL, self.info["port"]),
+        # The soak's own run dir: never the host's /run/nodedns.
+        return ["--run-dir", self.dir,
+                "--kube-api", "https://%s:%d" % (LOCAL, self.info["port"]),
                 "--kube-token-file", self.info.get("token_file") or
                 os.path.join(self.dir, "token"),
                 "--kube-ca-file", self.info.get("ca") or os.path.join(self.dir, "certs", "ca.crt")]
