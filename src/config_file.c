@@ -103,6 +103,9 @@ const struct opt_def config_opts[OPT_COUNT] = {
 
 	[OPT_CONFIG] = { "config", OPT_CONFIG, K_STR, F_CLI_ONLY, 0, 0, "General", "FILE",
 		"JSON config file; keys are the option names, flags override it", NULL },
+	[OPT_CHECK_CONFIG] = { "check-config", OPT_CHECK_CONFIG, K_FLAG, F_CLI_ONLY, 0, 0, NULL, NULL,
+		"check everything a start would (files, kubeconfig, snapshot, node settings), "
+		"bind nothing; exit 0, or 2 with the error", NULL },
 	[OPT_VERSION] = { "version", OPT_VERSION, K_FLAG, F_CLI_ONLY, 0, 0, NULL, NULL,
 		"print the version and exit", NULL },
 	[OPT_HELP] = { "help", OPT_HELP, K_FLAG, F_CLI_ONLY, 0, 0, NULL, NULL,

@@ -53,6 +53,7 @@ enum config_pods { CONFIG_PODS_INSECURE = 0, CONFIG_PODS_DISABLED };
 
 struct config {
 	char *config_file; /* --config, NULL when none */
+	bool check_config; /* --check-config: check, bind nothing, exit */
 
 	/* serving */
 	struct netaddr listen[CONFIG_MAX_LISTEN];
@@ -129,6 +130,17 @@ int config_parse_size(const char *s, uint64_t *out);
 /** True when @p sa (AF_INET/AF_INET6) is inside one of the --allow CIDRs, or
  * when none is configured. */
 bool config_allowed(const struct config *cfg, const struct sockaddr *sa);
+
+/**
+ * --check-config: what a start would refuse after config_parse(), checked
+ * without binding a socket or touching the node (src/config_check.c): the
+ * --kube-snapshot file loads; the kubeconfig, API URL, token, CA and client
+ * certificate files are usable; the node-setup environment is valid; --user
+ * exists (when root). Logs the warnings a start would log.
+ * @return 0, or negative errno with the one-line error a start would give
+ * in @p err.
+ */
+int config_check_start(const struct config *cfg, char *err, size_t errlen);
 
 /** Print --help to stdout. */
 void config_usage(void);

@@ -1203,7 +1203,7 @@ static void test_help_version(void **state)
 		"--kube-token-file PATH", "--kube-ca-file PATH", "--kubeconfig PATH",
 		"--kube-snapshot PATH", "--cluster-fallback ADDR", "--pods disabled|insecure",
 		"--setup-interface NAME", "--setup-iptables", "--metrics ADDR", "--health ADDR",
-		"--log-level", "--log-format text|json", "--query-log", "--config FILE",
+		"--log-level", "--log-format text|json", "--query-log", "--config FILE", "--check-config",
 		"--version", "--help", "(default: 169.254.20.10:53)", "(default: 64M)",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -1218,6 +1218,77 @@ static void test_help_version(void **state)
 	/* ...but an error prints nothing on stdout. */
 	assert_int_equal(parse_capture(ARGV("--threads", "abc"), out, sizeof(out)), CONFIG_ERROR);
 	assert_string_equal(out, "");
+}
+
+/* ---------------------------------------------------------- --check-config */
+
+static void test_check_config(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[512], path[300], snap[300];
+
+	assert_int_equal(PARSE0(&cfg), CONFIG_OK);
+	assert_false(cfg.check_config);
+	config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, "--check-config"), CONFIG_OK);
+	assert_true(cfg.check_config);
+	/* Nothing to load: fine (the missing cluster source is a warning). */
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	config_free(&cfg);
+	/* Only a flag of the command line, never a key of the file. */
+	tmp_file(path, sizeof(path), "check.json", "{\"check-config\": true}");
+	EXPECT_ERROR("unknown key 'check-config'", "--config", path);
+	EXPECT_ERROR("--check-config: takes no value", "--check-config=yes");
+
+	/* A snapshot that does not load fails as a start would fail. */
+	tmp_path(snap, sizeof(snap), "no-such-snapshot.json");
+	assert_int_equal(PARSE(&cfg, "--check-config", "--kube-snapshot", snap), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "--kube-snapshot"));
+	assert_non_null(strstr(err, "no-such-snapshot.json"));
+	assert_null(strchr(err, '\n'));
+	config_free(&cfg);
+	tmp_file(snap, sizeof(snap), "snapshot.json", "{\"kind\": \"List\", \"items\": []}");
+	assert_int_equal(PARSE(&cfg, "--check-config", "--kube-snapshot", snap), CONFIG_OK);
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+	tmp_file(snap, sizeof(snap), "snapshot-bad.json", "{\"kind\": ");
+	assert_int_equal(PARSE(&cfg, "--check-config", "--kube-snapshot", snap), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "snapshot-bad.json"));
+	config_free(&cfg);
+
+	/* The API watch's files: token and CA must be readable. */
+	tmp_file(path, sizeof(path), "token", "secret\n");
+	tmp_path(snap, sizeof(snap), "missing-ca.crt");
+	assert_int_equal(PARSE(&cfg, "--kube-api", "https://192.0.2.1:6443", "--kube-token-file", path,
+			       "--kube-ca-file", snap), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "kubernetes: "));
+	assert_non_null(strstr(err, "missing-ca.crt"));
+	config_free(&cfg);
+	tmp_file(snap, sizeof(snap), "ca.crt", "not checked until TLS\n");
+	assert_int_equal(PARSE(&cfg, "--kube-api", "https://192.0.2.1:6443", "--kube-token-file", path,
+			       "--kube-ca-file", snap), CONFIG_OK);
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, "--kubeconfig", path), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "kubeconfig"));
+	config_free(&cfg);
+
+	/* The node-setup environment, only read when node setup is asked for. */
+	setenv("NODEDNS_IPTABLES_BACKEND", "iptables-fancy", 1);
+	assert_int_equal(PARSE(&cfg, "--upstream", "10.0.0.1"), CONFIG_OK);
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, "--setup-iptables"), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "NODEDNS_IPTABLES_BACKEND"));
+	config_free(&cfg);
+	unsetenv("NODEDNS_IPTABLES_BACKEND");
 }
 
 int main(void)
@@ -1244,6 +1315,7 @@ int main(void)
 		cmocka_unit_test(test_allowed),
 		cmocka_unit_test(test_parse_twice),
 		cmocka_unit_test(test_help_version),
+		cmocka_unit_test(test_check_config),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
