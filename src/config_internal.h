@@ -26,6 +26,8 @@
 #define DEFAULT_CA_FILE SA_DIR "ca.crt"
 #define DEFAULT_RESOLV_CONF "/etc/resolv.conf"
 #define DEFAULT_THREADS_MAX 8
+#define DEFAULT_CGROUP_ROOT "/sys/fs/cgroup"
+#define DEFAULT_SELF_CGROUP "/proc/self/cgroup"
 #define IFNAME_MAX_CHARS 15 /* IFNAMSIZ - 1 */
 #define DOMAIN_MAX_CHARS 253
 #define LABEL_MAX_CHARS 63

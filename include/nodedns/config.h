@@ -142,6 +142,17 @@ bool config_allowed(const struct config *cfg, const struct sockaddr *sa);
  */
 int config_check_start(const struct config *cfg, char *err, size_t errlen);
 
+/**
+ * The default of --threads (src/config_cpu.c): the CPU quota of this
+ * process's cgroup (v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us, on
+ * the cgroup and its parents; the smallest wins), rounded up; without a
+ * quota, @p online. Never below 1 nor above @p online or 8.
+ * @p cgroup_root: where the hierarchies are mounted ("/sys/fs/cgroup");
+ * @p self_cgroup: "/proc/self/cgroup" (NULL: only the mounts themselves).
+ * Tests point both at files of their own.
+ */
+unsigned config_default_threads(const char *cgroup_root, const char *self_cgroup, long online);
+
 /** Print --help to stdout. */
 void config_usage(void);
 
