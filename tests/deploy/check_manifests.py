@@ -277,9 +277,11 @@ check(any(t.get("topologyKey") == "kubernetes.io/hostname"
 sc = c.get("securityContext") or {}
 caps = sc.get("capabilities") or {}
 check(caps.get("drop") == ["ALL"], "container: capabilities drop ALL")
-# NET_ADMIN: interface and iptables; NET_BIND_SERVICE: port 53 once ALL is dropped.
-check(sorted(caps.get("add") or []) == ["NET_ADMIN", "NET_BIND_SERVICE"],
-      "container: capabilities add exactly NET_ADMIN and NET_BIND_SERVICE, have %s" % caps.get("add"))
+# NET_ADMIN: interface and iptables; NET_RAW: iptables-legacy's tables (a raw
+# socket); NET_BIND_SERVICE: port 53 once ALL is dropped.
+check(sorted(caps.get("add") or []) == ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"],
+      "container: capabilities add exactly NET_ADMIN, NET_BIND_SERVICE and NET_RAW, have %s"
+      % caps.get("add"))
 check(sc.get("readOnlyRootFilesystem") is True, "container: readOnlyRootFilesystem true")
 check(sc.get("allowPrivilegeEscalation") is False, "container: allowPrivilegeEscalation false")
 check(not sc.get("privileged"), "container: not privileged")
