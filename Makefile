@@ -47,7 +47,7 @@ UNIT_TESTS := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 
-.PHONY: all libs layers run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean
+.PHONY: all libs layers run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean manifests
 
 all: $(BUILD)/nodedns
 
@@ -110,6 +110,17 @@ asan:
 valgrind: $(TEST_BINS)
 	@VALGRIND=1 scripts/run-unit.sh $(TEST_BINS)
 
+# The manifests: the checks of tests/deploy/check_manifests.py, both modes
+# (deploy/overlays) rendered and every object validated against the
+# Kubernetes schemas (npm kubernetes-models, pinned in tests/deploy/package-lock.json).
+MANIFEST_NPM := tests/deploy/node_modules/.package-lock.json
+$(MANIFEST_NPM): tests/deploy/package.json tests/deploy/package-lock.json
+	cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+manifests: $(BUILD)/nodedns $(MANIFEST_NPM)
+	@NODEDNS_BIN=$(BUILD)/nodedns /usr/bin/python3 tests/deploy/check_manifests.py  # Debian's python3 has python3-yaml
+
 # No layer includes a layer above it; the pure layers no libuv, curl or pthread.
 layers:
 	@scripts/check-layers.sh
@@ -117,7 +128,7 @@ layers:
 test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory layers
-	@/usr/bin/python3 tests/deploy/check_manifests.py  # Debian's python3 has python3-yaml
+	@$(MAKE) --no-print-directory manifests
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory watch

@@ -5,7 +5,7 @@
 set -e
 what=${1:-build}
 build_pkgs="gcc make pkg-config libldns-dev libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libcmocka-dev libmnl-dev libcap-dev"
-test_pkgs="nsd dnsperf bind9-dnsutils knot-dnsutils ldnsutils python3 python3-yaml valgrind clang libclang-rt-14-dev iproute2 openssl iptables conntrack"
+test_pkgs="nsd dnsperf bind9-dnsutils knot-dnsutils ldnsutils python3 python3-yaml valgrind clang libclang-rt-14-dev iproute2 openssl iptables conntrack libcap2-bin"
 bench_pkgs="unbound dnsmasq-base knot-resolver pdns-recursor linux-perf"
 case "$what" in
 build) pkgs="$build_pkgs" ;;
@@ -19,6 +19,12 @@ for p in $pkgs; do
 		missing="$missing $p"
 	fi
 done
+# The manifest check runs node and npm ci (tests/deploy/package.json). A node
+# from another source (with its own npm) counts as installed.
+if [ "$what" != build ]; then
+	command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+	command -v npm >/dev/null 2>&1 || missing="$missing npm"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "nodedns: missing packages:$missing" >&2
