@@ -111,8 +111,10 @@ valgrind: $(TEST_BINS)
 	@VALGRIND=1 scripts/run-unit.sh $(TEST_BINS)
 
 # The manifests: the checks of tests/deploy/check_manifests.py, both modes
-# (deploy/overlays) rendered and every object validated against the
-# Kubernetes schemas (npm kubernetes-models, pinned in tests/deploy/package-lock.json).
+# (deploy/overlays) and deploy/monitoring rendered and every object validated
+# against the Kubernetes schemas (npm kubernetes-models, pinned in
+# tests/deploy/package-lock.json); then deploy/monitoring against a running
+# nodedns (tests/deploy/check_monitoring.py: promtool, metric names).
 MANIFEST_NPM := tests/deploy/node_modules/.package-lock.json
 $(MANIFEST_NPM): tests/deploy/package.json tests/deploy/package-lock.json
 	cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error
@@ -120,6 +122,7 @@ $(MANIFEST_NPM): tests/deploy/package.json tests/deploy/package-lock.json
 
 manifests: $(BUILD)/nodedns $(MANIFEST_NPM)
 	@NODEDNS_BIN=$(BUILD)/nodedns /usr/bin/python3 tests/deploy/check_manifests.py  # Debian's python3 has python3-yaml
+	@NODEDNS_BIN=$(BUILD)/nodedns /usr/bin/python3 tests/deploy/check_monitoring.py
 
 # No layer includes a layer above it; the pure layers no libuv, curl or pthread.
 layers:

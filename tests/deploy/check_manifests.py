@@ -521,6 +521,34 @@ if "transparent" in ov_args:
         check(normalised([strip(tds)]) == normalised([strip(the(rendered["link-local"], "DaemonSet"))]),
               "transparent: the DaemonSet differs from link-local's in the args only")
 
+# ---- monitoring: rendered like the overlays, validated with them below ----
+
+mon = render(os.path.join(DEPLOY, "monitoring"), "monitoring")
+if mon is not None:
+    kinds = sorted(o.get("kind") for o in mon)
+    check(kinds == ["ConfigMap", "PrometheusRule", "ServiceMonitor"],
+          "monitoring: a dashboard ConfigMap, a PrometheusRule and a ServiceMonitor, have %s" % kinds)
+    for o in mon:
+        extra_objects["monitoring: %s/%s" % (o.get("kind"), dig(o, "metadata", "name"))] = o
+        check(dig(o, "metadata", "namespace") == "kube-system",
+              "monitoring: %s in kube-system" % o.get("kind"))
+    smon = the(mon, "ServiceMonitor")
+    check(dig(smon, "spec", "selector", "matchLabels") == dig(metrics_svc, "metadata", "labels")
+          or all(dig(metrics_svc, "metadata", "labels", k) == v
+                 for k, v in (dig(smon, "spec", "selector", "matchLabels", default={}) or {}).items()),
+          "ServiceMonitor: selects the nodedns-metrics Service by its labels")
+    check([e.get("port") for e in dig(smon, "spec", "endpoints", default=[])]
+          == [p.get("name") for p in dig(metrics_svc, "spec", "ports", default=[])],
+          "ServiceMonitor: scrapes the metrics Service's named port")
+    dash_cm = the(mon, "ConfigMap")
+    try:
+        dash = json.loads(dig(dash_cm, "data", "grafana-dashboard.json", default="null"))
+        check(isinstance(dash, dict) and dash.get("panels"), "monitoring: the dashboard has panels")
+    except ValueError as e:
+        check(False, "monitoring: grafana-dashboard.json: %s" % e)
+    check(dig(dash_cm, "metadata", "labels", "grafana_dashboard") == "1",
+          "monitoring: the dashboard ConfigMap carries grafana_dashboard: \"1\" (Grafana's sidecar)")
+
 # ---- schemas (npm kubernetes-models; validate_schemas.js) ----
 
 items = []

@@ -6,7 +6,8 @@ object for object). This covers only what deploy/ uses, and refuses
 anything else rather than render it wrongly:
   resources (files and directories), components (kind Component), patches
   given inline as JSON 6902 operations with a target, configMapGenerator
-  (files, namespace, options.labels; the name gets a content hash suffix
+  (files, namespace, options.labels and disableNameSuffixHash; the name
+  gets a content hash suffix
   and references from pod volumes follow it), images (newName, newTag).
 """
 import copy
@@ -53,9 +54,9 @@ def config_map_hash(cm):
 
 def _generate(d, gen):
     extra = set(gen) - {"name", "namespace", "files", "options"}
-    if extra or set(gen.get("options") or {}) - {"labels"}:
+    if extra or set(gen.get("options") or {}) - {"labels", "disableNameSuffixHash"}:
         raise Unsupported("configMapGenerator %s: only name, namespace, files, options.labels"
-                          % gen.get("name"))
+                          " and options.disableNameSuffixHash" % gen.get("name"))
     data = {}
     for f in gen.get("files") or []:
         key, _, src = f.partition("=") if "=" in f else (os.path.basename(f), "", f)
@@ -67,7 +68,7 @@ def _generate(d, gen):
     if (gen.get("options") or {}).get("labels"):
         meta["labels"] = dict(gen["options"]["labels"])
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
-    return cm
+    return cm, not (gen.get("options") or {}).get("disableNameSuffixHash")
 
 
 def _pointer(path):
@@ -181,7 +182,9 @@ def render(d):
     """The objects `kubectl kustomize D` prints, as a list of dicts (order not kept)."""
     objs, cms = _accumulate(os.path.abspath(d))
     renamed = {}
-    for cm in cms:
+    for cm, hashed in cms:
+        if not hashed:
+            continue
         old = cm["metadata"]["name"]
         cm["metadata"]["name"] = "%s-%s" % (old, config_map_hash(cm))
         renamed[old] = cm["metadata"]["name"]
@@ -190,4 +193,4 @@ def render(d):
         for v in pod.get("volumes") or []:
             if v.get("configMap", {}).get("name") in renamed:
                 v["configMap"]["name"] = renamed[v["configMap"]["name"]]
-    return cms + objs
+    return [cm for cm, _ in cms] + objs
