@@ -4,6 +4,7 @@
 #   make run      install what is missing, build, serve the demo cluster on 127.0.0.1:5353
 #   make test     everything CI runs: unit, integration, sanitizers, valgrind
 #   make bench    the performance table against the peers (bench/)
+#   make image    the container image (podman or docker; IMAGE=REGISTRY/nodedns:TAG)
 
 CC      ?= cc
 PKGS    := ldns libuv libcurl jansson yaml-0.1 libcap libmnl zlib
@@ -47,7 +48,7 @@ UNIT_TESTS := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 
-.PHONY: all libs layers run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean
+.PHONY: all libs layers run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean manifests image
 
 all: $(BUILD)/nodedns
 
@@ -111,6 +112,27 @@ asan:
 valgrind: $(TEST_BINS)
 	@VALGRIND=1 scripts/run-unit.sh $(TEST_BINS)
 
+# The manifests: the checks of tests/deploy/check_manifests.py, both modes
+# (deploy/overlays) and deploy/monitoring rendered and every object validated
+# against the Kubernetes schemas (npm kubernetes-models, pinned in
+# tests/deploy/package-lock.json); then deploy/monitoring against a running
+# nodedns (tests/deploy/check_monitoring.py: promtool, metric names).
+MANIFEST_NPM := tests/deploy/node_modules/.package-lock.json
+$(MANIFEST_NPM): tests/deploy/package.json tests/deploy/package-lock.json
+	cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+manifests: $(BUILD)/nodedns $(MANIFEST_NPM)
+	@NODEDNS_BIN=$(BUILD)/nodedns /usr/bin/python3 tests/deploy/check_manifests.py  # Debian's python3 has python3-yaml
+	@NODEDNS_BIN=$(BUILD)/nodedns /usr/bin/python3 tests/deploy/check_monitoring.py
+
+# The container image from deploy/Dockerfile, with podman or docker; where no
+# registry is reachable the Debian base is made with debootstrap from this
+# machine's apt sources (deploy/build-image.sh). Not part of `make test`.
+image:
+	@command -v podman >/dev/null 2>&1 || command -v docker >/dev/null 2>&1 || scripts/deps.sh image
+	@deploy/build-image.sh $(IMAGE)
+
 # No layer includes a layer above it; the pure layers no libuv, curl or pthread.
 layers:
 	@scripts/check-layers.sh
@@ -118,7 +140,7 @@ layers:
 test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory layers
-	@/usr/bin/python3 tests/deploy/check_manifests.py  # Debian's python3 has python3-yaml
+	@$(MAKE) --no-print-directory manifests
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory watch

@@ -51,12 +51,8 @@ const char *config_shown(const char *s, char buf[SHOWN_MAX_CHARS + 4])
 
 static int set_defaults(struct config *cfg)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	if (ncpu < 1)
-		ncpu = 1;
-	if (ncpu > DEFAULT_THREADS_MAX)
-		ncpu = DEFAULT_THREADS_MAX;
-	cfg->threads = (unsigned)ncpu;
+	cfg->threads = config_default_threads(DEFAULT_CGROUP_ROOT, DEFAULT_SELF_CGROUP,
+					      sysconf(_SC_NPROCESSORS_ONLN));
 	cfg->tcp_max_clients = SERVER_TCP_MAX_CLIENTS_DEFAULT;
 	cfg->tcp_idle_timeout_ms = SERVER_TCP_IDLE_TIMEOUT_MS_DEFAULT;
 	cfg->tcp_max_inflight = SERVER_TCP_MAX_INFLIGHT_DEFAULT;

@@ -24,7 +24,8 @@ const struct opt_def config_opts[OPT_COUNT] = {
 		"listen on ADDR (UDP and TCP); IPv4[:PORT] or [IPv6][:PORT]; repeatable",
 		DEFAULT_LISTEN },
 	[OPT_THREADS] = { "threads", OPT_THREADS, K_INT, 0, 1, CONFIG_MAX_THREADS, NULL, "N",
-		"worker threads, each with its own sockets", "online CPUs, at most 8" },
+		"worker threads, each with its own sockets",
+		"the cgroup CPU quota rounded up, at most the online CPUs and 8" },
 	[OPT_ALLOW] = { "allow", OPT_ALLOW, K_STR, F_REPEAT, 0, 0, NULL, "CIDR",
 		"answer only clients inside CIDR; repeatable", "all clients" },
 	[OPT_TCP_MAX_CLIENTS] = { "tcp-max-clients", OPT_TCP_MAX_CLIENTS, K_INT, 0, 1, 1000000,
@@ -109,6 +110,9 @@ const struct opt_def config_opts[OPT_COUNT] = {
 
 	[OPT_CONFIG] = { "config", OPT_CONFIG, K_STR, F_CLI_ONLY, 0, 0, "General", "FILE",
 		"JSON config file; keys are the option names, flags override it", NULL },
+	[OPT_CHECK_CONFIG] = { "check-config", OPT_CHECK_CONFIG, K_FLAG, F_CLI_ONLY, 0, 0, NULL, NULL,
+		"check everything a start would (files, kubeconfig, snapshot, node settings), "
+		"bind nothing; exit 0, or 2 with the error", NULL },
 	[OPT_VERSION] = { "version", OPT_VERSION, K_FLAG, F_CLI_ONLY, 0, 0, NULL, NULL,
 		"print the version and exit", NULL },
 	[OPT_HELP] = { "help", OPT_HELP, K_FLAG, F_CLI_ONLY, 0, 0, NULL, NULL,

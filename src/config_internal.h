@@ -27,6 +27,8 @@
 #define DEFAULT_RESOLV_CONF "/etc/resolv.conf"
 #define DEFAULT_RUN_DIR "/run/nodedns"
 #define DEFAULT_THREADS_MAX 8
+#define DEFAULT_CGROUP_ROOT "/sys/fs/cgroup"
+#define DEFAULT_SELF_CGROUP "/proc/self/cgroup"
 #define IFNAME_MAX_CHARS 15 /* IFNAMSIZ - 1 */
 #define DOMAIN_MAX_CHARS 253
 #define LABEL_MAX_CHARS 63
@@ -77,6 +79,7 @@ enum opt_id {
 	OPT_LOG_FORMAT,
 	OPT_QUERY_LOG,
 	OPT_CONFIG,
+	OPT_CHECK_CONFIG,
 	OPT_VERSION,
 	OPT_HELP,
 	OPT_COUNT

@@ -485,6 +485,7 @@ static int apply_flag(struct config *cfg, const struct opt_def *d, bool b)
 	case OPT_NO_PREFETCH: cfg->prefetch = !b; break;
 	case OPT_SETUP_IPTABLES: cfg->setup_iptables = b; break;
 	case OPT_QUERY_LOG: cfg->query_log = b; break;
+	case OPT_CHECK_CONFIG: cfg->check_config = b; break;
 	default: break;
 	}
 	return 0;

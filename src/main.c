@@ -1,7 +1,8 @@
 /* src/main.c - owns the process: config, cache, cluster store, workers, control loop.
  *
  * Start-up is a sequence of stages, each a function that logs why it failed:
- * parse the config (exit 2 on bad input), become the node-setup supervisor
+ * parse the config (exit 2 on bad input; with --check-config, check what
+ * the later stages would refuse and exit 0 or 2), become the node-setup supervisor
  * when asked to, build the shared state (upstream servers, cache, cluster
  * store), bind every socket for every worker, load a snapshot file (or the
  * warm-start file, io/warm_start.h), start the workers, then the control
@@ -388,6 +389,24 @@ static int stage_config(struct app *app, int argc, char **argv)
 	return cr == CONFIG_EXIT_OK ? 0 : 2;
 }
 
+/* --check-config: everything a start checks, nothing bound (config.h).
+ * Warnings go to the log as a start would write them, at most at warn
+ * level; the result is one line: "config ok" on stdout (exit 0), or the
+ * error on stderr as a bad flag prints it (exit 2). */
+static int stage_check_config(struct app *app)
+{
+	char err[512] = "";
+	int level = app->cfg.log_level < LOGL_WARN ? app->cfg.log_level : LOGL_WARN;
+	log_setup((enum log_level)level, app->cfg.log_json);
+	int rc = config_check_start(&app->cfg, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "nodedns: %s\n", err);
+	else
+		printf("nodedns: config ok\n");
+	config_free(&app->cfg);
+	return rc < 0 ? 2 : 0;
+}
+
 /* What every query reads: the cluster settings, TTL policy, upstream groups. */
 static void fill_query_env(struct app *app, const struct cluster_config *ccfg)
 {
@@ -698,6 +717,8 @@ int main(int argc, char **argv)
 	int rc = stage_config(app, argc, argv);
 	if (rc >= 0)
 		return rc;
+	if (app->cfg.check_config)
+		return stage_check_config(app);
 	log_setup((enum log_level)app->cfg.log_level, app->cfg.log_json);
 	signal(SIGPIPE, SIG_IGN);
 	rc = main_node_setup_or_resolver(&app->cfg, argv, &app->sup, &app->inherited_fds);

@@ -53,6 +53,7 @@ enum config_pods { CONFIG_PODS_INSECURE = 0, CONFIG_PODS_DISABLED };
 
 struct config {
 	char *config_file; /* --config, NULL when none */
+	bool check_config; /* --check-config: check, bind nothing, exit */
 
 	/* serving */
 	struct netaddr listen[CONFIG_MAX_LISTEN];
@@ -131,6 +132,28 @@ int config_parse_size(const char *s, uint64_t *out);
 /** True when @p sa (AF_INET/AF_INET6) is inside one of the --allow CIDRs, or
  * when none is configured. */
 bool config_allowed(const struct config *cfg, const struct sockaddr *sa);
+
+/**
+ * --check-config: what a start would refuse after config_parse(), checked
+ * without binding a socket or touching the node (src/config_check.c): the
+ * --kube-snapshot file loads; the kubeconfig, API URL, token, CA and client
+ * certificate files are usable; the node-setup environment is valid; --user
+ * exists (when root). Logs the warnings a start would log.
+ * @return 0, or negative errno with the one-line error a start would give
+ * in @p err.
+ */
+int config_check_start(const struct config *cfg, char *err, size_t errlen);
+
+/**
+ * The default of --threads (src/config_cpu.c): the CPU quota of this
+ * process's cgroup (v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us, on
+ * the cgroup and its parents; the smallest wins), rounded up; without a
+ * quota, @p online. Never below 1 nor above @p online or 8.
+ * @p cgroup_root: where the hierarchies are mounted ("/sys/fs/cgroup");
+ * @p self_cgroup: "/proc/self/cgroup" (NULL: only the mounts themselves).
+ * Tests point both at files of their own.
+ */
+unsigned config_default_threads(const char *cgroup_root, const char *self_cgroup, long online);
 
 /** Print --help to stdout. */
 void config_usage(void);

@@ -38,7 +38,9 @@ struct netsetup {
 
 	enum netsetup_backend backend; /* resolved: never AUTO after detection */
 	bool backend_sure;             /* configured, or KUBE-* chains seen */
+	enum rules_basis basis;        /* of the last auto check */
 	bool detected;
+	bool warned_legacy_save;       /* iptables-legacy-save failed: said once */
 	enum netsetup_backend rules_backend; /* where our rules were last put */
 	bool rules_maybe;                    /* rules of ours may be installed */
 	bool iface_established, rules_established;
@@ -367,17 +369,32 @@ static int teardown_interface(struct netsetup *ns)
 
 /* ------------------------------------------------------------ rules */
 
-static unsigned count_kube(const char *save_path, uint32_t timeout_ms)
+/* Look at the node (rules_probe_node()); warn once when legacy cannot be read. */
+static void probe_backends(struct netsetup *ns, struct rules_probe *p)
 {
-	char *argv[] = { (char *)save_path, NULL };
-	struct subprocess_result r;
-	unsigned n = 0;
-	if (subprocess_run(save_path, argv, NULL, 0, SAVE_MAX_BYTES, timeout_ms, &r) == 0 && r.status == 0) {
-		for (const char *p = r.out; (p = strstr(p, "KUBE-")) != NULL; p += 5)
-			n++;
+	char why[160] = "";
+	rules_probe_node(p, ns->cfg.cmd_timeout_ms, why, sizeof(why));
+	if (p->legacy_kube < 0 && !ns->warned_legacy_save) {
+		ns->warned_legacy_save = true;
+		log_warn(TAG, "iptables-legacy-save failed (%s): without NET_RAW the legacy backend can "
+			 "be neither read nor changed; grant the container NET_RAW (the DaemonSet of "
+			 "deploy/ does) or set NODEDNS_IPTABLES_BACKEND", why[0] ? why : "no reason given");
 	}
-	subprocess_result_free(&r);
-	return n;
+}
+
+/* The warning of a fallback choice (the first time, and on a change). */
+static void warn_fallback(const struct netsetup *ns)
+{
+	if (ns->basis == RULES_BASIS_LEGACY_TABLES)
+		log_warn(TAG, "using %s without seeing kube-proxy's KUBE-* chains: a guess, because "
+			 "iptables-legacy-save failed and %s lists legacy tables; counted in "
+			 "nodedns_node_setup_backend_fallbacks_total", rules_backend_name(ns->backend),
+			 NETSETUP_IP_TABLES_NAMES);
+	else
+		log_warn(TAG, "using %s, the system default: no backend holds kube-proxy's KUBE-* "
+			 "chains (yet); if kube-proxy runs in the other one our rules have no effect "
+			 "there, set NODEDNS_IPTABLES_BACKEND; counted in "
+			 "nodedns_node_setup_backend_fallbacks_total", rules_backend_name(ns->backend));
 }
 
 /* Pick the backend kube-proxy uses. @return 0 or -ENOENT (no iptables). */
@@ -390,21 +407,18 @@ static int detect_backend(struct netsetup *ns)
 		ns->backend = ns->cfg.backend;
 		ns->backend_sure = true;
 	} else {
-		char l[PATH_MAX], n[PATH_MAX];
-		bool hl = rules_find_bin("iptables-legacy-save", l, sizeof(l));
-		bool hn = rules_find_bin("iptables-nft-save", n, sizeof(n));
-		enum netsetup_backend b = NETSETUP_BACKEND_PLAIN;
-		if (hl && hn)
-			b = rules_pick_backend(count_kube(l, ns->cfg.cmd_timeout_ms),
-						  count_kube(n, ns->cfg.cmd_timeout_ms));
-		if (b != NETSETUP_BACKEND_PLAIN) {
-			ns->backend_sure = true;
-		} else {
-			char p[PATH_MAX];
-			if (!rules_find_bin("iptables-save", p, sizeof(p)))
-				b = hl ? NETSETUP_BACKEND_LEGACY : NETSETUP_BACKEND_NFT;
+		struct rules_probe p;
+		enum rules_basis prev_basis = ns->basis;
+		probe_backends(ns, &p);
+		ns->backend = rules_choose_backend(&p, &ns->basis);
+		ns->backend_sure = ns->basis == RULES_BASIS_KUBE;
+		atomic_store_explicit(&ns->st->backend_fallback, ns->backend_sure ? 0 : 1,
+				      memory_order_relaxed);
+		if (!ns->backend_sure) {
+			atomic_fetch_add_explicit(&ns->st->backend_fallbacks, 1, memory_order_relaxed);
+			if (!ns->detected || prev != ns->backend || prev_basis != ns->basis)
+				warn_fallback(ns);
 		}
-		ns->backend = b;
 	}
 	struct rules_bins bi;
 	if (!rules_resolve_bins(ns->backend, AF_INET, &bi)) {
@@ -416,11 +430,10 @@ static int detect_backend(struct netsetup *ns)
 	}
 	if (!ns->detected)
 		ns->rules_backend = ns->backend;
-	if (!ns->detected || prev != ns->backend)
+	if ((!ns->detected || prev != ns->backend) && ns->backend_sure)
 		log_info(TAG, "using %s (%s)", rules_backend_name(ns->backend),
 			 ns->cfg.backend != NETSETUP_BACKEND_AUTO ? "configured"
-			 : ns->backend_sure ? "it holds kube-proxy's KUBE-* chains"
-					    : "no KUBE-* chains found yet: the system default");
+			 : "it holds kube-proxy's KUBE-* chains");
 	ns->detected = true;
 	return 0;
 }
@@ -785,4 +798,13 @@ void netsetup_render_metrics(const struct netsetup_stats *st, struct mbuf *b)
 	metrics_header(b, "nodedns_node_setup_rules", "gauge",
 		       "nodedns iptables rules present after the last pass.");
 	metrics_i64(b, "nodedns_node_setup_rules", NULL, atomic_load_explicit(&st->rules, memory_order_relaxed));
+	metrics_header(b, "nodedns_node_setup_backend_fallbacks_total", "counter",
+		       "Automatic iptables backend checks that saw no kube-proxy chains and fell back "
+		       "to a guess or the system default.");
+	metrics_u64(b, "nodedns_node_setup_backend_fallbacks_total", NULL,
+		    atomic_load_explicit(&st->backend_fallbacks, memory_order_relaxed));
+	metrics_header(b, "nodedns_node_setup_backend_fallback", "gauge",
+		       "1 while the iptables backend in use is such a fallback.");
+	metrics_i64(b, "nodedns_node_setup_backend_fallback", NULL,
+		    atomic_load_explicit(&st->backend_fallback, memory_order_relaxed));
 }

@@ -254,3 +254,31 @@ enum netsetup_backend rules_pick_backend(unsigned legacy_kube, unsigned nft_kube
 		return NETSETUP_BACKEND_PLAIN;
 	return legacy_kube > nft_kube ? NETSETUP_BACKEND_LEGACY : NETSETUP_BACKEND_NFT;
 }
+
+bool rules_has_legacy_tables(const char *text)
+{
+	for (const char *p = text; p && *p; p++)
+		if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+			return true;
+	return false;
+}
+
+enum netsetup_backend rules_choose_backend(const struct rules_probe *p, enum rules_basis *basis)
+{
+	*basis = RULES_BASIS_DEFAULT;
+	if (p->has_legacy && p->has_nft) {
+		enum netsetup_backend b = rules_pick_backend(p->legacy_kube > 0 ? (unsigned)p->legacy_kube : 0,
+							     p->nft_kube > 0 ? (unsigned)p->nft_kube : 0);
+		if (b != NETSETUP_BACKEND_PLAIN) {
+			*basis = RULES_BASIS_KUBE;
+			return b;
+		}
+		if (p->legacy_kube < 0 && p->legacy_tables) {
+			*basis = RULES_BASIS_LEGACY_TABLES;
+			return NETSETUP_BACKEND_LEGACY;
+		}
+	}
+	if (p->has_plain)
+		return NETSETUP_BACKEND_PLAIN;
+	return p->has_legacy ? NETSETUP_BACKEND_LEGACY : NETSETUP_BACKEND_NFT;
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """tests/deploy/check_manifests.py - check the Kubernetes manifests in deploy/.
 
-Reads deploy/kustomization.yaml, every file it lists and deploy/config.json,
-and checks what the DaemonSet needs to work on a node and what the README
+Reads deploy/base/kustomization.yaml, every file it lists and
+deploy/base/config.json, and checks what the DaemonSet needs to work on a node and what the README
 promises about it: RBAC limited to get/list/watch on services, endpointslices
 and namespaces; host network, dnsPolicy Default, system-node-critical; the
 capability set; probes aimed at the health address of config.json; the
@@ -11,8 +11,17 @@ hostPath for the instance lock); Guaranteed QoS; the metrics port and its
 annotations; the xtables lock; the Dockerfile's packages; config keys that are
 real nodedns options (from `nodedns --help`).
 
-Needs python3-yaml. The binary is $NODEDNS_BIN, else build/nodedns.
-If kubectl is installed, `kubectl kustomize deploy` must also succeed (offline).
+Then it renders each mode, deploy/overlays/link-local and
+deploy/overlays/transparent (and deploy/monitoring), with `kubectl kustomize`
+when kubectl is installed, else with kustomize_lite.py (and checks that the
+two agree when both can run), checks what each mode must hold, and validates
+every rendered object against the Kubernetes OpenAPI schemas with the npm
+package kubernetes-models (validate_schemas.js; `make manifests` runs
+`npm ci` here first). A DaemonSet with a boolean written as a string must be
+refused, so a validator that accepts anything fails the check.
+
+Needs python3-yaml and node with tests/deploy/node_modules. The binary is
+$NODEDNS_BIN, else build/nodedns.
 Prints "deploy: N passed, N failed"; exits 1 on any failure.
 """
 import json
@@ -21,9 +30,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy")
+BASE = os.path.join(DEPLOY, "base")
+OVERLAYS = ("link-local", "transparent")
 
 try:
     import yaml
@@ -109,7 +122,7 @@ def nodedns_options():
 
 # ---- kustomization: every manifest listed, every listed file present ----
 
-kust_path = os.path.join(DEPLOY, "kustomization.yaml")
+kust_path = os.path.join(BASE, "kustomization.yaml")
 try:
     kust = (load_yaml_docs(kust_path) or [{}])[0]
 except (OSError, yaml.YAMLError) as e:
@@ -121,17 +134,17 @@ if not check(isinstance(kust, dict) and kust.get("kind") == "Kustomization",
 resources = kust.get("resources") or []
 generated = [f for g in kust.get("configMapGenerator") or [] for f in g.get("files") or []]
 listed = set(resources) | set(generated)
-on_disk = {f for f in os.listdir(DEPLOY)
+on_disk = {f for f in os.listdir(BASE)
            if f.endswith((".yaml", ".yml")) and f != "kustomization.yaml"}
 check(on_disk <= set(resources),
       "kustomization.yaml: resources miss %s" % sorted(on_disk - set(resources)))
 for f in sorted(listed):
-    check(os.path.isfile(os.path.join(DEPLOY, f)), "kustomization.yaml lists missing file %s" % f)
+    check(os.path.isfile(os.path.join(BASE, f)), "kustomization.yaml lists missing file %s" % f)
 check("config.json" in generated, "kustomization.yaml: a configMapGenerator holds config.json")
 
 objs = []
 for f in resources:
-    path = os.path.join(DEPLOY, f)
+    path = os.path.join(BASE, f)
     if not os.path.isfile(path):
         continue
     try:
@@ -178,7 +191,7 @@ def _no_dups(pairs):
 
 
 try:
-    with open(os.path.join(DEPLOY, "config.json"), encoding="utf-8") as f:
+    with open(os.path.join(BASE, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f, object_pairs_hook=_no_dups)
 except (OSError, ValueError) as e:
     cfg = {}
@@ -277,9 +290,11 @@ check(any(t.get("topologyKey") == "kubernetes.io/hostname"
 sc = c.get("securityContext") or {}
 caps = sc.get("capabilities") or {}
 check(caps.get("drop") == ["ALL"], "container: capabilities drop ALL")
-# NET_ADMIN: interface and iptables; NET_BIND_SERVICE: port 53 once ALL is dropped.
-check(sorted(caps.get("add") or []) == ["NET_ADMIN", "NET_BIND_SERVICE"],
-      "container: capabilities add exactly NET_ADMIN and NET_BIND_SERVICE, have %s" % caps.get("add"))
+# NET_ADMIN: interface and iptables; NET_RAW: iptables-legacy's tables (a raw
+# socket); NET_BIND_SERVICE: port 53 once ALL is dropped.
+check(sorted(caps.get("add") or []) == ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"],
+      "container: capabilities add exactly NET_ADMIN, NET_BIND_SERVICE and NET_RAW, have %s"
+      % caps.get("add"))
 check(sc.get("readOnlyRootFilesystem") is True, "container: readOnlyRootFilesystem true")
 check(sc.get("allowPrivilegeEscalation") is False, "container: allowPrivilegeEscalation false")
 check(not sc.get("privileged"), "container: not privileged")
@@ -411,20 +426,175 @@ for p in deps:
         check(re.search(r"(?<![\w.-])%s(?![\w.-])" % re.escape(p), build_stage),
               "Dockerfile: build stage installs %s (scripts/deps.sh build list)" % p)
 
-# ---- kubectl kustomize (when kubectl is there; needs no cluster) ----
+extra_objects = {}  # where -> object, validated with the overlays (monitoring)
 
-if shutil.which("kubectl"):
-    r = subprocess.run(["kubectl", "kustomize", DEPLOY], capture_output=True, text=True, timeout=60)
-    if check(r.returncode == 0, "kubectl kustomize deploy: %s" % r.stderr.strip()):
-        out = list(yaml.safe_load_all(r.stdout))
-        cms = [o for o in out if o and o.get("kind") == "ConfigMap"]
-        check(len(cms) == 1 and json.loads(dig(cms[0], "data", "config.json", default="null")) == cfg,
-              "kustomize: the ConfigMap holds config.json")
-        rds = [o for o in out if o and o.get("kind") == "DaemonSet"]
-        vol_names = [dig(v, "configMap", "name") for v in
-                     dig(rds[0] if rds else {}, "spec", "template", "spec", "volumes", default=[])]
-        check(cms and dig(cms[0], "metadata", "name") in vol_names,
-              "kustomize: the DaemonSet mounts the generated ConfigMap")
+# ---- the modes: each overlay rendered, checked and validated against the schemas ----
+
+sys.path.insert(0, HERE)
+import kustomize_lite  # noqa: E402
+
+HASHED = re.compile(r"^(nodedns)-[a-z0-9]{10}$")
+
+
+def normalised(objs):
+    """Objects sorted by kind and name, with the generated ConfigMap's hash
+    suffix cut everywhere (kubectl and kustomize_lite hash differently)."""
+    def cut(v):
+        if isinstance(v, dict):
+            return {k: cut(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [cut(x) for x in v]
+        if isinstance(v, str):
+            return HASHED.sub(r"\1-HASH", v)
+        return v
+    return sorted((cut(o) for o in objs), key=lambda o: (o.get("kind", ""), dig(o, "metadata", "name", default="")))
+
+
+def render(d, what):
+    """The objects of kustomization directory @d, or None after a failed check."""
+    try:
+        lite = kustomize_lite.render(d)
+    except (OSError, yaml.YAMLError, KeyError, ValueError, IndexError,
+            kustomize_lite.Unsupported) as e:
+        check(False, "%s: kustomize_lite: %s" % (what, e))
+        return None
+    if not shutil.which("kubectl"):
+        return lite
+    r = subprocess.run(["kubectl", "kustomize", d], capture_output=True, text=True, timeout=60)
+    if not check(r.returncode == 0, "%s: kubectl kustomize: %s" % (what, r.stderr.strip())):
+        return None
+    ref = [o for o in yaml.safe_load_all(r.stdout) if o]
+    check(normalised(ref) == normalised(lite),
+          "%s: kubectl kustomize and kustomize_lite.py render different objects" % what)
+    return ref
+
+
+def the(objs, kind):
+    found = [o for o in objs if o.get("kind") == kind]
+    return found[0] if len(found) == 1 else {}
+
+
+overlays_dir = os.path.join(DEPLOY, "overlays")
+check(sorted(d for d in os.listdir(overlays_dir)) == sorted(OVERLAYS) if os.path.isdir(overlays_dir) else False,
+      "deploy/overlays: exactly %s" % (OVERLAYS,))
+rendered = {}
+for ov in OVERLAYS:
+    objs = render(os.path.join(overlays_dir, ov), "overlays/" + ov)
+    if objs is None:
+        continue
+    rendered[ov] = objs
+    cm = the(objs, "ConfigMap")
+    try:
+        check(json.loads(dig(cm, "data", "config.json", default="null")) == cfg,
+              "%s: the ConfigMap holds config.json" % ov)
+    except ValueError:
+        check(False, "%s: the ConfigMap's config.json is not JSON" % ov)
+    rds = the(objs, "DaemonSet")
+    vol_names = [dig(v, "configMap", "name") for v in
+                 dig(rds, "spec", "template", "spec", "volumes", default=[])]
+    check(dig(cm, "metadata", "name") in vol_names and dig(cm, "metadata", "name") != "nodedns",
+          "%s: the DaemonSet mounts the generated (hash-named) ConfigMap" % ov)
+    check(normalised([o for o in objs if o.get("kind") != "DaemonSet"])
+          == normalised([o for o in objs_base if o.get("kind") != "DaemonSet"])
+          if (objs_base := rendered.get(OVERLAYS[0])) else True,
+          "%s: the same objects as %s but the DaemonSet" % (ov, OVERLAYS[0]))
+
+ov_args = {ov: dig(the(objs, "DaemonSet"), "spec", "template", "spec", "containers", 0, "args", default=[])
+           for ov, objs in rendered.items()}
+if "link-local" in ov_args:
+    check(ov_args["link-local"] == args and not any(a.startswith("--listen") for a in args),
+          "link-local: the base's args, no --listen (config.json's 169.254.20.10:53 only)")
+if "transparent" in ov_args:
+    extra = ov_args["transparent"][len(args):]
+    check(ov_args["transparent"][:len(args)] == args
+          and extra == ["--listen=169.254.20.10:53", "--listen=$(KUBE_DNS_SERVICE_HOST)"],
+          "transparent: adds --listen=169.254.20.10:53 (first: /health is there) and "
+          "--listen=$(KUBE_DNS_SERVICE_HOST), have %s" % extra)
+    tds = the(rendered["transparent"], "DaemonSet")
+    check(dig(tds, "spec", "template", "spec", "enableServiceLinks") is not False
+          and dig(tds, "metadata", "namespace") == "kube-system",
+          "transparent: $(KUBE_DNS_SERVICE_HOST) needs service links in kube-system")
+    strip = lambda o: {**o, "spec": {**o["spec"], "template": {**o["spec"]["template"], "spec": {
+        **o["spec"]["template"]["spec"], "containers": [{**c, "args": None} for c in
+                                                        o["spec"]["template"]["spec"]["containers"]]}}}}
+    if "link-local" in rendered:
+        check(normalised([strip(tds)]) == normalised([strip(the(rendered["link-local"], "DaemonSet"))]),
+              "transparent: the DaemonSet differs from link-local's in the args only")
+
+# ---- monitoring: rendered like the overlays, validated with them below ----
+
+mon = render(os.path.join(DEPLOY, "monitoring"), "monitoring")
+if mon is not None:
+    kinds = sorted(o.get("kind") for o in mon)
+    check(kinds == ["ConfigMap", "PrometheusRule", "ServiceMonitor"],
+          "monitoring: a dashboard ConfigMap, a PrometheusRule and a ServiceMonitor, have %s" % kinds)
+    for o in mon:
+        extra_objects["monitoring: %s/%s" % (o.get("kind"), dig(o, "metadata", "name"))] = o
+        check(dig(o, "metadata", "namespace") == "kube-system",
+              "monitoring: %s in kube-system" % o.get("kind"))
+    smon = the(mon, "ServiceMonitor")
+    check(dig(smon, "spec", "selector", "matchLabels") == dig(metrics_svc, "metadata", "labels")
+          or all(dig(metrics_svc, "metadata", "labels", k) == v
+                 for k, v in (dig(smon, "spec", "selector", "matchLabels", default={}) or {}).items()),
+          "ServiceMonitor: selects the nodedns-metrics Service by its labels")
+    check([e.get("port") for e in dig(smon, "spec", "endpoints", default=[])]
+          == [p.get("name") for p in dig(metrics_svc, "spec", "ports", default=[])],
+          "ServiceMonitor: scrapes the metrics Service's named port")
+    dash_cm = the(mon, "ConfigMap")
+    try:
+        dash = json.loads(dig(dash_cm, "data", "grafana-dashboard.json", default="null"))
+        check(isinstance(dash, dict) and dash.get("panels"), "monitoring: the dashboard has panels")
+    except ValueError as e:
+        check(False, "monitoring: grafana-dashboard.json: %s" % e)
+    check(dig(dash_cm, "metadata", "labels", "grafana_dashboard") == "1",
+          "monitoring: the dashboard ConfigMap carries grafana_dashboard: \"1\" (Grafana's sidecar)")
+
+# ---- schemas (npm kubernetes-models; validate_schemas.js) ----
+
+items = []
+for ov, objs in sorted(rendered.items()):
+    for o in objs:
+        items.append({"where": "%s: %s/%s" % (ov, o.get("kind"), dig(o, "metadata", "name")), "object": o})
+for where, o in sorted(extra_objects.items()):
+    items.append({"where": where, "object": o})
+# Self-test: what the validator must refuse.
+if rendered:
+    import copy
+    some = next(iter(rendered.values()))
+    bad = copy.deepcopy(the(some, "DaemonSet"))
+    if bad:
+        bad["spec"]["template"]["spec"]["hostNetwork"] = "true"
+        items.append({"where": "selftest-string-bool", "object": bad})
+    bad = copy.deepcopy(next((o for o in some if o.get("kind") == "Service"), {}))
+    if bad:
+        bad["spec"]["ports"][0]["protocol"] = "QUIC"
+        items.append({"where": "selftest-bad-enum", "object": bad})
+node = shutil.which("node")
+if check(node, "node is installed (scripts/deps.sh test)") and check(
+        os.path.isdir(os.path.join(HERE, "node_modules", "kubernetes-models")),
+        "tests/deploy/node_modules/kubernetes-models is installed (make manifests runs npm ci)"):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(items, f)
+        objects_file = f.name
+    try:
+        r = subprocess.run([node, os.path.join(HERE, "validate_schemas.js"), objects_file],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        os.unlink(objects_file)
+    results = {}
+    for line in r.stdout.splitlines():
+        f = line.split("\t")
+        if len(f) >= 2 and f[0] in ("ok", "FAIL"):
+            results[f[1]] = (f[0], f[2] if len(f) > 2 else "")
+    check(r.returncode in (0, 1) and results, "validate_schemas.js ran: %s" % r.stderr.strip()[-300:])
+    for it in items:
+        status, why = results.get(it["where"], ("missing", "no result"))
+        if it["where"].startswith("selftest-"):
+            check(status == "FAIL", "schemas: %s was not refused" % it["where"])
+        else:
+            check(status == "ok", "schemas: %s: %s" % (it["where"], why))
+    print("deploy: %d objects validated against the Kubernetes schemas (%s)"
+          % (sum(1 for it in items if not it["where"].startswith("selftest-")), ", ".join(sorted(rendered))))
 
 print("deploy: %d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

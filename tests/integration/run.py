@@ -877,6 +877,63 @@ def bad_flags():
 
 
 @test
+def check_config():
+    """--check-config: exit 0 or 2 with the one line a start would print,
+    and nothing bound (the listen and metrics ports are taken here)."""
+    port = net.free_port()
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tmp = tempfile.mkdtemp(prefix="nodedns-it-check-")
+    try:
+        t.bind((LOCAL, port))
+        t.listen(1)
+        u.bind((LOCAL, port))
+        common = ["--upstream", "127.0.0.1:9", "--health", "none", "--threads", "1"]
+        base = common + ["--listen", "127.0.0.1:%d" % port, "--metrics", "127.0.0.1:%d" % port]
+        snap = SNAPSHOT if os.path.exists(SNAPSHOT) else None
+        good = base + (["--kube-snapshot", snap] if snap else [])
+        rc, out, err = harness.run_nodedns(good + ["--check-config"])
+        check(rc == 0 and out.strip() == "nodedns: config ok",
+              "good config: exit %d, stdout %r, stderr %r" % (rc, out, err[-300:]))
+        token = os.path.join(tmp, "token")
+        with open(token, "w") as f:
+            f.write("tok\n")
+        cfg = os.path.join(tmp, "unexpanded.json")
+        with open(cfg, "w") as f:
+            json.dump({"upstream": ["$(UPSTREAM_IP)"]}, f)
+        # (flags, what the one line names, exit code of a start with the same flags)
+        cases = [
+            (["--threads", "abc"], "--threads", 2),
+            (["--config", cfg], "upstream", 2),
+            (["--kube-snapshot", os.path.join(tmp, "missing.json")], "--kube-snapshot", 1),
+            (["--kube-api", "https://192.0.2.1:6443", "--kube-token-file", token,
+              "--kube-ca-file", os.path.join(tmp, "missing-ca.crt")], "missing-ca.crt", 1),
+            (["--kubeconfig", token], "kubeconfig", 1),
+        ]
+        for args, name, start_rc in cases:
+            rc, out, err = harness.run_nodedns(base + args + ["--check-config"])
+            lines = [l for l in err.splitlines() if l.strip()]
+            check(rc == 2, "%s: exit code %d, want 2 (stderr %r)" % (" ".join(args), rc, err[-300:]))
+            check(len(lines) == 1 and lines[0].startswith("nodedns: ") and name in lines[0],
+                  "%s: want one stderr line naming %s, got %r" % (" ".join(args), name, err[-300:]))
+            check(out == "", "%s: stdout %r, want nothing" % (" ".join(args), out))
+            # A start with the same flags fails with the same message (it
+            # gets the free port, so that a bind never comes first).
+            free = ["--listen", "127.0.0.1:%d" % net.free_port(), "--metrics", "none"]
+            rc2, out2, err2 = harness.run_nodedns(common + free + args, timeout=8)
+            check(rc2 == start_rc, "%s: a start exits %d, want %d (stderr %r)"
+                  % (" ".join(args), rc2, start_rc, err2[-300:]))
+            msg = lines[0][len("nodedns: "):]
+            check(msg in err2, "%s: a start does not print %r: %r" % (" ".join(args), msg, err2[-300:]))
+    finally:
+        t.close()
+        u.close()
+        for n in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, n))
+        os.rmdir(tmp)
+
+
+@test
 def port_in_use():
     for what in ("listen", "metrics"):
         port = net.free_port()

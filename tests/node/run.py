@@ -167,10 +167,11 @@ class Nodedns(procs.LoggedProc):
         self.env = dict(os.environ)
         self.env["NODEDNS_RUN_DIR"] = ctx.run_dir
         self.env.update(env or {})
+        self.wrap = []  # a command that runs the binary (e.g. capsh to drop a capability)
 
     def start(self):
         self.logf = open(self.logpath, "wb")
-        cmd = [BIN]
+        cmd = self.wrap + [BIN]
         if VALGRIND:
             self.env["NODEDNS_EXE"] = BIN
             cmd = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
@@ -611,6 +612,30 @@ def legacy_backend_detected(ctx):
     check(n.stop() == 0, "exit status")
     check(ns.rules("iptables-legacy-save") == [], "legacy rules left")
     check("KUBE-SERVICES" in ns.x(["iptables-legacy-save", "-t", "nat"]).stdout, "kube chain touched")
+
+
+@test
+def legacy_backend_without_net_raw(ctx):
+    """kube-proxy in iptables-legacy, nodedns without NET_RAW: legacy cannot
+    be read, so the choice is a guess from /proc/net/ip_tables_names (legacy,
+    not the system default nft), said loudly and counted."""
+    ns = ctx.ns
+    for tool in ("iptables-legacy", "iptables-nft", "capsh"):
+        if not shutil.which(tool):
+            raise Skip("needs iptables-legacy, iptables-nft and capsh")
+    ns.x(["iptables-legacy", "-t", "nat", "-N", "KUBE-SERVICES"])
+    n = ctx.nodedns()
+    n.wrap = ["capsh", "--drop=cap_net_raw", "--", "-c", 'exec "$0" "$@"']
+    n.start()
+    n.wait_log(r"iptables-legacy-save failed .*NET_RAW")
+    n.wait_log(r"using iptables-legacy without seeing kube-proxy's KUBE-\* chains: a guess")
+    wait_for(lambda: ns.query(LL, "www.node.test").get("answers"), 10, "an answer")
+    m = ns.metrics()
+    check(m.get("nodedns_node_setup_backend_fallback") == 1, "fallback gauge: %r"
+          % m.get("nodedns_node_setup_backend_fallback"))
+    check((m.get("nodedns_node_setup_backend_fallbacks_total") or 0) >= 1, "fallbacks counter")
+    check(ns.rules("iptables-nft-save") == [], "rules went to nft, not kube-proxy's legacy")
+    check(n.stop() == 0, "exit status")
 
 
 @test

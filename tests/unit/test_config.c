@@ -120,7 +120,10 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.listen[0].text, "169.254.20.10:53");
 	assert_int_equal(cfg.listen[0].salen, sizeof(struct sockaddr_in));
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	assert_int_equal(cfg.threads, ncpu > 8 ? 8 : (ncpu < 1 ? 1 : ncpu));
+	/* The quota of this machine's cgroup, if any (test_default_threads
+	 * checks the reading); never more than the online CPUs or 8. */
+	assert_int_equal(cfg.threads, config_default_threads("/sys/fs/cgroup", "/proc/self/cgroup", ncpu));
+	assert_true(cfg.threads >= 1 && cfg.threads <= (ncpu > 8 ? 8 : (ncpu < 1 ? 1 : ncpu)));
 	assert_int_equal(cfg.nallow, 0);
 	assert_int_equal(cfg.tcp_max_clients, 1000);
 	assert_int_equal(cfg.tcp_idle_timeout_ms, 10000);
@@ -1203,7 +1206,7 @@ static void test_help_version(void **state)
 		"--kube-token-file PATH", "--kube-ca-file PATH", "--kubeconfig PATH",
 		"--kube-snapshot PATH", "--cluster-fallback ADDR", "--pods disabled|insecure",
 		"--setup-interface NAME", "--setup-iptables", "--metrics ADDR", "--health ADDR",
-		"--log-level", "--log-format text|json", "--query-log", "--config FILE",
+		"--log-level", "--log-format text|json", "--query-log", "--config FILE", "--check-config",
 		"--version", "--help", "(default: 169.254.20.10:53)", "(default: 64M)",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -1218,6 +1221,162 @@ static void test_help_version(void **state)
 	/* ...but an error prints nothing on stdout. */
 	assert_int_equal(parse_capture(ARGV("--threads", "abc"), out, sizeof(out)), CONFIG_ERROR);
 	assert_string_equal(out, "");
+}
+
+/* ------------------------------------------------- --threads from cgroups */
+
+/* mkdir -p g_dir/@p rel. */
+static void mkdirs(const char *rel, char *out, size_t len)
+{
+	char cmd[600];
+	tmp_path(out, len, rel);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", out);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void put_file(const char *dir, const char *name, const char *content)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	write_file(path, content);
+}
+
+static void test_default_threads(void **state)
+{
+	(void)state;
+	char root[400], d[400], self[400];
+
+	/* No cgroup files at all: the online CPUs, at least 1, at most 8. */
+	mkdirs("cg-none", root, sizeof(root));
+	assert_int_equal(config_default_threads(root, NULL, 4), 4);
+	assert_int_equal(config_default_threads(root, NULL, 0), 1);
+	assert_int_equal(config_default_threads(root, NULL, 32), 8);
+	tmp_path(self, sizeof(self), "cg-none/no-such-self");
+	assert_int_equal(config_default_threads(root, self, 3), 3);
+
+	/* cgroup v2, the container's own cgroup mounted at the root. */
+	mkdirs("cg-v2", root, sizeof(root));
+	tmp_file(self, sizeof(self), "cg-v2-self", "0::/\n");
+	put_file(root, "cpu.max", "10000 100000\n"); /* 100m */
+	assert_int_equal(config_default_threads(root, self, 8), 1);
+	put_file(root, "cpu.max", "150000 100000\n"); /* 1500m: rounded up */
+	assert_int_equal(config_default_threads(root, self, 8), 2);
+	assert_int_equal(config_default_threads(root, NULL, 8), 2);
+	put_file(root, "cpu.max", "200000 100000\n");
+	assert_int_equal(config_default_threads(root, self, 8), 2);
+	put_file(root, "cpu.max", "600000 100000\n"); /* more than the CPUs */
+	assert_int_equal(config_default_threads(root, self, 4), 4);
+	put_file(root, "cpu.max", "max 100000\n");
+	assert_int_equal(config_default_threads(root, self, 6), 6);
+	put_file(root, "cpu.max", "lots 100000\n"); /* unreadable: ignored */
+	assert_int_equal(config_default_threads(root, self, 6), 6);
+	put_file(root, "cpu.max", "100000 0\n");
+	assert_int_equal(config_default_threads(root, self, 6), 6);
+
+	/* cgroup v2 without a namespace: the path of /proc/self/cgroup and its
+	 * parents; the smallest quota wins. */
+	mkdirs("cg-v2n/kubepods/pod1/c1", d, sizeof(d));
+	tmp_path(root, sizeof(root), "cg-v2n");
+	tmp_file(self, sizeof(self), "cg-v2n-self", "0::/kubepods/pod1/c1\n");
+	put_file(d, "cpu.max", "max 100000\n");
+	mkdirs("cg-v2n/kubepods/pod1", d, sizeof(d));
+	put_file(d, "cpu.max", "300000 100000\n");
+	mkdirs("cg-v2n/kubepods", d, sizeof(d));
+	put_file(d, "cpu.max", "500000 100000\n");
+	assert_int_equal(config_default_threads(root, self, 8), 3);
+	assert_int_equal(config_default_threads(root, self, 2), 2);
+
+	/* cgroup v1: the cpu controller's mount, under either name. */
+	mkdirs("cg-v1/cpu,cpuacct", d, sizeof(d));
+	tmp_path(root, sizeof(root), "cg-v1");
+	tmp_file(self, sizeof(self), "cg-v1-self",
+		 "12:memory:/kubepods/x\n4:cpu,cpuacct:/kubepods/burstable/pod1/c1\n0::/\n");
+	put_file(d, "cpu.cfs_quota_us", "250000\n");
+	put_file(d, "cpu.cfs_period_us", "100000\n");
+	assert_int_equal(config_default_threads(root, self, 8), 3);
+	assert_int_equal(config_default_threads(root, NULL, 8), 3);
+	put_file(d, "cpu.cfs_quota_us", "-1\n");
+	assert_int_equal(config_default_threads(root, self, 8), 8);
+	assert_int_equal(config_default_threads(root, self, 5), 5);
+	/* ...and the cgroup of /proc/self/cgroup below the mount. */
+	mkdirs("cg-v1/cpu,cpuacct/kubepods/burstable/pod1", d, sizeof(d));
+	put_file(d, "cpu.cfs_quota_us", "50000\n");
+	put_file(d, "cpu.cfs_period_us", "100000\n");
+	assert_int_equal(config_default_threads(root, self, 8), 1);
+	/* A controller list that only contains "cpu" as part of a name. */
+	tmp_file(self, sizeof(self), "cg-v1-self2", "4:cpuacct:/kubepods/burstable/pod1\n");
+	assert_int_equal(config_default_threads(root, self, 8), 8);
+}
+
+/* ---------------------------------------------------------- --check-config */
+
+static void test_check_config(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[512], path[300], snap[300];
+
+	assert_int_equal(PARSE0(&cfg), CONFIG_OK);
+	assert_false(cfg.check_config);
+	config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, "--check-config"), CONFIG_OK);
+	assert_true(cfg.check_config);
+	/* Nothing to load: fine (the missing cluster source is a warning). */
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	config_free(&cfg);
+	/* Only a flag of the command line, never a key of the file. */
+	tmp_file(path, sizeof(path), "check.json", "{\"check-config\": true}");
+	EXPECT_ERROR("unknown key 'check-config'", "--config", path);
+	EXPECT_ERROR("--check-config: takes no value", "--check-config=yes");
+
+	/* A snapshot that does not load fails as a start would fail. */
+	tmp_path(snap, sizeof(snap), "no-such-snapshot.json");
+	assert_int_equal(PARSE(&cfg, "--check-config", "--kube-snapshot", snap), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "--kube-snapshot"));
+	assert_non_null(strstr(err, "no-such-snapshot.json"));
+	assert_null(strchr(err, '\n'));
+	config_free(&cfg);
+	tmp_file(snap, sizeof(snap), "snapshot.json", "{\"kind\": \"List\", \"items\": []}");
+	assert_int_equal(PARSE(&cfg, "--check-config", "--kube-snapshot", snap), CONFIG_OK);
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+	tmp_file(snap, sizeof(snap), "snapshot-bad.json", "{\"kind\": ");
+	assert_int_equal(PARSE(&cfg, "--check-config", "--kube-snapshot", snap), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "snapshot-bad.json"));
+	config_free(&cfg);
+
+	/* The API watch's files: token and CA must be readable. */
+	tmp_file(path, sizeof(path), "token", "secret\n");
+	tmp_path(snap, sizeof(snap), "missing-ca.crt");
+	assert_int_equal(PARSE(&cfg, "--kube-api", "https://192.0.2.1:6443", "--kube-token-file", path,
+			       "--kube-ca-file", snap), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "kubernetes: "));
+	assert_non_null(strstr(err, "missing-ca.crt"));
+	config_free(&cfg);
+	tmp_file(snap, sizeof(snap), "ca.crt", "not checked until TLS\n");
+	assert_int_equal(PARSE(&cfg, "--kube-api", "https://192.0.2.1:6443", "--kube-token-file", path,
+			       "--kube-ca-file", snap), CONFIG_OK);
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, "--kubeconfig", path), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "kubeconfig"));
+	config_free(&cfg);
+
+	/* The node-setup environment, only read when node setup is asked for. */
+	setenv("NODEDNS_IPTABLES_BACKEND", "iptables-fancy", 1);
+	assert_int_equal(PARSE(&cfg, "--upstream", "10.0.0.1"), CONFIG_OK);
+	assert_int_equal(config_check_start(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, "--setup-iptables"), CONFIG_OK);
+	assert_true(config_check_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "NODEDNS_IPTABLES_BACKEND"));
+	config_free(&cfg);
+	unsetenv("NODEDNS_IPTABLES_BACKEND");
 }
 
 int main(void)
@@ -1244,6 +1403,8 @@ int main(void)
 		cmocka_unit_test(test_allowed),
 		cmocka_unit_test(test_parse_twice),
 		cmocka_unit_test(test_help_version),
+		cmocka_unit_test(test_check_config),
+		cmocka_unit_test(test_default_threads),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -78,6 +78,9 @@ static inline const char *netsetup_ip_text(int family, const uint8_t *ip, char *
 	return buf;
 }
 
+/* Lists the legacy iptables tables of the network namespace, world-readable. */
+#define NETSETUP_IP_TABLES_NAMES "/proc/net/ip_tables_names"
+
 /** Which iptables binaries to use. */
 enum netsetup_backend {
 	NETSETUP_BACKEND_AUTO = 0, /* the one with KUBE-* chains, else plain */
@@ -133,6 +136,11 @@ struct netsetup_stats {
 	_Atomic uint64_t ensures; /* ensure passes run */
 	_Atomic int64_t ok;       /* gauge: 1 when the last pass reached the wanted state */
 	_Atomic int64_t rules;    /* gauge: our rules present after the last pass */
+	/* The auto backend check ended without seeing kube-proxy's chains
+	 * (a guess or the system default): passes counted, and a gauge that
+	 * is 1 while the backend in use is such a fallback. */
+	_Atomic uint64_t backend_fallbacks;
+	_Atomic int64_t backend_fallback;
 };
 
 struct netsetup;

@@ -4,7 +4,8 @@
  * iptables-save dump holds, and the iptables-restore --noflush input that
  * brings them to the wanted count. Plus where the iptables-save/-restore
  * binaries of a backend (plain, -legacy, -nft) are, and which backend
- * kube-proxy's KUBE-* chain counts point at. Running them is netsetup.c's.
+ * kube-proxy's KUBE-* chain counts point at. Running the rule changes is
+ * netsetup.c's; rules_probe.c runs the -save commands of the backend check.
  */
 #ifndef NODEDNS_NODE_RULES_H
 #define NODEDNS_NODE_RULES_H
@@ -55,6 +56,43 @@ int rules_restore_text(const struct rules_rule *rules, size_t n, int family,
 
 /** Which backend KUBE-* line counts point at: the one with more, else PLAIN. */
 enum netsetup_backend rules_pick_backend(unsigned legacy_kube, unsigned nft_kube);
+
+/** What the auto backend check saw on the node (netsetup.c fills it in). */
+struct rules_probe {
+	bool has_legacy, has_nft, has_plain; /* iptables{-legacy,-nft,}-save found */
+	int legacy_kube; /* KUBE-* in iptables-legacy-save; -1: the command failed */
+	int nft_kube;    /* KUBE-* in iptables-nft-save; -1: the command failed */
+	/* /proc/net/ip_tables_names lists a table: legacy iptables is in use in
+	 * this network namespace. Readable without privileges, unlike
+	 * iptables-legacy-save, which needs NET_RAW. */
+	bool legacy_tables;
+};
+
+/** Why rules_choose_backend() chose what it chose. */
+enum rules_basis {
+	RULES_BASIS_KUBE = 0,  /* the backend holds kube-proxy's KUBE-* chains: sure */
+	RULES_BASIS_LEGACY_TABLES, /* legacy could not be read, but has tables: a guess */
+	RULES_BASIS_DEFAULT,   /* no KUBE-* chains seen: the system default, a fallback */
+};
+
+/**
+ * The backend kube-proxy uses, from @p p: the one whose KUBE-* chains are
+ * seen (rules_pick_backend()); else, when iptables-legacy-save failed (no
+ * NET_RAW) and legacy tables exist, legacy; else the plain commands (the
+ * system default), or whichever variant exists. @p basis says which.
+ */
+enum netsetup_backend rules_choose_backend(const struct rules_probe *p, enum rules_basis *basis);
+
+/**
+ * Fill @p p from the node (src/node/rules_probe.c): which -save commands
+ * exist and, when both variants do, how many KUBE-* lines each prints (each
+ * run bounded by @p timeout_ms) and whether legacy tables exist. @p why gets
+ * why iptables-legacy-save failed, when it did.
+ */
+void rules_probe_node(struct rules_probe *p, uint32_t timeout_ms, char *why, size_t whylen);
+
+/** True when @p text (the contents of /proc/net/ip_tables_names) names a table. */
+bool rules_has_legacy_tables(const char *text);
 
 /** "iptables-legacy", "iptables-nft" or "iptables" (static string). */
 const char *rules_backend_name(enum netsetup_backend b);
