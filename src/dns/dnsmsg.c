@@ -209,7 +209,9 @@ size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key)
 	memcpy(key, q->lname, n);
 	wire_put16(key + n, q->qtype);
 	wire_put16(key + n + 2, q->qclass);
-	key[n + 4] = q->do_bit ? 1 : 0;
+	/* One flags byte: DO and CD (RFC 4035 3.2.2, 4.7: an answer fetched
+	 * with checking disabled must not reach a client that asked for it). */
+	key[n + 4] = (uint8_t)((q->do_bit ? 1 : 0) | (q->cd ? 2 : 0));
 	return n + 5;
 }
 

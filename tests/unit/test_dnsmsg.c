@@ -542,6 +542,19 @@ static void test_key(void **state)
 	b.qclass = DNS_CLASS_CH;
 	lb = dnsmsg_key(&b, kb);
 	assert_memory_not_equal(ka, kb, la);
+
+	/* CD=1 (checking disabled) answers are kept apart from CD=0 ones
+	 * (RFC 4035 3.2.2), with or without DO: four distinct keys. */
+	uint8_t kf[4][260];
+	for (int i = 0; i < 4; i++) {
+		b = a;
+		b.do_bit = (i & 1) != 0;
+		b.cd = (i & 2) != 0;
+		assert_int_equal(dnsmsg_key(&b, kf[i]), la);
+	}
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
+			assert_memory_not_equal(kf[i], kf[j], la);
 }
 
 /* ------------------------------------------------- question match, chase */

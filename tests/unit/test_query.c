@@ -184,12 +184,13 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Send a query for @p name/@p type with @p id from a client. */
-static void ask(struct fixture *f, const char *name, ldns_rr_type type, uint16_t id, uint8_t proto,
-		bool edns)
+/* Send a query for @p name/@p type with @p id and header @p flags (LDNS_RD,
+ * LDNS_CD) from a client. */
+static void ask_flags(struct fixture *f, const char *name, ldns_rr_type type, uint16_t id,
+		      uint8_t proto, bool edns, uint16_t flags)
 {
 	ldns_pkt *q = NULL;
-	assert_int_equal(ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN, LDNS_RD),
+	assert_int_equal(ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN, flags),
 			 LDNS_STATUS_OK);
 	ldns_pkt_set_id(q, id);
 	if (edns)
@@ -204,6 +205,19 @@ static void ask(struct fixture *f, const char *name, ldns_rr_type type, uint16_t
 	query_handle(f->w, wire, len, &c, now);
 	LDNS_FREE(wire);
 	ldns_pkt_free(q);
+}
+
+/* Send a query with RD=1 (what stub resolvers send). */
+static void ask(struct fixture *f, const char *name, ldns_rr_type type, uint16_t id, uint8_t proto,
+		bool edns)
+{
+	ask_flags(f, name, type, id, proto, edns, LDNS_RD);
+}
+
+/* Whether upstream call @p i was sent with CD=1. */
+static bool call_cd(size_t i)
+{
+	return (up.calls[i].query[3] & 0x10) != 0;
 }
 
 static ldns_pkt *reply_pkt(size_t i)
@@ -515,6 +529,42 @@ static void test_truncation(void **state)
 	ldns_pkt_free(p);
 }
 
+/* Issue 10.1: the CD bit is part of the cache key and of the in-flight key,
+ * and goes upstream as the client set it. */
+static void test_cd_bit_keys(void **state)
+{
+	struct fixture *f = *state;
+	/* In flight: a CD=1 and a CD=0 asker of one name do not share a query. */
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, true, LDNS_RD | LDNS_CD);
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, true, LDNS_RD);
+	assert_int_equal(up.ncalls, 2);
+	assert_true(call_cd(0));
+	assert_false(call_cd(1));
+	/* The unchecked (CD=1) answer, e.g. bogus data a validator let through. */
+	fake_answer(0, "192.0.2.66", 300, 0);
+	check_a(0, 1, "cd.example.test.", "192.0.2.66", 0);
+	/* The validator's answer to CD=0. */
+	fake_answer(1, NULL, 300, LDNS_RCODE_SERVFAIL);
+	check_a(1, 2, "cd.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	/* From the cache, each gets its own. */
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, true, LDNS_RD);
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 4, QUERY_UDP, true, LDNS_RD | LDNS_CD);
+	assert_int_equal(up.ncalls, 2);
+	check_a(2, 3, "cd.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	check_a(3, 4, "cd.example.test.", "192.0.2.66", 0);
+	ldns_pkt *p = reply_pkt(3);
+	assert_true(ldns_pkt_cd(p));
+	ldns_pkt_free(p);
+	/* A cached CD=1 answer does not satisfy a later CD=0 asker either. */
+	ask_flags(f, "cd2.example.test.", LDNS_RR_TYPE_A, 5, QUERY_UDP, false, LDNS_RD | LDNS_CD);
+	fake_answer(2, "192.0.2.67", 300, 0);
+	ask_flags(f, "cd2.example.test.", LDNS_RR_TYPE_A, 6, QUERY_UDP, false, LDNS_RD);
+	assert_int_equal(up.ncalls, 4);
+	assert_false(call_cd(3));
+	fake_answer(3, "192.0.2.68", 300, 0);
+	check_a(5, 6, "cd2.example.test.", "192.0.2.68", 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -529,6 +579,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cluster_answers_and_chase, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cd_bit_keys, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

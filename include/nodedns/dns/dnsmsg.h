@@ -11,7 +11,7 @@
  *    cluster answers are bodies; dnsmsg_finalize() turns a body into the reply
  *    for one client (ID, RD/CD, question case, OPT, TC).
  *  - key: the cache key of a question: lower-cased wire name, type, class and
- *    the DO bit.
+ *    one flags byte (DO, CD).
  */
 #ifndef NODEDNS_DNSMSG_H
 #define NODEDNS_DNSMSG_H
@@ -98,7 +98,8 @@ bool dnsmsg_question_match(const uint8_t *query, size_t qend, const uint8_t *rep
  * capped at DNS_EDNS_PAYLOAD_BYTES (never below 512). */
 size_t dnsmsg_udp_limit(const struct dnsmsg_query *q);
 
-/** Build the cache key of @p q into @p key (capacity >= 260). @return length. */
+/** Build the cache key of @p q into @p key (capacity >= 260): lower-cased name,
+ * type, class, and one byte with DO (bit 0) and CD (bit 1). @return length. */
 size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key);
 
 /**
