@@ -138,6 +138,27 @@ static enum dnsmsg_verdict parse_records(const uint8_t *wire, size_t len, size_t
 	return DNSMSG_OK;
 }
 
+/* Best effort, for the error reply to a query refused at its header: the
+ * question (echoed when there is exactly one and it parses) and the OPT
+ * record, whose presence the reply must mirror (RFC 6891 6.1.1). */
+static void scan_for_reply(const uint8_t *wire, size_t len, struct dnsmsg_query *q)
+{
+	unsigned qd = wire_get16(wire + 4);
+	size_t p = DNS_HEADER_BYTES;
+	if (qd == 1) {
+		if (parse_question(wire, len, q, &p) != DNSMSG_OK)
+			return;
+	} else {
+		for (unsigned i = 0; i < qd; i++) {
+			if (skip_name(wire, len, &p) < 0 || p + 4 > len)
+				return;
+			p += 4;
+		}
+	}
+	(void)parse_records(wire, len, p, wire_get16(wire + 6), wire_get16(wire + 8),
+			    wire_get16(wire + 10), q);
+}
+
 enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct dnsmsg_query *q)
 {
 	q->has_question = false;
@@ -155,19 +176,24 @@ enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct d
 	q->opcode = (wire[2] >> 3) & 0x0f;
 	q->rd = wire[2] & 0x01;
 	q->cd = (wire[3] & 0x10) != 0;
-	if (wire_get16(wire + 4) != 1)
+	/* The opcode first: an opcode we do not implement (DSO, UPDATE, ...)
+	 * gets NOTIMP whatever its sections hold (RFC 1035 4.1.1; RFC 8490
+	 * has DSO with QDCOUNT 0). */
+	if (q->opcode != 0) {
+		scan_for_reply(wire, len, q);
+		return DNSMSG_NOTIMP;
+	}
+	if (wire_get16(wire + 4) != 1) {
+		scan_for_reply(wire, len, q);
 		return DNSMSG_FORMERR;
+	}
 
 	size_t p;
 	enum dnsmsg_verdict v = parse_question(wire, len, q, &p);
 	if (v == DNSMSG_OK)
 		v = parse_records(wire, len, p, wire_get16(wire + 6), wire_get16(wire + 8),
 				  wire_get16(wire + 10), q);
-	if (v != DNSMSG_OK)
-		return v;
-	if (q->opcode != 0)
-		return DNSMSG_NOTIMP;
-	return DNSMSG_OK;
+	return v;
 }
 
 bool dnsmsg_question_match(const uint8_t *query, size_t qend, const uint8_t *reply, size_t len)

@@ -317,6 +317,33 @@ static void test_parse_qdcount(void **state)
 	/* Header only, qdcount 0. */
 	hdr(w, 9, 0x01, 0, 0, 0, 0, 0);
 	assert_int_equal(parse_q(w, 12, &q), DNSMSG_FORMERR);
+	assert_false(q.edns);
+
+	/* Issue 10.5: the FORMERR reply to a query with an OPT carries one
+	 * (RFC 6891 6.1.1), with QDCOUNT 0 or 2. */
+	n = hdr(w, 10, 0x01, 0, 0, 0, 0, 1);
+	n += opt_rr(w + n, 4096, 0, true);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_FORMERR);
+	assert_true(q.edns);
+	assert_true(q.do_bit);
+	uint8_t b[BUF];
+	size_t bl = dnsmsg_error_body(&q, DNS_RCODE_FORMERR, b);
+	size_t rl = dnsmsg_finalize(b, bl, sizeof(b), &q, dnsmsg_udp_limit(&q));
+	ldns_pkt *pkt = parse(b, rl);
+	assert_int_equal(ldns_pkt_get_rcode(pkt), LDNS_RCODE_FORMERR);
+	assert_int_equal(ldns_pkt_qdcount(pkt), 0);
+	assert_int_equal(ldns_pkt_edns_udp_size(pkt), DNS_EDNS_PAYLOAD_BYTES);
+	assert_true(ldns_pkt_edns_do(pkt));
+	ldns_pkt_free(pkt);
+
+	n = hdr(w, 11, 0x01, 0, 2, 0, 0, 1);
+	n += question(w + n, "a.example", DNS_TYPE_A, DNS_CLASS_IN);
+	n += question(w + n, "b.example", DNS_TYPE_A, DNS_CLASS_IN);
+	n += opt_rr(w + n, 1232, 0, false);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_FORMERR);
+	assert_false(q.has_question);
+	assert_true(q.edns);
+	assert_false(q.do_bit);
 }
 
 static void test_parse_bad_names(void **state)
@@ -458,6 +485,32 @@ static void test_parse_notimp_badvers(void **state)
 	assert_int_equal(ldns_pkt_get_rcode(pkt), LDNS_RCODE_NOTIMPL);
 	assert_int_equal(ldns_pkt_qdcount(pkt), 1);
 	ldns_pkt_free(pkt);
+
+	/* Issue 10.5: the opcode is checked before QDCOUNT: DSO (6) with no
+	 * question is NOTIMP, not FORMERR, and its OPT is mirrored. */
+	n = hdr(w, 12, 6 << 3, 0, 0, 0, 0, 1);
+	n += opt_rr(w + n, 1232, 0, false);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_NOTIMP);
+	assert_int_equal(q.opcode, 6);
+	assert_false(q.has_question);
+	assert_true(q.edns);
+	bl = dnsmsg_error_body(&q, DNS_RCODE_NOTIMP, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, dnsmsg_udp_limit(&q));
+	pkt = parse(b, rl);
+	assert_int_equal(ldns_pkt_get_rcode(pkt), LDNS_RCODE_NOTIMPL);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0); /* ldns moves the OPT out */
+	assert_int_equal(ldns_pkt_edns_udp_size(pkt), DNS_EDNS_PAYLOAD_BYTES);
+	ldns_pkt_free(pkt);
+	/* UPDATE (5) with two questions: NOTIMP as well. */
+	n = hdr(w, 13, 5 << 3, 0, 2, 0, 0, 0);
+	n += question(w + n, "a.example", DNS_TYPE_A, DNS_CLASS_IN);
+	n += question(w + n, "b.example", DNS_TYPE_A, DNS_CLASS_IN);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_NOTIMP);
+	/* An unknown opcode with a malformed question is NOTIMP too. */
+	n = hdr(w, 14, 3 << 3, 0, 1, 0, 0, 0);
+	w[n++] = 9;
+	w[n++] = 'a';
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_NOTIMP);
 
 	/* EDNS version 1. */
 	n = hdr(w, 1, 1, 0, 1, 0, 0, 1);

@@ -80,7 +80,10 @@ struct dnsmsg_query {
  * Parse a client query (@p wire, @p len; borrowed). Strict where it matters
  * (exactly one question, an uncompressed name of at most 255 bytes, every
  * record after it well formed, at most one OPT and only in the additional
- * section with the root owner) and lenient about trailing bytes.
+ * section with the root owner) and lenient about trailing bytes. The opcode
+ * is checked first (NOTIMP whatever the sections hold). For NOTIMP and for a
+ * QDCOUNT other than 1 the rest is still read, best effort, so that the
+ * error reply echoes the question and mirrors an OPT (RFC 6891 6.1.1).
  * @return a dnsmsg_verdict; @p q is filled as far as parsing got.
  */
 enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct dnsmsg_query *q);
