@@ -56,7 +56,7 @@ struct query_worker {
 	size_t zone_len;
 	uint8_t buf[REPLY_BUF_BYTES];  /* reply being built */
 	uint8_t body[REPLY_BUF_BYTES]; /* prepared upstream body */
-	uint16_t ttl_off[CACHE_TTLS_MAX];
+	uint16_t ttl_off[DNS_RECORDS_MAX]; /* every record: more than the cache holds */
 };
 
 /* Counters of one worker have one writer (its thread): a relaxed load and
@@ -375,7 +375,7 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 
 	struct dnsmsg_reply_info info;
 	size_t blen = dnsmsg_prepare_reply(reply, len, &env->ttl, w->body, sizeof(w->body),
-					   w->ttl_off, CACHE_TTLS_MAX, &info);
+					   w->ttl_off, DNS_RECORDS_MAX, &info);
 	if (blen == 0) {
 		pending_fail(w, p, now);
 		pending_free(w, p);
@@ -389,6 +389,8 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 		pending_free(w, p);
 		return;
 	}
+	/* An answer the cache cannot hold (more than CACHE_TTLS_MAX records,
+	 * or bytes) is still passed on; the cache counts it (too_big). */
 	if (info.cacheable)
 		cache_insert(env->cache, p->key, p->keylen, w->body, blen, w->ttl_off, info.nttl,
 			     info.ttl_s, (enum cache_kind)info.kind, now,

@@ -82,7 +82,7 @@ static void fake_fail(size_t i, int status)
 struct reply {
 	uint8_t proto;
 	void *conn;
-	uint8_t wire[4096];
+	uint8_t wire[DNS_MSG_MAX_BYTES + DNS_OPT_RR_BYTES];
 	size_t len;
 };
 
@@ -565,6 +565,75 @@ static void test_cd_bit_keys(void **state)
 	check_a(5, 6, "cd2.example.test.", "192.0.2.68", 0);
 }
 
+/* Finish upstream call @p i with a NOERROR reply holding @p n A records
+ * (TTL 300) for the question, plus an NS record and its glue. */
+static void fake_many(size_t i, unsigned n)
+{
+	struct fake_upstream_call *c = &up.calls[i];
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_wire2pkt(&q, c->query, c->len), LDNS_STATUS_OK);
+	ldns_pkt *r = ldns_pkt_clone(q);
+	ldns_pkt_set_qr(r, true);
+	ldns_pkt_set_ra(r, true);
+	char *owner = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(q), 0)));
+	char text[512];
+	for (unsigned k = 0; k < n; k++) {
+		ldns_rr *rr = NULL;
+		snprintf(text, sizeof(text), "%s 300 IN A 10.%u.%u.%u", owner, (k >> 16) & 255,
+			 (k >> 8) & 255, k & 255);
+		assert_int_equal(ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL), LDNS_STATUS_OK);
+		ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, rr);
+	}
+	ldns_rr *rr = NULL;
+	assert_int_equal(ldns_rr_new_frm_str(&rr, "example.test. 300 IN NS ns.example.test.", 0,
+					     NULL, NULL), LDNS_STATUS_OK);
+	ldns_pkt_push_rr(r, LDNS_SECTION_AUTHORITY, rr);
+	assert_int_equal(ldns_rr_new_frm_str(&rr, "ns.example.test. 300 IN A 192.0.2.53", 0, NULL,
+					     NULL), LDNS_STATUS_OK);
+	ldns_pkt_push_rr(r, LDNS_SECTION_ADDITIONAL, rr);
+	LDNS_FREE(owner);
+	uint8_t *wire = NULL;
+	size_t len = 0;
+	assert_int_equal(ldns_pkt2wire(&wire, r, &len), LDNS_STATUS_OK);
+	fake_upstream_finish(&up, c, 0, wire, len);
+	LDNS_FREE(wire);
+	ldns_pkt_free(q);
+	ldns_pkt_free(r);
+}
+
+/* Issue 10.2: a reply with more records than a cache entry may hold is passed
+ * on as it is (uncached, counted), never turned into SERVFAIL. */
+static void test_too_many_records_passed_on(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "big.example.test.", LDNS_RR_TYPE_A, 1, QUERY_TCP, false);
+	fake_many(0, CACHE_TTLS_MAX + 1); /* 513 A + NS + glue = 515 records */
+	assert_int_equal(nreplies, 1);
+	ldns_pkt *p = reply_pkt(0);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+	assert_int_equal(ldns_pkt_ancount(p), CACHE_TTLS_MAX + 1);
+	assert_int_equal(ldns_pkt_nscount(p), 1);
+	assert_int_equal(ldns_pkt_arcount(p), 1);
+	ldns_pkt_free(p);
+	assert_int_equal(atomic_load(&cache_stats(f->cache)->too_big), 1);
+	assert_int_equal(query_worker_stats(f->w)->upstream_failures, 0);
+	/* Not cached: the next asker goes upstream again. */
+	ask(f, "big.example.test.", LDNS_RR_TYPE_A, 2, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 2);
+	fake_many(1, 2000);
+	p = reply_pkt(1);
+	assert_int_equal(ldns_pkt_ancount(p), 2000);
+	ldns_pkt_free(p);
+	/* What the cache holds is still cached. */
+	ask(f, "fits.example.test.", LDNS_RR_TYPE_A, 3, QUERY_TCP, false);
+	fake_many(2, CACHE_TTLS_MAX - 2);
+	ask(f, "fits.example.test.", LDNS_RR_TYPE_A, 4, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 3);
+	p = reply_pkt(3);
+	assert_int_equal(ldns_pkt_ancount(p), CACHE_TTLS_MAX - 2);
+	ldns_pkt_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -580,6 +649,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cd_bit_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_records_passed_on, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

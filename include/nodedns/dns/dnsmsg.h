@@ -27,6 +27,9 @@
 #define DNS_UDP_NO_EDNS_BYTES 512
 #define DNS_OPT_RR_BYTES 11
 #define DNS_MSG_MAX_BYTES 65535
+/* Records a message can hold: each takes at least 11 bytes (root owner,
+ * type, class, TTL, rdlength); a bound for arrays of TTL offsets. */
+#define DNS_RECORDS_MAX ((DNS_MSG_MAX_BYTES - DNS_HEADER_BYTES) / 11 + 1)
 
 #define DNS_CLASS_IN 1
 #define DNS_CLASS_CH 3
