@@ -502,6 +502,24 @@ static void forward(struct query_worker *w, const struct query_client *c,
 	wait_upstream(w, c, q, group, key, keylen, now_ms);
 }
 
+/* RD=0: the client asks what we hold, not for recursion (RFC 1034 4.3.1).
+ * Answered from the cache only, as unbound does: a miss is REFUSED and
+ * nothing goes upstream, so such a query never fills the cache. */
+static void answer_norec(struct query_worker *w, const struct query_client *c,
+			 const struct dnsmsg_query *q, uint64_t now_ms)
+{
+	uint8_t key[CACHE_KEY_MAX];
+	size_t keylen = dnsmsg_key(q, key);
+	struct cache_hit hit;
+	if (cache_lookup(w->env->cache, key, keylen, now_ms, 0, 0, w->buf, sizeof(w->buf), &hit) ==
+	    1) {
+		inc(&w->stats.cache_answers);
+		send_body(w, c, q, hit.len, 0, "cache", now_ms);
+		return;
+	}
+	send_error(w, c, q, DNS_RCODE_REFUSED, "norec", now_ms);
+}
+
 /* ----------------------------------------------------- ExternalName chase
  *
  * A/AAAA for an ExternalName service: the cluster zone answers the CNAME, and
@@ -676,5 +694,9 @@ void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
 	if ((in_zone || is_reverse(&q)) && handle_cluster(w, &q, c, in_zone, now_ms))
 		return;
 	inc(&w->stats.by_zone[1]);
+	if (!q.rd) {
+		answer_norec(w, c, &q, now_ms);
+		return;
+	}
 	forward(w, c, &q, pick_group(w, &q), true, now_ms);
 }

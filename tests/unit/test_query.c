@@ -634,6 +634,41 @@ static void test_too_many_records_passed_on(void **state)
 	ldns_pkt_free(p);
 }
 
+/* Issue 10.4: RD=0 is answered from the cache only; a miss is REFUSED and
+ * nothing goes upstream or into the cache; the cluster zone answers as ever. */
+static void test_rd0_cache_only(void **state)
+{
+	struct fixture *f = *state;
+	ask_flags(f, "norec.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, true, 0);
+	assert_int_equal(up.ncalls, 0);
+	check_a(0, 1, "norec.example.test.", NULL, LDNS_RCODE_REFUSED);
+	ldns_pkt *p = reply_pkt(0);
+	assert_false(ldns_pkt_rd(p));
+	assert_int_equal(ldns_pkt_edns_udp_size(p), DNS_EDNS_PAYLOAD_BYTES);
+	ldns_pkt_free(p);
+	/* It filled nothing: RD=1 goes upstream, and RD=0 then hits. */
+	ask(f, "norec.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, true);
+	assert_int_equal(up.ncalls, 1);
+	fake_answer(0, "192.0.2.80", 300, 0);
+	check_a(1, 2, "norec.example.test.", "192.0.2.80", 0);
+	ask_flags(f, "norec.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, true, 0);
+	assert_int_equal(up.ncalls, 1);
+	check_a(2, 3, "norec.example.test.", "192.0.2.80", 0);
+	p = reply_pkt(2);
+	assert_false(ldns_pkt_rd(p));
+	ldns_pkt_free(p);
+	/* An expired entry is a miss for RD=0 (no stale, no refresh). */
+	now += 301 * 1000;
+	ask_flags(f, "norec.example.test.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false, 0);
+	assert_int_equal(up.ncalls, 1);
+	check_a(3, 4, "norec.example.test.", NULL, LDNS_RCODE_REFUSED);
+	/* The cluster zone answers RD=0 from the snapshot. */
+	load_cluster(f);
+	ask_flags(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 5, QUERY_UDP, false, 0);
+	check_a(4, 5, "api.demo.svc.cluster.local.", "10.96.0.5", 0);
+	assert_int_equal(up.ncalls, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -650,6 +685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cd_bit_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_records_passed_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rd0_cache_only, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
