@@ -255,6 +255,63 @@ static size_t put_opt(uint8_t *p, bool do_bit, uint8_t ext_rcode)
 	return DNS_OPT_RR_BYTES;
 }
 
+/* Skip @p count records from *pos (owner names may be compressed; bounds
+ * checked). *ns_only is cleared when one is not an NS record (may be NULL).
+ * @return 0 or -1. */
+static int skip_records(const uint8_t *buf, size_t len, size_t *pos, unsigned count,
+			bool *ns_only)
+{
+	size_t p = *pos;
+	for (unsigned i = 0; i < count; i++) {
+		if (skip_name(buf, len, &p) < 0 || p + 10 > len)
+			return -1;
+		size_t end = p + 10u + wire_get16(buf + p + 8);
+		if (end > len)
+			return -1;
+		if (ns_only && wire_get16(buf + p) != DNS_TYPE_NS)
+			*ns_only = false;
+		p = end;
+	}
+	*pos = p;
+	return 0;
+}
+
+size_t dnsmsg_trim(uint8_t *buf, size_t len, size_t qend, size_t room)
+{
+	if (len <= room)
+		return len;
+	unsigned an = wire_get16(buf + 6), ns = wire_get16(buf + 8);
+	size_t p = qend;
+	bool ns_only = true;
+	if (qend >= DNS_HEADER_BYTES && qend <= len && skip_records(buf, len, &p, an, NULL) == 0) {
+		size_t answer_end = p;
+		if (skip_records(buf, len, &p, ns, &ns_only) == 0) {
+			/* Additional records are extra information: dropped
+			 * without TC (RFC 2181 9). Pointers only point back,
+			 * so what stays is whole. */
+			if (p <= room) {
+				wire_put16(buf + 10, 0);
+				return p;
+			}
+			/* So is the NS set of a positive answer. An SOA (the
+			 * negative TTL, RFC 2308 5) or DNSSEC proofs (RFC 4035
+			 * 3.1.3) are not: then TC. */
+			if (answer_end <= room && an > 0 && ns_only && (buf[3] & 0x0f) == 0) {
+				wire_put16(buf + 8, 0);
+				wire_put16(buf + 10, 0);
+				return answer_end;
+			}
+		}
+	}
+	/* The answer itself does not fit: the header and the question with
+	 * TC=1; the client retries over TCP (RFC 1035 4.2.1, RFC 7766). */
+	buf[2] |= 0x02;
+	wire_put16(buf + 6, 0);
+	wire_put16(buf + 8, 0);
+	wire_put16(buf + 10, 0);
+	return qend;
+}
+
 static size_t finalize(uint8_t *buf, size_t body_len, size_t cap, const struct dnsmsg_query *q,
 		       size_t limit, bool force_opt, uint8_t ext_rcode)
 {
@@ -280,13 +337,8 @@ static size_t finalize(uint8_t *buf, size_t body_len, size_t cap, const struct d
 	size_t total = body_len + (opt ? DNS_OPT_RR_BYTES : 0);
 	size_t len = body_len;
 	if (total > limit) {
-		/* Truncate to the header and the question: the client retries
-		 * over TCP (RFC 1035 4.2.1, RFC 7766). */
-		len = qend;
-		buf[2] |= 0x02;
-		wire_put16(buf + 6, 0);
-		wire_put16(buf + 8, 0);
-		wire_put16(buf + 10, 0);
+		size_t optlen = opt ? DNS_OPT_RR_BYTES : 0;
+		len = dnsmsg_trim(buf, body_len, qend, limit > optlen ? limit - optlen : 0);
 	}
 	if (opt) {
 		if (len + DNS_OPT_RR_BYTES > cap)

@@ -869,6 +869,115 @@ static void test_finalize_truncation(void **state)
 	assert_int_equal(dnsmsg_finalize(b, bl, sizeof(b), &q, DNS_MSG_MAX_BYTES), bl + 11);
 }
 
+/* @p n records from @p fmt (one %u: the index) into @p text, listed in
+ * @p list (NULL-terminated; @p n < 64). */
+static const char *const *rr_list(const char *fmt, unsigned n, char text[][128],
+				  const char **list)
+{
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(text[i], 128, fmt, i);
+		list[i] = text[i];
+	}
+	list[n] = NULL;
+	return list;
+}
+
+/* Issue 10.3: over UDP only the answer section itself (or an authority
+ * section the answer needs) not fitting sets TC (RFC 2181 9); additional,
+ * then an NS-only authority, are dropped first. */
+static void test_finalize_trim(void **state)
+{
+	(void)state;
+	static char t1[64][128], t2[64][128], t3[64][128];
+	const char *l1[65], *l2[65], *l3[65];
+	uint8_t b[BUF];
+	struct dnsmsg_query q;
+	make_q("a.example.", LDNS_RR_TYPE_A, 0, false, &q);
+
+	/* 20 answers (fit in 512) + 20 additional: additional dropped, no TC. */
+	const char *const *an = rr_list("a.example. 300 IN A 192.0.2.%u", 20, t1, l1);
+	const char *const *ns = rr_list("example. 300 IN NS ns%u.example.", 2, t2, l2);
+	const char *const *ar = rr_list("ns%u.example. 300 IN AAAA 2001:db8::%u", 20, t3, l3);
+	size_t bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, ar, false,
+			       b);
+	assert_true(bl > 512);
+	size_t rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	assert_true(rl <= 512);
+	ldns_pkt *pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 20);
+	assert_int_equal(ldns_pkt_nscount(pkt), 2);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* 25 answers + 20 NS: the NS set of a positive answer goes too. */
+	an = rr_list("a.example. 300 IN A 192.0.2.%u", 25, t1, l1);
+	ns = rr_list("example. 300 IN NS a-long-name-server-name-%u.example.", 20, t2, l2);
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, ar, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	assert_true(rl <= 512);
+	pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 25);
+	assert_int_equal(ldns_pkt_nscount(pkt), 0);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* With EDNS the OPT stays and counts against the limit. */
+	make_q("a.example.", LDNS_RR_TYPE_A, 512, true, &q);
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, ar, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	assert_true(rl <= 512);
+	pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 25);
+	assert_int_equal(ldns_pkt_edns_udp_size(pkt), DNS_EDNS_PAYLOAD_BYTES);
+	assert_true(ldns_pkt_edns_do(pkt));
+	ldns_pkt_free(pkt);
+
+	/* An authority that is not only NS (an SOA after a CNAME, NSEC
+	 * proofs) is not dropped silently: TC. */
+	make_q("a.example.", LDNS_RR_TYPE_A, 0, false, &q);
+	ns = rr_list("example. 300 IN NS a-long-name-server-name-%u.example.", 20, t2, l2);
+	snprintf(t2[19], 128, "example. 300 IN SOA ns.example. h.example. 1 2 3 4 60");
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, NULL, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	pkt = parse(b, rl);
+	assert_true(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 0);
+	assert_int_equal(ldns_pkt_qdcount(pkt), 1);
+	ldns_pkt_free(pkt);
+
+	/* A negative answer keeps its SOA; its additional records go. */
+	static const char *const soa[] = {
+		"example. 300 IN SOA ns.example. h.example. 1 2 3 4 60", NULL };
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL, soa, ar, false, b);
+	assert_true(bl > 512);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_get_rcode(pkt), LDNS_RCODE_NXDOMAIN);
+	assert_int_equal(ldns_pkt_nscount(pkt), 1);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* The answer alone does not fit: TC, as before. */
+	an = rr_list("a.example. 300 IN TXT \"a text of some length to fill the packet %u\"", 20,
+		     t1, l1);
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, NULL, NULL, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	pkt = parse(b, rl);
+	assert_true(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* dnsmsg_trim() on a body whose records do not walk: the question, TC. */
+	bl = big_body(40, b);
+	put16(b + 6, 41);
+	assert_int_equal(dnsmsg_trim(b, bl, 12 + 11 + 4, 512), 12 + 11 + 4);
+	assert_int_equal(b[2] & 0x02, 0x02);
+}
+
 static void test_finalize_garbage(void **state)
 {
 	(void)state;
@@ -1625,6 +1734,7 @@ int main(void)
 		cmocka_unit_test(test_finalize_flags_and_case),
 		cmocka_unit_test(test_finalize_opt),
 		cmocka_unit_test(test_finalize_truncation),
+		cmocka_unit_test(test_finalize_trim),
 		cmocka_unit_test(test_finalize_garbage),
 		cmocka_unit_test(test_error_bodies),
 		cmocka_unit_test(test_upstream_query),

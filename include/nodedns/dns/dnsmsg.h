@@ -113,12 +113,28 @@ size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key);
  * (capacity @p cap >= body_len + DNS_OPT_RR_BYTES): set ID, QR, RD and CD as
  * asked, RA=1, copy the client's question name (its case) over the body's
  * when both have the same length, append an OPT record (payload 1232, DO as
- * asked) when the query had one, and when the result exceeds @p limit cut it
- * to header + question (+ OPT) with TC=1.
+ * asked) when the query had one, and when the result exceeds @p limit trim
+ * it with dnsmsg_trim() (the OPT always stays).
  * @return the reply length, or 0 if @p buf does not hold a valid body header.
  */
 size_t dnsmsg_finalize(uint8_t *buf, size_t body_len, size_t cap, const struct dnsmsg_query *q,
 		       size_t limit);
+
+/**
+ * Make the body in @p buf (@p len bytes, question ending at @p qend) fit in
+ * @p room bytes, in place (RFC 2181 9): unchanged when it fits; else without
+ * its additional records; else, for a NOERROR answer whose authority section
+ * is only NS records, without authority and additional; else the header and
+ * question alone with TC=1. TC is thus set only when the answer section
+ * itself, or an authority section the answer needs (SOA, DNSSEC proofs),
+ * does not fit. A body whose records do not walk is cut to the question with
+ * TC=1, as is one whose question alone exceeds @p room (the result is then
+ * longer than @p room). Compression pointers in what stays must point
+ * backwards (true of every server's output, and of owner names in every body
+ * this module accepts).
+ * @return the new length.
+ */
+size_t dnsmsg_trim(uint8_t *buf, size_t len, size_t qend, size_t room);
 
 /**
  * Build a body with no records and rcode @p rcode for @p q (question echoed
