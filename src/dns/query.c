@@ -384,8 +384,15 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 	/* The upstream could not answer: a stale answer beats its failure
 	 * (RFC 8767). Keep the stale entry: do not replace it with the
 	 * SERVFAIL. */
-	if ((info.rcode == DNS_RCODE_SERVFAIL || info.rcode == DNS_RCODE_REFUSED) &&
-	    pending_stale(w, p, now)) {
+	if (info.rcode == DNS_RCODE_SERVFAIL && pending_stale(w, p, now)) {
+		pending_free(w, p);
+		return;
+	}
+	/* Every upstream refused (the upstream module tried each): their
+	 * policy, not ours. The client gets SERVFAIL (or stale data), as
+	 * from unbound, never REFUSED. */
+	if (info.rcode == DNS_RCODE_REFUSED) {
+		pending_fail(w, p, now);
 		pending_free(w, p);
 		return;
 	}

@@ -669,6 +669,28 @@ static void test_rd0_cache_only(void **state)
 	assert_int_equal(up.ncalls, 1);
 }
 
+/* Issue 10.6: an upstream's REFUSED (every upstream refused: the upstream
+ * module tried each) reaches the client as SERVFAIL, or as stale data. */
+static void test_upstream_refused_is_servfail(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "r.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	fake_answer(0, NULL, 60, LDNS_RCODE_REFUSED);
+	check_a(0, 1, "r.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	assert_int_equal(query_worker_stats(f->w)->upstream_failures, 1);
+	/* Not cached: the next asker goes upstream again. */
+	ask(f, "r.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 2);
+	fake_answer(1, "192.0.2.90", 10, 0);
+	check_a(1, 2, "r.example.test.", "192.0.2.90", 0);
+	/* Expired: a REFUSED then gets the stale answer. */
+	now += 60 * 1000;
+	ask(f, "r.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	fake_answer(2, NULL, 60, LDNS_RCODE_REFUSED);
+	check_a(2, 3, "r.example.test.", "192.0.2.90", 0);
+	assert_int_equal(query_worker_stats(f->w)->stale_answers, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -686,6 +708,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cd_bit_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_records_passed_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rd0_cache_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upstream_refused_is_servfail, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
