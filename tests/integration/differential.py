@@ -277,12 +277,14 @@ def _nsd():
     return n
 
 
-def _unbound(upstream_port):
-    d = tempfile.mkdtemp(prefix="nodedns-diff-unbound-")
+def _unbound(upstream_port, template=UNBOUND_CONF, d=None, probe="diff.test"):
+    """unbound from @template forwarding to @upstream_port, files in @d (a new
+    directory when None). @return (process, port, directory)."""
+    d = d or tempfile.mkdtemp(prefix="nodedns-diff-unbound-")
     port = net.free_port()
     conf = os.path.join(d, "unbound.conf")
     with open(conf, "w") as f:
-        f.write(UNBOUND_CONF.format(port=port, dir=d, upstream=upstream_port))
+        f.write(template.format(port=port, dir=d, upstream=upstream_port))
     log = open(os.path.join(d, "unbound.log"), "wb")
     p = procs.start([UNBOUND, "-d", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
@@ -290,7 +292,7 @@ def _unbound(upstream_port):
         if p.poll() is not None:
             raise RuntimeError("unbound exited: %s" % procs.read_text(os.path.join(d, "unbound.log")))
         try:
-            m = dnswire.query((LOCAL, port), "diff.test", "SOA", timeout=0.3)
+            m = dnswire.query((LOCAL, port), probe, "SOA", timeout=0.3)
             if m.rcode == 0 and m.answer:
                 return p, port, d
         except (TimeoutError, OSError, dnswire.DNSError):
@@ -380,7 +382,105 @@ def tcp_pipelining():
         check(not bad, "pipelined query %d: %s" % (qid, "; ".join(bad)))
 
 
-TESTS = [make_test(c) for c in CASES] + [tcp_pipelining]
+SEC_ZONE = """\
+$ORIGIN sec.test.
+$TTL 300
+@      3600 IN SOA ns1.sec.test. h.sec.test. 1 3600 900 604800 60
+@      3600 IN NS  ns1.sec.test.
+ns1         IN A   127.0.0.1
+good        IN A   192.0.2.1
+bogus       IN A   192.0.2.66
+bogus2      IN A   192.0.2.67
+"""
+
+VALIDATOR_CONF = UNBOUND_CONF.replace('module-config: "iterator"',
+                                      'module-config: "validator iterator"\n'
+                                      '    trust-anchor-file: "{dir}/anchor"\n'
+                                      '    val-log-level: 0')
+
+
+def _signed_zone(d):
+    """sec.test signed with one ECDSA key into @d, then two A records changed
+    under their signatures (bogus). @return the DNSKEY record (the anchor)."""
+    with open(os.path.join(d, "sec.test.zone"), "w") as f:
+        f.write(SEC_ZONE)
+    key = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "sec.test"], cwd=d,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["ldns-signzone", "sec.test.zone", key], cwd=d, capture_output=True,
+                   check=True)
+    path = os.path.join(d, "sec.test.zone.signed")
+    with open(path) as f:
+        text = f.read()
+    for good, bad in (("192.0.2.66", "192.0.2.166"), ("192.0.2.67", "192.0.2.167")):
+        check(good in text, "signed zone lacks %s" % good)
+        text = text.replace("\t" + good, "\t" + bad)
+    with open(path, "w") as f:
+        f.write(text)
+    with open(os.path.join(d, key + ".key")) as f:
+        return f.read().split(";")[0].strip()
+
+
+def _ask(addr, name, cd=False, do=True):
+    w = dnswire.build_query(name, "A", edns=1232, do=do, cd=cd)
+    return dnswire.parse(dnswire.udp_exchange(addr, w, 3.0))
+
+
+def dnssec_cd_via_validating_upstream():
+    """Issue 10.1, end to end: nodedns forwards to a validating unbound in
+    front of NSD serving a signed zone with two bogus records. What was
+    fetched with CD=1 (checking disabled: the bogus data) must not reach a
+    CD=0 client from the cache, nor a validator's SERVFAIL a CD=1 client."""
+    if "nd" not in _st:
+        raise Skip("%s not installed" % UNBOUND)
+    if not shutil.which("ldns-signzone") or not shutil.which("ldns-keygen"):
+        raise Skip("ldns-signzone/ldns-keygen not installed (ldnsutils)")
+    d = tempfile.mkdtemp(prefix="nodedns-diff-sec-")
+    nsd = val = None
+    saved = harness.ZONES
+    try:
+        anchor = _signed_zone(d)
+        harness.ZONES = d
+        nsd = harness.Nsd([("sec.test", "sec.test.zone.signed")], "sec")
+        nsd.start()
+        harness.ZONES = saved
+        with open(os.path.join(d, "anchor"), "w") as f:
+            f.write(anchor + "\n")
+        val, port, vdir = _unbound(nsd.port, VALIDATOR_CONF, d, "sec.test")
+        vaddr = (LOCAL, port)
+        m = _ask(vaddr, "good.sec.test")
+        check(m.rcode_name == "NOERROR" and m.ad, "validator: good.sec.test not secure: %s"
+              % m.summary())
+        m = _ask(vaddr, "bogus.sec.test")
+        check(m.rcode_name == "SERVFAIL", "validator: bogus.sec.test not bogus: %s" % m.summary())
+        with Nodedns(upstream="%s:%d" % vaddr, timeout_ms=2000) as nd:
+            m = _ask(nd.addr, "good.sec.test")
+            check(m.rcode_name == "NOERROR" and m.ad and m.answers("A") == ["192.0.2.1"],
+                  "good.sec.test through nodedns: %s" % m.summary())
+            # CD=1 first: the unchecked data, then CD=0 must not get it.
+            m = _ask(nd.addr, "bogus.sec.test", cd=True)
+            check(m.rcode_name == "NOERROR" and m.answers("A") == ["192.0.2.166"] and m.cd,
+                  "bogus.sec.test with CD=1: want the unchecked data, got %s" % m.summary())
+            m = _ask(nd.addr, "bogus.sec.test")
+            check(m.rcode_name == "SERVFAIL",
+                  "bogus.sec.test with CD=0 after a CD=1 query: want SERVFAIL, got %s "
+                  "(the CD=1 answer served from the cache)" % m.summary())
+            # CD=0 first: the validator's SERVFAIL, then CD=1 must get the data.
+            m = _ask(nd.addr, "bogus2.sec.test")
+            check(m.rcode_name == "SERVFAIL", "bogus2.sec.test with CD=0: %s" % m.summary())
+            m = _ask(nd.addr, "bogus2.sec.test", cd=True)
+            check(m.rcode_name == "NOERROR" and m.answers("A") == ["192.0.2.167"],
+                  "bogus2.sec.test with CD=1 after a CD=0 SERVFAIL: want the data, got %s"
+                  % m.summary())
+    finally:
+        harness.ZONES = saved
+        if val is not None:
+            procs.stop(val)
+        if nsd is not None:
+            nsd.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+TESTS = [make_test(c) for c in CASES] + [tcp_pipelining, dnssec_cd_via_validating_upstream]
 
 
 def main(argv):
