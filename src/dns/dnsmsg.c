@@ -144,7 +144,8 @@ parse_records(const uint8_t *wire, size_t len, size_t p, unsigned an, unsigned n
  * record, whose presence the reply must mirror (RFC 6891 6.1.1). Cold: kept
  * out of line so that the parse of a good query stays inlined (a cache hit
  * costs ~30 instructions more otherwise). */
-__attribute__((cold, noinline)) static void scan_for_reply(const uint8_t *wire, size_t len, struct dnsmsg_query *q)
+__attribute__((cold, noinline)) static void scan_for_reply(const uint8_t *wire, size_t len,
+							   struct dnsmsg_query *q)
 {
 	unsigned qd = wire_get16(wire + 4);
 	size_t p = DNS_HEADER_BYTES;

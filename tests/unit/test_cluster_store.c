@@ -200,7 +200,8 @@ static void test_ptr_per_service_incremental(void **state)
 	    "'namespace':'e2e','name':'dns-querier-1'}}],'ports':[]}");
 	s2 = cluster_publisher_publish(pub, store);
 	expect_ptrs(s2, rev,
-		    "10.1.245.10.in-addr.arpa. 5 IN PTR dns-querier-1.dns-test-service.e2e.svc.cluster.local.\n");
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "dns-querier-1.dns-test-service.e2e.svc.cluster.local.\n");
 	cluster_snapshot_unref(s2);
 
 	put(store, K8S_SERVICE,
@@ -218,9 +219,12 @@ static void test_ptr_per_service_incremental(void **state)
 	    "'third'}},'addressType':'IPv4','endpoints':[{'addresses':['10.245.1.10']}],'ports':[]}");
 	s2 = cluster_publisher_publish(pub, store);
 	expect_ptrs(s2, rev,
-		    "10.1.245.10.in-addr.arpa. 5 IN PTR dns-querier-1.dns-test-service.e2e.svc.cluster.local.\n"
-		    "10.1.245.10.in-addr.arpa. 5 IN PTR 10-245-1-10.test-service-2.e2e.svc.cluster.local.\n"
-		    "10.1.245.10.in-addr.arpa. 5 IN PTR 10-245-1-10.third.other.svc.cluster.local.\n");
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "dns-querier-1.dns-test-service.e2e.svc.cluster.local.\n"
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "10-245-1-10.test-service-2.e2e.svc.cluster.local.\n"
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "10-245-1-10.third.other.svc.cluster.local.\n");
 	cluster_snapshot_unref(s2);
 
 	/* One Service's endpoint turns not ready, another Service goes. */
@@ -231,7 +235,8 @@ static void test_ptr_per_service_incremental(void **state)
 	del(store, K8S_SERVICE, "{'metadata':{'name':'third','namespace':'other'}}");
 	s2 = cluster_publisher_publish(pub, store);
 	expect_ptrs(s2, rev,
-		    "10.1.245.10.in-addr.arpa. 5 IN PTR 10-245-1-10.test-service-2.e2e.svc.cluster.local.\n");
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "10-245-1-10.test-service-2.e2e.svc.cluster.local.\n");
 	cluster_snapshot_unref(s2);
 }
 
