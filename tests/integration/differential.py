@@ -169,6 +169,8 @@ case("40 A, no EDNS (TC)", "many.diff.test", "A", ["positive"], edns=None)
 case("40 A, EDNS 1232", "many.diff.test", "A", ["positive"])
 case("150 TXT over UDP (TC)", "huge.diff.test", "TXT", ["positive"])
 case("150 TXT over TCP", "huge.diff.test", "TXT", ["positive"], tcp=True)
+case("600 A over TCP (issue 10.2)", "lots.diff.test", "A", ["positive"], tcp=True)
+case("600 A over TCP, again", "lots.diff.test", "A", ["positive"], tcp=True)
 case("glue-heavy, no EDNS (issue 10.3)", "www.glue.test", "A", ["positive"], edns=None)
 case("glue-heavy, EDNS 1232", "www.glue.test", "A", ["positive"])
 # ---- EDNS
