@@ -13,6 +13,9 @@ static const struct metrics_field counters[] = {
 	{ "nodedns_cache_inserts_total", "Entries stored.", offsetof(struct cache_stats, inserts) },
 	{ "nodedns_cache_evictions_total", "Entries evicted to stay under --cache-memory.",
 	  offsetof(struct cache_stats, evictions) },
+	{ "nodedns_cache_too_big_total",
+	  "Answers passed on uncached: more records or bytes than an entry may hold.",
+	  offsetof(struct cache_stats, too_big) },
 };
 
 static const struct metrics_field gauges[] = {

@@ -70,8 +70,8 @@ size_t dnsmsg_plain_name_len(const uint8_t *wire, size_t len, size_t off)
  * the first name of a message could only point into the header), copied as
  * sent and lower-cased, then its type and class. @p *pos: where the question
  * ends. */
-static enum dnsmsg_verdict parse_question(const uint8_t *wire, size_t len,
-					  struct dnsmsg_query *q, size_t *pos)
+static inline __attribute__((always_inline)) enum dnsmsg_verdict
+parse_question(const uint8_t *wire, size_t len, struct dnsmsg_query *q, size_t *pos)
 {
 	size_t p = DNS_HEADER_BYTES, n = 0;
 	unsigned labels = 0;
@@ -110,8 +110,9 @@ static enum dnsmsg_verdict parse_question(const uint8_t *wire, size_t len,
 /* The @p an + @p ns + @p ar records from @p p on: well formed, and at most
  * one OPT, in the additional section, owned by the root (it sets the EDNS
  * fields of @p q). */
-static enum dnsmsg_verdict parse_records(const uint8_t *wire, size_t len, size_t p, unsigned an,
-					 unsigned ns, unsigned ar, struct dnsmsg_query *q)
+static inline __attribute__((always_inline)) enum dnsmsg_verdict
+parse_records(const uint8_t *wire, size_t len, size_t p, unsigned an, unsigned ns, unsigned ar,
+	      struct dnsmsg_query *q)
 {
 	unsigned total = an + ns + ar;
 	for (unsigned i = 0; i < total; i++) {
@@ -138,6 +139,30 @@ static enum dnsmsg_verdict parse_records(const uint8_t *wire, size_t len, size_t
 	return DNSMSG_OK;
 }
 
+/* Best effort, for the error reply to a query refused at its header: the
+ * question (echoed when there is exactly one and it parses) and the OPT
+ * record, whose presence the reply must mirror (RFC 6891 6.1.1). Cold: kept
+ * out of line so that the parse of a good query stays inlined (a cache hit
+ * costs ~30 instructions more otherwise). */
+__attribute__((cold, noinline)) static void scan_for_reply(const uint8_t *wire, size_t len,
+							   struct dnsmsg_query *q)
+{
+	unsigned qd = wire_get16(wire + 4);
+	size_t p = DNS_HEADER_BYTES;
+	if (qd == 1) {
+		if (parse_question(wire, len, q, &p) != DNSMSG_OK)
+			return;
+	} else {
+		for (unsigned i = 0; i < qd; i++) {
+			if (skip_name(wire, len, &p) < 0 || p + 4 > len)
+				return;
+			p += 4;
+		}
+	}
+	(void)parse_records(wire, len, p, wire_get16(wire + 6), wire_get16(wire + 8),
+			    wire_get16(wire + 10), q);
+}
+
 enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct dnsmsg_query *q)
 {
 	q->has_question = false;
@@ -155,19 +180,24 @@ enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct d
 	q->opcode = (wire[2] >> 3) & 0x0f;
 	q->rd = wire[2] & 0x01;
 	q->cd = (wire[3] & 0x10) != 0;
-	if (wire_get16(wire + 4) != 1)
+	/* The opcode first: an opcode we do not implement (DSO, UPDATE, ...)
+	 * gets NOTIMP whatever its sections hold (RFC 1035 4.1.1; RFC 8490
+	 * has DSO with QDCOUNT 0). */
+	if (q->opcode != 0) {
+		scan_for_reply(wire, len, q);
+		return DNSMSG_NOTIMP;
+	}
+	if (wire_get16(wire + 4) != 1) {
+		scan_for_reply(wire, len, q);
 		return DNSMSG_FORMERR;
+	}
 
 	size_t p;
 	enum dnsmsg_verdict v = parse_question(wire, len, q, &p);
 	if (v == DNSMSG_OK)
 		v = parse_records(wire, len, p, wire_get16(wire + 6), wire_get16(wire + 8),
 				  wire_get16(wire + 10), q);
-	if (v != DNSMSG_OK)
-		return v;
-	if (q->opcode != 0)
-		return DNSMSG_NOTIMP;
-	return DNSMSG_OK;
+	return v;
 }
 
 bool dnsmsg_question_match(const uint8_t *query, size_t qend, const uint8_t *reply, size_t len)
@@ -209,7 +239,9 @@ size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key)
 	memcpy(key, q->lname, n);
 	wire_put16(key + n, q->qtype);
 	wire_put16(key + n + 2, q->qclass);
-	key[n + 4] = q->do_bit ? 1 : 0;
+	/* One flags byte: DO and CD (RFC 4035 3.2.2, 4.7: an answer fetched
+	 * with checking disabled must not reach a client that asked for it). */
+	key[n + 4] = (uint8_t)((q->do_bit ? 1 : 0) | (q->cd ? 2 : 0));
 	return n + 5;
 }
 
@@ -225,6 +257,63 @@ static size_t put_opt(uint8_t *p, bool do_bit, uint8_t ext_rcode)
 	p[8] = 0;
 	wire_put16(p + 9, 0);
 	return DNS_OPT_RR_BYTES;
+}
+
+/* Skip @p count records from *pos (owner names may be compressed; bounds
+ * checked). *ns_only is cleared when one is not an NS record (may be NULL).
+ * @return 0 or -1. */
+static int skip_records(const uint8_t *buf, size_t len, size_t *pos, unsigned count,
+			bool *ns_only)
+{
+	size_t p = *pos;
+	for (unsigned i = 0; i < count; i++) {
+		if (skip_name(buf, len, &p) < 0 || p + 10 > len)
+			return -1;
+		size_t end = p + 10u + wire_get16(buf + p + 8);
+		if (end > len)
+			return -1;
+		if (ns_only && wire_get16(buf + p) != DNS_TYPE_NS)
+			*ns_only = false;
+		p = end;
+	}
+	*pos = p;
+	return 0;
+}
+
+size_t dnsmsg_trim(uint8_t *buf, size_t len, size_t qend, size_t room)
+{
+	if (len <= room)
+		return len;
+	unsigned an = wire_get16(buf + 6), ns = wire_get16(buf + 8);
+	size_t p = qend;
+	bool ns_only = true;
+	if (qend >= DNS_HEADER_BYTES && qend <= len && skip_records(buf, len, &p, an, NULL) == 0) {
+		size_t answer_end = p;
+		if (skip_records(buf, len, &p, ns, &ns_only) == 0) {
+			/* Additional records are extra information: dropped
+			 * without TC (RFC 2181 9). Pointers only point back,
+			 * so what stays is whole. */
+			if (p <= room) {
+				wire_put16(buf + 10, 0);
+				return p;
+			}
+			/* So is the NS set of a positive answer. An SOA (the
+			 * negative TTL, RFC 2308 5) or DNSSEC proofs (RFC 4035
+			 * 3.1.3) are not: then TC. */
+			if (answer_end <= room && an > 0 && ns_only && (buf[3] & 0x0f) == 0) {
+				wire_put16(buf + 8, 0);
+				wire_put16(buf + 10, 0);
+				return answer_end;
+			}
+		}
+	}
+	/* The answer itself does not fit: the header and the question with
+	 * TC=1; the client retries over TCP (RFC 1035 4.2.1, RFC 7766). */
+	buf[2] |= 0x02;
+	wire_put16(buf + 6, 0);
+	wire_put16(buf + 8, 0);
+	wire_put16(buf + 10, 0);
+	return qend;
 }
 
 static size_t finalize(uint8_t *buf, size_t body_len, size_t cap, const struct dnsmsg_query *q,
@@ -252,13 +341,8 @@ static size_t finalize(uint8_t *buf, size_t body_len, size_t cap, const struct d
 	size_t total = body_len + (opt ? DNS_OPT_RR_BYTES : 0);
 	size_t len = body_len;
 	if (total > limit) {
-		/* Truncate to the header and the question: the client retries
-		 * over TCP (RFC 1035 4.2.1, RFC 7766). */
-		len = qend;
-		buf[2] |= 0x02;
-		wire_put16(buf + 6, 0);
-		wire_put16(buf + 8, 0);
-		wire_put16(buf + 10, 0);
+		size_t optlen = opt ? DNS_OPT_RR_BYTES : 0;
+		len = dnsmsg_trim(buf, body_len, qend, limit > optlen ? limit - optlen : 0);
 	}
 	if (opt) {
 		if (len + DNS_OPT_RR_BYTES > cap)

@@ -56,7 +56,7 @@ struct query_worker {
 	size_t zone_len;
 	uint8_t buf[REPLY_BUF_BYTES];  /* reply being built */
 	uint8_t body[REPLY_BUF_BYTES]; /* prepared upstream body */
-	uint16_t ttl_off[CACHE_TTLS_MAX];
+	uint16_t ttl_off[DNS_RECORDS_MAX]; /* every record: more than the cache holds */
 };
 
 /* Counters of one worker have one writer (its thread): a relaxed load and
@@ -375,7 +375,7 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 
 	struct dnsmsg_reply_info info;
 	size_t blen = dnsmsg_prepare_reply(reply, len, &env->ttl, w->body, sizeof(w->body),
-					   w->ttl_off, CACHE_TTLS_MAX, &info);
+					   w->ttl_off, DNS_RECORDS_MAX, &info);
 	if (blen == 0) {
 		pending_fail(w, p, now);
 		pending_free(w, p);
@@ -384,11 +384,20 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 	/* The upstream could not answer: a stale answer beats its failure
 	 * (RFC 8767). Keep the stale entry: do not replace it with the
 	 * SERVFAIL. */
-	if ((info.rcode == DNS_RCODE_SERVFAIL || info.rcode == DNS_RCODE_REFUSED) &&
-	    pending_stale(w, p, now)) {
+	if (info.rcode == DNS_RCODE_SERVFAIL && pending_stale(w, p, now)) {
 		pending_free(w, p);
 		return;
 	}
+	/* Every upstream refused (the upstream module tried each): their
+	 * policy, not ours. The client gets SERVFAIL (or stale data), as
+	 * from unbound, never REFUSED. */
+	if (info.rcode == DNS_RCODE_REFUSED) {
+		pending_fail(w, p, now);
+		pending_free(w, p);
+		return;
+	}
+	/* An answer the cache cannot hold (more than CACHE_TTLS_MAX records,
+	 * or bytes) is still passed on; the cache counts it (too_big). */
 	if (info.cacheable)
 		cache_insert(env->cache, p->key, p->keylen, w->body, blen, w->ttl_off, info.nttl,
 			     info.ttl_s, (enum cache_kind)info.kind, now,
@@ -498,6 +507,24 @@ static void forward(struct query_worker *w, const struct query_client *c,
 		return;
 	}
 	wait_upstream(w, c, q, group, key, keylen, now_ms);
+}
+
+/* RD=0: the client asks what we hold, not for recursion (RFC 1034 4.3.1).
+ * Answered from the cache only, as unbound does: a miss is REFUSED and
+ * nothing goes upstream, so such a query never fills the cache. */
+static void answer_norec(struct query_worker *w, const struct query_client *c,
+			 const struct dnsmsg_query *q, uint64_t now_ms)
+{
+	uint8_t key[CACHE_KEY_MAX];
+	size_t keylen = dnsmsg_key(q, key);
+	struct cache_hit hit;
+	if (cache_lookup(w->env->cache, key, keylen, now_ms, 0, 0, w->buf, sizeof(w->buf), &hit) ==
+	    1) {
+		inc(&w->stats.cache_answers);
+		send_body(w, c, q, hit.len, 0, "cache", now_ms);
+		return;
+	}
+	send_error(w, c, q, DNS_RCODE_REFUSED, "norec", now_ms);
 }
 
 /* ----------------------------------------------------- ExternalName chase
@@ -674,5 +701,9 @@ void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
 	if ((in_zone || is_reverse(&q)) && handle_cluster(w, &q, c, in_zone, now_ms))
 		return;
 	inc(&w->stats.by_zone[1]);
+	if (!q.rd) {
+		answer_norec(w, c, &q, now_ms);
+		return;
+	}
 	forward(w, c, &q, pick_group(w, &q), true, now_ms);
 }

@@ -33,6 +33,11 @@
  *   server that refuses fails its queries at once (SERVFAIL quickly) and one
  *   that comes back is used by the next query (recovery without waiting for
  *   the backoff); backoff only orders servers and limits connects.
+ * - A SERVFAIL or REFUSED reply is the server's failure: the query moves on
+ *   to the next server not tried yet, as after a timeout, and the reply is
+ *   kept; when no server is left it is passed on (the last one received)
+ *   instead of a failure status. The last server's own reply is passed on
+ *   at once.
  * - Final status when every server failed: -ETIMEDOUT if any attempt timed
  *   out without a bad reply, else -EPROTO if an attempt saw only bad replies
  *   (wrong question for its ID, broken framing), else -ECONNREFUSED.
@@ -58,6 +63,7 @@
  */
 
 static void on_tq_timer(uv_timer_t *t);
+static int pick_server(struct up_req *r, uint64_t now);
 
 /* ---- Small helpers ---- */
 
@@ -316,6 +322,31 @@ static void req_release(struct up_req *r)
 	set_inflight(u);
 }
 
+/* Keep @p p (a SERVFAIL or REFUSED reply of @p n bytes for @p r, ID
+ * restored) in case no other server does better. @return 0 or -ENOMEM. */
+static int req_keep_reply(struct up_req *r, const uint8_t *p, size_t n)
+{
+	uint8_t *copy = malloc(n);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, p, n);
+	free(r->last_reply);
+	r->last_reply = copy;
+	r->last_len = n;
+	r->last_srv = r->srv->cfg;
+	return 0;
+}
+
+/* Whether the reply @p p to @p r is a server failure to pass over: SERVFAIL
+ * or REFUSED while a server of the group is left to try. */
+static bool req_pass_over(struct up_req *r, const uint8_t *p, size_t n)
+{
+	int rcode = dnsmsg_rcode(p);
+	if (rcode != DNS_RCODE_SERVFAIL && rcode != DNS_RCODE_REFUSED)
+		return false;
+	return pick_server(r, upstream_now_ms(r->u)) >= 0 && req_keep_reply(r, p, n) == 0;
+}
+
 void upstream_req_reply(struct up_req *r, uint8_t *p, size_t n)
 {
 	struct up_srv *s = r->srv;
@@ -324,9 +355,19 @@ void upstream_req_reply(struct up_req *r, uint8_t *p, size_t n)
 	STAT_INC(s->cfg->stats.replies);
 	wire_put16(p, r->orig_id);
 	bool was_tcp = r->state == R_TCP;
+	if (req_pass_over(r, p, n)) {
+		STAT_INC(s->cfg->stats.rcode_failovers);
+		tq_remove(r);
+		upstream_req_unbind(r);
+		upstream_req_next_server(r); /* never calls back from here */
+		if (was_tcp)
+			upstream_srv_pump(s);
+		return;
+	}
 	upstream_done_cb cb = r->cb;
 	void *arg = r->arg;
 	req_release(r);
+	free(r->last_reply);
 	free(r);
 	if (was_tcp)
 		upstream_srv_pump(s);
@@ -528,9 +569,16 @@ void upstream_on_defer(uv_idle_t *h)
 		int status = r->status;
 		upstream_done_cb cb = r->cb;
 		void *arg = r->arg;
+		uint8_t *last = r->last_reply; /* every server failed: its failure, as it said it */
+		size_t last_len = r->last_len;
+		const struct upstream_server *last_srv = r->last_srv;
 		req_release(r);
 		free(r);
-		cb(arg, status, NULL, 0, NULL);
+		if (last)
+			cb(arg, 0, last, last_len, last_srv);
+		else
+			cb(arg, status, NULL, 0, NULL);
+		free(last);
 		if (u->closing)
 			return;
 	}
@@ -646,6 +694,7 @@ void upstream_close(struct upstream *u)
 		upstream_done_cb cb = r->cb;
 		void *arg = r->arg;
 		req_release(r);
+		free(r->last_reply);
 		free(r);
 		cb(arg, -ECANCELED, NULL, 0, NULL);
 	}

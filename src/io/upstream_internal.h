@@ -190,6 +190,9 @@ struct up_req {
 	bool use_tcp;     /* TC=1 seen: TCP from now on */
 	bool bad_attempt; /* this attempt saw a reply with its ID but a wrong question */
 	bool f_timeout, f_proto;
+	uint8_t *last_reply; /* owned: the last SERVFAIL/REFUSED passed over, or NULL */
+	size_t last_len;
+	const struct upstream_server *last_srv; /* who sent last_reply (borrowed) */
 	size_t qend; /* end of the question section */
 	size_t len;
 	uint8_t hdr[4]; /* TCP length prefix and wire ID, sent before q + 2 */

@@ -17,6 +17,9 @@ static const struct metrics_field server_counters[] = {
 	  offsetof(struct upstream_stats, tcp_connects) },
 	{ "nodedns_upstream_tc_retries_total", "UDP replies with TC=1 retried over TCP.",
 	  offsetof(struct upstream_stats, tc_retries) },
+	{ "nodedns_upstream_rcode_failovers_total",
+	  "SERVFAIL/REFUSED replies from an upstream that sent the query on to the next one.",
+	  offsetof(struct upstream_stats, rcode_failovers) },
 };
 
 /* Samples of nodedns_upstream_failures_total per server: reason and counter. */

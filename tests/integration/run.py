@@ -729,6 +729,17 @@ def garbage_input():
             w = build_query("www.example.test", "A", opcode=opcode)
             r = raw(w, "opcode %d" % opcode)
             expect_rcode(r, "NOTIMP", "opcode %d" % opcode)
+        # Issue 10.5: the opcode before QDCOUNT (DSO has none); an error
+        # reply to a query with an OPT carries one (RFC 6891 6.1.1).
+        r = raw(dnswire.make_header(0xBEF4, opcode=6, qd=0, ar=1) + dnswire.opt_rr(),
+                "DSO (opcode 6), QDCOUNT 0, with OPT")
+        expect_rcode(r, "NOTIMP", "opcode 6 with QDCOUNT 0")
+        check(r.opt is not None, "NOTIMP to a query with OPT carries none: %s" % r.summary())
+        r = raw(dnswire.make_header(0xBEF5, qd=0, ar=1) + dnswire.opt_rr(do=True),
+                "QDCOUNT 0 with OPT")
+        expect_rcode(r, "FORMERR", "QDCOUNT 0 with OPT")
+        check(r.opt is not None and r.opt["do"], "FORMERR to a query with OPT (DO=1): %s"
+              % r.summary())
         w = build_query("version.bind", "TXT", qclass="CH")
         r = raw(w, "CH version.bind")
         check_reply(w, r)
@@ -796,6 +807,23 @@ def stub_domains():
         check(st.addr_text in labels and up.addr_text in labels,
               "nodedns_upstream_requests_total upstream labels %s, want %s and %s"
               % (labels, up.addr_text, st.addr_text))
+
+
+@test
+def refused_fails_over():
+    """Issue 10.6: an upstream's REFUSED sends the query to the next upstream;
+    when every one refuses the client gets SERVFAIL, not REFUSED."""
+    up = nsd()
+    st = nsd_stub()
+    with Nodedns(upstream=[up.addr_text, st.addr_text]) as nd:
+        m = nd.q("www.stub.test", "A")  # the main NSD refuses stub.test
+        expect_answer(m, "A", ["198.51.100.7"], "www.stub.test after the first upstream refused")
+        check(nd.metrics().sum("nodedns_upstream_rcode_failovers_total") >= 1,
+              "nodedns_upstream_rcode_failovers_total did not count the REFUSED")
+    with Nodedns(upstream=[up.addr_text]) as nd:
+        m = nd.q("www.stub.test", "A")
+        expect_rcode(m, "SERVFAIL", "every upstream refused")
+        check(m.ra, "SERVFAIL without RA")
 
 
 @test

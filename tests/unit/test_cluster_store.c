@@ -171,6 +171,75 @@ static void test_events(void **state)
 	assert_int_equal(st.namespaces, 2);
 }
 
+static void expect_ptrs(struct cluster_snapshot *sn, const char *name, const char *want)
+{
+	ldns_pkt *p = ask_full(sn, &cfg, name, LDNS_RR_TYPE_PTR, 512);
+
+	check_sec(p, LDNS_SECTION_ANSWER, want);
+	ldns_pkt_free(p);
+}
+
+/* Issue 10.7: a ready endpoint address held by several Services answers one
+ * PTR per Service (README, CoreDNS), also when the Services come and go one
+ * publish at a time (the reverse entries are diffed, not rebuilt), and as
+ * the conformance-test cluster has it (a headless Service with a hostname and
+ * a ClusterIP Service whose endpoint gets its dashed name). */
+static void test_ptr_per_service_incremental(void **state)
+{
+	struct cluster_snapshot *s2;
+	const char *rev = "10.1.245.10.in-addr.arpa";
+
+	(void)state;
+	ns(store, "e2e");
+	put(store, K8S_SERVICE,
+	    "{'metadata':{'name':'dns-test-service','namespace':'e2e'},'spec':{'clusterIP':'None'}}");
+	put(store, K8S_ENDPOINTSLICE,
+	    "{'metadata':{'name':'dts-1','namespace':'e2e','labels':{'kubernetes.io/service-name':"
+	    "'dns-test-service'}},'addressType':'IPv4','endpoints':[{'addresses':['10.245.1.10'],"
+	    "'hostname':'dns-querier-1','conditions':{'ready':true},'targetRef':{'kind':'Pod',"
+	    "'namespace':'e2e','name':'dns-querier-1'}}],'ports':[]}");
+	s2 = cluster_publisher_publish(pub, store);
+	expect_ptrs(s2, rev,
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "dns-querier-1.dns-test-service.e2e.svc.cluster.local.\n");
+	cluster_snapshot_unref(s2);
+
+	put(store, K8S_SERVICE,
+	    "{'metadata':{'name':'test-service-2','namespace':'e2e'},'spec':{'clusterIP':'10.96.20.2',"
+	    "'clusterIPs':['10.96.20.2']}}");
+	put(store, K8S_ENDPOINTSLICE,
+	    "{'metadata':{'name':'ts2-1','namespace':'e2e','labels':{'kubernetes.io/service-name':"
+	    "'test-service-2'}},'addressType':'IPv4','endpoints':[{'addresses':['10.245.1.10'],"
+	    "'conditions':{'ready':true},'targetRef':{'kind':'Pod','namespace':'e2e',"
+	    "'name':'dns-querier-1'}}],'ports':[]}");
+	put(store, K8S_SERVICE,
+	    "{'metadata':{'name':'third','namespace':'other'},'spec':{'clusterIP':'None'}}");
+	put(store, K8S_ENDPOINTSLICE,
+	    "{'metadata':{'name':'t-1','namespace':'other','labels':{'kubernetes.io/service-name':"
+	    "'third'}},'addressType':'IPv4','endpoints':[{'addresses':['10.245.1.10']}],'ports':[]}");
+	s2 = cluster_publisher_publish(pub, store);
+	expect_ptrs(s2, rev,
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "dns-querier-1.dns-test-service.e2e.svc.cluster.local.\n"
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "10-245-1-10.test-service-2.e2e.svc.cluster.local.\n"
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "10-245-1-10.third.other.svc.cluster.local.\n");
+	cluster_snapshot_unref(s2);
+
+	/* One Service's endpoint turns not ready, another Service goes. */
+	put(store, K8S_ENDPOINTSLICE,
+	    "{'metadata':{'name':'dts-1','namespace':'e2e','labels':{'kubernetes.io/service-name':"
+	    "'dns-test-service'}},'addressType':'IPv4','endpoints':[{'addresses':['10.245.1.10'],"
+	    "'hostname':'dns-querier-1','conditions':{'ready':false}}],'ports':[]}");
+	del(store, K8S_SERVICE, "{'metadata':{'name':'third','namespace':'other'}}");
+	s2 = cluster_publisher_publish(pub, store);
+	expect_ptrs(s2, rev,
+		    "10.1.245.10.in-addr.arpa. 5 IN PTR "
+		    "10-245-1-10.test-service-2.e2e.svc.cluster.local.\n");
+	cluster_snapshot_unref(s2);
+}
+
 /* Every malformed object is rejected with -EINVAL and a reason, and leaves
  * the store unchanged. */
 static void test_malformed_objects(void **state)
@@ -484,6 +553,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ptr_per_service_incremental, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_demo_file, setup, teardown),

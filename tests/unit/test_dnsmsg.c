@@ -317,6 +317,33 @@ static void test_parse_qdcount(void **state)
 	/* Header only, qdcount 0. */
 	hdr(w, 9, 0x01, 0, 0, 0, 0, 0);
 	assert_int_equal(parse_q(w, 12, &q), DNSMSG_FORMERR);
+	assert_false(q.edns);
+
+	/* Issue 10.5: the FORMERR reply to a query with an OPT carries one
+	 * (RFC 6891 6.1.1), with QDCOUNT 0 or 2. */
+	n = hdr(w, 10, 0x01, 0, 0, 0, 0, 1);
+	n += opt_rr(w + n, 4096, 0, true);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_FORMERR);
+	assert_true(q.edns);
+	assert_true(q.do_bit);
+	uint8_t b[BUF];
+	size_t bl = dnsmsg_error_body(&q, DNS_RCODE_FORMERR, b);
+	size_t rl = dnsmsg_finalize(b, bl, sizeof(b), &q, dnsmsg_udp_limit(&q));
+	ldns_pkt *pkt = parse(b, rl);
+	assert_int_equal(ldns_pkt_get_rcode(pkt), LDNS_RCODE_FORMERR);
+	assert_int_equal(ldns_pkt_qdcount(pkt), 0);
+	assert_int_equal(ldns_pkt_edns_udp_size(pkt), DNS_EDNS_PAYLOAD_BYTES);
+	assert_true(ldns_pkt_edns_do(pkt));
+	ldns_pkt_free(pkt);
+
+	n = hdr(w, 11, 0x01, 0, 2, 0, 0, 1);
+	n += question(w + n, "a.example", DNS_TYPE_A, DNS_CLASS_IN);
+	n += question(w + n, "b.example", DNS_TYPE_A, DNS_CLASS_IN);
+	n += opt_rr(w + n, 1232, 0, false);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_FORMERR);
+	assert_false(q.has_question);
+	assert_true(q.edns);
+	assert_false(q.do_bit);
 }
 
 static void test_parse_bad_names(void **state)
@@ -459,6 +486,32 @@ static void test_parse_notimp_badvers(void **state)
 	assert_int_equal(ldns_pkt_qdcount(pkt), 1);
 	ldns_pkt_free(pkt);
 
+	/* Issue 10.5: the opcode is checked before QDCOUNT: DSO (6) with no
+	 * question is NOTIMP, not FORMERR, and its OPT is mirrored. */
+	n = hdr(w, 12, 6 << 3, 0, 0, 0, 0, 1);
+	n += opt_rr(w + n, 1232, 0, false);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_NOTIMP);
+	assert_int_equal(q.opcode, 6);
+	assert_false(q.has_question);
+	assert_true(q.edns);
+	bl = dnsmsg_error_body(&q, DNS_RCODE_NOTIMP, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, dnsmsg_udp_limit(&q));
+	pkt = parse(b, rl);
+	assert_int_equal(ldns_pkt_get_rcode(pkt), LDNS_RCODE_NOTIMPL);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0); /* ldns moves the OPT out */
+	assert_int_equal(ldns_pkt_edns_udp_size(pkt), DNS_EDNS_PAYLOAD_BYTES);
+	ldns_pkt_free(pkt);
+	/* UPDATE (5) with two questions: NOTIMP as well. */
+	n = hdr(w, 13, 5 << 3, 0, 2, 0, 0, 0);
+	n += question(w + n, "a.example", DNS_TYPE_A, DNS_CLASS_IN);
+	n += question(w + n, "b.example", DNS_TYPE_A, DNS_CLASS_IN);
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_NOTIMP);
+	/* An unknown opcode with a malformed question is NOTIMP too. */
+	n = hdr(w, 14, 3 << 3, 0, 1, 0, 0, 0);
+	w[n++] = 9;
+	w[n++] = 'a';
+	assert_int_equal(parse_q(w, n, &q), DNSMSG_NOTIMP);
+
 	/* EDNS version 1. */
 	n = hdr(w, 1, 1, 0, 1, 0, 0, 1);
 	n += question(w + n, "a.example", DNS_TYPE_A, DNS_CLASS_IN);
@@ -542,6 +595,19 @@ static void test_key(void **state)
 	b.qclass = DNS_CLASS_CH;
 	lb = dnsmsg_key(&b, kb);
 	assert_memory_not_equal(ka, kb, la);
+
+	/* CD=1 (checking disabled) answers are kept apart from CD=0 ones
+	 * (RFC 4035 3.2.2), with or without DO: four distinct keys. */
+	uint8_t kf[4][260];
+	for (int i = 0; i < 4; i++) {
+		b = a;
+		b.do_bit = (i & 1) != 0;
+		b.cd = (i & 2) != 0;
+		assert_int_equal(dnsmsg_key(&b, kf[i]), la);
+	}
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
+			assert_memory_not_equal(kf[i], kf[j], la);
 }
 
 /* ------------------------------------------------- question match, chase */
@@ -801,6 +867,115 @@ static void test_finalize_truncation(void **state)
 	/* TCP: 65535. */
 	bl = big_body(200, b);
 	assert_int_equal(dnsmsg_finalize(b, bl, sizeof(b), &q, DNS_MSG_MAX_BYTES), bl + 11);
+}
+
+/* @p n records from @p fmt (one %u: the index) into @p text, listed in
+ * @p list (NULL-terminated; @p n < 64). */
+static const char *const *rr_list(const char *fmt, unsigned n, char text[][128],
+				  const char **list)
+{
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(text[i], 128, fmt, i);
+		list[i] = text[i];
+	}
+	list[n] = NULL;
+	return list;
+}
+
+/* Issue 10.3: over UDP only the answer section itself (or an authority
+ * section the answer needs) not fitting sets TC (RFC 2181 9); additional,
+ * then an NS-only authority, are dropped first. */
+static void test_finalize_trim(void **state)
+{
+	(void)state;
+	static char t1[64][128], t2[64][128], t3[64][128];
+	const char *l1[65], *l2[65], *l3[65];
+	uint8_t b[BUF];
+	struct dnsmsg_query q;
+	make_q("a.example.", LDNS_RR_TYPE_A, 0, false, &q);
+
+	/* 20 answers (fit in 512) + 20 additional: additional dropped, no TC. */
+	const char *const *an = rr_list("a.example. 300 IN A 192.0.2.%u", 20, t1, l1);
+	const char *const *ns = rr_list("example. 300 IN NS ns%u.example.", 2, t2, l2);
+	const char *const *ar = rr_list("ns%u.example. 300 IN AAAA 2001:db8::%u", 20, t3, l3);
+	size_t bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, ar, false,
+			       b);
+	assert_true(bl > 512);
+	size_t rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	assert_true(rl <= 512);
+	ldns_pkt *pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 20);
+	assert_int_equal(ldns_pkt_nscount(pkt), 2);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* 25 answers + 20 NS: the NS set of a positive answer goes too. */
+	an = rr_list("a.example. 300 IN A 192.0.2.%u", 25, t1, l1);
+	ns = rr_list("example. 300 IN NS a-long-name-server-name-%u.example.", 20, t2, l2);
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, ar, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	assert_true(rl <= 512);
+	pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 25);
+	assert_int_equal(ldns_pkt_nscount(pkt), 0);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* With EDNS the OPT stays and counts against the limit. */
+	make_q("a.example.", LDNS_RR_TYPE_A, 512, true, &q);
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, ar, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	assert_true(rl <= 512);
+	pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 25);
+	assert_int_equal(ldns_pkt_edns_udp_size(pkt), DNS_EDNS_PAYLOAD_BYTES);
+	assert_true(ldns_pkt_edns_do(pkt));
+	ldns_pkt_free(pkt);
+
+	/* An authority that is not only NS (an SOA after a CNAME, NSEC
+	 * proofs) is not dropped silently: TC. */
+	make_q("a.example.", LDNS_RR_TYPE_A, 0, false, &q);
+	ns = rr_list("example. 300 IN NS a-long-name-server-name-%u.example.", 20, t2, l2);
+	snprintf(t2[19], 128, "example. 300 IN SOA ns.example. h.example. 1 2 3 4 60");
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, ns, NULL, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	pkt = parse(b, rl);
+	assert_true(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 0);
+	assert_int_equal(ldns_pkt_qdcount(pkt), 1);
+	ldns_pkt_free(pkt);
+
+	/* A negative answer keeps its SOA; its additional records go. */
+	static const char *const soa[] = {
+		"example. 300 IN SOA ns.example. h.example. 1 2 3 4 60", NULL };
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL, soa, ar, false, b);
+	assert_true(bl > 512);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	pkt = parse(b, rl);
+	assert_false(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_get_rcode(pkt), LDNS_RCODE_NXDOMAIN);
+	assert_int_equal(ldns_pkt_nscount(pkt), 1);
+	assert_int_equal(ldns_pkt_arcount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* The answer alone does not fit: TC, as before. */
+	an = rr_list("a.example. 300 IN TXT \"a text of some length to fill the packet %u\"", 20,
+		     t1, l1);
+	bl = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, NULL, NULL, false, b);
+	rl = dnsmsg_finalize(b, bl, sizeof(b), &q, 512);
+	pkt = parse(b, rl);
+	assert_true(ldns_pkt_tc(pkt));
+	assert_int_equal(ldns_pkt_ancount(pkt), 0);
+	ldns_pkt_free(pkt);
+
+	/* dnsmsg_trim() on a body whose records do not walk: the question, TC. */
+	bl = big_body(40, b);
+	put16(b + 6, 41);
+	assert_int_equal(dnsmsg_trim(b, bl, 12 + 11 + 4, 512), 12 + 11 + 4);
+	assert_int_equal(b[2] & 0x02, 0x02);
 }
 
 static void test_finalize_garbage(void **state)
@@ -1559,6 +1734,7 @@ int main(void)
 		cmocka_unit_test(test_finalize_flags_and_case),
 		cmocka_unit_test(test_finalize_opt),
 		cmocka_unit_test(test_finalize_truncation),
+		cmocka_unit_test(test_finalize_trim),
 		cmocka_unit_test(test_finalize_garbage),
 		cmocka_unit_test(test_error_bodies),
 		cmocka_unit_test(test_upstream_query),

@@ -82,7 +82,7 @@ static void fake_fail(size_t i, int status)
 struct reply {
 	uint8_t proto;
 	void *conn;
-	uint8_t wire[4096];
+	uint8_t wire[DNS_MSG_MAX_BYTES + DNS_OPT_RR_BYTES];
 	size_t len;
 };
 
@@ -184,12 +184,13 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Send a query for @p name/@p type with @p id from a client. */
-static void ask(struct fixture *f, const char *name, ldns_rr_type type, uint16_t id, uint8_t proto,
-		bool edns)
+/* Send a query for @p name/@p type with @p id and header @p flags (LDNS_RD,
+ * LDNS_CD) from a client. */
+static void ask_flags(struct fixture *f, const char *name, ldns_rr_type type, uint16_t id,
+		      uint8_t proto, bool edns, uint16_t flags)
 {
 	ldns_pkt *q = NULL;
-	assert_int_equal(ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN, LDNS_RD),
+	assert_int_equal(ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN, flags),
 			 LDNS_STATUS_OK);
 	ldns_pkt_set_id(q, id);
 	if (edns)
@@ -204,6 +205,19 @@ static void ask(struct fixture *f, const char *name, ldns_rr_type type, uint16_t
 	query_handle(f->w, wire, len, &c, now);
 	LDNS_FREE(wire);
 	ldns_pkt_free(q);
+}
+
+/* Send a query with RD=1 (what stub resolvers send). */
+static void ask(struct fixture *f, const char *name, ldns_rr_type type, uint16_t id, uint8_t proto,
+		bool edns)
+{
+	ask_flags(f, name, type, id, proto, edns, LDNS_RD);
+}
+
+/* Whether upstream call @p i was sent with CD=1. */
+static bool call_cd(size_t i)
+{
+	return (up.calls[i].query[3] & 0x10) != 0;
 }
 
 static ldns_pkt *reply_pkt(size_t i)
@@ -515,6 +529,168 @@ static void test_truncation(void **state)
 	ldns_pkt_free(p);
 }
 
+/* Issue 10.1: the CD bit is part of the cache key and of the in-flight key,
+ * and goes upstream as the client set it. */
+static void test_cd_bit_keys(void **state)
+{
+	struct fixture *f = *state;
+	/* In flight: a CD=1 and a CD=0 asker of one name do not share a query. */
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, true, LDNS_RD | LDNS_CD);
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, true, LDNS_RD);
+	assert_int_equal(up.ncalls, 2);
+	assert_true(call_cd(0));
+	assert_false(call_cd(1));
+	/* The unchecked (CD=1) answer, e.g. bogus data a validator let through. */
+	fake_answer(0, "192.0.2.66", 300, 0);
+	check_a(0, 1, "cd.example.test.", "192.0.2.66", 0);
+	/* The validator's answer to CD=0. */
+	fake_answer(1, NULL, 300, LDNS_RCODE_SERVFAIL);
+	check_a(1, 2, "cd.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	/* From the cache, each gets its own. */
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, true, LDNS_RD);
+	ask_flags(f, "cd.example.test.", LDNS_RR_TYPE_A, 4, QUERY_UDP, true, LDNS_RD | LDNS_CD);
+	assert_int_equal(up.ncalls, 2);
+	check_a(2, 3, "cd.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	check_a(3, 4, "cd.example.test.", "192.0.2.66", 0);
+	ldns_pkt *p = reply_pkt(3);
+	assert_true(ldns_pkt_cd(p));
+	ldns_pkt_free(p);
+	/* A cached CD=1 answer does not satisfy a later CD=0 asker either. */
+	ask_flags(f, "cd2.example.test.", LDNS_RR_TYPE_A, 5, QUERY_UDP, false, LDNS_RD | LDNS_CD);
+	fake_answer(2, "192.0.2.67", 300, 0);
+	ask_flags(f, "cd2.example.test.", LDNS_RR_TYPE_A, 6, QUERY_UDP, false, LDNS_RD);
+	assert_int_equal(up.ncalls, 4);
+	assert_false(call_cd(3));
+	fake_answer(3, "192.0.2.68", 300, 0);
+	check_a(5, 6, "cd2.example.test.", "192.0.2.68", 0);
+}
+
+/* Finish upstream call @p i with a NOERROR reply holding @p n A records
+ * (TTL 300) for the question, plus an NS record and its glue. */
+static void fake_many(size_t i, unsigned n)
+{
+	struct fake_upstream_call *c = &up.calls[i];
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_wire2pkt(&q, c->query, c->len), LDNS_STATUS_OK);
+	ldns_pkt *r = ldns_pkt_clone(q);
+	ldns_pkt_set_qr(r, true);
+	ldns_pkt_set_ra(r, true);
+	char *owner = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(q), 0)));
+	char text[512];
+	for (unsigned k = 0; k < n; k++) {
+		ldns_rr *rr = NULL;
+		snprintf(text, sizeof(text), "%s 300 IN A 10.%u.%u.%u", owner, (k >> 16) & 255,
+			 (k >> 8) & 255, k & 255);
+		assert_int_equal(ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL), LDNS_STATUS_OK);
+		ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, rr);
+	}
+	ldns_rr *rr = NULL;
+	assert_int_equal(ldns_rr_new_frm_str(&rr, "example.test. 300 IN NS ns.example.test.", 0,
+					     NULL, NULL), LDNS_STATUS_OK);
+	ldns_pkt_push_rr(r, LDNS_SECTION_AUTHORITY, rr);
+	assert_int_equal(ldns_rr_new_frm_str(&rr, "ns.example.test. 300 IN A 192.0.2.53", 0, NULL,
+					     NULL), LDNS_STATUS_OK);
+	ldns_pkt_push_rr(r, LDNS_SECTION_ADDITIONAL, rr);
+	LDNS_FREE(owner);
+	uint8_t *wire = NULL;
+	size_t len = 0;
+	assert_int_equal(ldns_pkt2wire(&wire, r, &len), LDNS_STATUS_OK);
+	fake_upstream_finish(&up, c, 0, wire, len);
+	LDNS_FREE(wire);
+	ldns_pkt_free(q);
+	ldns_pkt_free(r);
+}
+
+/* Issue 10.2: a reply with more records than a cache entry may hold is passed
+ * on as it is (uncached, counted), never turned into SERVFAIL. */
+static void test_too_many_records_passed_on(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "big.example.test.", LDNS_RR_TYPE_A, 1, QUERY_TCP, false);
+	fake_many(0, CACHE_TTLS_MAX + 1); /* 513 A + NS + glue = 515 records */
+	assert_int_equal(nreplies, 1);
+	ldns_pkt *p = reply_pkt(0);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+	assert_int_equal(ldns_pkt_ancount(p), CACHE_TTLS_MAX + 1);
+	assert_int_equal(ldns_pkt_nscount(p), 1);
+	assert_int_equal(ldns_pkt_arcount(p), 1);
+	ldns_pkt_free(p);
+	assert_int_equal(atomic_load(&cache_stats(f->cache)->too_big), 1);
+	assert_int_equal(query_worker_stats(f->w)->upstream_failures, 0);
+	/* Not cached: the next asker goes upstream again. */
+	ask(f, "big.example.test.", LDNS_RR_TYPE_A, 2, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 2);
+	fake_many(1, 2000);
+	p = reply_pkt(1);
+	assert_int_equal(ldns_pkt_ancount(p), 2000);
+	ldns_pkt_free(p);
+	/* What the cache holds is still cached. */
+	ask(f, "fits.example.test.", LDNS_RR_TYPE_A, 3, QUERY_TCP, false);
+	fake_many(2, CACHE_TTLS_MAX - 2);
+	ask(f, "fits.example.test.", LDNS_RR_TYPE_A, 4, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 3);
+	p = reply_pkt(3);
+	assert_int_equal(ldns_pkt_ancount(p), CACHE_TTLS_MAX - 2);
+	ldns_pkt_free(p);
+}
+
+/* Issue 10.4: RD=0 is answered from the cache only; a miss is REFUSED and
+ * nothing goes upstream or into the cache; the cluster zone answers as ever. */
+static void test_rd0_cache_only(void **state)
+{
+	struct fixture *f = *state;
+	ask_flags(f, "norec.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, true, 0);
+	assert_int_equal(up.ncalls, 0);
+	check_a(0, 1, "norec.example.test.", NULL, LDNS_RCODE_REFUSED);
+	ldns_pkt *p = reply_pkt(0);
+	assert_false(ldns_pkt_rd(p));
+	assert_int_equal(ldns_pkt_edns_udp_size(p), DNS_EDNS_PAYLOAD_BYTES);
+	ldns_pkt_free(p);
+	/* It filled nothing: RD=1 goes upstream, and RD=0 then hits. */
+	ask(f, "norec.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, true);
+	assert_int_equal(up.ncalls, 1);
+	fake_answer(0, "192.0.2.80", 300, 0);
+	check_a(1, 2, "norec.example.test.", "192.0.2.80", 0);
+	ask_flags(f, "norec.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, true, 0);
+	assert_int_equal(up.ncalls, 1);
+	check_a(2, 3, "norec.example.test.", "192.0.2.80", 0);
+	p = reply_pkt(2);
+	assert_false(ldns_pkt_rd(p));
+	ldns_pkt_free(p);
+	/* An expired entry is a miss for RD=0 (no stale, no refresh). */
+	now += 301 * 1000;
+	ask_flags(f, "norec.example.test.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false, 0);
+	assert_int_equal(up.ncalls, 1);
+	check_a(3, 4, "norec.example.test.", NULL, LDNS_RCODE_REFUSED);
+	/* The cluster zone answers RD=0 from the snapshot. */
+	load_cluster(f);
+	ask_flags(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 5, QUERY_UDP, false, 0);
+	check_a(4, 5, "api.demo.svc.cluster.local.", "10.96.0.5", 0);
+	assert_int_equal(up.ncalls, 1);
+}
+
+/* Issue 10.6: an upstream's REFUSED (every upstream refused: the upstream
+ * module tried each) reaches the client as SERVFAIL, or as stale data. */
+static void test_upstream_refused_is_servfail(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "r.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	fake_answer(0, NULL, 60, LDNS_RCODE_REFUSED);
+	check_a(0, 1, "r.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	assert_int_equal(query_worker_stats(f->w)->upstream_failures, 1);
+	/* Not cached: the next asker goes upstream again. */
+	ask(f, "r.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 2);
+	fake_answer(1, "192.0.2.90", 10, 0);
+	check_a(1, 2, "r.example.test.", "192.0.2.90", 0);
+	/* Expired: a REFUSED then gets the stale answer. */
+	now += 60 * 1000;
+	ask(f, "r.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	fake_answer(2, NULL, 60, LDNS_RCODE_REFUSED);
+	check_a(2, 3, "r.example.test.", "192.0.2.90", 0);
+	assert_int_equal(query_worker_stats(f->w)->stale_answers, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -529,6 +705,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cluster_answers_and_chase, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cd_bit_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_records_passed_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rd0_cache_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upstream_refused_is_servfail, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

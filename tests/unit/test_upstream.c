@@ -38,6 +38,8 @@ enum fake_mode {
 	FM_TC,              /* UDP: reply with TC=1 */
 	FM_DRIBBLE,         /* a big answer, sent in pieces 5 ms apart */
 	FM_PAUSED,          /* read nothing for pause_ms, then answer everything */
+	FM_SERVFAIL,        /* the question back with rcode SERVFAIL */
+	FM_REFUSED,         /* the question back with rcode REFUSED */
 };
 
 #define MAX_CLIENTS 256
@@ -350,6 +352,13 @@ static void fake_handle(struct fake_client *cl, const uint8_t *q, size_t n)
 		uv_timer_start(&f->flush, on_dribble, 5, 5);
 		break;
 	}
+	case FM_SERVFAIL:
+	case FM_REFUSED:
+		memcpy(b, q, n);
+		b[2] |= 0x80;
+		b[3] = (uint8_t)(0x80 | (f->mode == FM_SERVFAIL ? 2 : 5));
+		fake_send_frame(cl, b, n);
+		break;
 	case FM_PAUSED:
 	case FM_TC:
 		break;
@@ -971,6 +980,59 @@ static void test_timeout_failover(void **state)
 	finish_two(&e, f);
 }
 
+/* Issue 10.6: an upstream's SERVFAIL or REFUSED sends the query on to the
+ * next server; only when every one failed is the last such reply passed on. */
+static void test_rcode_failover(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r;
+	env_two(&e, f, FM_SERVFAIL, FM_ANSWER, 1000);
+	ask(&e, 81, "sf.example", &r);
+	check_answer(&r, "sf.example", 2);
+	assert_ptr_equal(r.srv, &e.srv[1]);
+	assert_int_equal(STAT(e, 0, rcode_failovers), 1);
+	assert_int_equal(STAT(e, 0, replies), 1);
+	finish_two(&e, f);
+
+	env_two(&e, f, FM_REFUSED, FM_ANSWER, 1000);
+	ask(&e, 82, "ref.example", &r);
+	check_answer(&r, "ref.example", 2);
+	assert_int_equal(STAT(e, 0, rcode_failovers), 1);
+	finish_two(&e, f);
+}
+
+static void test_rcode_all_fail(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r;
+	/* Both fail: the last reply (REFUSED, from the second) is passed on. */
+	env_two(&e, f, FM_SERVFAIL, FM_REFUSED, 1000);
+	ask(&e, 83, "bad.example", &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.status, 0);
+	assert_ptr_equal(r.srv, &e.srv[1]);
+	assert_int_equal(r.reply[3] & 0x0f, 5);
+	assert_int_equal(r.reply[0] << 8 | r.reply[1], 83);
+	assert_int_equal(STAT(e, 0, rcode_failovers), 1);
+	assert_int_equal(STAT(e, 1, rcode_failovers), 0);
+	finish_two(&e, f);
+
+	/* SERVFAIL, then a timeout: the kept SERVFAIL is passed on (deferred). */
+	env_two(&e, f, FM_SERVFAIL, FM_SILENT, 100);
+	ask(&e, 84, "half.example", &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.status, 0);
+	assert_ptr_equal(r.srv, &e.srv[0]);
+	assert_int_equal(r.reply[3] & 0x0f, 2);
+	assert_int_equal(r.reply[0] << 8 | r.reply[1], 84);
+	assert_int_equal(STAT(e, 1, timeouts), 1);
+	finish_two(&e, f);
+}
+
 /* A reply after the timeout is dropped; the callback runs once. */
 static void test_late_reply_dropped(void **state)
 {
@@ -1478,6 +1540,8 @@ int main(void)
 		cmocka_unit_test(test_bad_replies_ignored),
 		cmocka_unit_test(test_only_wrong_question_eproto),
 		cmocka_unit_test(test_timeout_failover),
+		cmocka_unit_test(test_rcode_failover),
+		cmocka_unit_test(test_rcode_all_fail),
 		cmocka_unit_test(test_late_reply_dropped),
 		cmocka_unit_test(test_all_refused),
 		cmocka_unit_test(test_all_timeout),

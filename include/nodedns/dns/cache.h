@@ -1,7 +1,7 @@
 /* include/nodedns/dns/cache.h - byte-bounded, TTL-aware answer cache shared by all workers.
  *
  * The cache knows bytes, not DNS: an entry is an opaque key (the caller builds
- * it from lower-cased qname, qtype, qclass and the DO bit) and a DNS reply in
+ * it from lower-cased qname, qtype, qclass and the DO and CD bits) and a DNS reply in
  * wire form together with the offsets of every TTL field in it. A hit copies
  * the wire into the caller's buffer and rewrites each TTL to what remains of
  * it, so a hit needs no DNS parsing and no allocation.

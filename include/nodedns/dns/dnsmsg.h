@@ -11,7 +11,7 @@
  *    cluster answers are bodies; dnsmsg_finalize() turns a body into the reply
  *    for one client (ID, RD/CD, question case, OPT, TC).
  *  - key: the cache key of a question: lower-cased wire name, type, class and
- *    the DO bit.
+ *    one flags byte (DO, CD).
  */
 #ifndef NODEDNS_DNSMSG_H
 #define NODEDNS_DNSMSG_H
@@ -27,6 +27,9 @@
 #define DNS_UDP_NO_EDNS_BYTES 512
 #define DNS_OPT_RR_BYTES 11
 #define DNS_MSG_MAX_BYTES 65535
+/* Records a message can hold: each takes at least 11 bytes (root owner,
+ * type, class, TTL, rdlength); a bound for arrays of TTL offsets. */
+#define DNS_RECORDS_MAX ((DNS_MSG_MAX_BYTES - DNS_HEADER_BYTES) / 11 + 1)
 
 #define DNS_CLASS_IN 1
 #define DNS_CLASS_CH 3
@@ -80,7 +83,10 @@ struct dnsmsg_query {
  * Parse a client query (@p wire, @p len; borrowed). Strict where it matters
  * (exactly one question, an uncompressed name of at most 255 bytes, every
  * record after it well formed, at most one OPT and only in the additional
- * section with the root owner) and lenient about trailing bytes.
+ * section with the root owner) and lenient about trailing bytes. The opcode
+ * is checked first (NOTIMP whatever the sections hold). For NOTIMP and for a
+ * QDCOUNT other than 1 the rest is still read, best effort, so that the
+ * error reply echoes the question and mirrors an OPT (RFC 6891 6.1.1).
  * @return a dnsmsg_verdict; @p q is filled as far as parsing got.
  */
 enum dnsmsg_verdict dnsmsg_parse_query(const uint8_t *wire, size_t len, struct dnsmsg_query *q);
@@ -98,7 +104,8 @@ bool dnsmsg_question_match(const uint8_t *query, size_t qend, const uint8_t *rep
  * capped at DNS_EDNS_PAYLOAD_BYTES (never below 512). */
 size_t dnsmsg_udp_limit(const struct dnsmsg_query *q);
 
-/** Build the cache key of @p q into @p key (capacity >= 260). @return length. */
+/** Build the cache key of @p q into @p key (capacity >= 260): lower-cased name,
+ * type, class, and one byte with DO (bit 0) and CD (bit 1). @return length. */
 size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key);
 
 /**
@@ -106,12 +113,28 @@ size_t dnsmsg_key(const struct dnsmsg_query *q, uint8_t *key);
  * (capacity @p cap >= body_len + DNS_OPT_RR_BYTES): set ID, QR, RD and CD as
  * asked, RA=1, copy the client's question name (its case) over the body's
  * when both have the same length, append an OPT record (payload 1232, DO as
- * asked) when the query had one, and when the result exceeds @p limit cut it
- * to header + question (+ OPT) with TC=1.
+ * asked) when the query had one, and when the result exceeds @p limit trim
+ * it with dnsmsg_trim() (the OPT always stays).
  * @return the reply length, or 0 if @p buf does not hold a valid body header.
  */
 size_t dnsmsg_finalize(uint8_t *buf, size_t body_len, size_t cap, const struct dnsmsg_query *q,
 		       size_t limit);
+
+/**
+ * Make the body in @p buf (@p len bytes, question ending at @p qend) fit in
+ * @p room bytes, in place (RFC 2181 9): unchanged when it fits; else without
+ * its additional records; else, for a NOERROR answer whose authority section
+ * is only NS records, without authority and additional; else the header and
+ * question alone with TC=1. TC is thus set only when the answer section
+ * itself, or an authority section the answer needs (SOA, DNSSEC proofs),
+ * does not fit. A body whose records do not walk is cut to the question with
+ * TC=1, as is one whose question alone exceeds @p room (the result is then
+ * longer than @p room). Compression pointers in what stays must point
+ * backwards (true of every server's output, and of owner names in every body
+ * this module accepts).
+ * @return the new length.
+ */
+size_t dnsmsg_trim(uint8_t *buf, size_t len, size_t qend, size_t room);
 
 /**
  * Build a body with no records and rcode @p rcode for @p q (question echoed

@@ -49,6 +49,7 @@ struct upstream_stats {
 	_Atomic uint64_t bad_replies;   /* unmatched ID/question, malformed frames */
 	_Atomic uint64_t tcp_connects;  /* TCP connections established */
 	_Atomic uint64_t tc_retries;    /* UDP replies with TC=1 retried over TCP */
+	_Atomic uint64_t rcode_failovers; /* SERVFAIL/REFUSED replies passed over for the next server */
 	_Atomic int64_t open_conns;     /* gauge */
 	struct histogram latency;       /* per attempt, send to matching reply */
 };
@@ -107,6 +108,9 @@ struct upstream;
  * @param status 0: @p reply (borrowed for the call) is a complete DNS message
  *        whose ID was restored to the ID of the query given to upstream_query()
  *        and whose question matches it; @p server is the one that answered.
+ *        A SERVFAIL or REFUSED reply is passed on only when no server of the
+ *        group is left to try (each other one failed); the last one received
+ *        is then passed on, even when a later attempt timed out.
  *        <0: -ETIMEDOUT (every attempt timed out), -ECONNREFUSED (no server
  *        could be reached), -EPROTO (only bad replies), -ECANCELED (upstream
  *        closing); reply is NULL.

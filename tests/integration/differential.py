@@ -1,0 +1,498 @@
+#!/usr/bin/env python3
+"""tests/integration/differential.py - nodedns side by side with unbound.
+
+nodedns and Debian's unbound (a plain forwarder over TCP, no validation) both
+forward to one NSD serving zones/diff.test.zone and zones/glue.test.zone. The
+same questions, byte for byte, go to both (over UDP unless a case says TCP,
+in the same order, so both caches see the same history), and the replies are
+compared: rcode, the header flags, the question, the answer, authority and
+additional records (as sets of owner, type, class and data; TTLs are not
+compared: both count down from the same upstream TTL, a second apart at
+most) and the OPT record (presence, version, DO). Every difference must be
+listed in ALLOWED, with its reason; anything else fails the case.
+
+Run: NODEDNS_BIN=build/nodedns python3 tests/integration/differential.py
+[name-filter ...]. Needs: nsd, unbound (/usr/sbin/unbound), python3.
+Output as the other integration suites: "ok - NAME" / "FAIL - NAME: reason"
+and the closing line "differential: N passed, N failed".
+"""
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from lib import dnswire, net, procs  # noqa: E402
+import harness  # noqa: E402
+from lib.check import Skip, check  # noqa: E402
+from harness import Nodedns, LOCAL  # noqa: E402
+
+UNBOUND = os.environ.get("UNBOUND_BIN", "/usr/sbin/unbound")
+TEST_TIMEOUT_S = 60
+
+# unbound as a plain forwarder: everything to the NSD over TCP, no
+# validation; allow_snoop lets RD=0 queries be answered from its cache (as
+# nodedns does; plain "allow" refuses every RD=0 query).
+UNBOUND_CONF = """\
+server:
+    verbosity: 0
+    num-threads: 1
+    interface: 127.0.0.1@{port}
+    port: {port}
+    do-ip4: yes
+    do-ip6: no
+    do-udp: yes
+    do-tcp: yes
+    so-reuseport: no
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    directory: "{dir}"
+    pidfile: "{dir}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    access-control: 127.0.0.0/8 allow_snoop
+    do-not-query-localhost: no
+    module-config: "iterator"
+    qname-minimisation: no
+    prefetch: no
+    serve-expired: no
+    # test. is a special-use domain unbound answers NXDOMAIN itself (RFC 6761)
+    local-zone: "test." nodefault
+remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@{upstream}
+    forward-tcp-upstream: yes
+"""
+
+# Allowed differences: (case tag, field) -> reason. A case carries tags; a
+# field that differs is allowed when one of the case's tags lists it here.
+# Fields: rcode, flags.<name>, answer, authority, additional, opt.
+ALLOWED = {
+    ("positive", "authority"):
+        "the upstream's NS set in a positive answer: nodedns passes it on as "
+        "received, unbound strips it (minimal-responses); both valid, the "
+        "records are not needed for the answer (RFC 2181 9, RFC 1034 4.3.2)",
+    ("positive", "additional"):
+        "glue of that NS set, likewise (RFC 2181 9)",
+    ("rd0", "flags.rd"):
+        "RD is copied from the query into the response (RFC 1035 4.1.1): "
+        "nodedns answers an RD=0 query with RD=0, unbound's cache answer sets RD=1",
+    ("rd0", "rcode"):
+        "RD=0 and nothing cached: nodedns answers REFUSED (as unbound does with "
+        "its default access-control 'allow'); unbound with 'allow_snoop' returns "
+        "a referral from its cache. Both are what a server that does not "
+        "recurse for this query may say (RFC 1034 4.3.1, 4.3.2)",
+    ("rd0", "authority"): "the referral's NS set, as above",
+    ("rd0", "additional"): "the referral's glue, as above",
+    ("meta", "rcode"):
+        "QCLASS ANY: nodedns serves class IN only and refuses it; unbound "
+        "forwards it and relays the upstream's answer (RFC 6895 3.1: a "
+        "meta-class in a query is for the server to handle as it can)",
+    ("meta", "answer"):
+        "ANY: nodedns passes the upstream's full answer; unbound answers from "
+        "its cache what it has (RFC 8482 lets ANY be answered with a subset)",
+    ("meta", "flags.ra"):
+        "RA on the refusal of a meta query: nodedns sets it on every reply "
+        "(RFC 1035 4.1.1, it offers recursion); unbound's passed-on answer "
+        "carries the upstream's",
+    ("formerr", "question"):
+        "a FORMERR reply echoes the question only when there is exactly one "
+        "(nodedns); unbound echoes the query as it came (RFC 1035 4.1.1 leaves "
+        "the question section of an error reply open)",
+    ("formerr", "flags.ra"):
+        "RA on an error reply: nodedns always sets it (it offers recursion, "
+        "RFC 1035 4.1.1); unbound echoes the query's header",
+    ("notimp", "flags.ra"): "as for FORMERR: RA on every nodedns reply (RFC 1035 4.1.1)",
+    ("chase", "rcode"):
+        "a CNAME whose target the upstream did not follow (an authoritative "
+        "upstream; out of its zones): nodedns relays the upstream's answer as "
+        "it came, as a forwarder trusting a recursive upstream does (RFC 1034 "
+        "3.6.2, 4.3.1: the recursive server follows the chain); unbound asks "
+        "for the target itself, is refused and answers SERVFAIL",
+    ("chaos", "answer"):
+        "CH TXT version.bind: each server names itself (RFC 4892)",
+    ("chaos", "flags.aa"): "as above",
+}
+
+CASES = []
+
+
+def case(name, qname, qtype="A", tags=(), tcp=False, edns=1232, do=False, rd=True, cd=False,
+         ad=False, opcode=0, qclass="IN", wire=None):
+    """One question sent to both; @wire: raw bytes instead of a built query."""
+    CASES.append(dict(name=name, qname=qname, qtype=qtype, tags=set(tags), tcp=tcp, edns=edns,
+                      do=do, rd=rd, cd=cd, ad=ad, opcode=opcode, qclass=qclass, wire=wire))
+
+
+# ---- types
+case("a", "a.diff.test", "A", ["positive"])
+case("aaaa", "a.diff.test", "AAAA", ["positive"])
+case("mx", "mx.diff.test", "MX", ["positive"])
+case("txt", "txt.diff.test", "TXT", ["positive"])
+case("srv", "_http._tcp.srv.diff.test", "SRV", ["positive"])
+case("caa", "caa.diff.test", 257, ["positive"])
+case("sshfp", "sshfp.diff.test", 44, ["positive"])
+case("ptr", "ptr.diff.test", "PTR", ["positive"])
+case("hinfo", "hinfo.diff.test", 13, ["positive"])
+case("naptr", "naptr.diff.test", 35, ["positive"])
+case("unknown type", "unknown.diff.test", 65280, ["positive"])
+case("soa", "diff.test", "SOA", ["positive"])
+case("ns", "diff.test", "NS", ["positive"])
+case("mixed case", "A.DiFf.TeSt", "A", ["positive"])
+# ---- CNAME, DNAME, wildcard, empty non-terminal
+case("cname", "cname.diff.test", "A", ["positive"])
+case("cname asked", "cname.diff.test", "CNAME", ["positive"])
+case("cname chain", "chain1.diff.test", "A", ["positive"])
+case("dangling cname", "dangling.diff.test", "A", ["negative", "positive"])
+case("dname", "x.dname.diff.test", "A", ["positive"])
+case("wildcard", "anything.wild.diff.test", "A", ["positive"])
+case("wildcard txt", "deep.er.wild.diff.test", "TXT", ["positive"])
+case("wildcard nodata", "other.wild.diff.test", "MX", ["negative"])
+case("empty non-terminal", "ent.diff.test", "A", ["negative"])
+case("leaf under ent", "leaf.ent.diff.test", "A", ["positive"])
+# ---- negative answers
+case("nxdomain", "nothere.diff.test", "A", ["negative"])
+case("nxdomain deep", "a.b.c.nothere.diff.test", "AAAA", ["negative"])
+case("nodata", "a.diff.test", "MX", ["negative"])
+case("nxdomain again (cached)", "nothere.diff.test", "A", ["negative"])
+# ---- sizes: UDP without EDNS, with EDNS, TCP
+case("40 A, no EDNS (TC)", "many.diff.test", "A", ["positive"], edns=None)
+case("40 A, EDNS 1232", "many.diff.test", "A", ["positive"])
+case("150 TXT over UDP (TC)", "huge.diff.test", "TXT", ["positive"])
+case("150 TXT over TCP", "huge.diff.test", "TXT", ["positive"], tcp=True)
+case("600 A over TCP (issue 10.2)", "lots.diff.test", "A", ["positive"], tcp=True)
+case("600 A over TCP, again", "lots.diff.test", "A", ["positive"], tcp=True)
+case("glue-heavy, no EDNS (issue 10.3)", "www.glue.test", "A", ["positive"], edns=None)
+case("glue-heavy, EDNS 1232", "www.glue.test", "A", ["positive"])
+# ---- EDNS
+case("EDNS 512", "a.diff.test", "A", ["positive"], edns=512)
+case("EDNS 4096", "a.diff.test", "TXT", ["negative"], edns=4096)
+case("no EDNS", "txt.diff.test", "TXT", ["positive"], edns=None)
+case("EDNS version 1", "a.diff.test", "A", ["badvers"],
+     wire=dnswire.make_header(0x4242, qd=1, ar=1) + dnswire.encode_name("a.diff.test") +
+     struct.pack("!HH", 1, 1) + dnswire.opt_rr(version=1))
+# ---- header flags
+case("DO=1", "a.diff.test", "A", ["positive"], do=True)
+case("CD=1", "a.diff.test", "A", ["positive"], cd=True)
+case("AD=1 asked", "a.diff.test", "A", ["positive"], ad=True)
+case("RD=0, cached", "a.diff.test", "A", ["positive", "rd0"], rd=False)
+case("RD=0, not cached (issue 10.4)", "never-asked.diff.test", "A", ["rd0"], rd=False)
+case("RD=0 not cached, then RD=1 (nothing cached by it)", "never-asked.diff.test", "A",
+     ["negative"])
+case("CD=1 DO=1", "mx.diff.test", "MX", ["positive"], cd=True, do=True)
+case("CD=1, then CD=0 (issue 10.1)", "mx.diff.test", "MX", ["positive"])
+# ---- opcodes, classes, malformed headers
+case("opcode STATUS", "a.diff.test", "A", ["notimp"], opcode=2)
+case("opcode UPDATE", "a.diff.test", "A", ["notimp"], opcode=5)
+case("DSO, QDCOUNT 0 (issue 10.5)", None, tags=["notimp"],
+     wire=dnswire.make_header(0x4243, opcode=6, qd=0, ar=1) + dnswire.opt_rr())
+case("QDCOUNT 0", None, tags=["formerr"], wire=dnswire.make_header(0x4244, qd=0))
+case("QDCOUNT 2", None, tags=["formerr"],
+     wire=dnswire.make_header(0x4245, qd=2) +
+     (dnswire.encode_name("a.diff.test") + struct.pack("!HH", 1, 1)) * 2)
+case("class CH version.bind", "version.bind", "TXT", ["chaos"], qclass="CH")
+case("AXFR over UDP", "diff.test", 252, ["meta"])
+case("ANY", "a.diff.test", "ANY", ["meta"])
+case("RRSIG asked", "a.diff.test", 46, ["meta"])
+case("class ANY", "a.diff.test", "A", ["meta"], qclass=255)
+case("upstream REFUSED (issue 10.6)", "www.other.test", "A", [])
+case("CNAME out of the upstream's zones", "out.diff.test", "A", ["chase"])
+case("QR=1 (dropped by both)", None, wire=dnswire.make_header(0x4246, qr=True, qd=1) +
+     dnswire.encode_name("a.diff.test") + struct.pack("!HH", 1, 1))
+case("TCP, positive", "txt.diff.test", "TXT", ["positive"], tcp=True)
+case("TCP, nxdomain", "nothere2.diff.test", "A", ["negative"], tcp=True)
+case("TCP, no EDNS", "many.diff.test", "A", ["positive"], tcp=True, edns=None)
+
+
+def build(c):
+    if c["wire"] is not None:
+        return c["wire"]
+    return dnswire.build_query(c["qname"], c["qtype"], qclass=c["qclass"], qid=0x5000 + len(c["name"]),
+                               rd=c["rd"], opcode=c["opcode"], edns=c["edns"], do=c["do"],
+                               cd=c["cd"], ad=c["ad"])
+
+
+def exchange(addr, wire, tcp):
+    if tcp:
+        return dnswire.tcp_exchange(addr, wire, 3.0)
+    return dnswire.udp_exchange(addr, wire, 3.0)
+
+
+def rrset(section):
+    return sorted((r.name.lower(), r.type, r.cls, repr(r.data)) for r in section)
+
+
+def fields(m):
+    """What is compared, field by field."""
+    out = {"rcode": m.rcode_name,
+           "question": [(n.lower(), t, c) for n, t, c in m.question],
+           "answer": rrset(m.answer), "authority": rrset(m.authority),
+           "additional": rrset(m.additional),
+           "opt": None if m.opt is None else (m.opt["version"], m.opt["do"])}
+    for f in ("qr", "aa", "tc", "rd", "ra", "ad", "cd"):
+        out["flags." + f] = getattr(m, f)
+    return out
+
+
+def compare(c, a, b):
+    """Differences between nodedns's reply @a and unbound's @b not allowed
+    for case @c: a list of texts."""
+    if a is None or b is None:
+        if a is None and b is None:
+            return []
+        return ["%s did not answer" % ("nodedns" if a is None else "unbound")]
+    fa, fb = fields(a), fields(b)
+    bad = []
+    for k in fa:
+        if fa[k] == fb[k]:
+            continue
+        if any((t, k) in ALLOWED for t in c["tags"]):
+            continue
+        bad.append("%s: nodedns %r, unbound %r" % (k, fa[k], fb[k]))
+    return bad
+
+
+def allowed_hits(c, a, b):
+    """The allowed differences case @c showed (for the log)."""
+    if a is None or b is None:
+        return []
+    fa, fb = fields(a), fields(b)
+    return ["%s (%s)" % (k, t) for k in fa if fa[k] != fb[k]
+            for t in sorted(c["tags"]) if (t, k) in ALLOWED]
+
+
+_st = {}
+
+
+def _nsd():
+    n = harness.Nsd([("diff.test", "diff.test.zone"), ("glue.test", "glue.test.zone")], "diff")
+    n.start()
+    return n
+
+
+def _unbound(upstream_port, template=UNBOUND_CONF, d=None, probe="diff.test"):
+    """unbound from @template forwarding to @upstream_port, files in @d (a new
+    directory when None). @return (process, port, directory)."""
+    d = d or tempfile.mkdtemp(prefix="nodedns-diff-unbound-")
+    port = net.free_port()
+    conf = os.path.join(d, "unbound.conf")
+    with open(conf, "w") as f:
+        f.write(template.format(port=port, dir=d, upstream=upstream_port))
+    log = open(os.path.join(d, "unbound.log"), "wb")
+    p = procs.start([UNBOUND, "-d", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError("unbound exited: %s" % procs.read_text(os.path.join(d, "unbound.log")))
+        try:
+            m = dnswire.query((LOCAL, port), probe, "SOA", timeout=0.3)
+            if m.rcode == 0 and m.answer:
+                return p, port, d
+        except (TimeoutError, OSError, dnswire.DNSError):
+            pass
+        time.sleep(0.05)
+    procs.stop(p)
+    raise RuntimeError("unbound did not answer on port %d" % port)
+
+
+def setup():
+    if not os.access(UNBOUND, os.X_OK):
+        return None  # every case is skipped
+    try:
+        _st["nsd"] = _nsd()
+        _st["unbound"], port, _st["udir"] = _unbound(_st["nsd"].port)
+        _st["ub_addr"] = (LOCAL, port)
+        nd = Nodedns(upstream=_st["nsd"].addr_text, timeout_ms=1000)
+        nd.start()
+        _st["nd"] = nd
+    except Exception as e:  # noqa: BLE001 - reported as the setup failure
+        return "%s: %s" % (type(e).__name__, e)
+    return None
+
+
+def teardown():
+    if "nd" in _st:
+        _st["nd"].stop()
+    if "unbound" in _st:
+        procs.stop(_st["unbound"])
+        shutil.rmtree(_st["udir"], ignore_errors=True)
+    if "nsd" in _st:
+        _st["nsd"].cleanup()
+
+
+def make_test(c):
+    def t():
+        if "nd" not in _st:
+            raise Skip("%s not installed" % UNBOUND)
+        wire = build(c)
+        a = exchange(_st["nd"].addr, wire, c["tcp"])
+        b = exchange(_st["ub_addr"], wire, c["tcp"])
+        pa = dnswire.parse(a) if a is not None else None
+        pb = dnswire.parse(b) if b is not None else None
+        bad = compare(c, pa, pb)
+        hits = allowed_hits(c, pa, pb)
+        if hits:
+            print("# %s: allowed: %s" % (c["name"], ", ".join(hits)))
+        check(not bad, "%s: not in the allowed differences:\n  %s\n  nodedns: %s\n  unbound: %s"
+              % (c["name"], "\n  ".join(bad), pa and pa.summary(), pb and pb.summary()))
+    t.__name__ = c["name"].replace(" ", "_")
+    return t
+
+
+def tcp_pipelined(addr, wires):
+    """Send @wires back to back on one TCP connection; the replies by ID."""
+    s = dnswire.tcp_connect(addr, 3.0)
+    try:
+        s.sendall(b"".join(struct.pack("!H", len(w)) + w for w in wires))
+        deadline = time.monotonic() + 3.0
+        out = {}
+        for _ in wires:
+            m = dnswire.parse(dnswire.tcp_read_msg(s, deadline))
+            out[m.id] = m
+        return out
+    finally:
+        s.close()
+
+
+def tcp_pipelining():
+    """Ten questions back to back on one TCP connection to each (RFC 7766
+    6.2.1.1): every one answered, each as the other server answers it."""
+    if "nd" not in _st:
+        raise Skip("%s not installed" % UNBOUND)
+    names = [("a.diff.test", "A"), ("nothere.diff.test", "A"), ("huge.diff.test", "TXT"),
+             ("mx.diff.test", "MX"), ("x.dname.diff.test", "A"), ("pipe%d.wild.diff.test", "A")]
+    wires = []
+    for i in range(10):
+        n, t = names[i % len(names)]
+        wires.append(dnswire.build_query(n.replace("%d", str(i)), t, qid=0x7000 + i, edns=1232))
+    a = tcp_pipelined(_st["nd"].addr, wires)
+    b = tcp_pipelined(_st["ub_addr"], wires)
+    check(sorted(a) == sorted(b) == sorted(0x7000 + i for i in range(10)),
+          "pipelined replies: nodedns ids %s, unbound ids %s" % (sorted(a), sorted(b)))
+    c = dict(tags={"positive", "negative"})
+    for qid in sorted(a):
+        bad = compare(c, a[qid], b[qid])
+        check(not bad, "pipelined query %d: %s" % (qid, "; ".join(bad)))
+
+
+SEC_ZONE = """\
+$ORIGIN sec.test.
+$TTL 300
+@      3600 IN SOA ns1.sec.test. h.sec.test. 1 3600 900 604800 60
+@      3600 IN NS  ns1.sec.test.
+ns1         IN A   127.0.0.1
+good        IN A   192.0.2.1
+bogus       IN A   192.0.2.66
+bogus2      IN A   192.0.2.67
+"""
+
+VALIDATOR_CONF = UNBOUND_CONF.replace('module-config: "iterator"',
+                                      'module-config: "validator iterator"\n'
+                                      '    trust-anchor-file: "{dir}/anchor"\n'
+                                      '    val-log-level: 0')
+
+
+def _signed_zone(d):
+    """sec.test signed with one ECDSA key into @d, then two A records changed
+    under their signatures (bogus). @return the DNSKEY record (the anchor)."""
+    with open(os.path.join(d, "sec.test.zone"), "w") as f:
+        f.write(SEC_ZONE)
+    key = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "sec.test"], cwd=d,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["ldns-signzone", "sec.test.zone", key], cwd=d, capture_output=True,
+                   check=True)
+    path = os.path.join(d, "sec.test.zone.signed")
+    with open(path) as f:
+        text = f.read()
+    for good, bad in (("192.0.2.66", "192.0.2.166"), ("192.0.2.67", "192.0.2.167")):
+        check(good in text, "signed zone lacks %s" % good)
+        text = text.replace("\t" + good, "\t" + bad)
+    with open(path, "w") as f:
+        f.write(text)
+    with open(os.path.join(d, key + ".key")) as f:
+        return f.read().split(";")[0].strip()
+
+
+def _ask(addr, name, cd=False, do=True):
+    w = dnswire.build_query(name, "A", edns=1232, do=do, cd=cd)
+    return dnswire.parse(dnswire.udp_exchange(addr, w, 3.0))
+
+
+def dnssec_cd_via_validating_upstream():
+    """Issue 10.1, end to end: nodedns forwards to a validating unbound in
+    front of NSD serving a signed zone with two bogus records. What was
+    fetched with CD=1 (checking disabled: the bogus data) must not reach a
+    CD=0 client from the cache, nor a validator's SERVFAIL a CD=1 client."""
+    if "nd" not in _st:
+        raise Skip("%s not installed" % UNBOUND)
+    if not shutil.which("ldns-signzone") or not shutil.which("ldns-keygen"):
+        raise Skip("ldns-signzone/ldns-keygen not installed (ldnsutils)")
+    d = tempfile.mkdtemp(prefix="nodedns-diff-sec-")
+    nsd = val = None
+    saved = harness.ZONES
+    try:
+        anchor = _signed_zone(d)
+        harness.ZONES = d
+        nsd = harness.Nsd([("sec.test", "sec.test.zone.signed")], "sec")
+        nsd.start()
+        harness.ZONES = saved
+        with open(os.path.join(d, "anchor"), "w") as f:
+            f.write(anchor + "\n")
+        val, port, vdir = _unbound(nsd.port, VALIDATOR_CONF, d, "sec.test")
+        vaddr = (LOCAL, port)
+        m = _ask(vaddr, "good.sec.test")
+        check(m.rcode_name == "NOERROR" and m.ad, "validator: good.sec.test not secure: %s"
+              % m.summary())
+        m = _ask(vaddr, "bogus.sec.test")
+        check(m.rcode_name == "SERVFAIL", "validator: bogus.sec.test not bogus: %s" % m.summary())
+        with Nodedns(upstream="%s:%d" % vaddr, timeout_ms=2000) as nd:
+            m = _ask(nd.addr, "good.sec.test")
+            check(m.rcode_name == "NOERROR" and m.ad and m.answers("A") == ["192.0.2.1"],
+                  "good.sec.test through nodedns: %s" % m.summary())
+            # CD=1 first: the unchecked data, then CD=0 must not get it.
+            m = _ask(nd.addr, "bogus.sec.test", cd=True)
+            check(m.rcode_name == "NOERROR" and m.answers("A") == ["192.0.2.166"] and m.cd,
+                  "bogus.sec.test with CD=1: want the unchecked data, got %s" % m.summary())
+            m = _ask(nd.addr, "bogus.sec.test")
+            check(m.rcode_name == "SERVFAIL",
+                  "bogus.sec.test with CD=0 after a CD=1 query: want SERVFAIL, got %s "
+                  "(the CD=1 answer served from the cache)" % m.summary())
+            # CD=0 first: the validator's SERVFAIL, then CD=1 must get the data.
+            m = _ask(nd.addr, "bogus2.sec.test")
+            check(m.rcode_name == "SERVFAIL", "bogus2.sec.test with CD=0: %s" % m.summary())
+            m = _ask(nd.addr, "bogus2.sec.test", cd=True)
+            check(m.rcode_name == "NOERROR" and m.answers("A") == ["192.0.2.167"],
+                  "bogus2.sec.test with CD=1 after a CD=0 SERVFAIL: want the data, got %s"
+                  % m.summary())
+    finally:
+        harness.ZONES = saved
+        if val is not None:
+            procs.stop(val)
+        if nsd is not None:
+            nsd.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+TESTS = [make_test(c) for c in CASES] + [tcp_pipelining, dnssec_cd_via_validating_upstream]
+
+
+def main(argv):
+    if "--allowed" in argv:
+        for (tag, field), why in sorted(ALLOWED.items()):
+            print("| %s | %s | %s |" % (tag, field, why))
+        return 0
+    return harness.run_suite(argv, TESTS, "differential", "differential", TEST_TIMEOUT_S,
+                             "differential.py", setup=setup, teardown=teardown)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
