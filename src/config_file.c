@@ -82,7 +82,7 @@ const struct opt_def config_opts[OPT_COUNT] = {
 	[OPT_PODS] = { "pods", OPT_PODS, K_STR, 0, 0, 0, NULL, "disabled|insecure",
 		"a-b-c-d.NS.pod.DOMAIN records", "insecure" },
 	[OPT_RUN_DIR] = { "run-dir", OPT_RUN_DIR, K_STR, 0, 0, 0, NULL, "DIR",
-		"keep the warm-start file (the last cluster state) here", "$NODEDNS_RUN_DIR or " DEFAULT_RUN_DIR },
+		"the lock and node-setup state of the supervisor, and the warm-start file", "$NODEDNS_RUN_DIR or " DEFAULT_RUN_DIR },
 	[OPT_WARM_START_MAX_AGE] = { "warm-start-max-age", OPT_WARM_START_MAX_AGE, K_INT, 0, 0, 604800,
 		NULL, "S", "answer from a warm-start file at most S old until the watch has synced; 0 disables",
 		STR(WARM_START_MAX_AGE_S_DEFAULT) },

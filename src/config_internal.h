@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "nodedns/config.h"
+#include "nodedns/node/supervisor.h"
 
 #define DNS_PORT 53
 #define METRICS_PORT 9253
@@ -25,7 +26,7 @@
 #define DEFAULT_TOKEN_FILE SA_DIR "token"
 #define DEFAULT_CA_FILE SA_DIR "ca.crt"
 #define DEFAULT_RESOLV_CONF "/etc/resolv.conf"
-#define DEFAULT_RUN_DIR "/run/nodedns"
+#define DEFAULT_RUN_DIR SUPERVISOR_RUN_DIR /* one run dir for the supervisor and the warm start */
 #define DEFAULT_THREADS_MAX 8
 #define DEFAULT_CGROUP_ROOT "/sys/fs/cgroup"
 #define DEFAULT_SELF_CGROUP "/proc/self/cgroup"

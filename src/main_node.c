@@ -88,6 +88,14 @@ int main_node_setup_or_resolver(const struct config *cfg, char **argv, struct su
 		fprintf(stderr, "nodedns: %s\n", err);
 		return 2;
 	}
+	/* --run-dir (its default is NODEDNS_RUN_DIR, else the same directory):
+	 * one directory for the lock, the node-setup state and the warm start. */
+	if (cfg->run_dir[0] != '/' || strlen(cfg->run_dir) >= sizeof(sc.run_dir) - 32) {
+		fprintf(stderr, "nodedns: --run-dir: must be an absolute path under %zu bytes (got '%s')\n",
+			sizeof(sc.run_dir) - 32, cfg->run_dir);
+		return 2;
+	}
+	snprintf(sc.run_dir, sizeof(sc.run_dir), "%s", cfg->run_dir);
 	sc.net.ifname = cfg->setup_interface;
 	sc.net.iptables = cfg->setup_iptables;
 	for (size_t i = 0; i < cfg->nlisten && sc.net.naddrs < NETSETUP_MAX_ADDRS; i++)
