@@ -81,8 +81,11 @@ class Nghttpx:
                 "--backend-connections-per-host=256", self.key, self.crt]
 
     def start(self, timeout=10.0):
-        self.p = procs.start(self.argv(), stdout=subprocess.DEVNULL,
-                             stderr=open(self.errlog + ".stderr", "ab"))
+        try:
+            with open(self.errlog + ".stderr", "ab") as err:
+                self.p = procs.start(self.argv(), stdout=subprocess.DEVNULL, stderr=err)
+        except FileNotFoundError:
+            raise CheckFailed("no %s: install nghttp2-proxy (scripts/deps.sh test)" % BINARY)
         self.starts += 1
         end = time.monotonic() + timeout
         while time.monotonic() < end:
