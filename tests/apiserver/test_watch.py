@@ -605,6 +605,25 @@ class Suite(h2.Scenarios):
             print("logs kept in %s" % self.tmp)
 
 
+def run_side_by_side():
+    """--proto both: h1 and h2 at the same time, each in a child process with
+    its own stand-in (the scenarios mostly wait); their output in order."""
+    kids = []
+    for proto in ("h1", "h2"):
+        out = tempfile.TemporaryFile(mode="w+")
+        p = subprocess.Popen([sys.executable, os.path.abspath(__file__)] + sys.argv[1:] +
+                             ["--proto", proto], stdout=out, stderr=subprocess.STDOUT, text=True)
+        kids.append((p, out))
+    rc = 0
+    for p, out in kids:
+        rc |= p.wait()
+        out.seek(0)
+        sys.stdout.write(out.read())
+        sys.stdout.flush()
+        out.close()
+    return 1 if rc else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--driver", default=os.path.join(ROOT, "build/apiserver/watch_driver"))
@@ -615,9 +634,13 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with the logs")
     ap.add_argument("--proto", choices=("h1", "h2", "both"), default="both",
                     help="HTTP/1.1 straight to the stand-in, HTTP/2 through nghttpx, or both")
+    ap.add_argument("--serial", action="store_true",
+                    help="with --proto both: h1 then h2 in this process, not side by side")
     args = ap.parse_args()
     if not os.access(args.driver, os.X_OK):
         sys.exit("no driver at %s: run tests/apiserver/build_driver.sh" % args.driver)
+    if args.proto == "both" and not args.serial:
+        sys.exit(run_side_by_side())
     bad = 0
     for proto in (("h1", "h2") if args.proto == "both" else (args.proto,)):
         failed = 1
