@@ -12,8 +12,10 @@ scenarios through the fake's control interface, reading the driver's store
 dumps. With --valgrind every driver runs under valgrind and must exit clean.
 --proto h2 runs the scenarios again through nghttpx as an HTTP/2 front end
 (tests/apiserver/h2.py: the proxy plumbing, the h1-only table, the checks
-only HTTP/2 has); "both" (the default) runs h1 then h2, each with its own
-stand-in and closing line ("watch: ..." and "watch-h2: ...").
+only HTTP/2 has); "both" (the default) runs h1 and h2 side by side (--serial:
+one after the other), each with its own stand-in and closing line ("watch:
+..." and "watch-h2: ..."). A new scenario runs over both unless h2.H1_ONLY
+names it, with the reason it cannot work through a proxy.
 Exit status 0 when every scenario passed.
 """
 
