@@ -91,18 +91,20 @@ node: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/run.py
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/pods_e2e.py
 
-# The list+watch client against the API server stand-in (tests/apiserver/).
+# The list+watch client against the API server stand-in (tests/apiserver/),
+# over HTTP/1.1 and then over HTTP/2 through nghttpx (WATCH_PROTO=h1|h2|both).
+WATCH_PROTO ?= both
 watch: libs
 	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh plain $(BUILD)/apiserver
 	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh real $(BUILD)/apiserver
 	@python3 tests/apiserver/test_watch.py --driver $(BUILD)/apiserver/watch_driver \
-		--real-driver $(BUILD)/apiserver/watch_driver_real
+		--real-driver $(BUILD)/apiserver/watch_driver_real --proto $(WATCH_PROTO)
 
 watch-asan: libs
 	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh asan $(BUILD)/apiserver
 	@BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" tests/apiserver/build_driver.sh real $(BUILD)/apiserver
 	@python3 tests/apiserver/test_watch.py --driver $(BUILD)/apiserver/watch_driver_asan \
-		--real-driver $(BUILD)/apiserver/watch_driver_real
+		--real-driver $(BUILD)/apiserver/watch_driver_real --proto $(WATCH_PROTO)
 
 # The same suites, built with AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:

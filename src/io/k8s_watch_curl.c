@@ -127,6 +127,34 @@ void k8s_watch_finish_transfer(struct res *r)
 	uv_timer_stop(&r->idle_timer);
 }
 
+/* How a request uses HTTP/2 and its connection, set on purpose rather than
+ * left to libcurl's defaults (which change between versions):
+ *  - CURL_HTTP_VERSION_2TLS: ask for h2 over TLS (ALPN) as kube-apiserver
+ *    and client-go do, falling back to HTTP/1.1 when the server refuses it.
+ *  - PIPEWAIT: a request waits for a connection that is still being set up
+ *    and multiplexes on it instead of opening its own, so the three lists and
+ *    watches share one TLS connection (with the multi handle's
+ *    CURLMOPT_PIPELINING = CURLPIPE_MULTIPLEX, set in k8s_watch.c). With
+ *    HTTP/1.1 each still gets its own connection.
+ *  - TCP keepalive after 30 s idle, probes every 10 s: a peer or middlebox
+ *    that vanished without a FIN or RST is noticed by the kernel even on a
+ *    quiet connection (the idle watchdog covers a silent but live one).
+ * Flow control has no option in libcurl 7.88 (CURLOPT_STREAM_WEIGHT is a
+ * priority, not a window): it announces a 32 MiB stream window
+ * (SETTINGS_INITIAL_WINDOW_SIZE) and raises the connection window to 32 MiB.
+ * Our write callback never pauses a transfer, so the windows are handed back
+ * as data is read and a list page (~120 KB per 500 Services) never waits on
+ * them. No HTTP/2 PING: CURLOPT_UPKEEP_INTERVAL_MS acts only through
+ * curl_easy_upkeep() calls; TCP keepalive does that job. */
+static void set_http2_options(CURL *e)
+{
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+}
+
 /* The options of every request but the URL and TLS (which can fail). */
 static void set_options(struct res *r, CURL *e)
 {
@@ -143,12 +171,7 @@ static void set_options(struct res *r, CURL *e)
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
-	/* Share one HTTP/2 connection when the server offers h2 (libcurl's
-	 * default for https); with HTTP/1.1 each watch has its own. */
-	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	set_http2_options(e);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, w);

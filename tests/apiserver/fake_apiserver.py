@@ -68,7 +68,8 @@ Control interface (plain HTTP on 127.0.0.1:C, JSON in and out):
                             watches of that kind get this raw line (plus
                             "\n") as if it were an event (for bad-input tests)
     POST /control/drop-watches {"partial":false}: cut every open watch
-                            connection (after half an event when partial)
+                            connection (after half an event when partial);
+                            with "kind":"Service" only the watches of that kind
     POST /control/stall     {"enabled":true}: open watches send nothing
     POST /control/drip      {"bytes":1,"delay_ms":2}: write responses in
                             tiny pieces; {"bytes":0} turns it off
@@ -154,6 +155,7 @@ class State:
         self.throttle = {"count": 0, "retry_after": 1}
         self.drop_gen = 0
         self.drop_partial = False
+        self.kind_drops = collections.Counter()   # kind -> drop-watches of that kind
         self.stall = False
         self.drip = (0, 0.0)
         self.snapshots = collections.OrderedDict()  # id -> (kind, rv, items)
@@ -559,6 +561,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                     expired = status_obj(410, "too old resource version: %d (%d)"
                                          % (last, st.compacted), "Expired")
             drop_gen = st.drop_gen
+            kind_drop = st.kind_drops[kind]
             st.open_watches += 1
         try:
             self.send_response(200)
@@ -582,7 +585,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 with st.cond:
                     while True:
                         now = time.monotonic()
-                        if st.stopping or st.drop_gen != drop_gen:
+                        if (st.stopping or st.drop_gen != drop_gen
+                                or st.kind_drops[kind] != kind_drop):
                             dropped, partial = True, st.drop_partial
                             break
                         if now >= deadline:
@@ -749,7 +753,10 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             return {"token": tok}
         if path == "/control/drop-watches":
             with st.cond:
-                st.drop_gen += 1
+                if body.get("kind"):
+                    st.kind_drops[body["kind"]] += 1
+                else:
+                    st.drop_gen += 1
                 st.drop_partial = bool(body.get("partial", False))
                 n = st.open_watches
                 st.cond.notify_all()

@@ -4,12 +4,18 @@
 Usage (from the repository root):
     tests/apiserver/build_driver.sh plain        # or asan
     python3 tests/apiserver/test_watch.py [--driver build/apiserver/watch_driver]
-                                          [--valgrind] [-k NAME]
+                                          [--valgrind] [-k NAME] [--proto h1|h2|both]
 
 Starts tests/apiserver/fake_apiserver.py on ephemeral loopback ports, then
 tests/apiserver/watch_driver (k8s_watch + a recording fake store) and drives
 scenarios through the fake's control interface, reading the driver's store
 dumps. With --valgrind every driver runs under valgrind and must exit clean.
+--proto h2 runs the scenarios again through nghttpx as an HTTP/2 front end
+(tests/apiserver/h2.py: the proxy plumbing, the h1-only table, the checks
+only HTTP/2 has); "both" (the default) runs h1 and h2 side by side (--serial:
+one after the other), each with its own stand-in and closing line ("watch:
+..." and "watch-h2: ..."). A new scenario runs over both unless h2.H1_ONLY
+names it, with the reason it cannot work through a proxy.
 Exit status 0 when every scenario passed.
 """
 
@@ -30,6 +36,8 @@ import urllib.request
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from lib import procs  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import h2  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -168,11 +176,16 @@ def svc(ns, name, labels=None, annotations=None):
     return o
 
 
-class Suite:
-    def __init__(self, args):
+class Suite(h2.Scenarios):
+    Fail = Fail
+
+    def __init__(self, args, proto="h1"):
         self.args = args
-        self.tmp = tempfile.mkdtemp(prefix="nodedns-watch-")
+        self.proto = proto
+        self.tmp = tempfile.mkdtemp(prefix="nodedns-watch-%s-" % proto)
         self.api = FakeApi(self.tmp)
+        if proto == "h2":  # the same stand-in behind an HTTP/2 proxy
+            self.api = h2.ProxiedApi(self.api, self.tmp)
         self.drivers = []
         self.d = None
 
@@ -549,7 +562,7 @@ class Suite:
         self.passed = 0
         self.load_fixture()
         self.api.ctl("add", svc("ev", "new"))
-        for name, main in self.ORDER:
+        for name, main in h2.order(self.ORDER, self.proto):
             if self.args.k and self.args.k not in name:
                 continue
             t0 = time.time()
@@ -594,6 +607,25 @@ class Suite:
             print("logs kept in %s" % self.tmp)
 
 
+def run_side_by_side():
+    """--proto both: h1 and h2 at the same time, each in a child process with
+    its own stand-in (the scenarios mostly wait); their output in order."""
+    kids = []
+    for proto in ("h1", "h2"):
+        out = tempfile.TemporaryFile(mode="w+")
+        p = subprocess.Popen([sys.executable, os.path.abspath(__file__)] + sys.argv[1:] +
+                             ["--proto", proto], stdout=out, stderr=subprocess.STDOUT, text=True)
+        kids.append((p, out))
+    rc = 0
+    for p, out in kids:
+        rc |= p.wait()
+        out.seek(0)
+        sys.stdout.write(out.read())
+        sys.stdout.flush()
+        out.close()
+    return 1 if rc else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--driver", default=os.path.join(ROOT, "build/apiserver/watch_driver"))
@@ -602,17 +634,29 @@ def main():
     ap.add_argument("--valgrind", action="store_true")
     ap.add_argument("-k", help="run only scenarios whose name contains this")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with the logs")
+    ap.add_argument("--proto", choices=("h1", "h2", "both"), default="both",
+                    help="HTTP/1.1 straight to the stand-in, HTTP/2 through nghttpx, or both")
+    ap.add_argument("--serial", action="store_true",
+                    help="with --proto both: h1 then h2 in this process, not side by side")
     args = ap.parse_args()
     if not os.access(args.driver, os.X_OK):
         sys.exit("no driver at %s: run tests/apiserver/build_driver.sh" % args.driver)
-    s = Suite(args)
-    failed = 1
-    try:
-        failed = s.run()
-    finally:
-        s.cleanup(args.keep or failed)
-    print("watch: %d passed, %d failed" % (getattr(s, "passed", 0), failed))
-    sys.exit(1 if failed else 0)
+    if args.proto == "both" and not args.serial:
+        sys.exit(run_side_by_side())
+    bad = 0
+    for proto in (("h1", "h2") if args.proto == "both" else (args.proto,)):
+        failed = 1
+        s = None
+        try:
+            s = Suite(args, proto)
+            failed = s.run()
+        finally:
+            if s:
+                s.cleanup(args.keep or failed)
+        print("%s: %d passed, %d failed" % ("watch" if proto == "h1" else "watch-h2",
+                                             getattr(s, "passed", 0), failed), flush=True)
+        bad += failed
+    sys.exit(1 if bad else 0)
 
 
 if __name__ == "__main__":
