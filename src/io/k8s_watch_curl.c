@@ -150,6 +150,16 @@ static void set_options(struct res *r, CURL *e)
 	 * default for https); with HTTP/1.1 each watch has its own. */
 	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	/* The write callback counts the inflated bytes, so a gzip bomb meets
+	 * LIST_MAX_BYTES and the decoding bounds like any other body. */
+	if (r->phase == PH_LIST) {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)w->list_deadline_ms);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_BYTES);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_S);
+	} else {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+				 ((long)r->watch_timeout_s + WATCH_DEADLINE_MARGIN_S) * 1000L);
+	}
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, w);
 }

@@ -45,8 +45,33 @@
  * 10k-Service cluster is about 20 MB of JSON, so this leaves ample room while
  * still bounding what a broken or hostile server can make us hold. */
 #define LIST_MAX_BYTES ((size_t)256 << 20)
+/* What the decoded items of one list may hold, as estimated by
+ * k8s_stream_json_cost(): up to LIST_COST_RATIO x the list's text (real
+ * lists: 10-20x), at least LIST_COST_FLOOR, at most LIST_MAX_COST (about
+ * 140,000 real Services). An item is also bounded on its own: at most
+ * LIST_ITEM_FACTOR x max_event_bytes of text (a watch event over
+ * max_event_bytes relists, so the list must take a bit more) and
+ * K8S_COST_RATIO x its text to decode. */
+#define LIST_COST_RATIO 24
+#define LIST_COST_FLOOR ((size_t)64 << 20)
+#define LIST_MAX_COST ((size_t)1 << 30)
+#define LIST_ITEM_FACTOR 4
+/* A list response but its items ("metadata", "kind", ...; the continue token
+ * is at most CONTINUE_MAX_BYTES). */
+#define LIST_SHELL_MAX_BYTES (256 * 1024)
 #define ERROR_BODY_MAX_BYTES (64 * 1024)
 #define CONTINUE_MAX_BYTES (64 * 1024)
+/* Pages of one list: 5,000 pages of 500 is 2.5 million objects, far beyond
+ * any cluster; a server that keeps sending "continue" is cut off here. */
+#define LIST_MAX_PAGES 5000
+/* Every request has an overall deadline and a minimum transfer rate: a list
+ * must finish within LIST_DEADLINE_DEFAULT_MS and never stay under
+ * LOW_SPEED_BYTES/s for LOW_SPEED_S seconds (a drip); a watch ends at its
+ * timeoutSeconds plus WATCH_DEADLINE_MARGIN_S (as client-go sets it). */
+#define LIST_DEADLINE_DEFAULT_MS 300000
+#define LOW_SPEED_BYTES 1024L
+#define LOW_SPEED_S 30L
+#define WATCH_DEADLINE_MARGIN_S 30
 #define TOKEN_MAX_BYTES (64 * 1024)
 #define URL_MAX_BYTES 2048
 #define TOKEN_CHECK_MS 10000
@@ -82,7 +107,7 @@ enum list_mode {
 };
 
 /* Why we ended a transfer ourselves. */
-enum abort_reason { AB_NONE = 0, AB_RELIST, AB_NOMEM, AB_TOOBIG };
+enum abort_reason { AB_NONE = 0, AB_RELIST, AB_NOMEM, AB_TOOBIG, AB_COSTLY };
 
 struct sock_ctx {
 	uv_poll_t poll;
@@ -108,9 +133,16 @@ struct res {
 	bool listed;  /* at least one list applied */
 	bool watched; /* a watch ran since the last list: the next one is a restart */
 	char *cont;   /* continue token of the next page */
+	unsigned pages; /* pages of the list in progress */
+	unsigned watch_timeout_s; /* timeoutSeconds of the watch in flight */
 	json_t *pending; /* items of the list in progress */
-	size_t list_bytes;
-	struct buf body; /* a list page, or an error body */
+	/* The pages applied to pending so far: their items, text bytes,
+	 * estimated decoding cost and rejected objects. A page that fails is
+	 * taken out again (pending cut back to list_items) before its retry. */
+	size_t list_items, list_bytes, list_cost, list_rejected;
+	size_t page_bytes, page_cost, page_rejected; /* the page in flight */
+	struct k8s_stream_list split; /* splits a list page into its items */
+	struct buf body; /* an error body */
 	bool body_truncated;
 	struct k8s_stream stream;
 	long http_code;
@@ -146,6 +178,7 @@ struct k8s_watch {
 
 	size_t max_event_bytes;
 	uint64_t idle_ms;
+	uint64_t list_deadline_ms;
 	uint64_t rng;
 	bool dirty; /* the store changed since the last publish */
 	uv_timer_t publish_timer; /* a publish held back by PUBLISH_MIN_INTERVAL_MS */
@@ -165,6 +198,11 @@ bool k8s_watch_may_log(struct res *r);
 /* Exponential backoff with jitter: d x [1, 2), doubling from 0.8 s, at most
  * 30 s, reset after 2 minutes without a failure (client-go's constants). */
 uint64_t k8s_watch_backoff(struct res *r);
+
+/* The bearer token changed: forget the backoff of every resource and bring
+ * a retry that waits for it forward (it may have been failing on the old
+ * token). */
+void k8s_watch_token_changed(struct k8s_watch *w);
 
 /* A server-supplied string made safe for one log line. */
 void k8s_watch_printable(char *dst, size_t cap, const char *src, size_t n);

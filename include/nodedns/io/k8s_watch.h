@@ -41,12 +41,19 @@ struct k8s_watch_config {
 	 * is aborted and restarted (watch streams get a bookmark about every
 	 * minute). 0: 150000 (150 s). Tests set it low. */
 	uint32_t idle_timeout_ms;
+	/* A list request that has not completed after this long is aborted
+	 * and retried after the backoff, however steadily bytes arrive (a drip).
+	 * 0: 300000 (5 min). Tests set it low. Watches end at their
+	 * timeoutSeconds plus 30 s. */
+	uint32_t list_deadline_ms;
 };
 
 struct k8s_watch_stats {
 	_Atomic uint64_t lists, watches, watch_restarts, relists_410, events,
 		bookmarks, errors, throttled_429, unauthorized_401, token_reloads,
-		oversized_events, bad_events;
+		oversized_events, bad_events,
+		list_loops, /* lists abandoned: a repeated continue token or too many pages */
+		list_timeouts; /* requests ended by the deadline or the minimum rate */
 	_Atomic int synced; /* 1 once all three resources have been listed once */
 };
 struct mbuf;
