@@ -307,7 +307,9 @@ static uint64_t http_failure(struct res *r, long code, const char *what)
 			log_warn(TAG, "%s: %s: 401 Unauthorized (%s); re-reading the token",
 				 r->def->name, what, msg);
 		k8s_watch_token_refresh(w, true);
-		return k8s_watch_backoff(r);
+		/* Not beyond the token check: a new token is picked up soon. */
+		uint64_t d = k8s_watch_backoff(r);
+		return d > TOKEN_CHECK_MS ? TOKEN_CHECK_MS : d;
 	}
 	if (code == 429 || (code == 503 && r->retry_after_s >= 0)) {
 		if (code == 429)
@@ -579,6 +581,7 @@ int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
 				     LIST_SHELL_MAX_BYTES);
 		init_timer(w, &r->retry_timer, r);
 		init_timer(w, &r->idle_timer, r);
+		init_timer(w, &r->slice_timer, r);
 		k8s_watch_schedule(r, PH_LIST, 0);
 	}
 	log_info(TAG, "syncing from %s", w->server);
@@ -615,7 +618,9 @@ void k8s_watch_close(struct k8s_watch *w)
 	for (int k = 0; k < K8S_KIND_COUNT; k++) {
 		w->res[k].retry_timer.data = w;
 		w->res[k].idle_timer.data = w;
+		w->res[k].slice_timer.data = w;
 		uv_close((uv_handle_t *)&w->res[k].retry_timer, on_handle_closed);
 		uv_close((uv_handle_t *)&w->res[k].idle_timer, on_handle_closed);
+		uv_close((uv_handle_t *)&w->res[k].slice_timer, on_handle_closed);
 	}
 }

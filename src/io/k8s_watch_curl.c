@@ -125,6 +125,28 @@ void k8s_watch_finish_transfer(struct res *r)
 	curl_slist_free_all(r->hdrs);
 	r->hdrs = NULL;
 	uv_timer_stop(&r->idle_timer);
+	uv_timer_stop(&r->slice_timer);
+	r->paused = false;
+}
+
+static void on_slice(uv_timer_t *t)
+{
+	struct res *r = t->data;
+
+	if (!r->easy || !r->paused || r->w->closing)
+		return;
+	r->paused = false;
+	/* May call the write callback with the held data (and pause again). */
+	curl_easy_pause(r->easy, CURLPAUSE_CONT);
+	drain(r->w);
+}
+
+void k8s_watch_pause_until_next_turn(struct res *r)
+{
+	r->paused = true;
+	/* 1 ms, not 0: a 0 ms timer started from a timer would run again
+	 * before the loop polls. */
+	uv_timer_start(&r->slice_timer, on_slice, 1, 0);
 }
 
 /* The options of every request but the URL and TLS (which can fail). */

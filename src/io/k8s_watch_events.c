@@ -124,10 +124,12 @@ static int on_item(void *arg, const char *text, size_t len, size_t cost)
 	struct res *r = arg;
 	struct k8s_watch *w = r->w;
 	json_error_t jerr;
-	json_t *it = json_loadb(text, len, 0, &jerr);
+	/* Without "metadata" in it, it cannot have a name: skip the decoding. */
+	json_t *it = memmem(text, len, "\"metadata\"", 10) ? json_loadb(text, len, 0, &jerr) : NULL;
 	size_t bytes = r->list_bytes + r->page_bytes;
 
-	if (!it && json_error_code(&jerr) == json_error_out_of_memory) {
+	if (!it && len >= 10 && memmem(text, len, "\"metadata\"", 10) &&
+	    json_error_code(&jerr) == json_error_out_of_memory) {
 		r->abort = AB_NOMEM;
 		return 1;
 	}
@@ -139,7 +141,7 @@ static int on_item(void *arg, const char *text, size_t len, size_t cost)
 		r->page_rejected++;
 		if (k8s_watch_may_log(r))
 			log_warn(TAG, "%s: listed item skipped: %s", r->def->name,
-				 it ? "not an object with metadata.name" : "undecodable");
+				 "not a decodable object with metadata.name");
 		json_decref(it);
 		return 0;
 	}
@@ -191,6 +193,11 @@ size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
 	struct k8s_watch *w = r->w;
 	size_t n = size * nmemb;
 
+	/* Busy for a slice since the poll returned: hand the loop back. */
+	if (!r->paused && uv_hrtime() / 1000000 - uv_now(w->loop) > SLICE_MS) {
+		k8s_watch_pause_until_next_turn(r);
+		return CURL_WRITEFUNC_PAUSE;
+	}
 	uv_timer_start(&r->idle_timer, k8s_watch_on_idle, w->idle_ms, 0);
 	if (!r->got_code) {
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->http_code);

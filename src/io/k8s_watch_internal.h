@@ -56,6 +56,11 @@
 #define LIST_COST_FLOOR ((size_t)64 << 20)
 #define LIST_MAX_COST ((size_t)1 << 30)
 #define LIST_ITEM_FACTOR 4
+/* A transfer's write callback that finds the loop busy for this long since
+ * its poll returned pauses the transfer until the next turn of the loop, so
+ * /health and the rest of the control loop keep answering while a big list
+ * is decoded (libcurl hands over up to ~1.6 MB per socket action). */
+#define SLICE_MS 20
 /* A list response but its items ("metadata", "kind", ...; the continue token
  * is at most CONTINUE_MAX_BYTES). */
 #define LIST_SHELL_MAX_BYTES (256 * 1024)
@@ -128,6 +133,8 @@ struct res {
 	struct curl_slist *hdrs;
 	enum phase phase, next; /* next: what retry_timer starts */
 	uv_timer_t retry_timer, idle_timer;
+	uv_timer_t slice_timer; /* resumes a transfer paused at SLICE_MS */
+	bool paused;
 	char rv[K8S_RV_MAX]; /* last resourceVersion seen ("" before the first list) */
 	enum list_mode list_mode;
 	bool listed;  /* at least one list applied */
@@ -231,6 +238,10 @@ void k8s_watch_transfer_done(struct res *r, CURLcode result);
 /* k8s_watch_events.c: response bodies */
 /* Free @p b's memory and zero it. */
 void k8s_watch_buf_release(struct buf *b);
+
+/* The transfer of @p r was paused by its write callback: resume it on the
+ * next turn of the loop. */
+void k8s_watch_pause_until_next_turn(struct res *r);
 
 /* curl's write callback: the body of a list page, or watch lines. */
 size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp);

@@ -78,7 +78,7 @@ Control interface (plain HTTP on 127.0.0.1:C, JSON in and out):
                       real items (gzip: Content-Encoding gzip when asked for,
                       so N inflated bytes from about N/1000 on the wire)
         one_object    {"bytes":N}: one item holding N bytes of "{},"
-        named_objects {"bytes":N}: N bytes of {"metadata":{"name":"nI"}}
+        named_objects {"bytes":N}: N bytes of {"metadata":{"name":"nI"},"a":{},"b":{}}
         deep          {"depth":N}: one item nested N arrays deep
         continue      {"same":true,"items":0}: every page (empty, or the
                       first `items` real objects) carries a continue token,
@@ -602,8 +602,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 [head, b'{"metadata":{"name":"huge","namespace":"x"},"x":['],
                  repeat(b"{},", int(h["bytes"])), [b"{}]},", real, b"]}\n"]))
         elif mode == "named_objects":
-            n = int(h["bytes"]) // 30
-            gen = (b"".join(b'{"metadata":{"name":"n%d"}},' % (i * 1000 + j)
+            n = int(h["bytes"]) // 45
+            gen = (b"".join(b'{"metadata":{"name":"n%d"},"a":{},"b":{}},' % (i * 1000 + j)
                             for j in range(1000)) for i in range(n // 1000 + 1))
             self.write_chunks(itertools.chain([head], gen, [real, b"]}\n"]))
         elif mode == "deep":
