@@ -33,6 +33,27 @@ static enum k8s_event store_event(enum k8s_ev_type t)
 	return t == K8S_EV_ADDED ? K8S_ADDED : t == K8S_EV_MODIFIED ? K8S_MODIFIED : K8S_DELETED;
 }
 
+/* An ERROR event ends the watch: relist. */
+static void error_event(struct res *r, const struct k8s_stream_event *ev)
+{
+	struct k8s_watch *w = r->w;
+	const char *msg = json_string_value(json_object_get(ev->object, "message"));
+	char pm[200];
+
+	k8s_watch_printable(pm, sizeof(pm), msg ? msg : "", msg ? strlen(msg) : 0);
+	if (k8s_stream_event_is_expired(ev)) {
+		STAT_INC(w, relists_410);
+		log_info(TAG, "%s: resourceVersion %s expired (%s), relisting", r->def->name, r->rv,
+			 pm);
+	} else {
+		STAT_INC(w, errors);
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: watch ERROR %d %s: %s, relisting", r->def->name, ev->code,
+				 ev->reason, pm);
+	}
+	r->abort = AB_RELIST;
+}
+
 /* One line of a watch stream. A non-zero return ends the transfer
  * (r->abort says why). */
 static int on_line(void *arg, const char *line, size_t len)
@@ -96,23 +117,9 @@ static int on_line(void *arg, const char *line, size_t len)
 		memcpy(r->rv, ev.rv, sizeof(r->rv));
 		STAT_INC(w, bookmarks);
 		break;
-	case K8S_EV_ERROR: {
-		const char *msg = json_string_value(json_object_get(ev.object, "message"));
-		char pm[200];
-		k8s_watch_printable(pm, sizeof(pm), msg ? msg : "", msg ? strlen(msg) : 0);
-		if (k8s_stream_event_is_expired(&ev)) {
-			STAT_INC(w, relists_410);
-			log_info(TAG, "%s: resourceVersion %s expired (%s), relisting", r->def->name,
-				 r->rv, pm);
-		} else {
-			STAT_INC(w, errors);
-			if (k8s_watch_may_log(r))
-				log_warn(TAG, "%s: watch ERROR %d %s: %s, relisting", r->def->name,
-					 ev.code, ev.reason, pm);
-		}
-		r->abort = AB_RELIST;
+	case K8S_EV_ERROR:
+		error_event(r, &ev);
 		break;
-	}
 	}
 	k8s_stream_event_clear(&ev);
 	return r->abort != AB_NONE;
