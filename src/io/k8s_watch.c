@@ -29,6 +29,7 @@ static const struct res_def res_defs[K8S_KIND_COUNT] = {
 };
 
 static void publish_now(struct k8s_watch *w);
+static void on_retry(uv_timer_t *t);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -73,7 +74,7 @@ void k8s_watch_token_changed(struct k8s_watch *w)
 			continue;
 		uint64_t soon = BACKOFF_INITIAL_MS / 4 + rnd(w) % BACKOFF_INITIAL_MS;
 		if (uv_timer_get_due_in(&r->retry_timer) > soon)
-			uv_timer_start(&r->retry_timer, r->retry_timer.timer_cb, soon, 0);
+			uv_timer_start(&r->retry_timer, on_retry, soon, 0);
 	}
 }
 
@@ -307,9 +308,11 @@ static uint64_t http_failure(struct res *r, long code, const char *what)
 			log_warn(TAG, "%s: %s: 401 Unauthorized (%s); re-reading the token",
 				 r->def->name, what, msg);
 		k8s_watch_token_refresh(w, true);
-		/* Not beyond the token check: a new token is picked up soon. */
+		/* Each 401 re-reads the token file: retry often enough that a
+		 * new token is picked up soon (k8s_watch_token_changed() then
+		 * brings the other resources back). */
 		uint64_t d = k8s_watch_backoff(r);
-		return d > TOKEN_CHECK_MS ? TOKEN_CHECK_MS : d;
+		return d > UNAUTHORIZED_RETRY_MAX_MS ? UNAUTHORIZED_RETRY_MAX_MS : d;
 	}
 	if (code == 429 || (code == 503 && r->retry_after_s >= 0)) {
 		if (code == 429)
