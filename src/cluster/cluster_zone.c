@@ -18,7 +18,11 @@
  *    answer SRV only (A/AAAA there is NODATA, unlike CoreDNS);
  *  - ExternalName: the CNAME for every type; for A/AAAA an in-zone target is
  *    resolved here (at most CHASE_DEPTH_MAX links), an outside one is left
- *    to the caller through info->chase_name;
+ *    to the caller through info->chase_name; a chain that comes back to a
+ *    Service already in it (a loop, itself included) is SERVFAIL;
+ *  - size: over UDP an answer that does not fit is TC=1 without records;
+ *    over a stream (cluster_answer_stream) as many whole answer records as
+ *    fit in the 64 KiB, never TC (as CoreDNS does);
  *  - pod names (pods_insecure) need the namespace to exist (CoreDNS);
  *  - PTR: a ClusterIP answers with its Service name only; otherwise one PTR
  *    per Service with a ready endpoint at that address. Unknown addresses and
@@ -62,7 +66,7 @@ enum {
 #define SOA_RETRY_S 1800
 #define SOA_EXPIRE_S 86400
 
-enum res { RES_ANSWER = 0, RES_NODATA, RES_NX };
+enum res { RES_ANSWER = 0, RES_NODATA, RES_NX, RES_LOOP };
 
 struct srv_filter {
 	const uint8_t *name; /* port name without '_', NULL: any port */
@@ -88,6 +92,11 @@ struct resp {
 	uint16_t soa_owner_off; /* 0: the zone */
 	const struct svc_rec *svc_rec; /* svc_off holds this Service's name */
 	uint16_t svc_off;
+	bool stream;	    /* cluster_answer_stream: keep what fits, never TC */
+	size_t fit_len;	    /* the message up to the last whole answer record */
+	uint16_t fit_an;
+	const struct svc_rec *chain[CHASE_DEPTH_MAX + 1]; /* ExternalNames followed */
+	int chain_n;
 	bool add_pending; /* SRV answer: targets' addresses go to additional */
 	const struct svc_rec *add_rec;
 	struct srv_filter add_filter;
@@ -201,6 +210,16 @@ static size_t rr_start(struct resp *r, uint16_t type)
 	return r->len - 2;
 }
 
+/* One more whole answer record: where a stream answer may be cut. */
+static void answer_done(struct resp *r)
+{
+	r->an++;
+	if (!r->ovf) {
+		r->fit_len = r->len;
+		r->fit_an = r->an;
+	}
+}
+
 static void rr_end(struct resp *r, size_t rdlen_pos)
 {
 	size_t n = r->len - rdlen_pos - 2;
@@ -223,7 +242,7 @@ static void answer_ip(struct resp *r, const struct k8s_ip *ip)
 {
 	put_ptr(r, r->owner_off);
 	rr_ip(r, ip);
-	r->an++;
+	answer_done(r);
 }
 
 static const struct lab lab_ns_dns[2] = { { (const uint8_t *)"ns", 2 },
@@ -353,7 +372,7 @@ static void answer_srv(struct resp *r, const struct svc_rec *rec, const struct r
 	put_u16(r, port);
 	put_svc_name(r, rec, t, false); /* RFC 2782: no compression */
 	rr_end(r, rd);
-	r->an++;
+	answer_done(r);
 }
 
 /* Walk the SRV records of @p rec that @p f selects (deduplicated by target
@@ -442,12 +461,17 @@ static enum res external(struct resp *r, const struct svc_rec *rec, int depth)
 
 	if (!rec->ext_len)
 		return RES_NODATA;
+	for (int i = 0; i < r->chain_n; i++)
+		if (r->chain[i] == rec)
+			return RES_LOOP;
+	if (r->chain_n < CHASE_DEPTH_MAX + 1)
+		r->chain[r->chain_n++] = rec;
 	put_ptr(r, r->owner_off);
 	rd = rr_start(r, T_CNAME);
 	pos = r->len;
 	put_bytes(r, rec->ext, rec->ext_len);
 	rr_end(r, rd);
-	r->an++;
+	answer_done(r);
 	if (r->qtype != T_A && r->qtype != T_AAAA)
 		return RES_ANSWER; /* the CNAME alone; CNAME and ANY questions end here */
 	n = cluster_names_split(rec->ext, rec->ext_len, labs, NULL);
@@ -582,7 +606,7 @@ static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
 	if (n == 0) {
 		if (want(r, T_SOA)) {
 			put_soa(r, r->owner_off);
-			r->an++;
+			answer_done(r);
 			c++;
 		}
 		if (want(r, T_NS)) {
@@ -590,7 +614,7 @@ static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
 			rd = rr_start(r, T_NS);
 			put_name(r, lab_ns_dns, 2, true);
 			rr_end(r, rd);
-			r->an++;
+			answer_done(r);
 			c++;
 		}
 		return c ? RES_ANSWER : RES_NODATA;
@@ -609,7 +633,7 @@ static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
 		rd = rr_start(r, T_TXT);
 		put_bytes(r, "\005" SCHEMA_VERSION, 1 + strlen(SCHEMA_VERSION));
 		rr_end(r, rd);
-		r->an++;
+		answer_done(r);
 		return RES_ANSWER;
 	}
 	if (cluster_names_label_is(top, "dns")) {
@@ -642,7 +666,7 @@ static void answer_ptrs(struct resp *r, const struct rev_rec *rr)
 		rd = rr_start(r, T_PTR);
 		put_name(r, l, k, true);
 		rr_end(r, rd);
-		r->an++;
+		answer_done(r);
 	}
 }
 
@@ -698,7 +722,7 @@ static bool answer_locate(struct resp *r, const uint8_t *qname, size_t qname_len
  * overflow a body with TC=1 and the question only (@p qend bytes). */
 static void answer_finish(struct resp *r, enum res res, size_t qend)
 {
-	if (res != RES_ANSWER) {
+	if (res == RES_NODATA || res == RES_NX) {
 		put_soa(r, r->soa_owner_off);
 		r->ns++;
 	}
@@ -711,21 +735,33 @@ static void answer_finish(struct resp *r, enum res res, size_t qend)
 			r->ar = 0;
 		}
 	}
-	r->info->rcode = res == RES_NX ? 3 : 0;
+	r->info->rcode = res == RES_NX ? 3 : res == RES_LOOP ? 2 : 0;
 	r->info->nodata = res == RES_NODATA;
-	if (r->ovf) {
+	if (r->ovf && r->stream && r->fit_an > 0) {
+		/* The transport's limit: the whole records that fit, no TC. */
+		r->ovf = false;
+		r->len = r->fit_len;
+		r->an = r->fit_an;
+		r->ns = r->ar = 0;
+		r->info->chase_len = 0;
+		r->info->nodata = false;
+		r->info->rcode = 0;
+	}
+	if (r->ovf || res == RES_LOOP) {
 		r->len = qend;
 		r->an = r->ns = r->ar = 0;
 		r->info->chase_len = 0;
 	}
-	put_header(r, r->ovf, r->info->rcode, 1);
+	if (r->ovf && r->stream)
+		r->info->rcode = 2; /* not one record fits in 64 KiB */
+	put_header(r, r->ovf && !r->stream, r->info->rcode, 1);
 }
 
-enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
-				    const struct cluster_config *cfg, const uint8_t *qname,
-				    size_t qname_len, uint16_t qtype, uint16_t qclass,
-				    uint8_t *out, size_t cap, size_t *outlen,
-				    struct cluster_answer_info *info)
+static enum cluster_verdict answer(const struct cluster_snapshot *snap,
+				   const struct cluster_config *cfg, const uint8_t *qname,
+				   size_t qname_len, uint16_t qtype, uint16_t qclass, uint8_t *out,
+				   size_t cap, size_t *outlen, struct cluster_answer_info *info,
+				   bool stream)
 {
 	struct cluster_answer_info dummy;
 	struct lab labs[MAX_LABELS];
@@ -753,6 +789,7 @@ enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
 
 	r.out = out;
 	r.cap = cap;
+	r.stream = stream;
 	r.qtype = qtype;
 	r.ttl = cfg->ttl_s;
 	r.cfg = cfg;
@@ -781,4 +818,22 @@ enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
 	answer_finish(&r, res, DNS_HEADER_BYTES + qname_len + 4);
 	*outlen = r.len;
 	return CLUSTER_ANSWERED;
+}
+
+enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
+				    const struct cluster_config *cfg, const uint8_t *qname,
+				    size_t qname_len, uint16_t qtype, uint16_t qclass,
+				    uint8_t *out, size_t cap, size_t *outlen,
+				    struct cluster_answer_info *info)
+{
+	return answer(snap, cfg, qname, qname_len, qtype, qclass, out, cap, outlen, info, false);
+}
+
+enum cluster_verdict cluster_answer_stream(const struct cluster_snapshot *snap,
+					   const struct cluster_config *cfg, const uint8_t *qname,
+					   size_t qname_len, uint16_t qtype, uint16_t qclass,
+					   uint8_t *out, size_t cap, size_t *outlen,
+					   struct cluster_answer_info *info)
+{
+	return answer(snap, cfg, qname, qname_len, qtype, qclass, out, cap, outlen, info, true);
 }

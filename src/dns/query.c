@@ -672,8 +672,9 @@ static bool handle_cluster(struct query_worker *w, const struct dnsmsg_query *q,
 	if (q->edns)
 		cap -= DNS_OPT_RR_BYTES;
 	size_t n = 0;
-	if (cluster_answer(w->snap, &env->cluster, q->qname, q->qname_len, q->qtype, q->qclass,
-			   w->buf, cap, &n, &info) != CLUSTER_ANSWERED)
+	if ((c->proto == QUERY_UDP ? cluster_answer : cluster_answer_stream)(
+		    w->snap, &env->cluster, q->qname, q->qname_len, q->qtype, q->qclass, w->buf,
+		    cap, &n, &info) != CLUSTER_ANSWERED)
 		return false;
 	inc(&w->stats.by_zone[0]);
 	inc(&w->stats.cluster_answers);

@@ -37,12 +37,22 @@
  *
  * admin_stats.requests counts responses started (including 4xx), not
  * connections that timed out, were rejected, or closed before a full head.
+ *
+ * Each listener has its own budget of ADMIN_MAX_CONNS clients, so a flood on
+ * the metrics port cannot starve /health on its own port. A listener at its
+ * budget makes room by closing its oldest client that is not waiting for a
+ * health check (idle or slow readers first, then slow writers), as the DNS
+ * TCP path does, and refuses only when every one of them is in a health
+ * check (each lasts at most ADMIN_HEALTH_TIMEOUT_MS).
  */
 
 #define ADMIN_HEAD_MAX_BYTES 8192
-#define ADMIN_MAX_CONNS 64
+#define ADMIN_MAX_CONNS 64 /* live clients per listener */
+/* Allocated connections, closing ones included: evicted ones are freed on
+ * the next turn of the loop, so this bounds memory during a flood. */
+#define ADMIN_MAX_ALLOC (4 * ADMIN_MAX_CONNS)
 #define ADMIN_BACKLOG 64
-#define ADMIN_HEAD_TIMEOUT_MS 5000
+#define ADMIN_HEAD_TIMEOUT_MS 2000
 #define ADMIN_HEALTH_TIMEOUT_MS 1000
 #define ADMIN_WRITE_TIMEOUT_MS 10000
 #define ADMIN_LINGER_MS 2000
@@ -61,7 +71,8 @@ struct conn {
 	uv_write_t wr;
 	uv_shutdown_t sh;
 	struct admin *a;
-	struct conn *prev, *next; /* in admin.conns while not CLOSING */
+	struct listener *l;	  /* the listener that accepted it */
+	struct conn *prev, *next; /* in admin.conns while not CLOSING (newest first) */
 	enum conn_state state;
 	unsigned handles; /* initialised handles whose close callback is pending */
 	bool line_done;   /* request line seen and parsed */
@@ -84,6 +95,7 @@ struct listener {
 	struct admin *a;
 	bool inited;  /* uv handle initialised (needs uv_close) */
 	bool stalled; /* a connection is waiting for uv_accept() */
+	unsigned live; /* its connections that are not CLOSING */
 };
 
 struct admin {
@@ -151,6 +163,7 @@ static void conn_close(struct conn *c)
 	if (c->state == CONN_CLOSING)
 		return;
 	c->state = CONN_CLOSING;
+	c->l->live--;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -490,14 +503,51 @@ static void reject(struct admin *a, struct listener *l)
 		(void)uv_try_write((uv_stream_t *)t, &buf, 1);
 	uv_close((uv_handle_t *)t, reject_closed);
 	if (log_ratelimited(&a->lim_accept, uv_now(a->loop), ADMIN_LOG_INTERVAL_MS))
-		log_warn(TAG, "too many HTTP clients (%d), rejecting connections", ADMIN_MAX_CONNS);
+		log_warn(TAG, "too many HTTP clients (%d per listener, all in a health check), "
+			 "rejecting connections", ADMIN_MAX_CONNS);
+}
+
+/* How willing we are to close @p c to make room: 0 not at all (a health
+ * check in flight), 1 a slow writer, 2 idle (reading a head, or lingering). */
+static int evictable(const struct conn *c)
+{
+	switch (c->state) {
+	case CONN_READING:
+	case CONN_LINGER: return 2;
+	case CONN_WRITING: return 1;
+	default: return 0;
+	}
+}
+
+/* @p l is at its budget: close its oldest most evictable client.
+ * @return false when none may be closed. */
+static bool make_room(struct admin *a, struct listener *l)
+{
+	struct conn *victim = NULL;
+	int best = 0;
+
+	for (struct conn *c = a->conns; c; c = c->next) {
+		int e = c->l == l ? evictable(c) : 0;
+		if (e && e >= best) { /* the list is newest first: the last is oldest */
+			victim = c;
+			best = e;
+		}
+	}
+	if (!victim)
+		return false;
+	atomic_fetch_add_explicit(&a->stats.evicted_conns, 1, memory_order_relaxed);
+	if (log_ratelimited(&a->lim_accept, uv_now(a->loop), ADMIN_LOG_INTERVAL_MS))
+		log_warn(TAG, "%d HTTP clients on one listener: closing the oldest idle one",
+			 ADMIN_MAX_CONNS);
+	conn_close(victim);
+	return true;
 }
 
 static void accept_one(struct admin *a, struct listener *l)
 {
 	struct conn *c = NULL;
 
-	if (a->nconns < ADMIN_MAX_CONNS)
+	if ((l->live < ADMIN_MAX_CONNS || make_room(a, l)) && a->nconns < ADMIN_MAX_ALLOC)
 		c = malloc(sizeof(*c));
 	if (!c) {
 		reject(a, l);
@@ -505,6 +555,8 @@ static void accept_one(struct admin *a, struct listener *l)
 	}
 	memset(c, 0, offsetof(struct conn, head));
 	c->a = a;
+	c->l = l;
+	l->live++;
 	c->state = CONN_READING;
 	uv_tcp_init(a->loop, &c->tcp);
 	uv_timer_init(a->loop, &c->timer);

@@ -29,6 +29,7 @@ static const struct res_def res_defs[K8S_KIND_COUNT] = {
 };
 
 static void publish_now(struct k8s_watch *w);
+static void on_retry(uv_timer_t *t);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -62,6 +63,19 @@ uint64_t k8s_watch_backoff(struct res *r)
 	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 	r->last_fail_ms = now;
 	return d;
+}
+
+void k8s_watch_token_changed(struct k8s_watch *w)
+{
+	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+		struct res *r = &w->res[k];
+		r->backoff_ms = 0;
+		if (r->easy || w->closing || !uv_is_active((uv_handle_t *)&r->retry_timer))
+			continue;
+		uint64_t soon = BACKOFF_INITIAL_MS / 4 + rnd(w) % BACKOFF_INITIAL_MS;
+		if (uv_timer_get_due_in(&r->retry_timer) > soon)
+			uv_timer_start(&r->retry_timer, on_retry, soon, 0);
+	}
 }
 
 void k8s_watch_printable(char *dst, size_t cap, const char *src, size_t n)
@@ -125,7 +139,8 @@ void k8s_watch_drop_list(struct res *r)
 {
 	json_decref(r->pending);
 	r->pending = NULL;
-	r->list_bytes = 0;
+	r->list_items = r->list_bytes = r->list_cost = r->list_rejected = 0;
+	r->pages = 0;
 	free(r->cont);
 	r->cont = NULL;
 }
@@ -156,6 +171,11 @@ void k8s_watch_start_list(struct res *r)
 		if (!(r->pending = json_array()))
 			goto fail;
 	}
+	/* A retried page: take out what its failed attempt added. */
+	while (json_array_size(r->pending) > r->list_items)
+		json_array_remove(r->pending, json_array_size(r->pending) - 1);
+	r->page_bytes = r->page_cost = r->page_rejected = 0;
+	k8s_stream_list_reset(&r->split);
 	if (r->cont) {
 		if (!(esc = escape(r->cont)))
 			goto fail;
@@ -196,6 +216,7 @@ void k8s_watch_start_watch(struct res *r)
 	unsigned timeout_s =
 		WATCH_TIMEOUT_MIN_S + (unsigned)(rnd(w) % (WATCH_TIMEOUT_MAX_S - WATCH_TIMEOUT_MIN_S + 1));
 
+	r->watch_timeout_s = timeout_s;
 	if (!(esc = escape(r->rv)))
 		goto fail;
 	if (asprintf(&q, "watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%u",
@@ -287,7 +308,11 @@ static uint64_t http_failure(struct res *r, long code, const char *what)
 			log_warn(TAG, "%s: %s: 401 Unauthorized (%s); re-reading the token",
 				 r->def->name, what, msg);
 		k8s_watch_token_refresh(w, true);
-		return k8s_watch_backoff(r);
+		/* Each 401 re-reads the token file: retry often enough that a
+		 * new token is picked up soon (k8s_watch_token_changed() then
+		 * brings the other resources back). */
+		uint64_t d = k8s_watch_backoff(r);
+		return d > UNAUTHORIZED_RETRY_MAX_MS ? UNAUTHORIZED_RETRY_MAX_MS : d;
 	}
 	if (code == 429 || (code == 503 && r->retry_after_s >= 0)) {
 		if (code == 429)
@@ -318,12 +343,31 @@ static void list_done(struct res *r, CURLcode result, long code, enum abort_reas
 	struct k8s_watch *w = r->w;
 	char why[300];
 
-	if (ab == AB_TOOBIG || ab == AB_NOMEM) {
+	if (ab == AB_TOOBIG || ab == AB_NOMEM || ab == AB_COSTLY) {
 		STAT_INC(w, errors);
 		log_error(TAG, "%s: list %s, retrying later", r->def->name,
-			  ab == AB_TOOBIG ? "larger than 256 MiB" : "ran out of memory");
+			  ab == AB_TOOBIG ? "larger than 256 MiB"
+			  : ab == AB_COSTLY ? "would take too much memory to decode (too many "
+					      "values for its size, or metadata over 256 KiB)"
+					    : "ran out of memory");
 		k8s_watch_drop_list(r);
 		k8s_watch_buf_release(&r->body);
+		malloc_trim(0);
+		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
+		return;
+	}
+	if (result == CURLE_OPERATION_TIMEDOUT) {
+		/* The deadline or the minimum rate: a drip is not a live list. */
+		STAT_INC(w, errors);
+		STAT_INC(w, list_timeouts);
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: list not complete within %llu s or below %ld bytes/s "
+				 "for %ld s (%s), retrying later", r->def->name,
+				 (unsigned long long)(w->list_deadline_ms / 1000), LOW_SPEED_BYTES,
+				 LOW_SPEED_S, r->errbuf);
+		k8s_watch_drop_list(r);
+		k8s_watch_buf_release(&r->body);
+		malloc_trim(0);
 		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
 		return;
 	}
@@ -340,10 +384,14 @@ static void list_done(struct res *r, CURLcode result, long code, enum abort_reas
 		int rc = k8s_watch_list_page(r, why, sizeof(why));
 		if (rc < 0) {
 			STAT_INC(w, errors);
+			if (rc == -ELOOP)
+				STAT_INC(w, list_loops);
 			if (k8s_watch_may_log(r))
 				log_warn(TAG, "%s: unusable list response: %s", r->def->name, why);
 			k8s_watch_drop_list(r);
 			k8s_watch_buf_release(&r->body);
+			/* A failed list gives its memory back as a good one does. */
+			malloc_trim(0);
 			k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
 		}
 		return;
@@ -459,6 +507,7 @@ static void free_watch(struct k8s_watch *w)
 		k8s_watch_drop_list(r);
 		k8s_watch_buf_release(&r->body);
 		k8s_stream_deinit(&r->stream);
+		k8s_stream_list_deinit(&r->split);
 	}
 	free(w->server);
 	free(w->ca_file);
@@ -531,8 +580,11 @@ int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
 		r->def = &res_defs[k];
 		r->list_mode = LIST_ANY;
 		k8s_stream_init(&r->stream, w->max_event_bytes);
+		k8s_stream_list_init(&r->split, (size_t)w->max_event_bytes * LIST_ITEM_FACTOR,
+				     LIST_SHELL_MAX_BYTES);
 		init_timer(w, &r->retry_timer, r);
 		init_timer(w, &r->idle_timer, r);
+		init_timer(w, &r->slice_timer, r);
 		k8s_watch_schedule(r, PH_LIST, 0);
 	}
 	log_info(TAG, "syncing from %s", w->server);
@@ -569,7 +621,9 @@ void k8s_watch_close(struct k8s_watch *w)
 	for (int k = 0; k < K8S_KIND_COUNT; k++) {
 		w->res[k].retry_timer.data = w;
 		w->res[k].idle_timer.data = w;
+		w->res[k].slice_timer.data = w;
 		uv_close((uv_handle_t *)&w->res[k].retry_timer, on_handle_closed);
 		uv_close((uv_handle_t *)&w->res[k].idle_timer, on_handle_closed);
+		uv_close((uv_handle_t *)&w->res[k].slice_timer, on_handle_closed);
 	}
 }

@@ -127,6 +127,7 @@ void k8s_watch_token_refresh(struct k8s_watch *w, bool force)
 	w->token = tok;
 	STAT_INC(w, token_reloads);
 	log_info(TAG, "bearer token reloaded from %s", w->token_file);
+	k8s_watch_token_changed(w);
 }
 
 int k8s_watch_set_tls(struct k8s_watch *w, CURL *e)
@@ -314,5 +315,6 @@ int k8s_watch_configure(struct k8s_watch *w, const struct k8s_watch_config *cfg,
 	if (w->max_event_bytes < MIN_EVENT_BYTES)
 		w->max_event_bytes = MIN_EVENT_BYTES;
 	w->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : IDLE_DEFAULT_MS;
+	w->list_deadline_ms = cfg->list_deadline_ms ? cfg->list_deadline_ms : LIST_DEADLINE_DEFAULT_MS;
 	return 0;
 }

@@ -125,6 +125,28 @@ void k8s_watch_finish_transfer(struct res *r)
 	curl_slist_free_all(r->hdrs);
 	r->hdrs = NULL;
 	uv_timer_stop(&r->idle_timer);
+	uv_timer_stop(&r->slice_timer);
+	r->paused = false;
+}
+
+static void on_slice(uv_timer_t *t)
+{
+	struct res *r = t->data;
+
+	if (!r->easy || !r->paused || r->w->closing)
+		return;
+	r->paused = false;
+	/* May call the write callback with the held data (and pause again). */
+	curl_easy_pause(r->easy, CURLPAUSE_CONT);
+	drain(r->w);
+}
+
+void k8s_watch_pause_until_next_turn(struct res *r)
+{
+	r->paused = true;
+	/* 1 ms, not 0: a 0 ms timer started from a timer would run again
+	 * before the loop polls. */
+	uv_timer_start(&r->slice_timer, on_slice, 1, 0);
 }
 
 /* How a request uses HTTP/2 and its connection, set on purpose rather than
@@ -173,6 +195,16 @@ static void set_options(struct res *r, CURL *e)
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
 	set_http2_options(e);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	/* The write callback counts the inflated bytes, so a gzip bomb meets
+	 * LIST_MAX_BYTES and the decoding bounds like any other body. */
+	if (r->phase == PH_LIST) {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)w->list_deadline_ms);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_BYTES);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_S);
+	} else {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+				 ((long)r->watch_timeout_s + WATCH_DEADLINE_MARGIN_S) * 1000L);
+	}
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, w);
 }

@@ -33,6 +33,27 @@ static enum k8s_event store_event(enum k8s_ev_type t)
 	return t == K8S_EV_ADDED ? K8S_ADDED : t == K8S_EV_MODIFIED ? K8S_MODIFIED : K8S_DELETED;
 }
 
+/* An ERROR event ends the watch: relist. */
+static void error_event(struct res *r, const struct k8s_stream_event *ev)
+{
+	struct k8s_watch *w = r->w;
+	const char *msg = json_string_value(json_object_get(ev->object, "message"));
+	char pm[200];
+
+	k8s_watch_printable(pm, sizeof(pm), msg ? msg : "", msg ? strlen(msg) : 0);
+	if (k8s_stream_event_is_expired(ev)) {
+		STAT_INC(w, relists_410);
+		log_info(TAG, "%s: resourceVersion %s expired (%s), relisting", r->def->name, r->rv,
+			 pm);
+	} else {
+		STAT_INC(w, errors);
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: watch ERROR %d %s: %s, relisting", r->def->name, ev->code,
+				 ev->reason, pm);
+	}
+	r->abort = AB_RELIST;
+}
+
 /* One line of a watch stream. A non-zero return ends the transfer
  * (r->abort says why). */
 static int on_line(void *arg, const char *line, size_t len)
@@ -47,6 +68,13 @@ static int on_line(void *arg, const char *line, size_t len)
 	rc = k8s_stream_decode(line, len, &ev, err, sizeof(err));
 	if (rc == -ENOMEM) {
 		r->abort = AB_NOMEM;
+		return 1;
+	}
+	if (rc == -E2BIG) {
+		/* Like an oversized line: what we hold is incomplete. */
+		STAT_INC(w, oversized_events);
+		log_warn(TAG, "%s: watch event dropped (%s), relisting", r->def->name, err);
+		r->abort = AB_RELIST;
 		return 1;
 	}
 	if (rc < 0) {
@@ -89,26 +117,81 @@ static int on_line(void *arg, const char *line, size_t len)
 		memcpy(r->rv, ev.rv, sizeof(r->rv));
 		STAT_INC(w, bookmarks);
 		break;
-	case K8S_EV_ERROR: {
-		const char *msg = json_string_value(json_object_get(ev.object, "message"));
-		char pm[200];
-		k8s_watch_printable(pm, sizeof(pm), msg ? msg : "", msg ? strlen(msg) : 0);
-		if (k8s_stream_event_is_expired(&ev)) {
-			STAT_INC(w, relists_410);
-			log_info(TAG, "%s: resourceVersion %s expired (%s), relisting", r->def->name,
-				 r->rv, pm);
-		} else {
-			STAT_INC(w, errors);
-			if (k8s_watch_may_log(r))
-				log_warn(TAG, "%s: watch ERROR %d %s: %s, relisting", r->def->name,
-					 ev.code, ev.reason, pm);
-		}
-		r->abort = AB_RELIST;
+	case K8S_EV_ERROR:
+		error_event(r, &ev);
 		break;
-	}
 	}
 	k8s_stream_event_clear(&ev);
 	return r->abort != AB_NONE;
+}
+
+/* One element of a list page's "items", split out as it arrived. */
+static int on_item(void *arg, const char *text, size_t len, size_t cost)
+{
+	struct res *r = arg;
+	struct k8s_watch *w = r->w;
+	json_error_t jerr;
+	/* Without "metadata" in it, it cannot have a name: skip the decoding. */
+	json_t *it = memmem(text, len, "\"metadata\"", 10) ? json_loadb(text, len, 0, &jerr) : NULL;
+	size_t bytes = r->list_bytes + r->page_bytes;
+
+	if (!it && len >= 10 && memmem(text, len, "\"metadata\"", 10) &&
+	    json_error_code(&jerr) == json_error_out_of_memory) {
+		r->abort = AB_NOMEM;
+		return 1;
+	}
+	/* The store rejects an object without metadata.name: do not keep it
+	 * until the list ends (a list of "{}" is millions of them). */
+	if (!json_is_object(it) ||
+	    !json_is_string(json_object_get(json_object_get(it, "metadata"), "name"))) {
+		STAT_INC(w, bad_events);
+		r->page_rejected++;
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: listed item skipped: %s", r->def->name,
+				 "not a decodable object with metadata.name");
+		json_decref(it);
+		return 0;
+	}
+	size_t total = r->list_cost + r->page_cost + cost;
+	if (total > LIST_MAX_COST || (total > LIST_COST_FLOOR && total / LIST_COST_RATIO > bytes)) {
+		json_decref(it);
+		r->abort = AB_COSTLY;
+		return 1;
+	}
+	if (json_array_append_new(r->pending, it) < 0) {
+		r->abort = AB_NOMEM;
+		return 1;
+	}
+	r->page_cost += cost;
+	return 0;
+}
+
+/* Bytes of a list page with status 200: split into items as they come,
+ * counted after inflating (a gzip bomb meets the same bounds). */
+static size_t on_list_bytes(struct res *r, const char *data, size_t n)
+{
+	struct k8s_watch *w = r->w;
+
+	if (n > LIST_MAX_BYTES - r->list_bytes - r->page_bytes) {
+		r->abort = AB_TOOBIG;
+		return CURL_WRITEFUNC_ERROR;
+	}
+	r->page_bytes += n;
+	uint64_t before = r->split.oversized;
+	int rc = k8s_stream_list_feed(&r->split, data, n, on_item, r);
+	if (r->split.oversized != before) {
+		uint64_t d = r->split.oversized - before;
+		STAT_ADD(w, oversized_events, d);
+		r->page_rejected += d;
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: listed item over %zu bytes or %dx that to decode skipped",
+				 r->def->name, w->max_event_bytes * LIST_ITEM_FACTOR, K8S_COST_RATIO);
+	}
+	if (rc == -E2BIG && r->abort == AB_NONE)
+		r->abort = AB_COSTLY;
+	else if (rc == -ENOMEM && r->abort == AB_NONE)
+		r->abort = AB_NOMEM;
+	return r->abort != AB_NONE ? CURL_WRITEFUNC_ERROR : n;
 }
 
 size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
@@ -117,6 +200,11 @@ size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
 	struct k8s_watch *w = r->w;
 	size_t n = size * nmemb;
 
+	/* Busy for a slice since the poll returned: hand the loop back. */
+	if (!r->paused && uv_hrtime() / 1000000 - uv_now(w->loop) > SLICE_MS) {
+		k8s_watch_pause_until_next_turn(r);
+		return CURL_WRITEFUNC_PAUSE;
+	}
 	uv_timer_start(&r->idle_timer, k8s_watch_on_idle, w->idle_ms, 0);
 	if (!r->got_code) {
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->http_code);
@@ -131,17 +219,8 @@ size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
 			r->body_truncated = true;
 		return n;
 	}
-	if (r->phase == PH_LIST) {
-		if (n > LIST_MAX_BYTES - r->list_bytes - r->body.len) {
-			r->abort = AB_TOOBIG;
-			return CURL_WRITEFUNC_ERROR;
-		}
-		if (buf_append(&r->body, data, n) < 0) {
-			r->abort = AB_NOMEM;
-			return CURL_WRITEFUNC_ERROR;
-		}
-		return n;
-	}
+	if (r->phase == PH_LIST)
+		return on_list_bytes(r, data, n);
 	uint64_t before = r->stream.oversized;
 	int rc = k8s_stream_feed(&r->stream, data, n, on_line, r);
 	if (r->stream.oversized != before) {
@@ -191,7 +270,8 @@ static void commit_list(struct res *r, const char *rv)
 	}
 	if (rejected)
 		STAT_ADD(w, bad_events, rejected);
-	size_t n = json_array_size(r->pending);
+	size_t n = json_array_size(r->pending) - rejected;
+	rejected += r->list_rejected;
 	k8s_watch_drop_list(r);
 	/* A large list leaves its JSON tree's memory in malloc's free lists
 	 * (measured: 320 MB resident after a 10,000-service sync, 131 MB once
@@ -203,7 +283,8 @@ static void commit_list(struct res *r, const char *rv)
 	r->watched = false;
 	w->dirty = true;
 	STAT_INC(w, lists);
-	log_info(TAG, "%s: listed %zu objects at resourceVersion %s", r->def->name, n, r->rv);
+	log_info(TAG, "%s: listed %zu objects at resourceVersion %s (%zu rejected)", r->def->name,
+		 n, r->rv, rejected);
 	if (nomem) {
 		STAT_INC(w, errors);
 		log_error(TAG, "%s: out of memory while applying the list, relisting", r->def->name);
@@ -250,9 +331,15 @@ static bool page_valid(const json_t *root, const json_t *meta, const json_t *ite
 int k8s_watch_list_page(struct res *r, char *why, size_t whylen)
 {
 	json_error_t jerr;
-	json_t *root = json_loadb(r->body.p, r->body.len, 0, &jerr);
+	size_t slen;
+	const char *shell = k8s_stream_list_shell(&r->split, &slen);
+	json_t *root = shell ? json_loadb(shell, slen, 0, &jerr) : NULL;
 	int rc = -EINVAL;
 
+	if (!shell) {
+		snprintf(why, whylen, "empty body");
+		return -EINVAL;
+	}
 	if (!root) {
 		char t[JSON_ERROR_TEXT_LENGTH + 1];
 		k8s_watch_printable(t, sizeof(t), jerr.text, strlen(jerr.text));
@@ -279,9 +366,23 @@ int k8s_watch_list_page(struct res *r, char *why, size_t whylen)
 			goto out;
 		}
 	}
-	r->list_bytes += r->body.len;
-	/* Do not keep a page-sized buffer between pages and watches. */
-	k8s_watch_buf_release(&r->body);
+	/* The page is good: its items, bytes and cost join the list's. */
+	r->list_items = json_array_size(r->pending);
+	r->list_bytes += r->page_bytes;
+	r->list_cost += r->page_cost;
+	r->list_rejected += r->page_rejected;
+	r->page_bytes = r->page_cost = r->page_rejected = 0;
+	k8s_stream_list_reset(&r->split);
+	if (cont && r->cont && strcmp(cont, r->cont) == 0) {
+		snprintf(why, whylen, "the same continue token twice (page %u)", r->pages + 1);
+		rc = -ELOOP;
+		goto out;
+	}
+	if (cont && ++r->pages >= LIST_MAX_PAGES) {
+		snprintf(why, whylen, "more than %d pages", LIST_MAX_PAGES);
+		rc = -ELOOP;
+		goto out;
+	}
 	if (cont) {
 		char *c = strdup(cont);
 		if (!c) {

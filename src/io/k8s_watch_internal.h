@@ -45,11 +45,42 @@
  * 10k-Service cluster is about 20 MB of JSON, so this leaves ample room while
  * still bounding what a broken or hostile server can make us hold. */
 #define LIST_MAX_BYTES ((size_t)256 << 20)
+/* What the decoded items of one list may hold, as estimated by
+ * k8s_stream_json_cost(): up to LIST_COST_RATIO x the list's text (real
+ * lists: 10-20x), at least LIST_COST_FLOOR, at most LIST_MAX_COST (about
+ * 140,000 real Services). An item is also bounded on its own: at most
+ * LIST_ITEM_FACTOR x max_event_bytes of text (a watch event over
+ * max_event_bytes relists, so the list must take a bit more) and
+ * K8S_COST_RATIO x its text to decode. */
+#define LIST_COST_RATIO 24
+#define LIST_COST_FLOOR ((size_t)64 << 20)
+#define LIST_MAX_COST ((size_t)1 << 30)
+#define LIST_ITEM_FACTOR 4
+/* A transfer's write callback that finds the loop busy for this long since
+ * its poll returned pauses the transfer until the next turn of the loop, so
+ * /health and the rest of the control loop keep answering while a big list
+ * is decoded (libcurl hands over up to ~1.6 MB per socket action). */
+#define SLICE_MS 20
+/* A list response but its items ("metadata", "kind", ...; the continue token
+ * is at most CONTINUE_MAX_BYTES). */
+#define LIST_SHELL_MAX_BYTES (256 * 1024)
 #define ERROR_BODY_MAX_BYTES (64 * 1024)
 #define CONTINUE_MAX_BYTES (64 * 1024)
+/* Pages of one list: 5,000 pages of 500 is 2.5 million objects, far beyond
+ * any cluster; a server that keeps sending "continue" is cut off here. */
+#define LIST_MAX_PAGES 5000
+/* Every request has an overall deadline and a minimum transfer rate: a list
+ * must finish within LIST_DEADLINE_DEFAULT_MS and never stay under
+ * LOW_SPEED_BYTES/s for LOW_SPEED_S seconds (a drip); a watch ends at its
+ * timeoutSeconds plus WATCH_DEADLINE_MARGIN_S (as client-go sets it). */
+#define LIST_DEADLINE_DEFAULT_MS 300000
+#define LOW_SPEED_BYTES 1024L
+#define LOW_SPEED_S 30L
+#define WATCH_DEADLINE_MARGIN_S 30
 #define TOKEN_MAX_BYTES (64 * 1024)
 #define URL_MAX_BYTES 2048
 #define TOKEN_CHECK_MS 10000
+#define UNAUTHORIZED_RETRY_MAX_MS 5000
 #define BACKOFF_INITIAL_MS 800
 #define BACKOFF_MAX_MS 30000
 #define BACKOFF_RESET_MS 120000
@@ -82,7 +113,7 @@ enum list_mode {
 };
 
 /* Why we ended a transfer ourselves. */
-enum abort_reason { AB_NONE = 0, AB_RELIST, AB_NOMEM, AB_TOOBIG };
+enum abort_reason { AB_NONE = 0, AB_RELIST, AB_NOMEM, AB_TOOBIG, AB_COSTLY };
 
 struct sock_ctx {
 	uv_poll_t poll;
@@ -103,14 +134,23 @@ struct res {
 	struct curl_slist *hdrs;
 	enum phase phase, next; /* next: what retry_timer starts */
 	uv_timer_t retry_timer, idle_timer;
+	uv_timer_t slice_timer; /* resumes a transfer paused at SLICE_MS */
+	bool paused;
 	char rv[K8S_RV_MAX]; /* last resourceVersion seen ("" before the first list) */
 	enum list_mode list_mode;
 	bool listed;  /* at least one list applied */
 	bool watched; /* a watch ran since the last list: the next one is a restart */
 	char *cont;   /* continue token of the next page */
+	unsigned pages; /* pages of the list in progress */
+	unsigned watch_timeout_s; /* timeoutSeconds of the watch in flight */
 	json_t *pending; /* items of the list in progress */
-	size_t list_bytes;
-	struct buf body; /* a list page, or an error body */
+	/* The pages applied to pending so far: their items, text bytes,
+	 * estimated decoding cost and rejected objects. A page that fails is
+	 * taken out again (pending cut back to list_items) before its retry. */
+	size_t list_items, list_bytes, list_cost, list_rejected;
+	size_t page_bytes, page_cost, page_rejected; /* the page in flight */
+	struct k8s_stream_list split; /* splits a list page into its items */
+	struct buf body; /* an error body */
 	bool body_truncated;
 	struct k8s_stream stream;
 	long http_code;
@@ -146,6 +186,7 @@ struct k8s_watch {
 
 	size_t max_event_bytes;
 	uint64_t idle_ms;
+	uint64_t list_deadline_ms;
 	uint64_t rng;
 	bool dirty; /* the store changed since the last publish */
 	uv_timer_t publish_timer; /* a publish held back by PUBLISH_MIN_INTERVAL_MS */
@@ -165,6 +206,11 @@ bool k8s_watch_may_log(struct res *r);
 /* Exponential backoff with jitter: d x [1, 2), doubling from 0.8 s, at most
  * 30 s, reset after 2 minutes without a failure (client-go's constants). */
 uint64_t k8s_watch_backoff(struct res *r);
+
+/* The bearer token changed: forget the backoff of every resource and bring
+ * a retry that waits for it forward (it may have been failing on the old
+ * token). */
+void k8s_watch_token_changed(struct k8s_watch *w);
 
 /* A server-supplied string made safe for one log line. */
 void k8s_watch_printable(char *dst, size_t cap, const char *src, size_t n);
@@ -193,6 +239,10 @@ void k8s_watch_transfer_done(struct res *r, CURLcode result);
 /* k8s_watch_events.c: response bodies */
 /* Free @p b's memory and zero it. */
 void k8s_watch_buf_release(struct buf *b);
+
+/* The transfer of @p r was paused by its write callback: resume it on the
+ * next turn of the loop. */
+void k8s_watch_pause_until_next_turn(struct res *r);
 
 /* curl's write callback: the body of a list page, or watch lines. */
 size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp);

@@ -16,6 +16,12 @@ static const struct metrics_field counters[] = {
 	  offsetof(struct k8s_watch_stats, throttled_429) },
 	{ "nodedns_watch_unauthorized_total", "401 responses from the API.",
 	  offsetof(struct k8s_watch_stats, unauthorized_401) },
+	{ "nodedns_watch_list_loops_total",
+	  "Lists abandoned for a repeated continue token or too many pages.",
+	  offsetof(struct k8s_watch_stats, list_loops) },
+	{ "nodedns_watch_list_timeouts_total",
+	  "Lists ended by their deadline or the minimum transfer rate.",
+	  offsetof(struct k8s_watch_stats, list_timeouts) },
 };
 
 void k8s_watch_metrics_render(struct mbuf *b, const struct k8s_watch_stats *s)

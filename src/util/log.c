@@ -43,22 +43,37 @@ bool log_enabled(enum log_level level)
 	return (int)level <= atomic_load_explicit(&g_level, memory_order_relaxed);
 }
 
-/* Append @p s to @p out as a JSON string body (without quotes). */
-static size_t json_escape(char *out, size_t cap, const char *s)
+size_t log_escape(char *out, size_t cap, const char *s, bool json)
 {
+	static const char hex[] = "0123456789abcdef";
 	size_t n = 0;
-	for (; *s && n + 7 < cap; s++) {
+
+	for (; cap && *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)c;
-		} else if (c < 0x20) {
-			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+		const char *e = c == '\n' ? "n" : c == '\r' ? "r" : c == '\t' ? "t" : NULL;
+		char tmp[8];
+		size_t k = 0;
+		if (json && (c == '"' || c == '\\')) {
+			tmp[k++] = '\\';
+			tmp[k++] = (char)c;
+		} else if ((c < 0x20 || c == 0x7f) && e) {
+			tmp[k++] = '\\';
+			tmp[k++] = *e;
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(tmp, json ? "\\u00" : "\\x", json ? 4 : 2);
+			k = json ? 4 : 2;
+			tmp[k++] = hex[c >> 4];
+			tmp[k++] = hex[c & 15];
 		} else {
-			out[n++] = (char)c;
+			tmp[k++] = (char)c;
 		}
+		if (n + k + 1 > cap)
+			break;
+		memcpy(out + n, tmp, k);
+		n += k;
 	}
-	out[n] = '\0';
+	if (cap)
+		out[n] = '\0';
 	return n;
 }
 
@@ -81,18 +96,21 @@ void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
 		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 
-	char line[2300];
+	/* Every message is escaped: the strings in it may come from a peer (a
+	 * Service name, a server's error text), and a control character must
+	 * neither start a forged line nor reach a terminal. */
+	bool json = atomic_load_explicit(&g_json, memory_order_relaxed);
+	char esc[4200];
+	log_escape(esc, sizeof(esc), msg, json);
+	char line[4400];
 	int n;
-	if (atomic_load_explicit(&g_json, memory_order_relaxed)) {
-		char esc[2100];
-		json_escape(esc, sizeof(esc), msg);
+	if (json)
 		n = snprintf(line, sizeof(line),
 			     "{\"time\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}\n",
 			     when, level_names[level], tag, esc);
-	} else {
-		n = snprintf(line, sizeof(line), "%s %s %s: %s\n", when,
-			     level_names[level], tag, msg);
-	}
+	else
+		n = snprintf(line, sizeof(line), "%s %s %s: %s\n", when, level_names[level], tag,
+			     esc);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line))

@@ -73,6 +73,18 @@ Control interface (plain HTTP on 127.0.0.1:C, JSON in and out):
     POST /control/stall     {"enabled":true}: open watches send nothing
     POST /control/drip      {"bytes":1,"delay_ms":2}: write responses in
                             tiny pieces; {"bytes":0} turns it off
+    POST /control/hostile   {"mode":M,"kind":"Service",...}: lists of that kind
+                            misbehave on purpose until {"mode":null}:
+        empty_objects {"bytes":N,"gzip":false}: N bytes of "{}," before the
+                      real items (gzip: Content-Encoding gzip when asked for,
+                      so N inflated bytes from about N/1000 on the wire)
+        one_object    {"bytes":N}: one item holding N bytes of "{},"
+        named_objects {"bytes":N}: N bytes of {"metadata":{"name":"nI"},"a":{},"b":{}}
+        deep          {"depth":N}: one item nested N arrays deep
+        continue      {"same":true,"items":0}: every page (empty, or the
+                      first `items` real objects) carries a continue token,
+                      the same one each time, or a fresh one
+        drip          {"delay_ms":1000}: the list, one byte per delay
     POST /control/bookmarks {"interval": seconds}
     POST /control/reset-stats
     GET  /control/stats     counters: requests by verb:resource, statuses,
@@ -100,6 +112,8 @@ import threading
 import time
 import urllib.parse
 import uuid
+import itertools
+import zlib
 
 RESOURCES = {
     "/api/v1/services": ("Service", "v1", "ServiceList", True, "services"),
@@ -158,6 +172,7 @@ class State:
         self.kind_drops = collections.Counter()   # kind -> drop-watches of that kind
         self.stall = False
         self.drip = (0, 0.0)
+        self.hostile = None
         self.snapshots = collections.OrderedDict()  # id -> (kind, rv, items)
         self.stats = collections.Counter()
         self.requests = collections.deque(maxlen=500)
@@ -474,6 +489,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             raise BadRequest(400, "specifying resource version is not allowed when using "
                              "continue")
         with st.cond:
+            hostile = st.hostile if st.hostile and st.hostile.get("kind", kind) == kind else None
+        if hostile:
+            self.serve_hostile_list(res, hostile, cont)
+            return
+        with st.cond:
             if cont:
                 try:
                     tok = json.loads(base64.urlsafe_b64decode(cont.encode()).decode())
@@ -527,6 +547,83 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 meta["remainingItemCount"] = len(items) - off - limit
         self.send_json(200, {"kind": list_kind, "apiVersion": apiv, "metadata": meta,
                              "items": page})
+
+    # -- hostile lists --
+
+    def write_chunks(self, chunks, gzip_it=False, delay=0.0):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        gz = gzip_it and "gzip" in (self.headers.get("Accept-Encoding") or "")
+        if gz:
+            self.send_header("Content-Encoding", "gzip")
+            z = zlib.compressobj(9, zlib.DEFLATED, 31)
+        self.end_headers()
+        self.note(200)
+        try:
+            for c in chunks:
+                if gz:
+                    c = z.compress(c)
+                if c:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+                if delay:
+                    self.wfile.flush()
+                    time.sleep(delay)
+            if gz:
+                c = z.flush()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (OSError, ssl.SSLError):
+            self.close_connection = True
+
+    def serve_hostile_list(self, res, h, cont):
+        st = self.server.state
+        kind, apiv, list_kind, namespaced, name = res
+        with st.cond:
+            st.stats["hostile_lists"] += 1
+            rv = st.rv
+            items = [copy.deepcopy(o) for _, o in sorted(st.objects[kind].items())]
+        mode = h["mode"]
+        head = ('{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":['
+                % (list_kind, apiv, rv)).encode()
+        real = b",".join(json.dumps(o, separators=(",", ":")).encode() for o in items)
+
+        def repeat(unit, total):
+            block = unit * (65536 // len(unit))
+            sent = 0
+            while sent < total:
+                yield block
+                sent += len(block)
+
+        if mode == "empty_objects":
+            self.write_chunks(itertools.chain([head], repeat(b"{},", int(h["bytes"])),
+                                              [real, b"]}\n"]), gzip_it=h.get("gzip", False))
+        elif mode == "one_object":
+            self.write_chunks(itertools.chain(
+                [head, b'{"metadata":{"name":"huge","namespace":"x"},"x":['],
+                 repeat(b"{},", int(h["bytes"])), [b"{}]},", real, b"]}\n"]))
+        elif mode == "named_objects":
+            n = int(h["bytes"]) // 45
+            gen = (b"".join(b'{"metadata":{"name":"n%d"},"a":{},"b":{}},' % (i * 1000 + j)
+                            for j in range(1000)) for i in range(n // 1000 + 1))
+            self.write_chunks(itertools.chain([head], gen, [real, b"]}\n"]))
+        elif mode == "deep":
+            d = int(h["depth"])
+            self.write_chunks([head, b'{"metadata":{"name":"deep","namespace":"x"},"x":',
+                               b"[" * d, b"]" * d, b"},", real, b"]}\n"])
+        elif mode == "continue":
+            tok = "same" if h.get("same", True) else uuid.uuid4().hex
+            page = items[:int(h.get("items", 0))]
+            self.send_json(200, {"kind": list_kind, "apiVersion": apiv,
+                                 "metadata": {"resourceVersion": str(rv), "continue": tok},
+                                 "items": page})
+        elif mode == "drip":
+            body = head + real + b"]}\n"
+            delay = float(h.get("delay_ms", 1000)) / 1000.0
+            self.write_chunks((body[i:i + 1] for i in range(len(body))), delay=delay)
+        else:
+            self.send_status(500, "unknown hostile mode")
 
     # -- watch --
 
@@ -769,6 +866,10 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
         if path == "/control/drip":
             with st.cond:
                 st.drip = (int(body.get("bytes", 0)), float(body.get("delay_ms", 0)) / 1000.0)
+            return {"ok": True}
+        if path == "/control/hostile":
+            with st.cond:
+                st.hostile = dict(body) if body.get("mode") else None
             return {"ok": True}
         if path == "/control/bookmarks":
             with st.cond:

@@ -20,6 +20,7 @@ Exit status 0 when every scenario passed.
 """
 
 import argparse
+import re
 import base64
 import json
 import os
@@ -411,6 +412,175 @@ class Suite(h2.Scenarios):
         if d["stats"]["token_reloads"] < s1["token_reloads"] + 1:
             raise Fail("token not reloaded after the second rotation: %s" % d["stats"])
 
+    # ------------------------------------------------------ hostile server
+
+    def peak_mb(self):
+        with open("/proc/%d/status" % self.d.p.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def hostile_start(self, body, extra=()):
+        """Start a driver against a server whose Service lists misbehave."""
+        self.api.ctl("hostile", dict(body, kind="Service"))
+        self.api.ctl("reset-stats")
+        self.d = self.driver(self.main_args() + list(extra), "main")
+        if "started" not in self.d.first:
+            raise Fail("driver did not start: %s" % self.d.first)
+        return time.time()
+
+    def responsive_until(self, pred, what, timeout):
+        """Poll the driver (its loop answers on stdin as /health does on the
+        control loop) until pred; the slowest answer in seconds."""
+        end, worst = time.time() + timeout, 0.0
+        while time.time() < end:
+            t0 = time.time()
+            d = self.d.dump()
+            worst = max(worst, time.time() - t0)
+            if pred(d):
+                return d, worst
+            time.sleep(0.05)
+        raise Fail("timed out waiting for %s" % what)
+
+    def check_bounded(self, name, t0, worst, mb):
+        asan = "asan" in os.path.basename(self.args.driver)
+        print("     %s: peak RSS %.0f MB, slowest loop answer %.2f s, %.1f s" %
+              (name, mb, worst, time.time() - t0))
+        if mb > (1500 if asan else 150):
+            raise Fail("%s: peak RSS %.0f MB" % (name, mb))
+        if worst > (3.0 if asan else 1.0):
+            raise Fail("%s: the loop did not answer for %.2f s" % (name, worst))
+
+    def driver_log(self):
+        with open(self.d.errpath, "rb") as f:
+            return f.read()
+
+    def test_hostile_empty_objects(self):
+        # 20 MB of "{}," in the items: skipped one by one, the list completes.
+        t0 = self.hostile_start({"mode": "empty_objects", "bytes": 20_000_000})
+        d, worst = self.responsive_until(lambda d: d["stats"]["synced"] == 1, "synced", 120)
+        self.check_bounded("20 MB of {}", t0, worst, self.peak_mb())
+        if d["stats"]["bad_events"] < 6_000_000 or len(d["services"]) < 1100:
+            raise Fail("{} items must be skipped, real ones kept: %s" % d)
+        if not re.search(rb"services: listed 11\d\d objects at resourceVersion \d+ "
+                         rb"\(\d{7} rejected\)", self.driver_log()):
+            raise Fail("'listed N objects' must count only the accepted ones")
+
+    def test_hostile_gzip_bomb(self):
+        # ~50 kB on the wire, 50 MB inflated.
+        t0 = self.hostile_start({"mode": "empty_objects", "bytes": 50_000_000, "gzip": True})
+        d, worst = self.responsive_until(lambda d: d["stats"]["synced"] == 1, "synced", 300)
+        self.check_bounded("gzip bomb, 50 MB inflated", t0, worst, self.peak_mb())
+        if d["stats"]["bad_events"] < 16_000_000:
+            raise Fail("the inflated items must be counted: %s" % d["stats"])
+
+    def test_hostile_one_object(self):
+        # One 20 MB item of "{}," (over the item bound): skipped, the rest kept.
+        t0 = self.hostile_start({"mode": "one_object", "bytes": 20_000_000})
+        d, worst = self.responsive_until(lambda d: d["stats"]["synced"] == 1, "synced", 120)
+        self.check_bounded("one 20 MB object of {}", t0, worst, self.peak_mb())
+        if d["stats"]["oversized_events"] < 1 or len(d["services"]) < 1100:
+            raise Fail("the huge item must be skipped, the rest kept: %s" % d)
+
+    def test_hostile_deep(self):
+        # One item 100,000 arrays deep: over the cost bound, skipped.
+        t0 = self.hostile_start({"mode": "deep", "depth": 100_000})
+        d, worst = self.responsive_until(lambda d: d["stats"]["synced"] == 1, "synced", 60)
+        self.check_bounded("100,000 deep", t0, worst, self.peak_mb())
+        if d["stats"]["oversized_events"] < 1:
+            raise Fail("the deep item must be skipped: %s" % d["stats"])
+
+    def test_hostile_named_objects(self):
+        # Small named objects with empty objects in them: ~30x their text to
+        # decode. The list is abandoned at the cost bound and retried.
+        t0 = self.hostile_start({"mode": "named_objects", "bytes": 8_000_000})
+        d, worst = self.responsive_until(lambda d: d["stats"]["errors"] >= 2, "2 failed lists",
+                                         120)
+        self.check_bounded("8 MB of small objects", t0, worst, self.peak_mb())
+        if d["stats"]["synced"]:
+            raise Fail("the list must not be applied")
+        if b"would take too much memory to decode" not in self.driver_log():
+            raise Fail("no log line for the costly list")
+        self.api.ctl("hostile", {"mode": None})
+        self.d.wait(lambda d: d["stats"]["synced"] == 1, "synced after the server mended", 60)
+
+    def test_hostile_endless_continue(self):
+        t0 = self.hostile_start({"mode": "continue", "same": True})
+        d, worst = self.responsive_until(lambda d: d["stats"]["list_loops"] >= 2, "2 loops", 60)
+        self.check_bounded("endless continue", t0, worst, self.peak_mb())
+        lists = self.api.stats().get("list:services", 0)
+        if lists > 10:
+            raise Fail("a repeated token must end the list at once: %d pages" % lists)
+        if b"the same continue token twice" not in self.driver_log():
+            raise Fail("no log line for the repeated token")
+        self.api.ctl("hostile", {"mode": None})
+        self.d.wait(lambda d: d["stats"]["synced"] == 1, "synced after the server mended", 60)
+
+    def test_hostile_list_drip(self):
+        # A list sent a byte every 0.2 s: ended by the deadline, retried.
+        t0 = self.hostile_start({"mode": "drip", "delay_ms": 200}, ["--list-deadline-ms", "3000"])
+        d, worst = self.responsive_until(lambda d: d["stats"]["list_timeouts"] >= 1, "deadline",
+                                         30)
+        self.check_bounded("dripped list", t0, worst, self.peak_mb())
+        if time.time() - t0 > 10:
+            raise Fail("the deadline did not end the list in time")
+        self.api.ctl("hostile", {"mode": None})
+        self.d.wait(lambda d: d["stats"]["synced"] == 1, "synced after the server mended", 60)
+
+    def test_hostile_names(self):
+        # A name with a newline and an escape sequence, in the list and in a
+        # watch event: the real store rejects it, and the log line that says
+        # so cannot forge another line.
+        if not os.access(self.args.real_driver, os.X_OK):
+            print("     (skipped: no %s)" % self.args.real_driver)
+            return
+        evil = "x\n2026-12-05T00:00:00Z error FAKE\x1b[2J"
+        self.api.ctl("add", svc("ev", evil))
+        d = Driver(self.args.real_driver, self.main_args(), self.tmp, "names", self.args.valgrind)
+        self.drivers.append(d)
+        self.d = d
+        try:
+            x = d.wait(lambda x: x["stats"]["synced"] == 1, "synced", timeout=60)
+            self.api.ctl("add", svc("ev", evil + "2"))
+            self.api.ctl("add", svc("real", "after-evil"))
+            x = d.wait(lambda x: x["stats"]["bad_events"] >= 2, "both rejected")
+        finally:
+            self.api.ctl("delete", {"objects": [svc("ev", evil), svc("ev", evil + "2")]})
+        log = self.driver_log()
+        if b"\x1b" in log or re.search(rb"^2026-12-05T00:00:00Z", log, re.M):
+            raise Fail("a hostile name forged a log line")
+        if b"FAKE\\x1b[2J" not in log:
+            raise Fail("the rejection was not logged escaped")
+
+    def test_token_reload_resets_backoff(self):
+        # 401s until the backoff would be long (5 per resource: 12.8-25.6 s
+        # next); once the file holds the new token, every resource is back
+        # within the 401 retry bound (5 s) and a backoff.
+        s0 = self.d.dump()["stats"]
+        new = self.api.ctl("rotate-token", {"write_file": False, "drop_watches": True})["token"]
+        self.d.wait(lambda d: d["stats"]["unauthorized_401"] >= s0["unauthorized_401"] + 15,
+                    "15 401s", timeout=60)
+        tmp = self.api.token_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(new + "\n")
+        os.rename(tmp, self.api.token_file)
+        t0 = time.time()
+        self.api.ctl("add", {"objects": [
+            svc("ev", "after-reload"),
+            {"kind": "Namespace", "metadata": {"name": "after-reload"}},
+            {"kind": "EndpointSlice",
+             "metadata": {"name": "after-reload", "namespace": "ev",
+                          "labels": {"kubernetes.io/service-name": "x"}},
+             "addressType": "IPv4", "endpoints": [], "ports": []}]})
+        self.d.wait(lambda d: "ev/after-reload" in d["services"]
+                    and "/after-reload" in d["namespaces"]
+                    and "ev/after-reload" in d["endpointslices"], "all three kinds", timeout=40)
+        took = time.time() - t0
+        print("     all resources back %.1f s after the token file changed" % took)
+        if took > 10:
+            raise Fail("resources came back %.1f s after the reload" % took)
+
     def test_wrong_ca_refused(self):
         d = self.driver(["--api", self.api.url, "--token-file", self.api.token_file,
                          "--ca-file", os.path.join(self.api.cert_dir, "other-ca.crt"),
@@ -550,7 +720,11 @@ class Suite(h2.Scenarios):
              ("bookmark_moves_rv", True), ("dropped_watch_resumes", True),
              ("410_relist", True), ("list_410_falls_back_to_latest", True),
              ("429_retry_after", True), ("500s", True), ("idle_watchdog", True),
-             ("slow_drip", True), ("bad_lines_not_fatal", True),
+             ("slow_drip", True), ("bad_lines_not_fatal", True), ("hostile_names", False),
+             ("token_reload_resets_backoff", True), ("hostile_empty_objects", False),
+             ("hostile_gzip_bomb", False), ("hostile_one_object", False), ("hostile_deep", False),
+             ("hostile_named_objects", False), ("hostile_endless_continue", False),
+             ("hostile_list_drip", False),
              ("oversized_event_relists", True), ("token_rotation", True),
              ("wrong_ca_refused", False), ("no_ca_uses_system_store", False),
              ("kubeconfig_token_file_ca_data", False), ("kubeconfig_client_cert", False),
@@ -592,6 +766,7 @@ class Suite(h2.Scenarios):
                     self.api.ctl(rule)
                 self.api.ctl("stall", {"enabled": False})
                 self.api.ctl("drip", {"bytes": 0})
+                self.api.ctl("hostile", {"mode": None})
         return failed
 
     def cleanup(self, keep):

@@ -206,6 +206,8 @@ static json_t *stats_json(const struct k8s_watch_stats *st)
 	S(token_reloads);
 	S(oversized_events);
 	S(bad_events);
+	S(list_loops);
+	S(list_timeouts);
 	S(synced);
 #undef S
 	return j;
@@ -320,6 +322,8 @@ int main(int argc, char **argv)
 			cfg.kubeconfig = v;
 		else if (strcmp(a, "--idle-ms") == 0)
 			cfg.idle_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--list-deadline-ms") == 0)
+			cfg.list_deadline_ms = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--max-event-bytes") == 0)
 			cfg.max_event_bytes = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--log-level") == 0 && log_level_parse(v, &level) == 0)

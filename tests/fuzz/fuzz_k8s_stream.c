@@ -23,6 +23,10 @@
  *     changes, then asked about the objects seen (fuzz_cluster.h), old ones
  *     included. At the end every kind is cleared and the last snapshot must
  *     answer NXDOMAIN for every name it was asked before.
+ *  3. as a list response: through k8s_stream_list_feed() in those chunks and
+ *     in one piece; the items (each within max_line_bytes and the cost
+ *     bound, with the cost k8s_stream_json_cost() gives) and the shell must
+ *     be the same either way.
  */
 #define FUZZ_NAME "fuzz_k8s_stream"
 #include "nodedns/cluster/k8s_stream.h"
@@ -317,6 +321,61 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* ------------------------------------------------ pass 3: list split */
+
+static int item_cb(void *arg, const char *text, size_t len, size_t cost)
+{
+	struct lines *l = arg;
+	if (cost != k8s_stream_json_cost(text, len) || !k8s_stream_cost_ok(cost, len) ||
+	    len > l->max_line)
+		__builtin_trap();
+	if (l->n < MAX_LINES) {
+		l->v[l->n].len = len;
+		l->v[l->n].hash = fnv(text, len);
+		l->n++;
+	}
+	return 0;
+}
+
+static void split_once(const uint8_t *p, size_t n, uint32_t seed, size_t max_item,
+		       bool chunked, struct lines *out, uint32_t *shell_hash, size_t *shell_len)
+{
+	struct k8s_stream_list s;
+	struct chunker c = { p, n, seed, 1 + (seed >> 28) };
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->max_line = max_item;
+	k8s_stream_list_init(&s, max_item, 4096);
+	while (c.left && rc == 0) {
+		size_t k = chunked ? next_chunk(&c) : c.left;
+		rc = k8s_stream_list_feed(&s, (const char *)c.p, k, item_cb, out);
+		c.p += k;
+		c.left -= k;
+	}
+	const char *sh = k8s_stream_list_shell(&s, shell_len);
+	if (*shell_len > 4096)
+		__builtin_trap();
+	*shell_hash = rc == 0 && sh ? fnv(sh, *shell_len) : (uint32_t)rc;
+	k8s_stream_list_deinit(&s);
+}
+
+static struct lines split_a, split_b;
+
+static void pass_list(const uint8_t *p, size_t n, uint32_t seed, size_t max_item)
+{
+	uint32_t ha, hb;
+	size_t la, lb;
+
+	split_once(p, n, seed, max_item, true, &split_a, &ha, &la);
+	split_once(p, n, seed, max_item, false, &split_b, &hb, &lb);
+	if (split_a.n != split_b.n || ha != hb || la != lb)
+		__builtin_trap();
+	for (size_t i = 0; i < split_a.n && i < MAX_LINES; i++)
+		if (split_a.v[i].len != split_b.v[i].len || split_a.v[i].hash != split_b.v[i].hash)
+			__builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
@@ -326,5 +385,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t max_line = line_limits[opts & 3];
 	pass_framing(data + 2, size - 2, seed, max_line);
 	pass_watch(data + 2, size - 2, seed, max_line, opts);
+	pass_list(data + 2, size - 2, seed, max_line);
 	return 0;
 }

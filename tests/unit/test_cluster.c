@@ -228,6 +228,64 @@ static void test_ptr(void **state)
 	ldns_pkt_free(p);
 }
 
+/* A headless Service with 5,000 ready endpoints: too big for 64 KiB. Over
+ * UDP TC=1 and no records; over a stream as many records as fit, no TC. An
+ * ExternalName pointing at itself is SERVFAIL. */
+static void test_answer_over_64k(void **state)
+{
+	struct k8s_store *s = k8s_store_new(&cfg);
+	static char buf[100000];
+	size_t o;
+	ldns_pkt *p;
+	uint8_t q[300];
+
+	(void)state;
+	ns(s, "big");
+	put(s, K8S_SERVICE, "{'metadata':{'name':'many','namespace':'big'},'spec':{'clusterIP':'None'}}");
+	put(s, K8S_SERVICE,
+	    "{'metadata':{'name':'self','namespace':'big'},"
+	    "'spec':{'type':'ExternalName','externalName':'SELF.big.svc.cluster.local'}}");
+	for (int k = 0; k < 5; k++) { /* 5 slices of 1,000 */
+		o = (size_t)snprintf(buf, sizeof(buf),
+				     "{'metadata':{'name':'many-%d','namespace':'big','labels':"
+				     "{'kubernetes.io/service-name':'many'}},'addressType':'IPv4',"
+				     "'endpoints':[", k);
+		for (int i = k * 1000; i < (k + 1) * 1000; i++)
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o,
+					      "%s{'addresses':['10.2.%d.%d']}", i % 1000 ? "," : "",
+					      i / 250, i % 250 + 1);
+		snprintf(buf + o, sizeof(buf) - o, "]}");
+		put(s, K8S_ENDPOINTSLICE, buf);
+	}
+	struct cluster_snapshot *sn = publish_once(s);
+	size_t ql = wire_of("many.big.svc.cluster.local", q);
+
+	p = ask_full(sn, &cfg, "many.big.svc.cluster.local", LDNS_RR_TYPE_A, 65535);
+	assert_true(ldns_pkt_tc(p));
+	assert_int_equal(ldns_pkt_ancount(p), 0);
+	ldns_pkt_free(p);
+	assert_int_equal(cluster_answer_stream(sn, &cfg, q, ql, LDNS_RR_TYPE_A, LDNS_RR_CLASS_IN,
+					       g_wire, 65535 - 11, &g_len, &g_info),
+			 CLUSTER_ANSWERED);
+	assert_int_equal(ldns_wire2pkt(&p, g_wire, g_len), LDNS_STATUS_OK);
+	assert_false(ldns_pkt_tc(p));
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+	assert_true(ldns_pkt_ancount(p) > 4000 && ldns_pkt_ancount(p) < 5000);
+	assert_true(g_len <= 65535 - 11 && g_len + 16 > 65535 - 11);
+	ldns_pkt_free(p);
+
+	p = ask_full(sn, &cfg, "self.big.svc.cluster.local", LDNS_RR_TYPE_A, 65535);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+	assert_int_equal(ldns_pkt_ancount(p), 0);
+	ldns_pkt_free(p);
+	p = ask_full(sn, &cfg, "self.big.svc.cluster.local", LDNS_RR_TYPE_AAAA, 65535);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+	ldns_pkt_free(p);
+
+	cluster_snapshot_unref(sn);
+	k8s_store_free(s);
+}
+
 static void test_external_name(void **state)
 {
 	static const uint8_t www[] = "\003www\007example\003com";
@@ -281,12 +339,16 @@ static void test_external_name(void **state)
 		  "tov4.demo.svc.cluster.local. 5 IN CNAME kubernetes.default.svc.cluster.local.\n");
 	check_sec(p, LDNS_SECTION_AUTHORITY, soa(1));
 	ldns_pkt_free(p);
-	/* a loop stops */
+	/* a loop (loop1 -> loop2 -> loop1) is SERVFAIL, without records */
 	p = ask("loop1.demo.svc.cluster.local", LDNS_RR_TYPE_A);
-	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
-	assert_int_equal(ldns_pkt_ancount(p), 9);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+	assert_int_equal(ldns_pkt_ancount(p), 0);
+	assert_int_equal(ldns_pkt_nscount(p), 0);
 	assert_int_equal(g_info.chase_len, 0);
 	ldns_pkt_free(p);
+	/* the CNAME question itself is no loop: one record */
+	expect("loop1.demo.svc.cluster.local", LDNS_RR_TYPE_CNAME,
+	       "loop1.demo.svc.cluster.local. 5 IN CNAME loop2.demo.svc.cluster.local.\n", NULL);
 	/* an IP literal is not a name: the Service exists without records */
 	expect_nodata("iplit.demo.svc.cluster.local", LDNS_RR_TYPE_A);
 }
@@ -524,6 +586,23 @@ static void test_truncation(void **state)
 	assert_int_equal(ldns_pkt_ancount(p), 300);
 	assert_int_equal(ldns_pkt_arcount(p), 0);
 	ldns_pkt_free(p);
+	/* over a stream: the same answers whole, or as many whole records as
+	 * fit, never TC */
+	uint8_t q[300];
+	size_t ql = wire_of("many.big.svc.cluster.local", q);
+	for (size_t cap2 = 100; cap2 <= 65535; cap2 += 997) {
+		assert_int_equal(cluster_answer_stream(sn, &cfg, q, ql, LDNS_RR_TYPE_A,
+						       LDNS_RR_CLASS_IN, g_wire, cap2, &g_len,
+						       &g_info), CLUSTER_ANSWERED);
+		assert_true(g_len <= cap2);
+		assert_int_equal(ldns_wire2pkt(&p, g_wire, g_len), LDNS_STATUS_OK);
+		assert_false(ldns_pkt_tc(p));
+		assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+		size_t an = ldns_pkt_ancount(p);
+		assert_true(an == 300 || g_len + 16 > cap2); /* 16: one more A record */
+		assert_true(an >= (cap2 - 12 - 28 - 4) / 16 || an == 300);
+		ldns_pkt_free(p);
+	}
 	/* a cap below the question: an empty truncated header, or nothing */
 	size_t len;
 	assert_int_equal(ask_raw(sn, &cfg, "many.big.svc.cluster.local", LDNS_RR_TYPE_A, 20),
@@ -549,6 +628,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_srv, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ptr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_external_name, setup, teardown),
+		cmocka_unit_test(test_answer_over_64k),
 		cmocka_unit_test_setup_teardown(test_pods, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apex_and_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_negative, setup, teardown),

@@ -525,8 +525,154 @@ static void test_decode_deep_nesting(void **state)
 	line[n++] = '}';
 	line[n++] = '}';
 	struct k8s_stream_event ev;
+	/* ~128 bytes of tree per '[': refused before decoding. */
+	assert_int_equal(k8s_stream_decode(line, n, &ev, NULL, 0), -E2BIG);
+	free(line);
+
+	/* The same nesting within the cost bound (padded with a long string):
+	 * jansson's depth limit makes it an error. */
+	size_t pad = 1u << 20;
+	line = malloc(2 * depth + pad + 64);
+	assert_non_null(line);
+	n = (size_t)sprintf(line, "{\"type\":\"ADDED\",\"object\":{\"p\":\"");
+	memset(line + n, 'p', pad);
+	n += pad;
+	n += (size_t)sprintf(line + n, "\",\"x\":");
+	for (size_t i = 0; i < depth; i++)
+		line[n++] = '[';
+	for (size_t i = 0; i < depth; i++)
+		line[n++] = ']';
+	line[n++] = '}';
+	line[n++] = '}';
 	assert_int_equal(k8s_stream_decode(line, n, &ev, NULL, 0), -EINVAL);
 	free(line);
+}
+
+/* ------------------------------------------------------- list splitting */
+
+struct items {
+	char text[16][128];
+	size_t costs[16];
+	unsigned n, stop_at;
+};
+
+static int items_cb(void *arg, const char *text, size_t len, size_t cost)
+{
+	struct items *it = arg;
+	assert_true(it->n < 16 && len < 128);
+	memcpy(it->text[it->n], text, len);
+	it->text[it->n][len] = '\0';
+	it->costs[it->n] = cost;
+	it->n++;
+	return it->stop_at && it->n == it->stop_at ? 7 : 0;
+}
+
+static const char LIST[] =
+	"{\"kind\":\"ServiceList\",\"items\": [ {\"metadata\":{\"name\":\"a]\\\"},{\"}},\n"
+	"{\"items\":[1,{}],\"s\":\"x\"} , 1,\"s,]\",null,[[]],\n{}],"
+	"\"metadata\":{\"resourceVersion\":\"7\",\"continue\":\"c\",\"items\":[]}}";
+static const char *const LIST_ITEMS[] = {
+	"{\"metadata\":{\"name\":\"a]\\\"},{\"}}", "{\"items\":[1,{}],\"s\":\"x\"}", "1",
+	"\"s,]\"", "null", "[[]]", "{}",
+};
+
+static void check_split(size_t step)
+{
+	struct k8s_stream_list s;
+	struct items it = {0};
+	size_t len = strlen(LIST), slen;
+
+	k8s_stream_list_init(&s, 1024, 1024);
+	for (size_t i = 0; i < len; i += step)
+		assert_int_equal(k8s_stream_list_feed(&s, LIST + i, len - i < step ? len - i : step,
+						      items_cb, &it), 0);
+	assert_int_equal(it.n, 7);
+	for (unsigned i = 0; i < 7; i++) {
+		assert_string_equal(it.text[i], LIST_ITEMS[i]);
+		assert_int_equal(it.costs[i], k8s_stream_json_cost(it.text[i], strlen(it.text[i])));
+	}
+	const char *shell = k8s_stream_list_shell(&s, &slen);
+	json_t *root = json_loadb(shell, slen, 0, NULL);
+	assert_non_null(root);
+	assert_int_equal(json_array_size(json_object_get(root, "items")), 0);
+	assert_true(json_is_array(json_object_get(root, "items")));
+	const json_t *meta = json_object_get(root, "metadata");
+	assert_string_equal(json_string_value(json_object_get(meta, "continue")), "c");
+	assert_string_equal(json_string_value(json_object_get(root, "kind")), "ServiceList");
+	json_decref(root);
+	assert_int_equal(s.items, 7);
+	assert_int_equal(s.oversized, 0);
+	k8s_stream_list_deinit(&s);
+}
+
+/* Every element of the top-level "items" comes out whole, split anywhere:
+ * brackets and quotes inside strings, an "items" key inside an item, scalar
+ * elements; the rest stays in the shell with "items":[]. */
+static void test_list_split(void **state)
+{
+	(void)state;
+	for (size_t step = 1; step <= strlen(LIST); step++)
+		check_split(step);
+}
+
+/* An element over max_item_bytes, or over the cost bound, is dropped and
+ * counted; the next one comes through. A shell over its bound is -E2BIG. */
+static void test_list_split_bounds(void **state)
+{
+	(void)state;
+	struct k8s_stream_list s;
+	struct items it = {0};
+	char *body = malloc(300000);
+	assert_non_null(body);
+
+	k8s_stream_list_init(&s, 100000, 64);
+	size_t n = (size_t)sprintf(body, "{\"items\":[{\"x\":\"");
+	memset(body + n, 'x', 150000); /* over max_item_bytes */
+	n += 150000;
+	n += (size_t)sprintf(body + n, "\"},[");
+	for (int i = 0; i < 20000; i++) /* 60 kB of "{}," : ~5 MB to decode */
+		n += (size_t)sprintf(body + n, "{},");
+	n += (size_t)sprintf(body + n, "{}],{\"ok\":1}]}");
+	assert_int_equal(k8s_stream_list_feed(&s, body, n, items_cb, &it), 0);
+	assert_int_equal(it.n, 1);
+	assert_string_equal(it.text[0], "{\"ok\":1}");
+	assert_int_equal(s.oversized, 2);
+	assert_true(s.item.cap <= 64 * 1024); /* the big buffer is not kept */
+
+	/* The shell is bounded. */
+	k8s_stream_list_reset(&s);
+	memset(body, ' ', 10);
+	n = (size_t)sprintf(body, "{\"metadata\":{\"a\":\"%070d\"}}", 0);
+	assert_int_equal(k8s_stream_list_feed(&s, body, n, items_cb, &it), -E2BIG);
+	k8s_stream_list_deinit(&s);
+
+	/* The callback stops the feed. */
+	struct items stop = {.stop_at = 2};
+	k8s_stream_list_init(&s, 1024, 1024);
+	assert_int_equal(k8s_stream_list_feed(&s, LIST, strlen(LIST), items_cb, &stop), 7);
+	assert_int_equal(stop.n, 2);
+	k8s_stream_list_deinit(&s);
+	free(body);
+}
+
+/* The cost estimate: "{}," is ~80x its text; real objects 10-20x. */
+static void test_json_cost(void **state)
+{
+	(void)state;
+	const char *obj = "{\"metadata\":{\"name\":\"web\",\"namespace\":\"default\","
+			  "\"resourceVersion\":\"12345\",\"labels\":{\"app\":\"web\"}},"
+			  "\"spec\":{\"clusterIP\":\"10.96.0.10\",\"ports\":[{\"name\":\"http\","
+			  "\"port\":80,\"protocol\":\"TCP\"}]}}";
+	size_t len = strlen(obj), cost = k8s_stream_json_cost(obj, len);
+	assert_true(cost > 10 * len && cost < 20 * len);
+	assert_true(k8s_stream_cost_ok(cost, len));
+	assert_int_equal(k8s_stream_json_cost("{},", 3), 3 + 224 + 16);
+	assert_int_equal(k8s_stream_json_cost("[1, -2]", 7), 7 + 136 + 16 + 2 * 48);
+	assert_int_equal(k8s_stream_json_cost("\"{[\\\",\"", 7), 7 + 48); /* one string */
+	assert_true(k8s_stream_cost_ok(K8S_COST_FLOOR, 1));
+	assert_false(k8s_stream_cost_ok(K8S_COST_FLOOR + 1, 1));
+	assert_true(k8s_stream_cost_ok(K8S_COST_RATIO * 100000, 100000));
+	assert_false(k8s_stream_cost_ok(K8S_COST_RATIO * 100000 + K8S_COST_RATIO, 100000));
 }
 
 /* The watcher's pipeline: framing then decoding; bad lines are counted and
@@ -663,6 +809,9 @@ int main(void)
 		cmocka_unit_test(test_decode_wrong_types),
 		cmocka_unit_test(test_decode_rv_length),
 		cmocka_unit_test(test_decode_deep_nesting),
+		cmocka_unit_test(test_list_split),
+		cmocka_unit_test(test_list_split_bounds),
+		cmocka_unit_test(test_json_cost),
 		cmocka_unit_test(test_malformed_lines_not_fatal),
 		cmocka_unit_test(test_random_input),
 	};

@@ -97,6 +97,50 @@ static void test_setup_while_logging(void **state)
 	assert_false(log_enabled(LOGL_DEBUG));
 }
 
+/* Run log_info(fmt, arg) with stderr on a pipe; the bytes written. */
+static size_t capture(bool json, const char *arg, char *out, size_t cap)
+{
+	int fds[2], saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0 && pipe(fds) == 0);
+	dup2(fds[1], STDERR_FILENO);
+	log_setup(LOGL_INFO, json);
+	log_info("k8s", "listed object rejected: %s", arg);
+	log_setup(LOGL_INFO, false);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fds[1]);
+	ssize_t n = read(fds[0], out, cap - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	out[n] = '\0';
+	return (size_t)n;
+}
+
+/* A string from outside cannot forge a line or reach the terminal raw, in
+ * either format. */
+static void test_control_characters_escaped(void **state)
+{
+	(void)state;
+	const char *evil = "x\n2026-12-05T00:00:00Z error FAKE\x1b[2J\r\"q\\";
+	char out[512];
+	for (int json = 0; json < 2; json++) {
+		size_t n = capture(json, evil, out, sizeof(out));
+		assert_int_equal(out[n - 1], '\n');
+		assert_null(memchr(out, '\n', n - 1)); /* one line */
+		for (size_t i = 0; i < n - 1; i++)
+			assert_true((unsigned char)out[i] >= 0x20 && out[i] != 0x7f);
+		assert_non_null(strstr(out, "x\\n2026-12-05"));
+		assert_non_null(strstr(out, json ? "\\u001b[2J\\r\\\"q\\\\" : "\\x1b[2J\\r\"q\\"));
+	}
+	char small[8];
+	assert_int_equal(log_escape(small, sizeof(small), "\x01\x02", false), 4);
+	assert_string_equal(small, "\\x01");
+	assert_int_equal(log_escape(small, sizeof(small), "abc\x7f", false), 7);
+	assert_string_equal(small, "abc\\x7f");
+	assert_int_equal(log_escape(small, sizeof(small), "abcd\x7f", false), 4);
+	assert_string_equal(small, "abcd");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -105,6 +149,7 @@ int main(void)
 		cmocka_unit_test(test_ratelimited_resets_suppressed),
 		cmocka_unit_test(test_ratelimited_at_time_zero),
 		cmocka_unit_test(test_setup_while_logging),
+		cmocka_unit_test(test_control_characters_escaped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,7 +34,7 @@ enum cluster_verdict {
 };
 
 struct cluster_answer_info {
-	int rcode;               /* 0 NOERROR, 3 NXDOMAIN */
+	int rcode;               /* 0 NOERROR, 2 SERVFAIL (an ExternalName loop), 3 NXDOMAIN */
 	bool nodata;             /* NOERROR without an answer for the type */
 	/* ExternalName: for A/AAAA, the CNAME target outside the zone that the
 	 * caller should resolve and append (wire form, lower-case). */
@@ -58,6 +58,18 @@ enum cluster_verdict cluster_answer(const struct cluster_snapshot *snap,
 				    size_t qname_len, uint16_t qtype, uint16_t qclass,
 				    uint8_t *out, size_t cap, size_t *outlen,
 				    struct cluster_answer_info *info);
+
+/**
+ * The same over a stream (TCP), where @p cap is the transport's limit (64 KiB
+ * less what the caller adds): an answer that does not fit keeps as many whole
+ * answer records as fit (no authority or additional records), with TC never
+ * set; SERVFAIL if not one fits.
+ */
+enum cluster_verdict cluster_answer_stream(const struct cluster_snapshot *snap,
+					   const struct cluster_config *cfg, const uint8_t *qname,
+					   size_t qname_len, uint16_t qtype, uint16_t qclass,
+					   uint8_t *out, size_t cap, size_t *outlen,
+					   struct cluster_answer_info *info);
 
 /** True when @p qname (wire form) is the cluster domain or below it. Reverse
  * names are not "in zone" by this test: they are answered only when known. */

@@ -2,8 +2,9 @@
  *
  * A minimal HTTP/1.1 responder on the control thread's loop: GET (and HEAD)
  * only, one request per connection (Connection: close), request head bounded
- * to 8 KiB, at most 64 connections, 5 s to send the request. Anything else gets
- * 400/404/405/431/503 and is closed.
+ * to 8 KiB, 2 s to send the request, at most 64 connections per listener (a
+ * new one closes the oldest idle one). Anything else gets 400/404/405/431/503
+ * and is closed.
  *
  *  - GET /metrics: 200, text/plain; version=0.0.4, the body rendered by
  *    handlers->metrics.
@@ -34,7 +35,8 @@ struct admin_handlers {
 };
 
 struct admin_stats {
-	_Atomic uint64_t requests, health_failures, rejected_conns;
+	_Atomic uint64_t requests, health_failures, rejected_conns,
+		evicted_conns; /* clients closed to make room for a new one */
 };
 struct mbuf;
 /** Render @p s (borrowed) (src/io/admin_metrics.c). */

@@ -10,6 +10,11 @@
  * (0.8 s doubling to 30 s); 429 honours Retry-After. The bearer token is
  * re-read when its file changes and after a 401. TLS is always verified.
  * The last good data stays in the store while the API is unreachable.
+ * What a server can make us spend is bounded: a list is split into its items
+ * as it arrives (k8s_stream_list_*), each bounded in bytes and decoding cost,
+ * the list in cost, bytes, pages (a repeated continue token ends it) and time
+ * (a deadline and a minimum rate); a transfer pauses when decoding has held
+ * the loop for 20 ms (k8s_watch_internal.h has the numbers).
  *
  * After each batch of events (everything one read callback delivered), the
  * watcher publishes a new snapshot through the publish callback.
@@ -36,17 +41,24 @@ struct k8s_watch_config {
 	const char *token_file; /* bearer token; NULL: none (client cert from kubeconfig) */
 	const char *ca_file;    /* CA bundle; NULL: system default */
 	const char *kubeconfig; /* when set, server/CA/token/client cert come from it */
-	uint32_t max_event_bytes; /* bound on one watch line / list page object, default 4 MiB */
+	uint32_t max_event_bytes; /* bound on one watch line (a list item: 4x), default 4 MiB */
 	/* Added by k8s_watch.c: a transfer that receives no byte for this long
 	 * is aborted and restarted (watch streams get a bookmark about every
 	 * minute). 0: 150000 (150 s). Tests set it low. */
 	uint32_t idle_timeout_ms;
+	/* A list request that has not completed after this long is aborted
+	 * and retried after the backoff, however steadily bytes arrive (a drip).
+	 * 0: 300000 (5 min). Tests set it low. Watches end at their
+	 * timeoutSeconds plus 30 s. */
+	uint32_t list_deadline_ms;
 };
 
 struct k8s_watch_stats {
 	_Atomic uint64_t lists, watches, watch_restarts, relists_410, events,
 		bookmarks, errors, throttled_429, unauthorized_401, token_reloads,
-		oversized_events, bad_events;
+		oversized_events, bad_events,
+		list_loops, /* lists abandoned: a repeated continue token or too many pages */
+		list_timeouts; /* requests ended by the deadline or the minimum rate */
 	_Atomic int synced; /* 1 once all three resources have been listed once */
 };
 struct mbuf;

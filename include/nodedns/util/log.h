@@ -11,6 +11,7 @@
 #define NODEDNS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOGL_ERROR = 0, LOGL_WARN, LOGL_INFO, LOGL_DEBUG };
@@ -24,6 +25,17 @@ void log_setup(enum log_level level, bool json);
 /** True when a message at @p level would be written. */
 bool log_enabled(enum log_level level);
 
+/**
+ * Copy @p s into @p out (@p cap bytes, NUL-terminated, cut before an escape
+ * that does not fit) with every control character (0x00-0x1f, 0x7f)
+ * escaped: \n, \r, \t, else \xNN in text or \u00NN in JSON, where '"' and
+ * a backslash are escaped as well. log_msg() passes every message through it, in
+ * both formats, so a string from outside cannot forge a line.
+ * @return the length written.
+ */
+size_t log_escape(char *out, size_t cap, const char *s, bool json);
+
+/** Write one line; the formatted message is escaped with log_escape(). */
 void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
