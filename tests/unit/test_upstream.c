@@ -46,6 +46,8 @@ enum fake_mode {
 	FM_TC_TCP,          /* TCP: the question back with TC=1 */
 	FM_BADVERS,         /* the question back with BADVERS in an OPT */
 	FM_NO_EDNS,         /* FORMERR without OPT to a query with OPT, else the answer */
+	FM_STALL_ONCE,      /* first connection: the first 5 bytes of the answer, then
+			     * nothing (a drip); later ones: the answer */
 };
 
 #define MAX_CLIENTS 256
@@ -345,6 +347,15 @@ static void fake_handle(struct fake_client *cl, const uint8_t *q, size_t n)
 		al = make_answer(f, q, n, ans);
 		fake_send_frame(cl, ans, al);
 		break;
+	case FM_STALL_ONCE: {
+		uint8_t fr[2 + 700];
+		al = make_answer(f, q, n, ans);
+		fr[0] = (uint8_t)(al >> 8);
+		fr[1] = (uint8_t)al;
+		memcpy(fr + 2, ans, al);
+		fake_send_raw(cl, fr, f->nconns == 1 ? 5 : al + 2);
+		break;
+	}
 	case FM_TC_TCP:
 	case FM_BADVERS:
 		memcpy(b, q, n);
@@ -1030,6 +1041,26 @@ static void test_stream_killer_resent(void **state)
 	}
 }
 
+/* Issue 11.2: a reply that has started must complete within max(200 ms,
+ * timeout/4); the connection is then closed, its queries resent on a new
+ * one, long before the attempt's timeout. */
+static void test_stalled_frame_resent(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f;
+	struct rec r;
+	env_one(&e, &f, FM_STALL_ONCE, 9, 2000, 2, 256, 100);
+	uint64_t t0 = uv_hrtime();
+	ask(&e, 0x77, "drip.example.net", &r);
+	check_answer(&r, "drip.example.net", 9);
+	double ms = ms_since(t0);
+	assert_true(ms >= 450 && ms < 1500);
+	assert_int_equal(STAT(e, 0, tcp_connects), 2);
+	assert_int_equal(STAT(e, 0, timeouts), 0);
+	finish_one(&e, &f);
+}
+
 /* Issue 11.3/11.4: BADVERS and TC=1 over TCP are failures, never answers;
  * FORMERR without OPT is asked again without EDNS, remembered. */
 static void test_badvers_tc_failover(void **state)
@@ -1662,6 +1693,7 @@ int main(void)
 		cmocka_unit_test(test_backlog),
 		cmocka_unit_test(test_bad_replies_ignored),
 		cmocka_unit_test(test_stream_killer_resent),
+		cmocka_unit_test(test_stalled_frame_resent),
 		cmocka_unit_test(test_badvers_tc_failover),
 		cmocka_unit_test(test_no_edns_fallback),
 		cmocka_unit_test(test_only_wrong_question_eproto),
