@@ -1,6 +1,24 @@
 /* src/io/upstream_tcp.c - upstream TCP connections: the per-server pool, pipelined writes, framed reads. */
 #include "upstream_internal.h"
 
+/*
+ * A hostile or broken server (issue 11), rules on top of those in upstream.c:
+ * - A frame that does not walk (dnsmsg_reply_edns), has QR=0, or carries an
+ *   ID no query on this connection has (the last UP_RETIRED_IDS IDs whose
+ *   queries left without a reply excepted: late replies) means the stream is
+ *   out of step, e.g. after a lying length prefix: the connection is closed
+ *   at once (-EPROTO) instead of reading garbage as lengths until it idles.
+ * - A frame whose first byte has arrived must be complete within
+ *   max(UP_FRAME_MIN_MS, timeout/4) (a dripping server), else the
+ *   connection is closed (UV_ETIMEDOUT).
+ * - After either (and after a wedged connection) every query that was on it
+ *   is resent once on a fresh connection to the same server; the attempt
+ *   deadline still bounds it.
+ * - A connection with a partial frame, or silent for half an attempt since a
+ *   write, is behind: new queries go to a healthy connection or a new one,
+ *   and to it only when every connection is behind and the pool is full.
+ */
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void on_connect(uv_connect_t *req, int status);
 

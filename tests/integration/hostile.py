@@ -15,7 +15,7 @@ the upstream path:
                       left is SERVFAIL, AD cleared without DO/AD
 
 Run: NODEDNS_BIN=build/nodedns python3 tests/integration/hostile.py [filter]
-Closing line: "hostile: N passed, N failed". Takes about 30 s.
+Closing line: "hostile: N passed, N failed". Takes about 5 s.
 Figures (recovery time, queries lost) are printed per case as "# ..." lines.
 """
 
