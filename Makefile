@@ -80,6 +80,7 @@ integration: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/warm_e2e.py
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/faults.py
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/differential.py
+	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/integration/hostile.py
 
 # 30 s of mixed load with API churn and upstream restarts (bench/soak.sh runs 10 min).
 soak-ci: $(BUILD)/nodedns

@@ -597,6 +597,10 @@ size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsms
 	/* The walk finds the records and their offsets; ldns then checks
 	 * each record it found (names, rdata of every known type). */
 	memcpy(out, reply, len);
+	uint8_t ext = 0;
+	int edns = dnsmsg_reply_edns(out, len, &ext);
+	if (edns < 0 || (edns == 1 && ext != 0) || dnsmsg_scrub_answer(out, &len, cap) < 0)
+		return 0;
 	out[2] &= (uint8_t)~0x04; /* AA: we are not the authority for a forwarded answer */
 	info->rcode = out[3] & 0x0f;
 	info->tc = (out[2] & 0x02) != 0;

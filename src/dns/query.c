@@ -376,11 +376,17 @@ static void upstream_done(void *arg, int status, const uint8_t *reply, size_t le
 	struct dnsmsg_reply_info info;
 	size_t blen = dnsmsg_prepare_reply(reply, len, &env->ttl, w->body, sizeof(w->body),
 					   w->ttl_off, DNS_RECORDS_MAX, &info);
-	if (blen == 0) {
+	/* Malformed, scrubbed to nothing, or TC=1 (the upstream module asks
+	 * over TCP after TC over UDP, so TC here is a broken upstream): a
+	 * failure, never passed on or cached. */
+	if (blen == 0 || info.tc) {
 		pending_fail(w, p, now);
 		pending_free(w, p);
 		return;
 	}
+	/* The key has DO=0: AD only for who asks about DNSSEC (RFC 6840 5.8). */
+	if (!p->q.do_bit)
+		dnsmsg_clear_ad(w->body);
 	/* The upstream could not answer: a stale answer beats its failure
 	 * (RFC 8767). Keep the stale entry: do not replace it with the
 	 * SERVFAIL. */

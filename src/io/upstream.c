@@ -276,6 +276,7 @@ void upstream_req_unbind(struct up_req *r)
 	case R_TCP: {
 		struct up_conn *c = r->conn;
 		idmap_del(&c->ids, r->wire_id);
+		upstream_conn_retire_id(c, r->wire_id);
 		dl_remove(&r->link);
 		if (--c->ninflight == 0 && c->state == C_OPEN && !r->u->closing)
 			uv_timer_start(&c->idle, upstream_on_conn_idle, UP_IDLE_MS, 0);
@@ -347,6 +348,79 @@ static bool req_pass_over(struct up_req *r, const uint8_t *p, size_t n)
 	return pick_server(r, upstream_now_ms(r->u)) >= 0 && req_keep_reply(r, p, n) == 0;
 }
 
+void upstream_req_set_edns(struct up_req *r, bool on)
+{
+	if (!r->full_len)
+		return;
+	r->len = on ? r->full_len : r->qend;
+	wire_put16(r->q + 10, on ? 1 : 0);
+}
+
+/* Send @p r again to its server within the same attempt (after dropping EDNS). */
+static void req_resend_same(struct up_req *r, bool was_tcp)
+{
+	struct up_srv *s = r->srv;
+	upstream_req_unbind(r);
+	int rc = r->u->cfg.proto == UPSTREAM_PROTO_UDP && !r->use_tcp ? upstream_udp_send(r, s)
+								      : upstream_tcp_assign(r, s);
+	if (rc != 0) {
+		tq_remove(r);
+		upstream_req_next_server(r);
+	}
+	if (was_tcp)
+		upstream_srv_pump(s);
+}
+
+/* This attempt got a reply that is no answer (TC=1 over TCP, BADVERS):
+ * counted as a bad reply, the query moves on to the next server. */
+static void req_bad_reply(struct up_req *r, bool was_tcp, const char *what)
+{
+	struct up_srv *s = r->srv;
+	uint64_t now = upstream_now_ms(r->u), sup;
+	STAT_INC(s->cfg->stats.bad_replies);
+	if (upstream_log_ok(&s->ll_conn, now, &sup))
+		log_warn("upstream", "%s: %s, trying the next server (%" PRIu64 " similar suppressed)",
+			 s->cfg->name, what, sup);
+	r->f_proto = true;
+	tq_remove(r);
+	upstream_req_unbind(r);
+	upstream_req_next_server(r); /* never calls back from here */
+	if (was_tcp)
+		upstream_srv_pump(s);
+}
+
+/* Whether the reply @p p to @p r calls for something other than passing it
+ * on: FORMERR/NOTIMP without OPT to our EDNS query (RFC 6891 6.2.2: resend
+ * once without EDNS, remembered for the server), an extended rcode
+ * (BADVERS: we send version 0) or TC=1 over TCP (RFC 1035 4.2.2: a broken
+ * server). @return whether it was handled here. */
+static bool req_reply_special(struct up_req *r, const uint8_t *p, size_t n, bool was_tcp)
+{
+	uint8_t ext = 0;
+	int edns = dnsmsg_reply_edns(p, n, &ext);
+	int rcode = dnsmsg_rcode(p);
+	if (was_tcp && (p[2] & DNS_FLAG_TC)) {
+		req_bad_reply(r, was_tcp, "TC=1 over TCP");
+		return true;
+	}
+	if (edns == 1 && ext != 0) {
+		req_bad_reply(r, was_tcp, "extended rcode (BADVERS) to an EDNS version 0 query");
+		return true;
+	}
+	if ((rcode == DNS_RCODE_FORMERR || rcode == DNS_RCODE_NOTIMP) && edns == 0 &&
+	    r->full_len && r->len == r->full_len && !r->edns_dropped) {
+		struct up_srv *s = r->srv;
+		s->no_edns_until_ms = upstream_now_ms(r->u) + UP_NO_EDNS_MS;
+		log_info("upstream", "%s: %s to EDNS without OPT, asking without EDNS",
+			 s->cfg->name, dnsmsg_rcode_str(rcode));
+		r->edns_dropped = true;
+		upstream_req_set_edns(r, false);
+		req_resend_same(r, was_tcp);
+		return true;
+	}
+	return false;
+}
+
 void upstream_req_reply(struct up_req *r, uint8_t *p, size_t n)
 {
 	struct up_srv *s = r->srv;
@@ -355,6 +429,8 @@ void upstream_req_reply(struct up_req *r, uint8_t *p, size_t n)
 	STAT_INC(s->cfg->stats.replies);
 	wire_put16(p, r->orig_id);
 	bool was_tcp = r->state == R_TCP;
+	if (req_reply_special(r, p, n, was_tcp))
+		return;
 	if (req_pass_over(r, p, n)) {
 		STAT_INC(s->cfg->stats.rcode_failovers);
 		tq_remove(r);
@@ -498,6 +574,7 @@ void upstream_req_next_server(struct up_req *r)
 			continue;
 		r->srv = s;
 		r->bad_attempt = false;
+		upstream_req_set_edns(r, s->no_edns_until_ms <= upstream_now_ms(u));
 		upstream_tq_start(r);
 		STAT_INC(s->cfg->stats.queries);
 		int rc;
@@ -665,6 +742,10 @@ int upstream_query(struct upstream *u, const struct upstream_group *group, const
 	memcpy(r->q, query, len);
 	r->len = len;
 	r->qend = DNS_HEADER_BYTES + nl + 4;
+	/* Our own query: one OPT record right after the question (dnsmsg_upstream_query). */
+	if (wire_get16(query + 6) == 0 && wire_get16(query + 8) == 0 && wire_get16(query + 10) == 1 &&
+	    len == r->qend + DNS_OPT_RR_BYTES && wire_get16(query + r->qend + 1) == DNS_TYPE_OPT)
+		r->full_len = (uint16_t)len;
 	r->orig_id = wire_get16(query);
 	r->u = u;
 	r->group = group;

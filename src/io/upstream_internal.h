@@ -51,6 +51,9 @@
 #define UP_UDP_MAX_INFLIGHT 32768u /* per socket: half the ID space */
 #define UP_MAX_GROUP 64u
 #define UP_RNG_WORDS 256u
+#define UP_FRAME_MIN_MS 200u     /* a started reply frame completes within max(this, timeout/4) */
+#define UP_RETIRED_IDS 32u       /* IDs of a connection whose queries left it, for late replies */
+#define UP_NO_EDNS_MS 900000u    /* how long a server that failed EDNS is asked without it */
 
 #define DNS_FLAG_QR 0x80u /* in byte 2 */
 #define DNS_FLAG_TC 0x02u /* in byte 2 */
@@ -128,6 +131,7 @@ struct up_srv;
 struct up_conn {
 	uv_tcp_t tcp;
 	uv_timer_t idle;
+	uv_timer_t stall;   /* a started reply frame must complete in time */
 	uv_connect_t creq;
 	struct upstream *u;
 	struct up_srv *srv;
@@ -141,6 +145,9 @@ struct up_conn {
 	int err;            /* deferred failure (write error), 0 if none */
 	uint64_t nreplies;  /* matched replies received */
 	uint64_t silent_since_ms; /* oldest write not followed by a receive, 0 if none */
+	uint64_t frame_since_ms;  /* first byte of the partial frame in rbuf, 0 if none */
+	uint16_t retired[UP_RETIRED_IDS]; /* IDs that left without a reply (late replies) */
+	unsigned nretired;
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 };
@@ -163,6 +170,7 @@ struct up_srv {
 	unsigned nopen;
 	uint64_t retry_at_ms; /* in backoff until then */
 	uint32_t backoff_ms;
+	uint64_t no_edns_until_ms; /* FORMERR/NOTIMP to EDNS: asked without it until then */
 	struct up_udp *udp;
 	struct log_limit ll_conn, ll_timeout;
 };
@@ -190,6 +198,8 @@ struct up_req {
 	bool use_tcp;     /* TC=1 seen: TCP from now on */
 	bool bad_attempt; /* this attempt saw a reply with its ID but a wrong question */
 	bool f_timeout, f_proto;
+	bool edns_dropped; /* resent without EDNS after FORMERR/NOTIMP */
+	uint16_t full_len; /* len with our OPT record, 0 when the query has none */
 	uint8_t *last_reply; /* owned: the last SERVFAIL/REFUSED passed over, or NULL */
 	size_t last_len;
 	const struct upstream_server *last_srv; /* who sent last_reply (borrowed) */
@@ -239,6 +249,10 @@ bool upstream_log_ok(struct log_limit *l, uint64_t now, uint64_t *suppressed);
  * attempt (a spoofing try, or a broken server). */
 bool upstream_reply_question_ok(struct up_srv *s, struct up_req *r, const uint8_t *p, size_t n);
 
+
+/* Send @p r with its OPT record (@p on) or without; a query without one is
+ * left alone. */
+void upstream_req_set_edns(struct up_req *r, bool on);
 
 /* The query with @p id in @p m, or NULL. */
 struct up_req *upstream_idmap_get(const struct idmap *m, uint16_t id);
@@ -303,6 +317,10 @@ void upstream_conn_fail(struct up_conn *c, int err);
 
 /* A connection without queries for UP_IDLE_MS: close it. */
 void upstream_on_conn_idle(uv_timer_t *t);
+
+/* @p r's query left @p c without a reply: a late reply with its ID is then
+ * dropped instead of taken for a broken stream. */
+void upstream_conn_retire_id(struct up_conn *c, uint16_t id);
 
 /* upstream_udp.c: UDP */
 /* Close callback of a server's UDP socket. */

@@ -1,6 +1,24 @@
 /* src/io/upstream_tcp.c - upstream TCP connections: the per-server pool, pipelined writes, framed reads. */
 #include "upstream_internal.h"
 
+/*
+ * A hostile or broken server (issue 11), rules on top of those in upstream.c:
+ * - A frame that does not walk (dnsmsg_reply_edns), has QR=0, or carries an
+ *   ID no query on this connection has (the last UP_RETIRED_IDS IDs whose
+ *   queries left without a reply excepted: late replies) means the stream is
+ *   out of step, e.g. after a lying length prefix: the connection is closed
+ *   at once (-EPROTO) instead of reading garbage as lengths until it idles.
+ * - A frame whose first byte has arrived must be complete within
+ *   max(UP_FRAME_MIN_MS, timeout/4) (a dripping server), else the
+ *   connection is closed (UV_ETIMEDOUT).
+ * - After either (and after a wedged connection) every query that was on it
+ *   is resent once on a fresh connection to the same server; the attempt
+ *   deadline still bounds it.
+ * - A connection with a partial frame, or silent for half an attempt since a
+ *   write, is behind: new queries go to a healthy connection or a new one,
+ *   and to it only when every connection is behind and the pool is full.
+ */
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void on_connect(uv_connect_t *req, int status);
 
@@ -35,6 +53,7 @@ void upstream_conn_shutdown(struct up_conn *c)
 	c->state = C_CLOSING;
 	uv_close((uv_handle_t *)&c->tcp, on_conn_close);
 	uv_close((uv_handle_t *)&c->idle, on_conn_close);
+	uv_close((uv_handle_t *)&c->stall, on_conn_close);
 }
 
 /* A failure found where no queries may move (a write): handled from upstream_on_defer. */
@@ -157,6 +176,10 @@ static int conn_open(struct up_srv *s, struct up_conn **out)
 	c->idle.data = c;
 	c->nhandles++;
 	u->nhandles++;
+	uv_timer_init(u->loop, &c->stall);
+	c->stall.data = c;
+	c->nhandles++;
+	u->nhandles++;
 	c->state = C_CONNECTING;
 	c->creq.data = c;
 	dl_append(&s->conns, &c->link);
@@ -172,6 +195,18 @@ static int conn_open(struct up_srv *s, struct up_conn **out)
 	return 0;
 }
 
+/* Whether @p c is behind: a reply frame has started and not completed, or
+ * nothing was received for half an attempt since a query was written. New
+ * queries go to a healthy connection (or a new one) while there is one. */
+static bool conn_behind(const struct up_conn *c, uint64_t now)
+{
+	if (c->state != C_OPEN)
+		return false;
+	if (c->frame_since_ms)
+		return true;
+	return c->silent_since_ms && now - c->silent_since_ms >= c->u->cfg.timeout_ms / 2;
+}
+
 /* The least-loaded connection of @p s with room, opening one when every
  * connection is busy and the pool has room. NULL when the pool is full.
  * @p fresh (a resend): only a connection still connecting or a new one; an
@@ -180,19 +215,25 @@ static int conn_open(struct up_srv *s, struct up_conn **out)
 static struct up_conn *pick_conn(struct up_srv *s, bool fresh, int *err)
 {
 	struct upstream *u = s->u;
-	struct up_conn *best = NULL, *idle = NULL;
+	struct up_conn *best = NULL, *behind = NULL, *idle = NULL;
+	uint64_t now = upstream_now_ms(u);
 	for (struct dlist *n = s->conns.next; n != &s->conns; n = n->next) {
 		struct up_conn *c = dl_entry(n, struct up_conn, link);
 		if (fresh && c->state == C_OPEN && c->ninflight == 0)
 			idle = c;
 		if (c->err || c->ninflight >= u->cfg.max_inflight_conn || (fresh && c->state != C_CONNECTING))
 			continue;
+		if (conn_behind(c, now)) {
+			if (!behind || c->ninflight < behind->ninflight)
+				behind = c;
+			continue;
+		}
 		if (!best || c->ninflight < best->ninflight)
 			best = c;
 	}
 	if (fresh && !best && idle && s->nconns >= u->cfg.conns_per_server)
 		upstream_conn_shutdown(idle);
-	bool probing = s->retry_at_ms > upstream_now_ms(u) && s->nconnecting > 0;
+	bool probing = s->retry_at_ms > now && s->nconnecting > 0;
 	if (s->nconns < u->cfg.conns_per_server && (!best || best->ninflight > 0) && !probing) {
 		struct up_conn *c = NULL;
 		int e = conn_open(s, &c);
@@ -200,7 +241,7 @@ static struct up_conn *pick_conn(struct up_srv *s, bool fresh, int *err)
 			return c;
 		*err = e;
 	}
-	return best;
+	return best ? best : behind; /* every connection behind: the least loaded */
 }
 
 int upstream_tcp_assign(struct up_req *r, struct up_srv *s)
@@ -254,6 +295,9 @@ void upstream_conn_fail(struct up_conn *c, int err)
 	if (c->state == C_CLOSING)
 		return;
 	bool connecting = c->state == C_CONNECTING;
+	/* A broken frame or a stalled/wedged stream: the server is there but the
+	 * stream is lost; what was in flight gets one resend on a new connection. */
+	bool broken = err == -EPROTO || err == UV_ETIMEDOUT;
 	bool had_reqs = !dl_empty(&c->reqs);
 	uint64_t nreplies = c->nreplies, now = upstream_now_ms(u), sup;
 	upstream_conn_shutdown(c);
@@ -277,7 +321,7 @@ void upstream_conn_fail(struct up_conn *c, int err)
 		upstream_req_unbind(r);
 		if (!connecting) {
 			bool progress = nreplies > r->rx_mark;
-			if (progress || (r->reused && !r->resent)) {
+			if (progress || ((r->reused || broken) && !r->resent)) {
 				if (!progress)
 					r->resent = true;
 				if (tcp_resend(r, s) == 0)
@@ -312,23 +356,73 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
-/* One complete frame (DNS message) of @p n >= 12 bytes from @p c. */
-static void tcp_frame(struct up_conn *c, uint8_t *p, size_t n)
+void upstream_conn_retire_id(struct up_conn *c, uint16_t id)
+{
+	c->retired[c->nretired++ % UP_RETIRED_IDS] = id;
+}
+
+static bool conn_id_retired(const struct up_conn *c, uint16_t id)
+{
+	unsigned n = c->nretired < UP_RETIRED_IDS ? c->nretired : UP_RETIRED_IDS;
+	for (unsigned i = 0; i < n; i++) {
+		if (c->retired[i] == id)
+			return true;
+	}
+	return false;
+}
+
+/* One complete frame (DNS message) of @p n >= 12 bytes from @p c.
+ * @return 0, or -EPROTO when the stream can no longer be trusted: a frame
+ * that does not walk as a DNS message, not a response, or a reply to no
+ * query sent on @p c (a lying length prefix desynchronises every later
+ * frame, so the connection is closed at once). */
+static int tcp_frame(struct up_conn *c, uint8_t *p, size_t n)
 {
 	struct up_srv *s = c->srv;
-	if (!(p[2] & DNS_FLAG_QR)) {
+	uint8_t ext;
+	uint16_t id = wire_get16(p);
+	if (!(p[2] & DNS_FLAG_QR) || dnsmsg_reply_edns(p, n, &ext) < 0) {
 		STAT_INC(s->cfg->stats.bad_replies);
-		return;
+		return -EPROTO;
 	}
-	struct up_req *r = upstream_idmap_get(&c->ids, wire_get16(p));
-	if (!r) { /* unknown or late */
+	struct up_req *r = upstream_idmap_get(&c->ids, id);
+	if (!r) {
 		STAT_INC(s->cfg->stats.bad_replies);
-		return;
+		return conn_id_retired(c, id) ? 0 : -EPROTO; /* late, or unknown */
 	}
 	if (!upstream_reply_question_ok(s, r, p, n))
-		return;
+		return 0;
 	c->nreplies++;
 	upstream_req_reply(r, p, n);
+	return 0;
+}
+
+/* A reply frame started UP_FRAME_MIN_MS / timeout/4 ago and is not complete. */
+static void on_stall(uv_timer_t *t)
+{
+	struct up_conn *c = t->data;
+	uint64_t now = upstream_now_ms(c->u), sup;
+	if (c->state != C_OPEN || !c->frame_since_ms)
+		return;
+	if (upstream_log_ok(&c->srv->ll_timeout, now, &sup))
+		log_warn("upstream", "%s: reply frame incomplete after %" PRIu64 " ms, closing the connection (%" PRIu64 " similar suppressed)",
+			 c->srv->cfg->name, now - c->frame_since_ms, sup);
+	upstream_conn_fail(c, UV_ETIMEDOUT);
+}
+
+/* Arm the stall timer when a frame has started, stop it when none is pending. */
+static void conn_frame_timer(struct up_conn *c)
+{
+	if (c->rlen == 0) {
+		c->frame_since_ms = 0;
+		uv_timer_stop(&c->stall);
+		return;
+	}
+	if (c->frame_since_ms)
+		return;
+	uint32_t ms = c->u->cfg.timeout_ms / 4;
+	c->frame_since_ms = upstream_now_ms(c->u);
+	uv_timer_start(&c->stall, on_stall, ms > UP_FRAME_MIN_MS ? ms : UP_FRAME_MIN_MS, 0);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -355,7 +449,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 			break;
 		uint8_t *f = c->rbuf + off + 2;
 		off += 2 + flen;
-		tcp_frame(c, f, flen); /* may call back the user */
+		c->frame_since_ms = 0; /* this one completed; the next starts now */
+		if (tcp_frame(c, f, flen) < 0) { /* may call back the user */
+			upstream_conn_fail(c, -EPROTO);
+			return;
+		}
 		if (u->closing || c->state != C_OPEN)
 			return;
 	}
@@ -376,6 +474,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 			c->rcap = need;
 		}
 	}
+	conn_frame_timer(c);
 }
 
 static void on_connect(uv_connect_t *req, int status)

@@ -1431,6 +1431,98 @@ static void test_prepare_uncacheable(void **state)
 	assert_false(p.info.cacheable);
 }
 
+/* Issue 11.5: the answer section keeps the question's name and its CNAME
+ * chain only; nothing usable left is a failure (0). */
+static void test_prepare_scrub(void **state)
+{
+	(void)state;
+	static const char *const victim[] = { "victim.test. 300 IN A 192.0.2.66", NULL };
+	static const char *const mixed[] = { "www.example.com. 300 IN CNAME web.example.com.",
+					     "victim.test. 300 IN A 192.0.2.66",
+					     "web.example.com. 120 IN A 192.0.2.1",
+					     "other.example.com. 120 IN A 192.0.2.9", NULL };
+	static const char *const chain[] = { "web.example.com. 120 IN A 192.0.2.1",
+					     "www.example.com. 300 IN CNAME web.example.com.", NULL };
+	static const char *const wrong_type[] = { "www.example.com. 300 IN A 192.0.2.1", NULL };
+	static const char *const dname[] = { "example.com. 300 IN DNAME example.net.",
+					     "www.example.com. 300 IN CNAME www.example.net.",
+					     "www.example.net. 300 IN A 192.0.2.7", NULL };
+	static const char *const ns[] = { "example.com. 3600 IN NS ns1.example.com.", NULL };
+	uint8_t w[BUF];
+	struct prep p;
+
+	size_t n = ldns_reply("a.example.test.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, victim, NULL,
+			      NULL, true, w);
+	prep(w, n, &pol0, &p);
+	assert_int_equal(p.blen, 0);
+
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, mixed, ns, NULL,
+		       true, w);
+	prep(w, n, &pol0, &p);
+	assert_true(p.blen > 0);
+	assert_int_equal(get16(p.out + 6), 2);
+	assert_int_equal(p.info.nttl, 3); /* CNAME, A, NS */
+	check_offsets(p.out, p.blen, p.off, p.info.nttl);
+	ldns_pkt *pkt = parse(p.out, p.blen);
+	ldns_rr_list *an = ldns_pkt_answer(pkt);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(an, 0)), LDNS_RR_TYPE_CNAME);
+	assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(an, 1)), LDNS_RR_TYPE_A);
+	assert_int_equal(ldns_rr_list_rr_count(ldns_pkt_authority(pkt)), 1);
+	ldns_pkt_free(pkt);
+
+	/* A chain out of order is followed; nothing dropped, bytes unchanged. */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, chain, NULL, NULL,
+		       false, w);
+	prep(w, n, &pol0, &p);
+	assert_int_equal(p.blen, n);
+	assert_int_equal(get16(p.out + 6), 2);
+
+	/* A records for an NS question: nothing usable. */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_NS, LDNS_RCODE_NOERROR, wrong_type, NULL,
+		       NULL, false, w);
+	prep(w, n, &pol0, &p);
+	assert_int_equal(p.blen, 0);
+	/* ... but any type for ANY. */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_ANY, LDNS_RCODE_NOERROR, wrong_type, NULL,
+		       NULL, false, w);
+	prep(w, n, &pol0, &p);
+	assert_int_equal(p.blen, n);
+
+	/* A DNAME above the name and the synthesised chain are kept. */
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, dname, NULL, NULL,
+		       false, w);
+	prep(w, n, &pol0, &p);
+	assert_int_equal(p.blen, n);
+	assert_int_equal(get16(p.out + 6), 3);
+}
+
+/* Issue 11.3: an extended rcode in the upstream's OPT (BADVERS) is no
+ * answer; dnsmsg_reply_edns() reports it, and a frame that does not walk. */
+static void test_prepare_badvers_and_walk(void **state)
+{
+	(void)state;
+	static const char *const an[] = { "a.example. 300 IN A 192.0.2.1", NULL };
+	uint8_t w[BUF], ext = 0xff;
+	struct prep p;
+	size_t n = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, NULL, NULL, NULL,
+			      true, w);
+	assert_int_equal(dnsmsg_reply_edns(w, n, &ext), 1);
+	assert_int_equal(ext, 0);
+	prep(w, n, &pol0, &p);
+	assert_true(p.blen > 0);
+	w[n - 6] = 1; /* the OPT's extended rcode: BADVERS */
+	assert_int_equal(dnsmsg_reply_edns(w, n, &ext), 1);
+	assert_int_equal(ext, 1);
+	prep(w, n, &pol0, &p);
+	assert_int_equal(p.blen, 0);
+
+	n = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, NULL, NULL, false, w);
+	assert_int_equal(dnsmsg_reply_edns(w, n, &ext), 0);
+	for (size_t cut = DNS_HEADER_BYTES; cut < n; cut++)
+		assert_int_equal(dnsmsg_reply_edns(w, cut, &ext), -1);
+	assert_int_equal(dnsmsg_reply_edns(w, 5, &ext), -1);
+}
+
 static void test_prepare_malformed(void **state)
 {
 	(void)state;
@@ -1742,6 +1834,8 @@ int main(void)
 		cmocka_unit_test(test_prepare_positive),
 		cmocka_unit_test(test_prepare_negative),
 		cmocka_unit_test(test_prepare_uncacheable),
+		cmocka_unit_test(test_prepare_scrub),
+		cmocka_unit_test(test_prepare_badvers_and_walk),
 		cmocka_unit_test(test_prepare_malformed),
 		cmocka_unit_test(test_prepare_trailing_garbage),
 		cmocka_unit_test(test_prepare_rdata_longer_than_fields),

@@ -37,6 +37,8 @@ static struct fake_upstream up;
 
 /* Answer call @p i: an A record @p ip with TTL @p ttl, or @p rcode with an
  * SOA (minimum 60) when @p ip is NULL. */
+static uint16_t g_reply_flags; /* header flags ORed into the next fake answers */
+
 static void fake_answer(size_t i, const char *ip, uint32_t ttl, int rcode)
 {
 	struct fake_upstream_call *c = &up.calls[i];
@@ -64,6 +66,8 @@ static void fake_answer(size_t i, const char *ip, uint32_t ttl, int rcode)
 	uint8_t *wire = NULL;
 	size_t len = 0;
 	assert_int_equal(ldns_pkt2wire(&wire, r, &len), LDNS_STATUS_OK);
+	wire[2] |= (uint8_t)(g_reply_flags >> 8);
+	wire[3] |= (uint8_t)g_reply_flags;
 	fake_upstream_finish(&up, c, 0, wire, len);
 	LDNS_FREE(wire);
 	ldns_pkt_free(q);
@@ -691,6 +695,52 @@ static void test_upstream_refused_is_servfail(void **state)
 	assert_int_equal(query_worker_stats(f->w)->stale_answers, 1);
 }
 
+/* Issue 11.4/11.5: TC=1 reaching the query module (TCP: a broken upstream)
+ * is a failure, never passed on or cached; the upstream's AD is cleared for
+ * a client without DO (RFC 6840 5.8) and kept for one with DO. */
+static void test_upstream_tc_and_ad(void **state)
+{
+	struct fixture *f = *state;
+	ask(f, "tc.example.test.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	g_reply_flags = 0x0200; /* TC */
+	fake_answer(0, "192.0.2.91", 60, 0);
+	check_a(0, 1, "tc.example.test.", NULL, LDNS_RCODE_SERVFAIL);
+	assert_false(replies[0].wire[2] & 0x02);
+	ask(f, "tc.example.test.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 2); /* not cached */
+	g_reply_flags = 0x0020; /* AD */
+	fake_answer(1, "192.0.2.91", 60, 0);
+	check_a(1, 2, "tc.example.test.", "192.0.2.91", 0);
+	assert_false(replies[1].wire[3] & 0x20);
+	/* From the cache: still no AD. */
+	ask(f, "tc.example.test.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 2);
+	assert_false(replies[2].wire[3] & 0x20);
+
+	/* DO=1: its own key, the upstream's AD passed on. */
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_pkt_query_new_frm_str(&q, "tc.example.test.", LDNS_RR_TYPE_A,
+						    LDNS_RR_CLASS_IN, LDNS_RD),
+			 LDNS_STATUS_OK);
+	ldns_pkt_set_id(q, 4);
+	ldns_pkt_set_edns_udp_size(q, 4096);
+	ldns_pkt_set_edns_do(q, true);
+	uint8_t *wire = NULL;
+	size_t len = 0;
+	assert_int_equal(ldns_pkt2wire(&wire, q, &len), LDNS_STATUS_OK);
+	struct query_client c;
+	memset(&c, 0, sizeof(c));
+	c.proto = QUERY_UDP;
+	c.conn = (void *)(uintptr_t)5;
+	query_handle(f->w, wire, len, &c, now);
+	LDNS_FREE(wire);
+	ldns_pkt_free(q);
+	assert_int_equal(up.ncalls, 3);
+	fake_answer(2, "192.0.2.91", 60, 0);
+	assert_true(replies[3].wire[3] & 0x20);
+	g_reply_flags = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -709,6 +759,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_too_many_records_passed_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rd0_cache_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upstream_refused_is_servfail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upstream_tc_and_ad, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

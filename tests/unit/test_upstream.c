@@ -40,6 +40,14 @@ enum fake_mode {
 	FM_PAUSED,          /* read nothing for pause_ms, then answer everything */
 	FM_SERVFAIL,        /* the question back with rcode SERVFAIL */
 	FM_REFUSED,         /* the question back with rcode REFUSED */
+	FM_KILLER_ONCE,     /* first connection: one frame that breaks the stream
+			     * (variant delay_ms: wrong ID, QR clear, bad pointer,
+			     * cut question); later ones: the answer */
+	FM_TC_TCP,          /* TCP: the question back with TC=1 */
+	FM_BADVERS,         /* the question back with BADVERS in an OPT */
+	FM_NO_EDNS,         /* FORMERR without OPT to a query with OPT, else the answer */
+	FM_STALL_ONCE,      /* first connection: the first 5 bytes of the answer, then
+			     * nothing (a drip); later ones: the answer */
 };
 
 #define MAX_CLIENTS 256
@@ -131,7 +139,13 @@ static size_t make_answer(const struct fake *f, const uint8_t *q, size_t n, uint
 {
 	static const uint8_t rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 0 };
 	assert_true(n + sizeof(rr) <= 600);
+	size_t qend = 12;
+	while (qend < n && q[qend] != 0)
+		qend += 1u + q[qend];
+	if (qend + 5 <= n)
+		n = qend + 5; /* header and question: no OPT (g_edns), no padding */
 	memcpy(out, q, n);
+	out[11] = 0;
 	out[2] |= 0x80;
 	out[3] |= 0x80;
 	out[6] = 0;
@@ -196,17 +210,38 @@ static void pend_add(struct fake_client *cl, const uint8_t *q, size_t n)
 		uv_timer_start(&f->flush, on_flush, f->delay_ms, 0);
 }
 
+/* Frames after which the stream cannot be trusted (issue 11.1): a reply to
+ * no query in flight, or one that does not walk as a DNS message. */
+static void send_killer(struct fake_client *cl, const uint8_t *q, size_t n, unsigned which)
+{
+	uint8_t b[700];
+	memcpy(b, q, n);
+	b[2] |= 0x80;
+	switch (which) {
+	case 0: /* wrong ID */
+		b[1] ^= 0x5a;
+		fake_send_frame(cl, b, n);
+		break;
+	case 1: /* QR clear */
+		fake_send_frame(cl, q, n);
+		break;
+	case 2: /* compression pointer (to itself) instead of the name */
+		b[12] = 0xc0;
+		b[13] = 12;
+		memcpy(b + 14, q + n - 4, 4);
+		fake_send_frame(cl, b, 18);
+		break;
+	default: /* question cut short */
+		fake_send_frame(cl, b, n - 2);
+		break;
+	}
+}
+
+/* Replies with the right ID that are still not the answer (the stream stays
+ * in step: they are counted and dropped). */
 static void send_bad_replies(struct fake_client *cl, const uint8_t *q, size_t n)
 {
 	uint8_t b[700];
-	/* wrong ID */
-	memcpy(b, q, n);
-	b[2] |= 0x80;
-	b[1] ^= 0x5a;
-	fake_send_frame(cl, b, n);
-	/* QR clear */
-	memcpy(b, q, n);
-	fake_send_frame(cl, b, n);
 	/* wrong first letter of the name */
 	memcpy(b, q, n);
 	b[2] |= 0x80;
@@ -227,17 +262,6 @@ static void send_bad_replies(struct fake_client *cl, const uint8_t *q, size_t n)
 	b[2] |= 0x80;
 	b[5] = 0;
 	fake_send_frame(cl, b, n);
-	/* compression pointer instead of the name */
-	memcpy(b, q, 12);
-	b[2] |= 0x80;
-	b[12] = 0xc0;
-	b[13] = 12;
-	memcpy(b + 14, q + n - 4, 4);
-	fake_send_frame(cl, b, 18);
-	/* question cut short */
-	memcpy(b, q, n);
-	b[2] |= 0x80;
-	fake_send_frame(cl, b, n - 2);
 }
 
 static void on_dribble(uv_timer_t *t)
@@ -314,6 +338,45 @@ static void fake_handle(struct fake_client *cl, const uint8_t *q, size_t n)
 		memcpy(b + 2, ans, 10);
 		fake_send_raw(cl, b, 12);
 		client_close(cl);
+		break;
+	case FM_KILLER_ONCE:
+		if (f->nconns == 1) {
+			send_killer(cl, q, n, f->delay_ms);
+			break;
+		}
+		al = make_answer(f, q, n, ans);
+		fake_send_frame(cl, ans, al);
+		break;
+	case FM_STALL_ONCE: {
+		uint8_t fr[2 + 700];
+		al = make_answer(f, q, n, ans);
+		fr[0] = (uint8_t)(al >> 8);
+		fr[1] = (uint8_t)al;
+		memcpy(fr + 2, ans, al);
+		fake_send_raw(cl, fr, f->nconns == 1 ? 5 : al + 2);
+		break;
+	}
+	case FM_TC_TCP:
+	case FM_BADVERS:
+		memcpy(b, q, n);
+		b[2] |= 0x80;
+		if (f->mode == FM_TC_TCP)
+			b[2] |= 0x02;
+		else if (n >= 11 && b[11] == 1)
+			b[n - 6] = 1; /* the OPT's extended rcode: BADVERS */
+		fake_send_frame(cl, b, n);
+		break;
+	case FM_NO_EDNS:
+		if (q[11] == 1) {
+			memcpy(b, q, n);
+			b[2] |= 0x80;
+			b[3] = (uint8_t)((b[3] & 0xf0) | 1); /* FORMERR */
+			b[11] = 0;
+			fake_send_frame(cl, b, n - 11);
+			break;
+		}
+		al = make_answer(f, q, n, ans);
+		fake_send_frame(cl, ans, al);
 		break;
 	case FM_SHORT_FRAME: {
 		static const uint8_t sf[] = { 0, 5, 1, 2, 3, 4, 5 };
@@ -686,10 +749,18 @@ static size_t build_query(uint8_t *b, uint16_t id, const char *name, uint16_t qt
 	return n;
 }
 
+static bool g_edns; /* queries carry an OPT record, as the query module's do */
+
 static int query(struct env *e, uint16_t id, const char *name, struct rec *r)
 {
+	static const uint8_t opt[] = { 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0 };
 	uint8_t b[300];
 	size_t n = build_query(b, id, name, 1);
+	if (g_edns) {
+		memcpy(b + n, opt, sizeof(opt));
+		n += sizeof(opt);
+		b[11] = 1;
+	}
 	memset(r, 0, sizeof(*r));
 	r->e = e;
 	r->id = id;
@@ -940,11 +1011,92 @@ static void test_bad_replies_ignored(void **state)
 	env_one(&e, &f, FM_BAD_THEN_GOOD, 9, 2000, 2, 256, 100);
 	ask(&e, 0xbeef, "mixed.example.net", &r);
 	check_answer(&r, "mixed.example.net", 9);
-	assert_int_equal(STAT(e, 0, bad_replies), 8);
+	assert_int_equal(STAT(e, 0, bad_replies), 4);
 	assert_int_equal(STAT(e, 0, replies), 1);
+	assert_int_equal(STAT(e, 0, tcp_connects), 1); /* the stream stayed in step */
 	run_for(&e, 50);
 	assert_int_equal(r.n, 1);
 	finish_one(&e, &f);
+}
+
+/* Issue 11.1: a frame that matches nothing in flight or does not walk closes
+ * the connection at once; what was in flight is resent on a new one. */
+static void test_stream_killer_resent(void **state)
+{
+	(void)state;
+	for (unsigned k = 0; k < 4; k++) {
+		struct env e;
+		struct fake f;
+		struct rec r;
+		env_one(&e, &f, FM_KILLER_ONCE, 9, 2000, 2, 256, 100);
+		f.delay_ms = k;
+		uint64_t t0 = uv_hrtime();
+		ask(&e, 0x4242, "killer.example.net", &r);
+		check_answer(&r, "killer.example.net", 9);
+		assert_true((double)(r.done_ns - t0) / 1e6 < 500); /* not the 2 s timeout */
+		assert_int_equal(STAT(e, 0, bad_replies), 1);
+		assert_int_equal(STAT(e, 0, tcp_connects), 2);
+		assert_int_equal(STAT(e, 0, timeouts), 0);
+		finish_one(&e, &f);
+	}
+}
+
+/* Issue 11.2: a reply that has started must complete within max(200 ms,
+ * timeout/4); the connection is then closed, its queries resent on a new
+ * one, long before the attempt's timeout. */
+static void test_stalled_frame_resent(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f;
+	struct rec r;
+	env_one(&e, &f, FM_STALL_ONCE, 9, 2000, 2, 256, 100);
+	uint64_t t0 = uv_hrtime();
+	ask(&e, 0x77, "drip.example.net", &r);
+	check_answer(&r, "drip.example.net", 9);
+	double ms = ms_since(t0);
+	assert_true(ms >= 450 && ms < 1500);
+	assert_int_equal(STAT(e, 0, tcp_connects), 2);
+	assert_int_equal(STAT(e, 0, timeouts), 0);
+	finish_one(&e, &f);
+}
+
+/* Issue 11.3/11.4: BADVERS and TC=1 over TCP are failures, never answers;
+ * FORMERR without OPT is asked again without EDNS, remembered. */
+static void test_badvers_tc_failover(void **state)
+{
+	(void)state;
+	static const enum fake_mode modes[] = { FM_TC_TCP, FM_BADVERS };
+	g_edns = true;
+	for (unsigned k = 0; k < 2; k++) {
+		struct env e;
+		struct fake f[2];
+		struct rec r;
+		env_two(&e, f, modes[k], FM_ANSWER, 1000);
+		ask(&e, 82, "bv.example", &r);
+		check_answer(&r, "bv.example", 2);
+		assert_ptr_equal(r.srv, &e.srv[1]);
+		assert_int_equal(STAT(e, 0, bad_replies), 1);
+		finish_two(&e, f);
+	}
+	g_edns = false;
+}
+
+static void test_no_edns_fallback(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f;
+	struct rec r[2];
+	g_edns = true;
+	env_one(&e, &f, FM_NO_EDNS, 9, 2000, 2, 256, 100);
+	ask(&e, 1, "old.example", &r[0]);
+	check_answer(&r[0], "old.example", 9);
+	ask(&e, 2, "old2.example", &r[1]);
+	check_answer(&r[1], "old2.example", 9);
+	assert_int_equal(f.nqueries, 3); /* with EDNS once, then without */
+	finish_one(&e, &f);
+	g_edns = false;
 }
 
 static void test_only_wrong_question_eproto(void **state)
@@ -1174,7 +1326,9 @@ static void test_short_frame_failover(void **state)
 	env_two(&e, f, FM_SHORT_FRAME, FM_ANSWER, 2000);
 	ask(&e, 5, "short.example", &r);
 	check_answer(&r, "short.example", 2);
-	assert_int_equal(STAT(e, 0, bad_replies), 1);
+	/* once on a fresh connection (issue 11.1), then the next server */
+	assert_int_equal(STAT(e, 0, bad_replies), 2);
+	assert_int_equal(STAT(e, 0, tcp_connects), 2);
 	assert_int_equal(atomic_load(&e.srv[0].stats.open_conns), 0);
 	finish_two(&e, f);
 }
@@ -1538,6 +1692,10 @@ int main(void)
 		cmocka_unit_test(test_pipelining_pool),
 		cmocka_unit_test(test_backlog),
 		cmocka_unit_test(test_bad_replies_ignored),
+		cmocka_unit_test(test_stream_killer_resent),
+		cmocka_unit_test(test_stalled_frame_resent),
+		cmocka_unit_test(test_badvers_tc_failover),
+		cmocka_unit_test(test_no_edns_fallback),
 		cmocka_unit_test(test_only_wrong_question_eproto),
 		cmocka_unit_test(test_timeout_failover),
 		cmocka_unit_test(test_rcode_failover),

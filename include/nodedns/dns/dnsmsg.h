@@ -41,7 +41,9 @@
 #define DNS_TYPE_TXT 16
 #define DNS_TYPE_AAAA 28
 #define DNS_TYPE_SRV 33
+#define DNS_TYPE_DNAME 39
 #define DNS_TYPE_OPT 41
+#define DNS_TYPE_RRSIG 46
 #define DNS_TYPE_IXFR 251
 #define DNS_TYPE_AXFR 252
 #define DNS_TYPE_ANY 255
@@ -181,12 +183,15 @@ struct dnsmsg_reply_info {
 
 /**
  * Check an upstream reply (@p reply, @p len; borrowed) with ldns, then copy it
- * into @p out (capacity @p cap) as a body: the OPT record removed, positive
+ * into @p out (capacity @p cap) as a body: the answer section scrubbed
+ * (dnsmsg_scrub_answer()), the OPT record removed, positive
  * TTLs clamped to the policy, negative answers' SOA TTL set to the negative
  * TTL (min of SOA TTL, SOA minimum and the cap). Records the offset of every
  * TTL field in @p ttl_off (capacity @p ttl_cap).
  * @return the body length, or 0 when the reply is malformed (ldns says so,
- * or a TTL field count above ttl_cap).
+ * or a TTL field count above ttl_cap), carries an extended rcode in its OPT
+ * (BADVERS: we send EDNS version 0, so a broken upstream), or has nothing
+ * usable left after scrubbing.
  */
 size_t dnsmsg_prepare_reply(const uint8_t *reply, size_t len, const struct dnsmsg_ttl_policy *pol,
 			    uint8_t *out, size_t cap, uint16_t *ttl_off, size_t ttl_cap,
@@ -220,6 +225,35 @@ size_t dnsmsg_name_from_text(const char *domain, uint8_t *out);
 /** True when the wire name @p name (lower-case, @p len bytes) is @p zone
  * (lower-case wire, @p zlen bytes) or below it, at a label boundary. */
 bool dnsmsg_name_under(const uint8_t *name, size_t len, const uint8_t *zone, size_t zlen);
+
+/**
+ * Walk every record of the message @p msg (@p len bytes, borrowed): names
+ * (compression pointers backwards only), record lengths within the message.
+ * @return -1 when it does not walk (a cut or desynchronised frame), 0 when
+ * it holds no OPT record, 1 when it does (@p ext_rcode: the upper 8 bits of
+ * its rcode, e.g. 1 for BADVERS). Cold path: upstream replies only
+ * (src/dns/dnsmsg_scrub.c).
+ */
+int dnsmsg_reply_edns(const uint8_t *msg, size_t len, uint8_t *ext_rcode);
+
+/**
+ * Scrub the answer section of the upstream reply in @p buf (*@p len bytes,
+ * capacity @p cap), in place: keep only the records of the question's name
+ * and its CNAME chain (the question's type, CNAME, RRSIG, or any type for
+ * ANY) and DNAMEs above a name of the chain, as unbound does; re-encode the
+ * message with ldns when a record was dropped. A message with other than one
+ * question or without answer records is left alone.
+ * @return how many records were dropped (0: untouched), or -1 when the
+ * answer section does not walk or nothing of it is left (a failure).
+ */
+int dnsmsg_scrub_answer(uint8_t *buf, size_t *len, size_t cap);
+
+/** Clear AD (byte 3, 0x20) in a body, for clients that asked for neither DO
+ * nor AD (RFC 6840 5.8). */
+static inline void dnsmsg_clear_ad(uint8_t *wire)
+{
+	wire[3] &= (uint8_t)~0x20u;
+}
 
 /** Read the rcode (low 4 bits) of a message header. */
 static inline int dnsmsg_rcode(const uint8_t *wire)

@@ -5,7 +5,14 @@
  * many queries on each (RFC 7766 pipelining), with its own 16-bit ID per query
  * per connection. A reply is accepted only on the connection the query went
  * out on, and only when its ID and its question (name compared without case,
- * type, class) match; anything else is counted and dropped.
+ * type, class) match; anything else is counted and dropped. Over TCP a frame
+ * that does not walk as a DNS message, is no response or answers no query
+ * sent on the connection closes it (the stream is out of step), and a reply
+ * frame must complete within max(200 ms, timeout/4); the queries in flight
+ * are then resent once on a new connection. TC=1 over TCP and an extended
+ * rcode (BADVERS) are the server's failure; FORMERR/NOTIMP without OPT to a
+ * query with our OPT is asked again without it, and that server is asked
+ * without EDNS for 15 minutes (RFC 6891 6.2.2).
  *
  * Each query tries the servers of its group in order: a server gets one
  * attempt of cfg->timeout_ms; on timeout or a failed connection the query
