@@ -201,7 +201,7 @@ size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
 	size_t n = size * nmemb;
 
 	/* Busy for a slice since the poll returned: hand the loop back. */
-	if (!r->paused && uv_hrtime() / 1000000 - uv_now(w->loop) > SLICE_MS) {
+	if (!r->paused && !r->resuming && uv_hrtime() / 1000000 - uv_now(w->loop) > SLICE_MS) {
 		k8s_watch_pause_until_next_turn(r);
 		return CURL_WRITEFUNC_PAUSE;
 	}

@@ -136,6 +136,7 @@ struct res {
 	uv_timer_t retry_timer, idle_timer;
 	uv_timer_t slice_timer; /* resumes a transfer paused at SLICE_MS */
 	bool paused;
+	bool resuming; /* inside curl_easy_pause(CONTINUE): never pause again */
 	char rv[K8S_RV_MAX]; /* last resourceVersion seen ("" before the first list) */
 	enum list_mode list_mode;
 	bool listed;  /* at least one list applied */
