@@ -19,6 +19,7 @@
 #include "nodedns/cluster/cluster_snapshot.h"
 #include "nodedns/cluster/cluster_zone.h"
 #include "nodedns/cluster/k8s_store.h"
+#include "nodedns/dns/dnsmsg.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -125,25 +126,11 @@ static inline void fc_add(struct fc_names *nm, enum k8s_kind kind, const json_t 
 		nm->count++;
 }
 
-/* Presentation name -> wire (labels up to 63 bytes, name up to 255). */
+/* Presentation name -> wire (labels up to 63 bytes, name up to 255; 0 when
+ * it is not a name): the resolver's own conversion. */
 static inline size_t fc_wire(const char *text, uint8_t *out)
 {
-	size_t o = 0;
-	const char *p = text;
-	while (*p) {
-		const char *dot = strchr(p, '.');
-		size_t l = dot ? (size_t)(dot - p) : strlen(p);
-		if (l == 0 || l > 63 || o + 1 + l + 1 > 255)
-			return 0;
-		out[o++] = (uint8_t)l;
-		memcpy(out + o, p, l);
-		o += l;
-		p += l;
-		if (*p == '.')
-			p++;
-	}
-	out[o++] = 0;
-	return o;
+	return dnsmsg_name_from_text(text, out);
 }
 
 static inline uint16_t fc_get16(const uint8_t *p)
