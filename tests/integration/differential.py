@@ -11,6 +11,18 @@ compared: both count down from the same upstream TTL, a second apart at
 most) and the OPT record (presence, version, DO). Every difference must be
 listed in ALLOWED, with its reason; anything else fails the case.
 
+The misbehaving-upstream tests (upstream_down, upstream_refusing,
+upstream_slow, failover_*, all_failing) start their own pair, nodedns and
+unbound forwarding to the same upstream list: a stopped NSD (then started
+again on its port), a relay that answers chosen names late, an NSD that
+REFUSEs every diff.test name, and pairs of these in front of the good NSD.
+Besides the comparison, nodedns must answer every question within a bound
+(its --upstream-timeout and a half, less where the failure is immediate).
+Known and not an allowed difference of the fields: with a first upstream
+that is slow, nodedns pays one attempt's timeout on every cache miss (it
+tries upstreams in order, a timeout puts no server in backoff), unbound
+learns the RTTs and goes to the fast one.
+
 Run: NODEDNS_BIN=build/nodedns python3 tests/integration/differential.py
 [name-filter ...]. Needs: nsd, unbound (/usr/sbin/unbound), python3.
 Output as the other integration suites: "ok - NAME" / "FAIL - NAME: reason"
@@ -69,13 +81,13 @@ remote-control:
     control-enable: no
 forward-zone:
     name: "."
-    forward-addr: 127.0.0.1@{upstream}
-    forward-tcp-upstream: yes
+{forwards}    forward-tcp-upstream: yes
 """
 
 # Allowed differences: (case tag, field) -> reason. A case carries tags; a
 # field that differs is allowed when one of the case's tags lists it here.
-# Fields: rcode, flags.<name>, answer, authority, additional, opt.
+# Fields: rcode, flags.<name>, answer, authority, additional, opt, and reply
+# (unbound sent nothing within the client's wait; nodedns must always answer).
 ALLOWED = {
     ("positive", "authority"):
         "the upstream's NS set in a positive answer: nodedns passes it on as "
@@ -118,6 +130,28 @@ ALLOWED = {
         "it came, as a forwarder trusting a recursive upstream does (RFC 1034 "
         "3.6.2, 4.3.1: the recursive server follows the chain); unbound asks "
         "for the target itself, is refused and answers SERVFAIL",
+    ("slow", "rcode"):
+        "an upstream slower than --upstream-timeout (per attempt, then the "
+        "next upstream): nodedns answers SERVFAIL at the deadline, so a client "
+        "hears back within a known bound (glibc's stub gives up after 5 s, "
+        "resolv.conf(5)); unbound keeps waiting with its own adaptive timeouts "
+        "(RTT-based, up to 120 s) and answers when the reply comes, then "
+        "serves it from its cache while nodedns, which dropped the late reply, "
+        "answers SERVFAIL again. RFC 1035 7.2 and RFC 1536 leave retransmission "
+        "and timeouts to the resolver",
+    ("slow", "authority"): "the late NXDOMAIN's SOA, as above",
+    ("slow", "answer"): "the late answer, as above",
+    ("slow", "reply"):
+        "unbound, still waiting for the slow upstream, sends nothing within the "
+        "client's wait; nodedns always answers within its timeout",
+    ("recovery", "rcode"):
+        "a stopped upstream that is back: nodedns tries it again at the first "
+        "query after its backoff (100 ms doubling to 5 s) and answers; unbound "
+        "keeps its infrastructure cache verdict (the server is down) and answers "
+        "SERVFAIL until it probes again, minutes later. Both are retry policy, "
+        "left to the resolver (RFC 1035 7.2)",
+    ("recovery", "authority"): "the NXDOMAIN's SOA nodedns passes on, as above",
+    ("recovery", "answer"): "the answer nodedns passes on, as above",
     ("chaos", "answer"):
         "CH TXT version.bind: each server names itself (RFC 4892)",
     ("chaos", "flags.aa"): "as above",
@@ -249,6 +283,8 @@ def compare(c, a, b):
     if a is None or b is None:
         if a is None and b is None:
             return []
+        if b is None and any((t, "reply") in ALLOWED for t in c["tags"]):
+            return []
         return ["%s did not answer" % ("nodedns" if a is None else "unbound")]
     fa, fb = fields(a), fields(b)
     bad = []
@@ -264,7 +300,8 @@ def compare(c, a, b):
 def allowed_hits(c, a, b):
     """The allowed differences case @c showed (for the log)."""
     if a is None or b is None:
-        return []
+        return ["reply (%s)" % t for t in sorted(c["tags"]) if (t, "reply") in ALLOWED] \
+            if b is None and a is not None else []
     fa, fb = fields(a), fields(b)
     return ["%s (%s)" % (k, t) for k in fa if fa[k] != fb[k]
             for t in sorted(c["tags"]) if (t, k) in ALLOWED]
@@ -280,13 +317,18 @@ def _nsd():
 
 
 def _unbound(upstream_port, template=UNBOUND_CONF, d=None, probe="diff.test"):
-    """unbound from @template forwarding to @upstream_port, files in @d (a new
-    directory when None). @return (process, port, directory)."""
+    """unbound from @template forwarding to @upstream_port (a port, or a list
+    of them: one forward-addr each, in that order), files in @d (a new
+    directory when None); when @probe is set, waits until its SOA is
+    answered, else until the port answers at all. @return (process, port,
+    directory)."""
     d = d or tempfile.mkdtemp(prefix="nodedns-diff-unbound-")
     port = net.free_port()
     conf = os.path.join(d, "unbound.conf")
     with open(conf, "w") as f:
-        f.write(template.format(port=port, dir=d, upstream=upstream_port))
+        ports = upstream_port if isinstance(upstream_port, (list, tuple)) else [upstream_port]
+        forwards = "".join("    forward-addr: 127.0.0.1@%d\n" % u for u in ports)
+        f.write(template.format(port=port, dir=d, forwards=forwards))
     log = open(os.path.join(d, "unbound.log"), "wb")
     p = procs.start([UNBOUND, "-d", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
@@ -294,6 +336,9 @@ def _unbound(upstream_port, template=UNBOUND_CONF, d=None, probe="diff.test"):
         if p.poll() is not None:
             raise RuntimeError("unbound exited: %s" % procs.read_text(os.path.join(d, "unbound.log")))
         try:
+            if probe is None:
+                m = dnswire.query((LOCAL, port), "version.bind", "TXT", qclass="CH", timeout=0.3)
+                return p, port, d
             m = dnswire.query((LOCAL, port), probe, "SOA", timeout=0.3)
             if m.rcode == 0 and m.answer:
                 return p, port, d
@@ -382,6 +427,249 @@ def tcp_pipelining():
     for qid in sorted(a):
         bad = compare(c, a[qid], b[qid])
         check(not bad, "pipelined query %d: %s" % (qid, "; ".join(bad)))
+
+
+# ---- misbehaving upstreams: each test starts its own pair, nodedns and
+# unbound forwarding to the same upstream list (a stopped NSD, one that
+# answers late, one that REFUSEs every question, failover between two).
+
+PAIR_TIMEOUT_MS = 1000  # nodedns's --upstream-timeout in these tests
+CLIENT_WAIT_S = 2.5     # how long a client waits for either server
+
+
+def _ask_either(addr, c):
+    """The reply of @addr to case @c (parsed, or None when it did not
+    answer within CLIENT_WAIT_S), and the seconds it took."""
+    wire = build(c)
+    t0 = time.monotonic()
+    try:
+        if c["tcp"]:
+            data = dnswire.tcp_exchange(addr, wire, CLIENT_WAIT_S)
+        else:
+            data = dnswire.udp_exchange(addr, wire, CLIENT_WAIT_S)
+    except (TimeoutError, OSError, dnswire.DNSError):
+        data = None
+    return (dnswire.parse(data) if data else None), time.monotonic() - t0
+
+
+def _step(name, qname, tags=(), within=None, **kw):
+    """One question of a misbehaving-upstream test; nodedns must answer it
+    within @within seconds (default: its timeout and a half)."""
+    c = dict(name=name, qname=qname, qtype=kw.pop("qtype", "A"), tags=set(tags),
+             tcp=kw.pop("tcp", False), edns=1232, do=False, rd=True, cd=False, ad=False,
+             opcode=0, qclass="IN", wire=None)
+    c["within"] = within if within is not None else PAIR_TIMEOUT_MS / 1000.0 * 1.5
+    assert not kw, kw
+    return c
+
+
+class _Pair:
+    """nodedns and unbound forwarding to the upstream ports @ports."""
+
+    def __init__(self, ports):
+        self.ports = list(ports)
+        self.ub = self.dir = self.nd = None
+
+    def __enter__(self):
+        self.ub, port, self.dir = _unbound(self.ports, probe=None)
+        self.ub_addr = (LOCAL, port)
+        self.nd = Nodedns(upstream=["%s:%d" % (LOCAL, p) for p in self.ports],
+                          timeout_ms=PAIR_TIMEOUT_MS)
+        self.nd.start()
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if self.nd is not None:
+            self.nd.__exit__(et, ev, tb)
+        if self.ub is not None:
+            procs.stop(self.ub)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def run(self, label, steps):
+        """Each step to nodedns, then to unbound; compared as the other cases,
+        and nodedns must have answered within the step's bound."""
+        for c in steps:
+            a, ta = _ask_either(self.nd.addr, c)
+            b, tb = _ask_either(self.ub_addr, c)
+            hits = allowed_hits(c, a, b)
+            print("# %s / %s: nodedns %s in %.2fs, unbound %s in %.2fs%s" % (
+                label, c["name"], a.rcode_name if a else "nothing", ta,
+                b.rcode_name if b else "nothing", tb,
+                "; allowed: " + ", ".join(hits) if hits else ""))
+            check(a is not None and ta <= c["within"],
+                  "%s / %s: nodedns answered %s after %.2fs, want an answer within %.2fs"
+                  % (label, c["name"], a and a.rcode_name, ta, c["within"]))
+            bad = compare(c, a, b)
+            check(not bad, "%s / %s: not in the allowed differences:\n  %s\n  nodedns: %s\n"
+                  "  unbound: %s" % (label, c["name"], "\n  ".join(bad), a and a.summary(),
+                                     b and b.summary()))
+
+
+def _stopped_nsd():
+    """An NSD that served diff.test and was stopped: its port refuses TCP
+    and answers UDP with port unreachable. @return (the Nsd, its old port)."""
+    n = harness.Nsd([("diff.test", "diff.test.zone")], "down")
+    n.start()
+    port = n.port
+    n.stop()
+    return n, port
+
+
+def _restart_on(n, port):
+    """Start Nsd @n again on @port (the port it had)."""
+    saved = harness.free_port
+    harness.free_port = lambda: port
+    try:
+        n.start()
+    finally:
+        harness.free_port = saved
+
+
+def _refusing_nsd():
+    """An NSD that serves only glue.test: REFUSED for every diff.test name."""
+    n = harness.Nsd([("glue.test", "glue.test.zone")], "refusing")
+    n.start()
+    return n
+
+
+def _need_pair():
+    if "nd" not in _st:
+        raise Skip("%s not installed" % UNBOUND)
+
+
+def upstream_down():
+    """The only upstream is a stopped NSD: SERVFAIL from both, at once (the
+    connection is refused), over UDP and TCP, positive and negative names
+    alike; then the NSD is back on its port: nodedns answers again."""
+    _need_pair()
+    n, port = _stopped_nsd()
+    try:
+        with _Pair([port]) as p:
+            fast = 0.5
+            p.run("down", [
+                _step("A", "a.diff.test", within=fast),
+                _step("NXDOMAIN name", "nothere.diff.test", within=fast),
+                _step("A over TCP", "mx.diff.test", qtype="MX", tcp=True, within=fast),
+                _step("A again", "a.diff.test", within=fast)])
+            _restart_on(n, port)
+            # The backoff after the failures is at most 5 s.
+            p.run("back", [_step("A after the restart", "a.diff.test",
+                                 ["positive", "recovery"], within=6.0),
+                           _step("NXDOMAIN after the restart", "gone.diff.test",
+                                 ["negative", "recovery"])])
+    finally:
+        n.cleanup()
+
+
+def upstream_refusing():
+    """The only upstream REFUSEs diff.test: SERVFAIL from both (its policy is
+    not the client's answer, issue 10.6); names it does serve answered."""
+    _need_pair()
+    n = _refusing_nsd()
+    try:
+        with _Pair([n.port]) as p:
+            p.run("refusing", [
+                _step("refused A", "a.diff.test"),
+                _step("refused A over TCP", "a.diff.test", tcp=True),
+                _step("refused MX", "mx.diff.test", qtype="MX"),
+                _step("served name", "www.glue.test", ["positive"]),
+                _step("refused again", "txt.diff.test", qtype="TXT")])
+    finally:
+        n.cleanup()
+
+
+def upstream_slow():
+    """The upstream answers late (a relay in front of the NSD delaying chosen
+    names): within nodedns's timeout both answer alike; beyond it nodedns
+    answers SERVFAIL at its deadline while unbound waits (allowed: slow)."""
+    _need_pair()
+    relay = harness.Relay(_st["nsd"].addr, delays={
+        "a.diff.test": 0.3, "txt.diff.test": 0.6, "late.diff.test": 1.6,
+        "later.diff.test": 4.0})
+    try:
+        with _Pair([relay.port]) as p:
+            p.run("slow", [
+                _step("0.3 s late", "a.diff.test", ["positive"]),
+                _step("0.6 s late", "txt.diff.test", ["positive"], qtype="TXT"),
+                _step("0.6 s late, cached", "txt.diff.test", ["positive"], qtype="TXT",
+                      within=0.2),
+                _step("1.6 s late", "late.diff.test", ["slow"]),
+                _step("4 s late", "later.diff.test", ["slow"]),
+                _step("1.6 s late, again", "late.diff.test", ["slow"]),
+                _step("in time after the late ones", "mx.diff.test", ["positive"],
+                      qtype="MX", within=0.5)])
+    finally:
+        relay.close()
+
+
+def failover_first_down():
+    """Two upstreams, the first a stopped NSD: both answer from the second."""
+    _need_pair()
+    n, port = _stopped_nsd()
+    try:
+        with _Pair([port, _st["nsd"].port]) as p:
+            p.run("first down", [
+                _step("A", "a.diff.test", ["positive"], within=0.5),
+                _step("NXDOMAIN", "nothere.diff.test", ["negative"], within=0.5),
+                _step("TXT over TCP", "txt.diff.test", ["positive"], qtype="TXT", tcp=True,
+                      within=0.5),
+                _step("MX", "mx.diff.test", ["positive"], qtype="MX", within=0.5)])
+    finally:
+        n.cleanup()
+
+
+def failover_first_refusing():
+    """Two upstreams, the first REFUSEs: both answer from the second."""
+    _need_pair()
+    n = _refusing_nsd()
+    try:
+        with _Pair([n.port, _st["nsd"].port]) as p:
+            p.run("first refusing", [
+                _step("A", "a.diff.test", ["positive"], within=0.5),
+                _step("NXDOMAIN", "nothere.diff.test", ["negative"], within=0.5),
+                _step("AAAA over TCP", "a.diff.test", ["positive"], qtype="AAAA", tcp=True,
+                      within=0.5),
+                _step("glue.test (both serve it)", "www.glue.test", ["positive"], within=0.5)])
+    finally:
+        n.cleanup()
+
+
+def failover_first_slow():
+    """Two upstreams, the first answers everything 4 s late: nodedns answers
+    from the second after one attempt's timeout; unbound may wait on the
+    slow one first (allowed: slow)."""
+    _need_pair()
+    names = ["a.diff.test", "mx.diff.test", "nothere.diff.test"]
+    relay = harness.Relay(_st["nsd"].addr, delays={n: 4.0 for n in names})
+    try:
+        with _Pair([relay.port, _st["nsd"].port]) as p:
+            p.run("first slow", [
+                _step("A", "a.diff.test", ["positive", "slow"]),
+                _step("MX", "mx.diff.test", ["positive", "slow"], qtype="MX"),
+                _step("NXDOMAIN", "nothere.diff.test", ["negative", "slow"])])
+    finally:
+        relay.close()
+
+
+def all_failing():
+    """Two upstreams, one stopped and one refusing: SERVFAIL from both."""
+    _need_pair()
+    n, port = _stopped_nsd()
+    r = _refusing_nsd()
+    try:
+        with _Pair([port, r.port]) as p:
+            p.run("all failing", [
+                _step("A", "a.diff.test", within=0.5),
+                _step("NXDOMAIN name", "nothere.diff.test", within=0.5),
+                _step("TXT over TCP", "txt.diff.test", qtype="TXT", tcp=True, within=0.5)])
+    finally:
+        n.cleanup()
+        r.cleanup()
+
+
+UPSTREAM_TESTS = [upstream_down, upstream_refusing, upstream_slow, failover_first_down,
+                  failover_first_refusing, failover_first_slow, all_failing]
 
 
 SEC_ZONE = """\
@@ -482,7 +770,8 @@ def dnssec_cd_via_validating_upstream():
         shutil.rmtree(d, ignore_errors=True)
 
 
-TESTS = [make_test(c) for c in CASES] + [tcp_pipelining, dnssec_cd_via_validating_upstream]
+TESTS = [make_test(c) for c in CASES] + [tcp_pipelining, dnssec_cd_via_validating_upstream] + \
+    UPSTREAM_TESTS
 
 
 def main(argv):
