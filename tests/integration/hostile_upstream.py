@@ -9,7 +9,11 @@ every name by .mode (the control command, set from the test):
              reply then reads as the next frame's length)
   drip       TCP: the reply a byte every .drip_s seconds; later replies on
              that connection wait behind it
-  reset      TCP: the connection is reset (RST) on this query
+  reset      TCP: the connection is reset (RST) on this query, before any
+             byte of its reply
+  resetmid   TCP: the length prefix and half the reply, then a reset
+  resetconn  (as .mode only) TCP: every connection reset as soon as it is
+             accepted, before a query is read; UDP answered as ok
   noedns     FORMERR without OPT to a query with EDNS (an old server);
              without EDNS the normal answer
   noednsimp  the same with NOTIMP
@@ -19,7 +23,8 @@ every name by .mode (the control command, set from the test):
   mixed      the right A record and one of victim.test
   nstype     A records at the question name, whatever the question type
   ad         the normal answer with AD=1
-.stats counts per (prefix, transport, "edns"/"plain") the queries seen.
+.stats counts per (prefix, transport, "edns"/"plain") the queries seen;
+.accepted counts the TCP connections accepted (reset or not).
 """
 
 import collections
@@ -48,6 +53,22 @@ def _a_rr(owner_wire, ip, ttl=30):
     return owner_wire + struct.pack("!HHIH", 1, 1, ttl, 4) + bytes(int(x) for x in ip.split("."))
 
 
+def _reset(c):
+    """Close socket @c with an RST (SO_LINGER 0) instead of a FIN. The
+    reader thread is blocked in recv() on it, which holds the socket open
+    past close() (no RST until that recv returns): shutdown(SHUT_RD) wakes
+    it first, sending nothing to the peer."""
+    try:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            c.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+        c.close()
+    except OSError:
+        pass
+
+
 def parse_query(q):
     """(id, flags, name, qtype, end of question, has OPT) of a query."""
     qid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", q[:12])
@@ -62,6 +83,7 @@ class HostileUpstream:
         self.mode = mode
         self.drip_s = drip_s
         self.stats = collections.Counter()
+        self.accepted = 0
         self.lock = threading.Lock()
         self.stopping = False
         self.conns = []
@@ -127,7 +149,8 @@ class HostileUpstream:
             add = dnswire.opt_rr(1232, ext_rcode=ext or 0)
         hdr = struct.pack("!HHHHHH", qid, rflags | rcode, 1, len(rrs), 0, 1 if add else 0)
         msg = hdr + question + b"".join(rrs) + add
-        kind = how if proto == "tcp" and how in ("shortlen", "drip", "reset") else "send"
+        kind = how if proto == "tcp" and how in ("shortlen", "drip", "reset", "resetmid") \
+            else "send"
         return kind, msg
 
     # ---- UDP
@@ -150,6 +173,11 @@ class HostileUpstream:
                 c, _ = self.tsock.accept()
             except OSError:
                 return
+            with self.lock:
+                self.accepted += 1
+            if self.mode == "resetconn":
+                _reset(c)
+                continue
             self.conns.append(c)
             out = collections.deque()
             ev = threading.Condition()
@@ -190,8 +218,13 @@ class HostileUpstream:
                     return
                 kind, msg = item
                 if kind == "reset":
-                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    c.close()
+                    _reset(c)
+                    return
+                if kind == "resetmid":
+                    frame = struct.pack("!H", len(msg)) + msg
+                    c.sendall(frame[:len(frame) // 2])
+                    time.sleep(0.02)  # let the half frame leave before the RST
+                    _reset(c)
                     return
                 if kind == "shortlen":
                     c.sendall(struct.pack("!H", len(msg) - 10) + msg)
