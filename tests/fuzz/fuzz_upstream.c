@@ -13,7 +13,7 @@
  *            bit 3 one connection per server (else 2), bit 4 one query in
  *            flight per connection (the backlog), bit 5 two servers in the
  *            group (same address: failover), bit 6 a callback asks a new
- *            question
+ *            question, bit 7 a short timeout (SHORT_TIMEOUT_MS, else 60 s)
  *   op    := tag ...; tag % 8 selects:
  *     0  a reply frame on TCP: sel, len16 bytes; the ID is set to that of
  *        the query sel picks among those the server received and its
@@ -25,7 +25,8 @@
  *     2  the server closes a connection (sel bit 7: with RST)
  *     3  a UDP reply to a query received over UDP, built as in op 0
  *     4  one more question (at most MAX_QUERIES in all)
- *     5  let the loop run (nothing sent)
+ *     5  let the loop run (nothing sent); tag bits 3-5, when not 0, first
+ *        move the clock forward by g_steps_ms[tag >> 3 & 7] (see below)
  *     6  the server half-closes a connection (shutdown SHUT_WR)
  *     7  a reply frame on TCP for every query received, same bytes
  *   After every op the loop runs until it is idle, accepting connections and
@@ -34,9 +35,15 @@
  * FUZZ_DEBUG=1 in the environment prints each query's outcome and the
  * forwarder's debug log.
  *
- * The timeout is long (no timer fires during an input), so the outcome
- * depends on the bytes only. At the end the server resets its connections
- * and upstream_close() cancels what is left.
+ * Time: the input moves the clock. clock_gettime() is replaced here (the
+ * executable's definition comes first for libuv as well) and reads
+ * CLOCK_MONOTONIC and its variants g_skew_ns ahead of the kernel's, so op 5
+ * makes the loop's timers due without sleeping: the attempt deadline
+ * (failover, -ETIMEDOUT), the stalled-frame timer of upstream_tcp.c, the
+ * idle timer, the end of a server's backoff. Real time passes too, but
+ * microseconds against timers of SHORT_TIMEOUT_MS / 4 and more, so the
+ * outcome depends on the bytes only. At the end the server resets its
+ * connections and upstream_close() cancels what is left.
  *
  * Checked, besides the sanitizers: every upstream_query() that returned 0
  * gets exactly one callback, never from inside upstream_query(); status 0
@@ -57,6 +64,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHECK(cond)                                                                   \
@@ -72,9 +81,41 @@
 #define MAX_CONNS 16
 #define MAX_SEEN 64 /* queries the server received, per input */
 
+#define SHORT_TIMEOUT_MS 800u /* the stall timer: max(200, 800 / 4) ms */
+
 static uint16_t get16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* ------------------------------------------------------- the fake clock */
+
+/* How far op 5 moves the clock, by tag bits 3-5: past the stalled-frame
+ * timer, the short and the long attempt deadline, the idle timer, the
+ * longest backoff. */
+static const uint32_t g_steps_ms[8] = { 0, 10, 120, 260, 900, 5100, 31000, 61000 };
+static uint64_t g_skew_ns;
+
+/* The clock every caller in this process sees (libuv's loop time, libFuzzer,
+ * the sanitizers): the kernel's, the monotonic clocks moved by g_skew_ns.
+ * By system call, so the C library's own entry is not needed. */
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	long rc = syscall(SYS_clock_gettime, id, ts);
+	if (rc != 0)
+		return -1;
+	if (g_skew_ns && (id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_COARSE ||
+			  id == CLOCK_MONOTONIC_RAW || id == CLOCK_BOOTTIME)) {
+		uint64_t ns = (uint64_t)ts->tv_nsec + g_skew_ns % 1000000000u;
+		ts->tv_sec += (time_t)(g_skew_ns / 1000000000u + ns / 1000000000u);
+		ts->tv_nsec = (long)(ns % 1000000000u);
+	}
+	return 0;
+}
+
+static void clock_advance(uint32_t ms)
+{
+	g_skew_ns += (uint64_t)ms * 1000000u;
 }
 
 /* ------------------------------------------------------ the fake server */
@@ -450,7 +491,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct upstream_config cfg = {
 		.proto = hdr & 1 ? UPSTREAM_PROTO_UDP : UPSTREAM_PROTO_TCP,
-		.timeout_ms = 60000,
+		.timeout_ms = hdr & 128 ? SHORT_TIMEOUT_MS : 60000,
 		.conns_per_server = hdr & 8 ? 1 : 2,
 		.max_inflight_conn = hdr & 16 ? 1 : 256,
 		.max_inflight = 64,
@@ -514,6 +555,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ask();
 			break;
 		case 5:
+			if (tag >> 3 & 7)
+				clock_advance(g_steps_ms[tag >> 3 & 7]);
 			break;
 		case 6: {
 			int ci = pick_conn(sel);
