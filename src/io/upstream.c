@@ -50,6 +50,14 @@
  *   connection (one still connecting, or a new one; an idle open one is
  *   closed to make room, as the server has likely closed it too). Otherwise
  *   the query moves to the next server. The attempt deadline bounds resends.
+ * - A connection that dies (reset, broken frame, stall) under several
+ *   queries and no reply says nothing about which query the server could
+ *   not take (a "query of death", or a middlebox resetting connections that
+ *   carry a given name): each query that has no free resend left (or had
+ *   none: a fresh connection) is retried once more alone, on the server's
+ *   isolation connection, which carries one query at a time. Only the
+ *   query the server fails there moves to the next server; the others are
+ *   answered. Same deadline.
  * - A connect that takes longer than timeout_ms counts as a failed connect.
  * - A connection is wedged when a query on it times out and nothing has been
  *   received on it for 2 x timeout_ms since a query was written; it is closed
@@ -492,6 +500,7 @@ static struct up_srv *srv_get(struct upstream *u, struct upstream_server *cfg)
 	s->u = u;
 	dl_init(&s->conns);
 	dl_init(&s->backlog);
+	dl_init(&s->suspects);
 	u->srvs[u->nsrvs++] = s;
 	return s;
 }

@@ -143,6 +143,7 @@ struct up_conn {
 	unsigned nhandles; /* handles not yet closed */
 	int state;
 	int err;            /* deferred failure (write error), 0 if none */
+	bool solo;          /* the server's isolation connection: one suspect at a time */
 	uint64_t nreplies;  /* matched replies received */
 	uint64_t silent_since_ms; /* oldest write not followed by a receive, 0 if none */
 	uint64_t frame_since_ms;  /* first byte of the partial frame in rbuf, 0 if none */
@@ -165,6 +166,8 @@ struct up_srv {
 	struct upstream *u;
 	struct dlist conns;
 	struct dlist backlog;
+	struct dlist suspects; /* queries waiting for the isolation connection */
+	struct up_conn *solo;  /* the isolation connection, or NULL */
 	unsigned nconns;      /* not closing */
 	unsigned nconnecting;
 	unsigned nopen;
@@ -195,6 +198,7 @@ struct up_req {
 	uint8_t state;
 	bool reused;      /* bound to a connection that was already open */
 	bool resent;      /* the one free resend was used */
+	bool isolated;    /* the retry alone on the isolation connection was used */
 	bool use_tcp;     /* TC=1 seen: TCP from now on */
 	bool bad_attempt; /* this attempt saw a reply with its ID but a wrong question */
 	bool f_timeout, f_proto;

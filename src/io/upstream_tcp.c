@@ -17,6 +17,11 @@
  * - A connection with a partial frame, or silent for half an attempt since a
  *   write, is behind: new queries go to a healthy connection or a new one,
  *   and to it only when every connection is behind and the pool is full.
+ * - A connection lost under several queries and no reply, where a query has
+ *   no free resend left: that query is a suspect, retried once alone on the
+ *   server's isolation connection (s->solo, one query at a time, never
+ *   picked for other queries, closed when no suspect is left). What fails
+ *   there is that query's own failure: no resend, the next server.
  */
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -48,6 +53,8 @@ void upstream_conn_shutdown(struct up_conn *c)
 		s->nconnecting--;
 	}
 	s->nconns--;
+	if (s->solo == c)
+		s->solo = NULL;
 	dl_remove(&c->link);
 	dl_remove(&c->blink);
 	c->state = C_CLOSING;
@@ -219,6 +226,8 @@ static struct up_conn *pick_conn(struct up_srv *s, bool fresh, int *err)
 	uint64_t now = upstream_now_ms(u);
 	for (struct dlist *n = s->conns.next; n != &s->conns; n = n->next) {
 		struct up_conn *c = dl_entry(n, struct up_conn, link);
+		if (c->solo)
+			continue; /* the isolation connection: suspects only */
 		if (fresh && c->state == C_OPEN && c->ninflight == 0)
 			idle = c;
 		if (c->err || c->ninflight >= u->cfg.max_inflight_conn || (fresh && c->state != C_CONNECTING))
@@ -271,8 +280,45 @@ static int tcp_resend(struct up_req *r, struct up_srv *s)
 	return upstream_tcp_assign(r, s);
 }
 
+/* Fail over every query waiting for @p s's isolation connection. */
+static void srv_fail_suspects(struct up_srv *s)
+{
+	while (!dl_empty(&s->suspects)) {
+		struct up_req *r = dl_entry(s->suspects.next, struct up_req, link);
+		upstream_req_unbind(r);
+		upstream_req_next_server(r);
+	}
+}
+
+/* Send the next suspect on the isolation connection of @p s (opened when
+ * needed) once it carries none; close it when no suspect is left. */
+static void srv_pump_suspects(struct up_srv *s)
+{
+	struct upstream *u = s->u;
+	while (!u->closing && !dl_empty(&s->suspects)) {
+		struct up_conn *c = s->solo;
+		if (c && c->ninflight > 0)
+			return;
+		if (!c) {
+			if (conn_open(s, &c) != 0) {
+				srv_fail_suspects(s);
+				return;
+			}
+			c->solo = true;
+			s->solo = c;
+		}
+		struct up_req *r = dl_entry(s->suspects.next, struct up_req, link);
+		upstream_req_unbind(r);
+		if (conn_attach(c, r) != 0)
+			upstream_req_next_server(r);
+	}
+	if (s->solo && s->solo->ninflight == 0 && dl_empty(&s->suspects))
+		upstream_conn_shutdown(s->solo);
+}
+
 void upstream_srv_pump(struct up_srv *s)
 {
+	srv_pump_suspects(s);
 	while (!s->u->closing && !dl_empty(&s->backlog)) {
 		int err = 0;
 		struct up_conn *c = pick_conn(s, false, &err);
@@ -299,6 +345,9 @@ void upstream_conn_fail(struct up_conn *c, int err)
 	 * stream is lost; what was in flight gets one resend on a new connection. */
 	bool broken = err == -EPROTO || err == UV_ETIMEDOUT;
 	bool had_reqs = !dl_empty(&c->reqs);
+	/* Several queries and no reply: which one the server failed on is not
+	 * known. On the isolation connection it is: the one it carried. */
+	bool solo = c->solo, shared = c->ninflight > 1;
 	uint64_t nreplies = c->nreplies, now = upstream_now_ms(u), sup;
 	upstream_conn_shutdown(c);
 	if (connecting) {
@@ -319,13 +368,19 @@ void upstream_conn_fail(struct up_conn *c, int err)
 	while (!dl_empty(&c->reqs)) {
 		struct up_req *r = dl_entry(c->reqs.next, struct up_req, link);
 		upstream_req_unbind(r);
-		if (!connecting) {
+		if (!connecting && !solo) {
 			bool progress = nreplies > r->rx_mark;
 			if (progress || ((r->reused || broken) && !r->resent)) {
 				if (!progress)
 					r->resent = true;
 				if (tcp_resend(r, s) == 0)
 					continue;
+			} else if (shared && !r->isolated && !u->closing) {
+				r->isolated = true;
+				r->srv = s;
+				r->state = R_BACKLOG;
+				dl_append(&s->suspects, &r->link);
+				continue;
 			}
 		}
 		if (err == -EPROTO)
@@ -336,6 +391,8 @@ void upstream_conn_fail(struct up_conn *c, int err)
 	}
 	if (connecting && s->nconns == 0)
 		upstream_srv_fail_backlog(s);
+	if (connecting && solo)
+		srv_fail_suspects(s); /* the server is gone, not one query's doing */
 	upstream_srv_pump(s);
 }
 
@@ -454,6 +511,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 			upstream_conn_fail(c, -EPROTO);
 			return;
 		}
+		if (u->closing || c->state != C_OPEN)
+			return;
+	}
+	if (c->solo && c->ninflight == 0) {
+		upstream_srv_pump(c->srv); /* the next suspect */
 		if (u->closing || c->state != C_OPEN)
 			return;
 	}

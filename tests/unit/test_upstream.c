@@ -48,6 +48,9 @@ enum fake_mode {
 	FM_NO_EDNS,         /* FORMERR without OPT to a query with OPT, else the answer */
 	FM_STALL_ONCE,      /* first connection: the first 5 bytes of the answer, then
 			     * nothing (a drip); later ones: the answer */
+	FM_POISON,          /* a name starting "poison": the connection closed under
+			     * it, unanswered (with what was not read yet); others:
+			     * the answer */
 };
 
 #define MAX_CLIENTS 256
@@ -356,6 +359,14 @@ static void fake_handle(struct fake_client *cl, const uint8_t *q, size_t n)
 		fake_send_raw(cl, fr, f->nconns == 1 ? 5 : al + 2);
 		break;
 	}
+	case FM_POISON:
+		if (n > 19 && memcmp(q + 13, "poison", 6) == 0) {
+			client_close(cl);
+			break;
+		}
+		al = make_answer(f, q, n, ans);
+		fake_send_frame(cl, ans, al);
+		break;
 	case FM_TC_TCP:
 	case FM_BADVERS:
 		memcpy(b, q, n);
@@ -1302,6 +1313,36 @@ static void test_reused_conn_resent(void **state)
 	finish_one(&e, &f);
 }
 
+/* A query the server always drops the connection under (a query of death)
+ * goes out before 8 others on one connection, and again with them on the
+ * fresh one they are all resent on: the bystanders are each retried alone
+ * and answered at once; only the poison fails. */
+static void test_poison_isolated(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f;
+	struct rec warm, poison, r[8];
+	env_one(&e, &f, FM_POISON, 6, 2000, 2, 256, 100);
+	ask(&e, 1, "warm.example", &warm);
+	check_answer(&warm, "warm.example", 6);
+	uint64_t t0 = uv_hrtime();
+	unsigned want = e.ndone + 9;
+	char name[64];
+	assert_int_equal(query(&e, 2, "poison.example", &poison), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(query(&e, (uint16_t)(100 + i),
+				       batch_name(name, sizeof(name), "by", i, "example"), &r[i]),
+				 0);
+	run_until(&e, &e.ndone, want, 1500);
+	assert_int_equal(poison.n, 1);
+	assert_int_not_equal(poison.status, 0);
+	check_batch(r, 8, "by", "example", 6);
+	assert_true(ms_since(t0) < 500); /* no timeout in it */
+	assert_int_equal(STAT(e, 0, timeouts), 0);
+	finish_one(&e, &f);
+}
+
 static void test_truncated_frame_failover(void **state)
 {
 	(void)state;
@@ -1706,6 +1747,7 @@ int main(void)
 		cmocka_unit_test(test_backoff_skips),
 		cmocka_unit_test(test_server_closes_after_each_answer),
 		cmocka_unit_test(test_reused_conn_resent),
+		cmocka_unit_test(test_poison_isolated),
 		cmocka_unit_test(test_truncated_frame_failover),
 		cmocka_unit_test(test_short_frame_failover),
 		cmocka_unit_test(test_garbage_replies),
