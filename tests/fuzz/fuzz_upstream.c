@@ -59,6 +59,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +307,10 @@ static bool server_poll(void)
 			close(fd);
 			continue;
 		}
+		/* Every send at once: with Nagle a second small frame waits for
+		 * the forwarder's delayed ACK, longer than an input runs. */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		g_conns[g_nconns].fd = fd;
 		g_conns[g_nconns].len = 0;
 		g_nconns++;
