@@ -145,11 +145,12 @@ ALLOWED = {
         "unbound, still waiting for the slow upstream, sends nothing within the "
         "client's wait; nodedns always answers within its timeout",
     ("recovery", "rcode"):
-        "a stopped upstream that is back: nodedns tries it again at the first "
-        "query after its backoff (100 ms doubling to 5 s) and answers; unbound "
-        "keeps its infrastructure cache verdict (the server is down) and answers "
-        "SERVFAIL until it probes again, minutes later. Both are retry policy, "
-        "left to the resolver (RFC 1035 7.2)",
+        "a stopped upstream that is back: nodedns tries it with the next query "
+        "(a server in backoff is still tried when no other is left) and "
+        "answers; unbound keeps its infrastructure cache verdict (the server is "
+        "down) and answers SERVFAIL until it probes the server again (still "
+        "SERVFAIL 6 s after the restart here). Both are retry policy, left to "
+        "the resolver (RFC 1035 7.2)",
     ("recovery", "authority"): "the NXDOMAIN's SOA nodedns passes on, as above",
     ("recovery", "answer"): "the answer nodedns passes on, as above",
     ("chaos", "answer"):
