@@ -1523,6 +1523,58 @@ static void test_prepare_badvers_and_walk(void **state)
 	assert_int_equal(dnsmsg_reply_edns(w, 5, &ext), -1);
 }
 
+/* A reply whose names follow a compression pointer chain of thousands of
+ * hops (each hop pointing at the one before) does not walk: at most 127
+ * pointers a name. */
+static void test_reply_pointer_chain(void **state)
+{
+	(void)state;
+	static uint8_t w[65535];
+	static const unsigned chains[] = { 2, 64, 126, 127, 500, 4000 };
+	for (size_t k = 0; k < sizeof(chains) / sizeof(chains[0]); k++) {
+		unsigned hops = chains[k]; /* the A record's owner adds one */
+		memset(w, 0, DNS_HEADER_BYTES);
+		w[2] = 0x81;
+		w[3] = 0x80;
+		w[5] = 1; /* "a." A IN */
+		size_t p = DNS_HEADER_BYTES;
+		w[p++] = 1;
+		w[p++] = 'a';
+		w[p++] = 0;
+		w[p++] = 0, w[p++] = 1, w[p++] = 0, w[p++] = 1;
+		/* One record of an unknown type whose data is the chain. */
+		w[p++] = 0xc0, w[p++] = 12;
+		w[p++] = 0xff, w[p++] = 0, w[p++] = 0, w[p++] = 1, w[p++] = 0, w[p++] = 0, w[p++] = 0,
+		w[p++] = 30;
+		size_t rdlen_at = p;
+		p += 2;
+		size_t start = p;
+		for (unsigned i = 0; i < hops; i++) {
+			size_t tgt = i == 0 ? DNS_HEADER_BYTES : p - 2;
+			w[p] = (uint8_t)(0xc0 | tgt >> 8);
+			w[p + 1] = (uint8_t)tgt;
+			p += 2;
+		}
+		size_t last = p - 2;
+		w[rdlen_at] = (uint8_t)((p - start) >> 8);
+		w[rdlen_at + 1] = (uint8_t)(p - start);
+		/* An A record owned by the chain's last hop. */
+		w[p++] = (uint8_t)(0xc0 | last >> 8), w[p++] = (uint8_t)last;
+		w[p++] = 0, w[p++] = 1, w[p++] = 0, w[p++] = 1, w[p++] = 0, w[p++] = 0, w[p++] = 0,
+		w[p++] = 30, w[p++] = 0, w[p++] = 4;
+		w[p++] = 192, w[p++] = 0, w[p++] = 2, w[p++] = 1;
+		w[7] = 2;
+		uint8_t ext;
+		assert_int_equal(dnsmsg_reply_edns(w, p, &ext), hops <= 126 ? 0 : -1);
+	}
+	/* An ordinary compressed reply still walks. */
+	static const char *const an[] = { "a.example. 300 IN A 192.0.2.1", NULL };
+	uint8_t m[BUF], ext;
+	size_t n = ldns_reply("a.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, an, NULL, NULL, false,
+			      m);
+	assert_int_equal(dnsmsg_reply_edns(m, n, &ext), 0);
+}
+
 static void test_prepare_malformed(void **state)
 {
 	(void)state;
@@ -1844,6 +1896,7 @@ int main(void)
 		cmocka_unit_test(test_prepare_then_finalize),
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_name_under),
+		cmocka_unit_test(test_reply_pointer_chain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
