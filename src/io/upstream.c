@@ -53,11 +53,11 @@
  * - A connection that dies (reset, broken frame, stall) under several
  *   queries and no reply says nothing about which query the server could
  *   not take (a "query of death", or a middlebox resetting connections that
- *   carry a given name): each query that has no free resend left (or had
- *   none: a fresh connection) is retried once more alone, on the server's
- *   isolation connection, which carries one query at a time. Only the
- *   query the server fails there moves to the next server; the others are
- *   answered. Same deadline.
+ *   carry a given name). A query with no free resend left (or none: a fresh
+ *   connection) moves to the next server as usual; when none is left, it is
+ *   retried once more alone, on the server's isolation connection, which
+ *   carries one query at a time. Only the query the server fails there
+ *   fails; the others are answered. Same deadline.
  * - A connect that takes longer than timeout_ms counts as a failed connect.
  * - A connection is wedged when a query on it times out and nothing has been
  *   received on it for 2 x timeout_ms since a query was written; it is closed
@@ -566,6 +566,11 @@ static int pick_server(struct up_req *r, uint64_t now)
 		}
 	}
 	return cand;
+}
+
+bool upstream_req_has_next_server(struct up_req *r)
+{
+	return pick_server(r, upstream_now_ms(r->u)) >= 0;
 }
 
 void upstream_req_next_server(struct up_req *r)

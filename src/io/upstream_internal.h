@@ -298,6 +298,8 @@ void upstream_srv_fail_backlog(struct up_srv *s);
 
 /* Start the next attempt of @p r, or fail it (deferred) when none is left. */
 void upstream_req_next_server(struct up_req *r);
+/* Whether @p r has a server of its group left to try. */
+bool upstream_req_has_next_server(struct up_req *r);
 
 /* Deferred work: connections that failed inside a write, then the failures
  * queued by req_fail_later (only those present on entry, so a callback that

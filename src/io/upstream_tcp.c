@@ -18,10 +18,10 @@
  *   write, is behind: new queries go to a healthy connection or a new one,
  *   and to it only when every connection is behind and the pool is full.
  * - A connection lost under several queries and no reply, where a query has
- *   no free resend left: that query is a suspect, retried once alone on the
- *   server's isolation connection (s->solo, one query at a time, never
- *   picked for other queries, closed when no suspect is left). What fails
- *   there is that query's own failure: no resend, the next server.
+ *   no free resend left and no other server to go to: that query is a
+ *   suspect, retried once alone on the server's isolation connection
+ *   (s->solo, one query at a time, never picked for other queries, closed
+ *   when no suspect is left). What fails there is that query's own failure.
  */
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -375,7 +375,8 @@ void upstream_conn_fail(struct up_conn *c, int err)
 					r->resent = true;
 				if (tcp_resend(r, s) == 0)
 					continue;
-			} else if (shared && !r->isolated && !u->closing) {
+			} else if (shared && !r->isolated && !u->closing &&
+				   !upstream_req_has_next_server(r)) {
 				r->isolated = true;
 				r->srv = s;
 				r->state = R_BACKLOG;

@@ -1343,6 +1343,36 @@ static void test_poison_isolated(void **state)
 	finish_one(&e, &f);
 }
 
+/* The same with a second server: what the first cannot answer fails over
+ * at once (no retries alone first), the poison included. */
+static void test_poison_fails_over(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec warm, poison, r[8];
+	env_two(&e, f, FM_POISON, FM_ANSWER, 2000);
+	ask(&e, 1, "warm.example", &warm);
+	check_answer(&warm, "warm.example", 1);
+	uint64_t t0 = uv_hrtime();
+	unsigned want = e.ndone + 9;
+	char name[64];
+	assert_int_equal(query(&e, 2, "poison.example", &poison), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(query(&e, (uint16_t)(100 + i),
+				       batch_name(name, sizeof(name), "by", i, "example"), &r[i]),
+				 0);
+	run_until(&e, &e.ndone, want, 1500);
+	check_answer(&poison, "poison.example", 2);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(r[i].n, 1);
+		assert_int_equal(r[i].status, 0);
+	}
+	assert_true(ms_since(t0) < 500);
+	assert_true(f[0].nconns <= 3); /* the first, the resend's, no isolation */
+	finish_two(&e, f);
+}
+
 static void test_truncated_frame_failover(void **state)
 {
 	(void)state;
@@ -1748,6 +1778,7 @@ int main(void)
 		cmocka_unit_test(test_server_closes_after_each_answer),
 		cmocka_unit_test(test_reused_conn_resent),
 		cmocka_unit_test(test_poison_isolated),
+		cmocka_unit_test(test_poison_fails_over),
 		cmocka_unit_test(test_truncated_frame_failover),
 		cmocka_unit_test(test_short_frame_failover),
 		cmocka_unit_test(test_garbage_replies),
