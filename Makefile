@@ -13,6 +13,8 @@ CFLAGS  ?= -O2 -g
 NDNS_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 NDNS_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 BUILD   ?= build
+# `make` alone builds the binary (the layer rules below come first in the file).
+.DEFAULT_GOAL := all
 
 # The source tree is layered; each folder of src/ is one layer and builds one
 # static library. A layer may use the layers before it in this list, never
@@ -48,7 +50,7 @@ UNIT_TESTS := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 TEST_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 
-.PHONY: all libs layers run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean manifests image
+.PHONY: all libs layers run test unit integration soak-ci node watch watch-asan asan valgrind deps deps-test bench fuzz fuzz-short clean manifests image image-test
 
 all: $(BUILD)/nodedns
 
@@ -132,10 +134,18 @@ manifests: $(BUILD)/nodedns $(MANIFEST_NPM)
 
 # The container image from deploy/Dockerfile, with podman or docker; where no
 # registry is reachable the Debian base is made with debootstrap from this
-# machine's apt sources (deploy/build-image.sh). Not part of `make test`.
+# machine's apt sources (deploy/build-image.sh).
 image:
-	@command -v podman >/dev/null 2>&1 || command -v docker >/dev/null 2>&1 || scripts/deps.sh image
+	@command -v docker >/dev/null 2>&1 || scripts/deps.sh image
 	@deploy/build-image.sh $(IMAGE)
+
+# The image run as the DaemonSet runs it (tests/image/run.py): both overlays
+# rendered, the manifest's capabilities only, read-only root, host network in
+# a node network namespace with the API stand-in and NSD; glibc lookups from
+# a pod namespace, NOTRACK rules, a clean node after SIGTERM. Builds the image
+# first and fails (never skips) when it cannot.
+image-test: image
+	@NODEDNS_IMAGE=$(IMAGE) python3 tests/image/run.py
 
 # No layer includes a layer above it; the pure layers no libuv, curl or pthread.
 layers:
