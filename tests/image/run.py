@@ -127,6 +127,17 @@ def cleanup_all():
     _TMP.clear()
 
 
+def remove_stale_containers():
+    """Containers of an earlier run that was killed before it cleaned up
+    (named PREFIX + PID + "-...", PID dead)."""
+    r = subprocess.run(["podman"] + RUNTIME + ["ps", "-a", "--format", "{{.Names}}"],
+                       capture_output=True, text=True)
+    for name in r.stdout.split():
+        m = re.match(r"^%s(\d+)-" % re.escape(PREFIX), name)
+        if m and not os.path.exists("/proc/%s" % m.group(1)):
+            subprocess.run(["podman"] + RUNTIME + ["rm", "-f", "-t", "0", name], capture_output=True)
+
+
 def _on_signal(signum, frame):
     cleanup_all()
     sys.exit(128 + signum)
@@ -567,6 +578,7 @@ def main():
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
         net.remove_stale(PREFIX)
+        remove_stale_containers()
         for mode, backend in (("link-local", "legacy"), ("transparent", "nft")):
             t0 = time.monotonic()
             try:
