@@ -507,14 +507,19 @@ def scenario(mode, kube_backend, image):
             check(got == want, "%s: getent ahosts %s: %s, wanted %s\n%s" % (mode, name, got, want, c.log()))
         check(pod.getent("web") == [], "%s: `web` resolved from a pod in default (it is in other)" % mode)
 
-        # NOTRACK in the backend that holds kube-proxy's chain, nothing in the other.
-        mine = rules(node, "iptables-%s-save" % kube_backend)
-        notrack = [l for l in mine if "NOTRACK" in l or "CT --notrack" in l]
-        for ip in ips:
-            for proto in ("udp", "tcp"):
-                check(any(ip in l and "-p %s" % proto in l and "--dport 53" in l for l in notrack),
-                      "%s: no NOTRACK rule for %s %s/53 in iptables-%s:\n%s" % (mode, ip, proto, kube_backend,
-                                                                               "\n".join(mine)))
+        # NOTRACK in the backend that holds kube-proxy's chain (installed once
+        # the resolver serves; a loaded machine may take a while), nothing in
+        # the other.
+        def missing_notrack():
+            notrack = [l for l in rules(node, "iptables-%s-save" % kube_backend) if "NOTRACK" in l]
+            return ["%s %s/53" % (ip, proto) for ip in ips for proto in ("udp", "tcp")
+                    if not any(ip in l and "-p %s" % proto in l and "--dport 53" in l for l in notrack)]
+        try:
+            wait_for(lambda: not missing_notrack(), 30, "NOTRACK rules", interval=0.2)
+        except CheckFailed:
+            check(False, "%s: no NOTRACK rule for %s in iptables-%s:\n%s\n%s" % (
+                mode, missing_notrack(), kube_backend, "\n".join(rules(node, "iptables-%s-save" % kube_backend)),
+                c.log()))
         check(rules(node, "iptables-%s-save" % other) == [],
               "%s: nodedns rules in iptables-%s too" % (mode, other))
         addrs = node.ip("-o", "addr", "show", "dev", iface)
