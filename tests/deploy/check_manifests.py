@@ -12,7 +12,8 @@ annotations; the xtables lock; the Dockerfile's packages; config keys that are
 real nodedns options (from `nodedns --help`).
 
 Then it renders each mode, deploy/overlays/link-local and
-deploy/overlays/transparent (and deploy/monitoring), with `kubectl kustomize`
+deploy/overlays/transparent (and deploy/overlays/cilium-lrp, whose
+CiliumLocalRedirectPolicy it checks by hand, and deploy/monitoring), with `kubectl kustomize`
 when kubectl is installed, else with kustomize_lite.py (and checks that the
 two agree when both can run), checks what each mode must hold, and validates
 every rendered object against the Kubernetes OpenAPI schemas with the npm
@@ -37,6 +38,11 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy")
 BASE = os.path.join(DEPLOY, "base")
 OVERLAYS = ("link-local", "transparent")
+# A third mode for Cilium clusters, not tested on a cluster here: rendered,
+# its Kubernetes objects validated against the schemas, its
+# CiliumLocalRedirectPolicy (a CRD the validator has no model for) checked
+# by hand below.
+CILIUM = "cilium-lrp"
 
 try:
     import yaml
@@ -475,8 +481,8 @@ def the(objs, kind):
 
 
 overlays_dir = os.path.join(DEPLOY, "overlays")
-check(sorted(d for d in os.listdir(overlays_dir)) == sorted(OVERLAYS) if os.path.isdir(overlays_dir) else False,
-      "deploy/overlays: exactly %s" % (OVERLAYS,))
+check(sorted(d for d in os.listdir(overlays_dir)) == sorted(OVERLAYS + (CILIUM,))
+      if os.path.isdir(overlays_dir) else False, "deploy/overlays: exactly %s" % (OVERLAYS + (CILIUM,),))
 rendered = {}
 for ov in OVERLAYS:
     objs = render(os.path.join(overlays_dir, ov), "overlays/" + ov)
@@ -549,6 +555,131 @@ if mon is not None:
     check(dig(dash_cm, "metadata", "labels", "grafana_dashboard") == "1",
           "monitoring: the dashboard ConfigMap carries grafana_dashboard: \"1\" (Grafana's sidecar)")
 
+# ---- Cilium: the Local Redirect Policy variant ----
+
+LRP_KEYS = {
+    (): {"apiVersion", "kind", "metadata", "spec"},
+    ("spec",): {"redirectFrontend", "redirectBackend", "skipRedirectFromBackend", "description"},
+    ("spec", "redirectFrontend"): {"serviceMatcher", "addressMatcher"},
+    ("spec", "redirectFrontend", "serviceMatcher"): {"serviceName", "namespace", "toPorts"},
+    ("spec", "redirectFrontend", "addressMatcher"): {"ip", "toPorts"},
+    ("spec", "redirectBackend"): {"localEndpointSelector", "toPorts"},
+    ("spec", "redirectBackend", "localEndpointSelector"): {"matchLabels", "matchExpressions"},
+}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def lrp_problems(o):
+    """What is wrong with the shape of a CiliumLocalRedirectPolicy (cilium.io/v2):
+    known keys only, one frontend matcher, ports as strings of 1-65535 with
+    TCP/UDP and a name when there are several, string label maps."""
+    bad = []
+    if o.get("apiVersion") != "cilium.io/v2" or o.get("kind") != "CiliumLocalRedirectPolicy":
+        bad.append("apiVersion/kind %s/%s" % (o.get("apiVersion"), o.get("kind")))
+    for path, keys in LRP_KEYS.items():
+        v = dig(o, *path) if path else o
+        if v is None:
+            continue
+        if not isinstance(v, dict):
+            bad.append("%s is not an object" % "/".join(path))
+        elif set(v) - keys:
+            bad.append("%s: unknown keys %s" % ("/".join(path) or "top", sorted(set(v) - keys)))
+    meta = o.get("metadata") or {}
+    if not (isinstance(meta.get("name"), str) and DNS_LABEL.match(meta["name"])
+            and isinstance(meta.get("namespace"), str) and DNS_LABEL.match(meta["namespace"])):
+        bad.append("metadata: name and namespace (DNS labels) required")
+    fe = dig(o, "spec", "redirectFrontend", default={}) or {}
+    if not isinstance(fe, dict) or len(fe) != 1:
+        bad.append("redirectFrontend: exactly one of serviceMatcher, addressMatcher")
+    sm = fe.get("serviceMatcher") if isinstance(fe, dict) else None
+    if sm is not None and not (isinstance(sm, dict) and isinstance(sm.get("serviceName"), str)
+                               and isinstance(sm.get("namespace"), str)):
+        bad.append("serviceMatcher: serviceName and namespace strings")
+    sel = dig(o, "spec", "redirectBackend", "localEndpointSelector")
+    labels = dig(sel, "matchLabels", default={}) if isinstance(sel, dict) else None
+    if not (isinstance(labels, dict) and labels and all(isinstance(k, str) and isinstance(v, str)
+                                                        for k, v in labels.items())):
+        bad.append("localEndpointSelector.matchLabels: a map of strings")
+    for where, ports in (("frontend", dig(sm or fe.get("addressMatcher") or {}, "toPorts")),
+                         ("backend", dig(o, "spec", "redirectBackend", "toPorts"))):
+        if ports is None and where == "frontend":
+            continue
+        if not isinstance(ports, list) or not ports:
+            bad.append("%s toPorts: a list" % where)
+            continue
+        for p in ports:
+            if not isinstance(p, dict) or set(p) - {"port", "protocol", "name"}:
+                bad.append("%s toPorts: entries of port, protocol, name: %r" % (where, p))
+                continue
+            port = p.get("port")
+            if not (isinstance(port, str) and port.isdigit() and 1 <= int(port) <= 65535):
+                bad.append("%s toPorts: port is a string of 1-65535: %r" % (where, port))
+            if p.get("protocol") not in ("TCP", "UDP"):
+                bad.append("%s toPorts: protocol TCP or UDP: %r" % (where, p.get("protocol")))
+            if len(ports) > 1 and not (isinstance(p.get("name"), str) and DNS_LABEL.match(p["name"])):
+                bad.append("%s toPorts: a name on each of several ports: %r" % (where, p))
+    return bad
+
+
+cil = render(os.path.join(overlays_dir, CILIUM), "overlays/" + CILIUM)
+if cil is not None:
+    lrps = [o for o in cil if o.get("kind") == "CiliumLocalRedirectPolicy"]
+    check(len(lrps) == 1, "%s: one CiliumLocalRedirectPolicy, have %d" % (CILIUM, len(lrps)))
+    lrp = lrps[0] if lrps else {}
+    check(not lrp_problems(lrp), "%s: CiliumLocalRedirectPolicy: %s" % (CILIUM, lrp_problems(lrp)))
+    # The hand check must refuse what Cilium's CRD schema refuses.
+    import copy as _copy
+    for name, spoil in (("numeric port", lambda x: x["spec"]["redirectBackend"]["toPorts"][0].update(port=53)),
+                        ("both matchers", lambda x: x["spec"]["redirectFrontend"].update(addressMatcher={"ip": "1.2.3.4"})),
+                        ("unknown key", lambda x: x["spec"]["redirectBackend"].update(endpointSelector={})),
+                        ("bad protocol", lambda x: x["spec"]["redirectBackend"]["toPorts"][1].update(protocol="ANY"))):
+        bad = _copy.deepcopy(lrp)
+        try:
+            spoil(bad)
+        except (KeyError, IndexError, TypeError):
+            continue
+        check(lrp_problems(bad), "%s: the hand check of the policy accepted a %s" % (CILIUM, name))
+    cds = the(cil, "DaemonSet")
+    cpod = dig(cds, "spec", "template", "spec", default={})
+    cc = dig(cpod, "containers", 0, default={})
+    check(dig(lrp, "metadata", "namespace") == dig(cds, "metadata", "namespace"),
+          "%s: the policy is in the DaemonSet's namespace (Cilium selects backends there)" % CILIUM)
+    check(all(dig(cds, "spec", "template", "metadata", "labels", k) == v
+              for k, v in (dig(lrp, "spec", "redirectBackend", "localEndpointSelector", "matchLabels") or {}).items()),
+          "%s: the policy's localEndpointSelector selects the nodedns pods" % CILIUM)
+    check(dig(lrp, "spec", "redirectFrontend", "serviceMatcher") == {"serviceName": "kube-dns", "namespace": "kube-system"},
+          "%s: the policy redirects the kube-dns Service" % CILIUM)
+    check(dig(fb_svc, "metadata", "name") != "kube-dns",
+          "%s: nodedns reaches the cluster DNS through a Service the policy does not redirect" % CILIUM)
+    cports = {(p.get("name"), str(p.get("containerPort")), p.get("protocol", "TCP")) for p in cc.get("ports") or []}
+    for p in dig(lrp, "spec", "redirectBackend", "toPorts", default=[]) or []:
+        check((p.get("name"), p.get("port"), p.get("protocol")) in cports,
+              "%s: backend port %s is a named port of the container: %s" % (CILIUM, p, sorted(cports)))
+    check(cpod.get("hostNetwork") is False, "%s: not host network (Cilium redirects to pods it manages)" % CILIUM)
+    check(dig(cc, "securityContext", "capabilities") == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+          "%s: capabilities NET_BIND_SERVICE only" % CILIUM)
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        check(dig(cc, probe, "httpGet") and not dig(cc, probe, "httpGet", "host"),
+              "%s: %s to the pod IP (no host)" % (CILIUM, probe))
+    try:
+        ccfg = json.loads(dig(the(cil, "ConfigMap"), "data", "config.json", default="null"))
+    except ValueError:
+        ccfg = None
+    if check(isinstance(ccfg, dict), "%s: the ConfigMap's config.json is a JSON object" % CILIUM):
+        check(not ccfg.get("setup-interface") and not ccfg.get("setup-iptables"),
+              "%s: no node setup in config.json" % CILIUM)
+        check(ccfg.get("listen") == ["0.0.0.0:53"], "%s: listens on the pod's address" % CILIUM)
+        if options:
+            for key in ccfg:
+                check(key in options, "%s: config.json: %r is not a nodedns option" % (CILIUM, key))
+        binary = os.environ.get("NODEDNS_BIN", os.path.join(ROOT, "build", "nodedns"))
+        r = subprocess.run([binary, "--config", os.path.join(overlays_dir, CILIUM, "config.json"), "--check-config"],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0, "%s: nodedns --check-config refuses config.json: %s" % (CILIUM, r.stderr.strip()))
+    for o in cil:
+        if o.get("kind") != "CiliumLocalRedirectPolicy":
+            extra_objects["%s: %s/%s" % (CILIUM, o.get("kind"), dig(o, "metadata", "name"))] = o
+
 # ---- schemas (npm kubernetes-models; validate_schemas.js) ----
 
 items = []
@@ -594,7 +725,8 @@ if check(node, "node is installed (scripts/deps.sh test)") and check(
         else:
             check(status == "ok", "schemas: %s: %s" % (it["where"], why))
     print("deploy: %d objects validated against the Kubernetes schemas (%s)"
-          % (sum(1 for it in items if not it["where"].startswith("selftest-")), ", ".join(sorted(rendered))))
+          % (sum(1 for it in items if not it["where"].startswith("selftest-")),
+             ", ".join(sorted(rendered) + ([CILIUM] if cil is not None else []) + ["monitoring"])))
 
 print("deploy: %d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

@@ -8,7 +8,9 @@ anything else rather than render it wrongly:
   given inline as JSON 6902 operations with a target, configMapGenerator
   (files, namespace, options.labels and disableNameSuffixHash; the name
   gets a content hash suffix
-  and references from pod volumes follow it), images (newName, newTag).
+  and references from pod volumes follow it; in an overlay, behavior
+  replace or merge on a ConfigMap generated below it), images (newName,
+  newTag).
 """
 import copy
 import hashlib
@@ -53,9 +55,10 @@ def config_map_hash(cm):
 
 
 def _generate(d, gen):
-    extra = set(gen) - {"name", "namespace", "files", "options"}
-    if extra or set(gen.get("options") or {}) - {"labels", "disableNameSuffixHash"}:
-        raise Unsupported("configMapGenerator %s: only name, namespace, files, options.labels"
+    extra = set(gen) - {"name", "namespace", "files", "options", "behavior"}
+    if extra or set(gen.get("options") or {}) - {"labels", "disableNameSuffixHash"} \
+            or gen.get("behavior", "create") not in ("create", "replace", "merge"):
+        raise Unsupported("configMapGenerator %s: only name, namespace, files, behavior, options.labels"
                           " and options.disableNameSuffixHash" % gen.get("name"))
     data = {}
     for f in gen.get("files") or []:
@@ -166,7 +169,24 @@ def _accumulate(d, component=False):
         else:
             objs += _load(p)
     for gen in k.get("configMapGenerator") or []:
-        cms.append(_generate(d, gen))
+        cm, hashed = _generate(d, gen)
+        behavior = gen.get("behavior", "create")
+        key = lambda m: (m["metadata"]["name"], m["metadata"].get("namespace"))  # noqa: E731
+        same = [i for i, (old, _) in enumerate(cms) if key(old) == key(cm)]
+        if behavior == "create":
+            if same:
+                raise Unsupported("configMapGenerator %s: generated twice (behavior create)" % gen["name"])
+            cms.append((cm, hashed))
+            continue
+        if not same:
+            raise Unsupported("configMapGenerator %s: behavior %s but nothing to %s" % (gen["name"], behavior, behavior))
+        old, _ = cms[same[0]]
+        if behavior == "merge":
+            old["data"].update(cm["data"])
+            if cm["metadata"].get("labels"):
+                old["metadata"].setdefault("labels", {}).update(cm["metadata"]["labels"])
+            cm = old
+        cms[same[0]] = (cm, hashed)
     for c in k.get("components") or []:
         comp = _kustomization(os.path.normpath(os.path.join(d, c)))
         if comp.get("kind") != "Component" or set(comp) - {"apiVersion", "kind", "patches", "images"}:
