@@ -1,0 +1,275 @@
+/* src/dns/autopath.c - answer a pod's search-path expansion in one round trip.
+ *
+ * One struct walk per query taken over: it holds the client and its
+ * question, and the step of the search path in flight. Cluster steps are
+ * answered in place from the snapshot; the others go through
+ * query_forward() with an internal client whose query_sub is the walk, so
+ * the walk resumes in walk_done() when the cache or the upstream answers
+ * (at once on a cache hit: the recursion is bounded by the number of steps).
+ */
+#include "nodedns/dns/autopath.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nodedns/cluster/pod_table.h"
+#include "nodedns/util/wire.h"
+#include "query_internal.h"
+
+/* Room a cluster step leaves for the CNAME merged in front of its answer. */
+#define CLUSTER_STEP_CAP (DNS_MSG_MAX_BYTES - 2 * DNS_NAME_MAX_BYTES - 64)
+
+struct walk {
+	struct query_sub sub; /* first: the internal client's conn points here */
+	struct query_client client;
+	struct dnsmsg_query q; /* the client's question */
+	uint64_t start_ms;
+	size_t base_len;       /* bytes of X's labels at the start of q.qname */
+	unsigned step;         /* index in autopath_config.steps of the name in flight */
+	uint8_t tname[DNS_NAME_MAX_BYTES]; /* that name, the client's case for X */
+	size_t tlen;
+};
+
+static int name_from_text(const char *text, uint8_t *out)
+{
+	char low[DNS_NAME_MAX_BYTES + 2];
+	size_t n = strlen(text);
+	if (n > 0 && text[n - 1] == '.')
+		n--;
+	if (n == 0 || n > DNS_NAME_MAX_BYTES)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)tolower((unsigned char)text[i]);
+	low[n] = '\0';
+	size_t len = dnsmsg_name_from_text(low, out);
+	return len > 1 ? (int)len : -EINVAL;
+}
+
+static int add_step(struct autopath_config *cfg, const uint8_t *name, size_t len)
+{
+	if (cfg->nsteps >= AUTOPATH_MAX_STEPS)
+		return -EINVAL;
+	memcpy(cfg->steps[cfg->nsteps].name, name, len);
+	cfg->steps[cfg->nsteps].len = (uint8_t)len;
+	cfg->nsteps++;
+	return 0;
+}
+
+int autopath_config_init(struct autopath_config *cfg, const char *zone, const char *const *search,
+			 size_t nsearch, uint32_t ttl_s)
+{
+	uint8_t z[DNS_NAME_MAX_BYTES], name[DNS_NAME_MAX_BYTES];
+	memset(cfg, 0, sizeof(*cfg));
+	int zl = name_from_text(zone, z);
+	if (zl < 0 || zl + 4 > DNS_NAME_MAX_BYTES || nsearch > AUTOPATH_MAX_SEARCH)
+		return -EINVAL;
+	cfg->ttl_s = ttl_s;
+	memcpy(cfg->ns_tail, "\3svc", 4);
+	memcpy(cfg->ns_tail + 4, z, (size_t)zl);
+	cfg->ns_tail_len = 4 + (size_t)zl;
+	add_step(cfg, cfg->ns_tail, cfg->ns_tail_len);
+	add_step(cfg, z, (size_t)zl);
+	for (size_t i = 0; i < nsearch; i++) {
+		int n = name_from_text(search[i], name);
+		if (n < 0)
+			return -EINVAL;
+		add_step(cfg, name, (size_t)n);
+	}
+	return add_step(cfg, (const uint8_t *)"", 1);
+}
+
+/* ------------------------------------------------------------- endings */
+
+static void walk_end(struct query_worker *w, struct walk *wk, size_t n, const char *source)
+{
+	query_send_body(w, &wk->client, &wk->q, n, 0, source, wk->start_ms);
+	if (w->io.release)
+		w->io.release(w->io.arg, &wk->client);
+	free(wk);
+}
+
+/* The answer of the step in flight (@p body, @p blen; may be w->buf) behind
+ * a CNAME from the asked name to it. */
+static void end_found(struct query_worker *w, struct walk *wk, const uint8_t *body, size_t blen)
+{
+	const struct query_env *env = w->env;
+	const struct dnsmsg_query *q = &wk->q;
+	uint8_t cn[DNS_HEADER_BYTES + 2 * DNS_NAME_MAX_BYTES + 16];
+	uint8_t low[DNS_NAME_MAX_BYTES];
+	wire_lower_copy(low, wk->tname, wk->tlen);
+	bool in_zone = dnsmsg_name_under(low, wk->tlen, w->zone, w->zone_len);
+
+	memset(cn, 0, DNS_HEADER_BYTES);
+	cn[2] = 0x80 | (in_zone ? 0x04 : 0) | (q->rd ? 0x01 : 0); /* QR, AA for our own names */
+	cn[3] = 0x80;                                               /* RA */
+	wire_put16(cn + 4, 1);
+	wire_put16(cn + 6, 1);
+	size_t o = DNS_HEADER_BYTES;
+	memcpy(cn + o, q->qname, q->qname_len);
+	o += q->qname_len;
+	wire_put16(cn + o, q->qtype);
+	wire_put16(cn + o + 2, q->qclass);
+	o += 4;
+	cn[o++] = 0xc0; /* the question's name */
+	cn[o++] = DNS_HEADER_BYTES;
+	wire_put16(cn + o, DNS_TYPE_CNAME);
+	wire_put16(cn + o + 2, DNS_CLASS_IN);
+	wire_put32(cn + o + 4, env->autopath->ttl_s);
+	wire_put16(cn + o + 8, (uint16_t)wk->tlen);
+	o += 10;
+	memcpy(cn + o, wk->tname, wk->tlen);
+	o += wk->tlen;
+
+	int rcode = dnsmsg_rcode(body);
+	size_t n = dnsmsg_merge_chase(cn, o, body, blen, w->buf, sizeof(w->buf));
+	if (n == 0) {
+		memcpy(w->buf, cn, o);
+		n = o;
+	}
+	if (rcode == DNS_RCODE_NOERROR)
+		query_inc(&w->stats.autopath_answers);
+	if (wk->step + 1 == env->autopath->nsteps)
+		query_inc(&w->stats.autopath_root);
+	walk_end(w, wk, n, "autopath");
+}
+
+static void end_error(struct query_worker *w, struct walk *wk, int rcode)
+{
+	size_t n = dnsmsg_error_body(&wk->q, rcode, w->buf);
+	walk_end(w, wk, n, "autopath-failed");
+}
+
+/* Give up the walk: the plain cluster answer to the question as asked
+ * (NXDOMAIN), what the client gets without autopath. */
+static void end_plain(struct query_worker *w, struct walk *wk)
+{
+	const struct query_env *env = w->env;
+	const struct dnsmsg_query *q = &wk->q;
+	size_t cap = wk->client.proto == QUERY_UDP ? dnsmsg_udp_limit(q) : DNS_MSG_MAX_BYTES;
+	size_t n = 0;
+	if (q->edns)
+		cap -= DNS_OPT_RR_BYTES;
+	if (!w->snap ||
+	    (wk->client.proto == QUERY_UDP ? cluster_answer : cluster_answer_stream)(
+		    w->snap, &env->cluster, q->qname, q->qname_len, q->qtype, q->qclass, w->buf,
+		    cap, &n, NULL) != CLUSTER_ANSWERED) {
+		end_error(w, wk, DNS_RCODE_SERVFAIL);
+		return;
+	}
+	walk_end(w, wk, n, "cluster");
+}
+
+/* ---------------------------------------------------------------- walk */
+
+static void walk_next(struct query_worker *w, struct walk *wk, uint64_t now_ms);
+
+static void walk_done(struct query_worker *w, struct query_sub *sub, const uint8_t *body,
+		      size_t len)
+{
+	struct walk *wk = (struct walk *)sub;
+	int rcode = len >= DNS_HEADER_BYTES ? dnsmsg_rcode(body) : DNS_RCODE_SERVFAIL;
+	bool last = wk->step + 1 >= w->env->autopath->nsteps;
+	if (rcode == DNS_RCODE_NOERROR || (rcode == DNS_RCODE_NXDOMAIN && last)) {
+		end_found(w, wk, body, len);
+		return;
+	}
+	if (rcode != DNS_RCODE_NXDOMAIN) {
+		end_error(w, wk, DNS_RCODE_SERVFAIL);
+		return;
+	}
+	wk->step++;
+	walk_next(w, wk, w->io.now_ms(w->io.arg));
+}
+
+/* Look up the steps from wk->step on until one is sent upstream (the walk
+ * resumes in walk_done()) or the walk ends. */
+static void walk_next(struct query_worker *w, struct walk *wk, uint64_t now_ms)
+{
+	const struct query_env *env = w->env;
+	const struct autopath_config *ap = env->autopath;
+	struct dnsmsg_query tq = wk->q;
+	for (; wk->step < ap->nsteps; wk->step++) {
+		const struct autopath_step *s = &ap->steps[wk->step];
+		size_t len = wk->base_len + s->len;
+		if (len > DNS_NAME_MAX_BYTES)
+			continue; /* glibc cannot ask it either */
+		memcpy(tq.qname + wk->base_len, s->name, s->len);
+		memcpy(tq.lname + wk->base_len, s->name, s->len);
+		tq.qname_len = (uint8_t)len;
+		tq.edns = true;
+		tq.udp_size = DNS_MSG_MAX_BYTES;
+		memcpy(wk->tname, tq.qname, len);
+		wk->tlen = len;
+		query_inc(&w->stats.autopath_steps);
+
+		if (!dnsmsg_name_under(tq.lname, len, w->zone, w->zone_len)) {
+			struct query_client ic;
+			memset(&ic, 0, sizeof(ic));
+			ic.proto = QUERY_INTERNAL;
+			ic.conn = &wk->sub;
+			ic.addr = wk->client.addr;
+			ic.addrlen = wk->client.addrlen;
+			/* May finish the walk before it returns: wk is not used after. */
+			query_forward(w, &ic, &tq, query_pick_group(w, &tq), true, now_ms);
+			return;
+		}
+		struct cluster_answer_info info;
+		size_t n = 0;
+		if (!w->snap ||
+		    cluster_answer_stream(w->snap, &env->cluster, tq.qname, len, tq.qtype, tq.qclass,
+					  w->buf, CLUSTER_STEP_CAP, &n, &info) != CLUSTER_ANSWERED)
+			continue;
+		if (info.rcode == DNS_RCODE_NXDOMAIN)
+			continue;
+		if (info.rcode != DNS_RCODE_NOERROR) {
+			end_error(w, wk, DNS_RCODE_SERVFAIL);
+		} else if (info.chase_len > 0) {
+			end_plain(w, wk); /* an ExternalName: see autopath.h */
+		} else {
+			end_found(w, wk, w->buf, n);
+		}
+		return;
+	}
+	end_plain(w, wk);
+}
+
+bool autopath_start(struct query_worker *w, const struct dnsmsg_query *q,
+		    const struct query_client *c, uint64_t now_ms)
+{
+	const struct autopath_config *ap = w->env->autopath;
+	if (!ap || !q->rd || c->proto == QUERY_INTERNAL)
+		return false;
+	const uint8_t *ns = pod_table_lookup(w->pods, (const struct sockaddr *)&c->addr);
+	if (!ns)
+		return false;
+	/* The name must be X.<ns>.svc.<zone> with X at least one label. */
+	size_t tail = 1u + ns[0] + ap->ns_tail_len;
+	if (q->qname_len <= tail)
+		return false;
+	size_t off = q->qname_len - tail;
+	if (memcmp(q->lname + off, ns, 1u + ns[0]) != 0 ||
+	    memcmp(q->lname + off + 1 + ns[0], ap->ns_tail, ap->ns_tail_len) != 0)
+		return false;
+	size_t p = 0;
+	while (p < off)
+		p += 1u + q->lname[p];
+	if (p != off)
+		return false;
+
+	struct walk *wk = calloc(1, sizeof(*wk));
+	if (!wk)
+		return false;
+	wk->sub.done = walk_done;
+	wk->client = *c;
+	wk->q = *q;
+	wk->start_ms = now_ms;
+	wk->base_len = off;
+	wk->step = 0;
+	if (w->io.hold)
+		w->io.hold(w->io.arg, c);
+	query_inc(&w->stats.autopath_walks);
+	walk_next(w, wk, now_ms);
+	return true;
+}
