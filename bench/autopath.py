@@ -38,6 +38,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from lib import dnswire, net, procs  # noqa: E402
 from lib.metrics import Metrics  # noqa: E402
+from integration.harness import NSD_CONF  # noqa: E402
 
 BIN = os.path.abspath(os.environ.get("NODEDNS_BIN", os.path.join(REPO, "build", "nodedns")))
 FAKE_API = os.path.join(REPO, "tests", "apiserver", "fake_apiserver.py")
@@ -46,28 +47,6 @@ NS = "team-00"
 SEARCH = ["%s.svc.cluster.local" % NS, "svc.cluster.local", "cluster.local", "corp.test"]
 N_NS, N_SVC = 10, 200
 
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@{port}
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    zonelistfile: "{dir}/zone.list"
-    xfrdfile: "{dir}/xfrd.state"
-    xfrdir: "{dir}"
-    pidfile: "{dir}/nsd.pid"
-    logfile: "{dir}/nsd.log"
-remote-control:
-    control-enable: no
-zone:
-    name: "example.test"
-    zonefile: "example.test.zone"
-zone:
-    name: "corp.test"
-    zonefile: "corp.test.zone"
-"""
 
 
 def zone(origin, names):
@@ -203,7 +182,8 @@ def main():
             f.write(zone("corp.test", ["h%d" % i for i in range(n)]))
         nsd_port = net.free_port()
         with open(os.path.join(d, "nsd.conf"), "w") as f:
-            f.write(NSD_CONF.format(port=nsd_port, dir=d))
+            f.write(NSD_CONF.format(port=nsd_port, dir=d, zones="".join(
+                'zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' % (z, z) for z in ("example.test", "corp.test"))))
         started.append(procs.start(["nsd", "-d", "-c", os.path.join(d, "nsd.conf")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with open(os.path.join(tmp, "fixture.json"), "w") as f:

@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 from lib import net, procs  # noqa: E402
 from lib.check import CheckFailed, check, wait_for  # noqa: E402
 from lib.metrics import Metrics  # noqa: E402
+from integration.harness import NSD_CONF  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(os.environ.get("NODEDNS_BIN", os.path.join(REPO, "build", "nodedns")))
@@ -74,23 +75,6 @@ intranet  IN A    192.0.2.90
 """,
 }
 
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@{port}
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    zonelistfile: "{dir}/zone.list"
-    xfrdfile: "{dir}/xfrd.state"
-    xfrdir: "{dir}"
-    pidfile: "{dir}/nsd.pid"
-    logfile: "{dir}/nsd.log"
-    verbosity: 1
-remote-control:
-    control-enable: no
-"""
 
 KUBELET_RESOLV = ("nameserver %s\n"
                   "search %%s.svc.cluster.local svc.cluster.local cluster.local corp.test\n"
@@ -208,13 +192,13 @@ class Node:
             p.resolv(KUBELET_RESOLV % kns)
         d = os.path.join(self.tmp, "nsd")
         os.makedirs(d)
-        conf = NSD_CONF.format(port=NSD_PORT, dir=d)
+        zcfg = []
         for zone, text in ZONES.items():
             with open(os.path.join(d, zone + ".zone"), "w") as f:
                 f.write(text)
-            conf += 'zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' % (zone, zone)
+            zcfg.append('zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' % (zone, zone))
         with open(os.path.join(d, "nsd.conf"), "w") as f:
-            f.write(conf)
+            f.write(NSD_CONF.format(port=NSD_PORT, dir=d, zones="\n".join(zcfg)))
         log = open(os.path.join(d, "nsd.out"), "wb")
         self.files.append(log)
         n.popen(["nsd", "-d", "-c", os.path.join(d, "nsd.conf")], stdout=log, stderr=subprocess.STDOUT)
