@@ -90,6 +90,141 @@ static void walk_end(struct query_worker *w, struct walk *wk, size_t n, const ch
 	free(wk);
 }
 
+/* --------------------------------------------------------- the answer
+ *
+ * The answer is the found name's body T behind a CNAME to it:
+ *
+ *   header | question (the client's) | CNAME: ptr to the question -> T's
+ *   question name | T's records (every section), byte for byte
+ *
+ * T's records move by a fixed distance, and T's question name now lies in
+ * the CNAME's data, so every compression pointer in them is rewritten:
+ * into T's question name -> into the CNAME's data; into T's records -> moved
+ * by the same distance. Pointers keep their two bytes, so no length changes.
+ * Names are where RFC 1035 and RFC 3597 allow compression (owners; the data
+ * of CNAME, NS, PTR, MX, SOA, and SRV and DNAME, which some servers compress
+ * anyway); anything that does not walk gives up, and the caller merges
+ * through ldns instead (dnsmsg_merge_chase()).
+ */
+struct remap {
+	size_t qname_at, qname_len; /* T's question name */
+	size_t rec_at;              /* T's first record */
+	size_t cname_data;          /* the CNAME's data in the output */
+	size_t delta;               /* output offset - T offset, for records */
+};
+
+/* Check the pointer (if any) ending the name at @p off of @p t (bounded by
+ * @p end) and, when @p out is not NULL, write its new value at the name's new
+ * place in @p out. @return the offset after the name, or 0. */
+static size_t patch_name(const uint8_t *t, size_t end, size_t off, uint8_t *out,
+			 const struct remap *m)
+{
+	while (off < end) {
+		uint8_t l = t[off];
+		if (l == 0)
+			return off + 1;
+		if ((l & 0xc0) == 0xc0) {
+			if (off + 2 > end)
+				return 0;
+			size_t to = ((size_t)(l & 0x3f) << 8) | t[off + 1], nt;
+			if (to >= m->qname_at && to < m->qname_at + m->qname_len - 1)
+				nt = m->cname_data + (to - m->qname_at);
+			else if (to >= m->rec_at && to < off)
+				nt = to + m->delta;
+			else
+				return 0;
+			if (nt > 0x3fff)
+				return 0;
+			if (out) {
+				uint8_t hi = (uint8_t)(0xc0 | (nt >> 8)), lo = (uint8_t)nt;
+				out[off + m->delta] = hi;
+				out[off + 1 + m->delta] = lo;
+			}
+			return off + 2;
+		}
+		if (l & 0xc0)
+			return 0;
+		off += 1u + l;
+	}
+	return 0;
+}
+
+/* Patch the names in one record's data (@p type, [@p at, @p end)). */
+static bool patch_rdata(const uint8_t *t, uint16_t type, size_t at, size_t end, uint8_t *out,
+			const struct remap *m)
+{
+	switch (type) {
+	case DNS_TYPE_CNAME:
+	case DNS_TYPE_NS:
+	case DNS_TYPE_PTR:
+	case DNS_TYPE_DNAME:
+		return patch_name(t, end, at, out, m) == end;
+	case 15: /* MX */
+		return at + 2 < end && patch_name(t, end, at + 2, out, m) == end;
+	case DNS_TYPE_SRV:
+		return at + 6 < end && patch_name(t, end, at + 6, out, m) == end;
+	case DNS_TYPE_SOA: {
+		size_t p = patch_name(t, end, at, out, m);
+		p = p ? patch_name(t, end, p, out, m) : 0;
+		return p && p + 20 == end;
+	}
+	default:
+		return true; /* no compression allowed (RFC 3597 4) */
+	}
+}
+
+/* Walk T's records (@p n of them from m->rec_at to @p end), checking every
+ * name; with @p out, rewrite their pointers there. @return success. */
+static bool patch_records(const uint8_t *t, size_t end, unsigned n, uint8_t *out,
+			  const struct remap *m)
+{
+	size_t p = m->rec_at;
+	for (unsigned i = 0; i < n; i++) {
+		if ((p = patch_name(t, end, p, out, m)) == 0 || p + 10 > end)
+			return false;
+		uint16_t type = wire_get16(t + p), rdlen = wire_get16(t + p + 8);
+		p += 10;
+		if (p + rdlen > end || !patch_rdata(t, type, p, p + rdlen, out, m))
+			return false;
+		p += rdlen;
+	}
+	return p == end;
+}
+
+/* Turn the body in @p buf (@p tl bytes, capacity @p cap) into the answer, in
+ * place: @p cn (@p o bytes: header, the client's question, the CNAME's owner,
+ * type, class and TTL) in front, then the CNAME's data length and data (T's
+ * question name), then T's records. Nothing is changed unless it succeeds.
+ * @return the answer's length, or 0. */
+static size_t wire_merge(uint8_t *buf, size_t cap, size_t tl, const uint8_t *cn, size_t o)
+{
+	if (tl < DNS_HEADER_BYTES || wire_get16(buf + 4) != 1)
+		return 0;
+	size_t qn = dnsmsg_plain_name_len(buf, tl, DNS_HEADER_BYTES);
+	size_t rec = DNS_HEADER_BYTES + qn + 4;
+	size_t out_rec = o + 2 + qn;
+	if (qn == 0 || rec > tl || out_rec < rec || out_rec + (tl - rec) > cap)
+		return 0;
+	struct remap m = { DNS_HEADER_BYTES, qn, rec, o + 2, out_rec - rec };
+	uint16_t an = wire_get16(buf + 6), ns = wire_get16(buf + 8), ar = wire_get16(buf + 10);
+	uint8_t rcode = buf[3] & 0x0f;
+	if (an == 0xffff || !patch_records(buf, tl, (unsigned)an + ns + ar, NULL, &m))
+		return 0;
+	uint8_t qname[DNS_NAME_MAX_BYTES];
+	memcpy(qname, buf + DNS_HEADER_BYTES, qn);
+	memmove(buf + out_rec, buf + rec, tl - rec);
+	/* The moved records, addressed by their old offsets. */
+	patch_records(buf + m.delta, tl, (unsigned)an + ns + ar, buf, &m);
+	memcpy(buf, cn, o);
+	wire_put16(buf + o, (uint16_t)qn);
+	memcpy(buf + o + 2, qname, qn);
+	wire_put16(buf + 6, (uint16_t)(an + 1));
+	wire_put16(buf + 8, ns);
+	wire_put16(buf + 10, ar);
+	buf[3] = (uint8_t)(0x80 | rcode); /* RA; the rcode of the name found */
+	return out_rec + (tl - rec);
+}
+
 /* The answer of the step in flight (@p body, @p blen; may be w->buf) behind
  * a CNAME from the asked name to it. */
 static void end_found(struct query_worker *w, struct walk *wk, const uint8_t *body, size_t blen)
@@ -117,16 +252,23 @@ static void end_found(struct query_worker *w, struct walk *wk, const uint8_t *bo
 	wire_put16(cn + o, DNS_TYPE_CNAME);
 	wire_put16(cn + o + 2, DNS_CLASS_IN);
 	wire_put32(cn + o + 4, env->autopath->ttl_s);
-	wire_put16(cn + o + 8, (uint16_t)wk->tlen);
-	o += 10;
-	memcpy(cn + o, wk->tname, wk->tlen);
-	o += wk->tlen;
+	o += 8; /* the data length and the data: by wire_merge(), or below */
 
 	int rcode = dnsmsg_rcode(body);
-	size_t n = dnsmsg_merge_chase(cn, o, body, blen, w->buf, sizeof(w->buf));
+	size_t n = 0;
+	if (body != w->buf && blen <= sizeof(w->buf))
+		memmove(w->buf, body, blen);
+	if (blen <= sizeof(w->buf))
+		n = wire_merge(w->buf, sizeof(w->buf), blen, cn, o);
 	if (n == 0) {
-		memcpy(w->buf, cn, o);
-		n = o;
+		wire_put16(cn + o, (uint16_t)wk->tlen);
+		memcpy(cn + o + 2, wk->tname, wk->tlen);
+		size_t clen = o + 2 + wk->tlen;
+		n = dnsmsg_merge_chase(cn, clen, body, blen, w->buf, sizeof(w->buf));
+		if (n == 0) {
+			memcpy(w->buf, cn, clen);
+			n = clen;
+		}
 	}
 	if (rcode == DNS_RCODE_NOERROR)
 		query_inc(&w->stats.autopath_answers);
