@@ -127,7 +127,7 @@ static size_t patch_name(const uint8_t *t, size_t end, size_t off, uint8_t *out,
 			if (off + 2 > end)
 				return 0;
 			size_t to = ((size_t)(l & 0x3f) << 8) | t[off + 1], nt;
-			if (to >= m->qname_at && to < m->qname_at + m->qname_len - 1)
+			if (to >= m->qname_at && to < m->qname_at + m->qname_len)
 				nt = m->cname_data + (to - m->qname_at);
 			else if (to >= m->rec_at && to < off)
 				nt = to + m->delta;
