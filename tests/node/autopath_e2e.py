@@ -20,7 +20,9 @@ domain (intranet -> intranet.corp.test). For each: the addresses (must be the
 same with and without), the queries on the wire from the pod (nodedns's
 query log), the upstream queries (nodedns_upstream_requests_total) of the
 first (cold) lookup, and the wall time of warm lookups (median of 30).
-Then, with --autopath: a Pod deleted from the stand-in stops being
+With --autopath, Pods are first forbidden (403 from the stand-in): /ready
+must still turn 200 and nothing is autopathed until they may be listed.
+Then a Pod deleted from the stand-in stops being
 autopathed, and added back is autopathed again, each within the propagation
 time (bounded here at 3 s; measured and printed).
 
@@ -314,9 +316,20 @@ def scenario(t, results):
     base = run_cases(t)
     t.stop()
 
+    # Pods forbidden at first (RBAC without the pods rule): the cluster
+    # zone syncs and /ready turns 200 all the same, nothing is autopathed;
+    # once pods may be listed, autopath starts on its own.
+    t.post("/control/fail", {"status": 403, "count": 1000000, "match": "pods"})
     t.start("autopath", autopath=True)
-    wait_for(lambda: metric_sum(t.metrics(), "nodedns_autopath_pods_eligible") == 2, 10,
+    t.node.probe("get", "http://127.0.0.1:8080/ready")  # exits 1 unless 200
+    _, wire = pod_queries(t, "p1", lambda: t.pods["p1"].getent("www.example.test"))
+    check(wire == 10, "autopath before the pods could be listed: %d queries" % wire)
+    t0 = time.monotonic()
+    t.post("/control/clear-failures", {})
+    wait_for(lambda: metric_sum(t.metrics(), "nodedns_autopath_pods_eligible") == 2, 40,
              "the 2 eligible pods of node-a")
+    results["forbidden"] = ("pods forbidden (403): /ready 200, lookups answered as without autopath; "
+                            "allowed again: autopath after %.1f s (the watch's backoff)" % (time.monotonic() - t0))
     m = t.metrics()
     check(metric_sum(m, "nodedns_autopath_pods") == 3, "pods of node-a known: %s" %
           metric_sum(m, "nodedns_autopath_pods"))  # p1, p2, the hostNetwork one
