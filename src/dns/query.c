@@ -43,7 +43,11 @@ struct pending {
 };
 
 
+/* What query_internal.h shares with autopath.c keeps its short name here. */
 #define inc query_inc
+#define send_body query_send_body
+#define pick_group query_pick_group
+#define forward query_forward
 
 struct query_worker *query_worker_new(const struct query_env *env,
 				      const struct query_upstream_ops *up,
@@ -132,7 +136,6 @@ static void query_log(struct query_worker *w, const struct query_client *c,
 		 dnsmsg_rcode_str(rcode), source, (unsigned long long)(now - start_ms));
 }
 
-#define send_body query_send_body
 void query_send_body(struct query_worker *w, const struct query_client *c,
 		     const struct dnsmsg_query *q, size_t body_len, int rcode_ext,
 		     const char *source, uint64_t start_ms)
@@ -221,7 +224,6 @@ static int add_waiter(struct query_worker *w, struct pending *p, const struct qu
 	return 0;
 }
 
-#define pick_group query_pick_group
 const struct upstream_group *query_pick_group(const struct query_worker *w,
 					      const struct dnsmsg_query *q)
 {
@@ -480,7 +482,6 @@ static void wait_upstream(struct query_worker *w, const struct query_client *c,
 	}
 }
 
-#define forward query_forward
 void query_forward(struct query_worker *w, const struct query_client *c,
 		   const struct dnsmsg_query *q, const struct upstream_group *group,
 		   bool use_cache, uint64_t now_ms)
