@@ -325,6 +325,29 @@ static void walk_done(struct query_worker *w, struct query_sub *sub, const uint8
 	walk_next(w, wk, w->io.now_ms(w->io.arg));
 }
 
+/* A cluster name that exists without the asked type: whether glibc would
+ * stop there. It asks A and AAAA together and stops at the first name where
+ * either has records, so a name with the other address type is the answer
+ * (the client gets its addresses from the other question); an empty name
+ * (a namespace's `<ns>.svc.<zone>`, `svc.<zone>`) or one with neither type is
+ * not, and glibc goes on to the next search domain. */
+static bool cluster_pair_exists(const struct query_worker *w, const struct dnsmsg_query *tq)
+{
+	uint16_t other;
+	if (tq->qtype == DNS_TYPE_A)
+		other = DNS_TYPE_AAAA;
+	else if (tq->qtype == DNS_TYPE_AAAA)
+		other = DNS_TYPE_A;
+	else
+		return false;
+	uint8_t scratch[512]; /* only the verdict is read: an answer too big is TC */
+	struct cluster_answer_info info;
+	size_t n = 0;
+	return cluster_answer(w->snap, &w->env->cluster, tq->qname, tq->qname_len, other,
+			      tq->qclass, scratch, sizeof(scratch), &n, &info) == CLUSTER_ANSWERED &&
+	       info.rcode == DNS_RCODE_NOERROR && !info.nodata;
+}
+
 /* Look up the steps from wk->step on until one is sent upstream (the walk
  * resumes in walk_done()) or the walk ends. */
 static void walk_next(struct query_worker *w, struct walk *wk, uint64_t now_ms)
@@ -363,7 +386,8 @@ static void walk_next(struct query_worker *w, struct walk *wk, uint64_t now_ms)
 		    cluster_answer_stream(w->snap, &env->cluster, tq.qname, len, tq.qtype, tq.qclass,
 					  w->buf, CLUSTER_STEP_CAP, &n, &info) != CLUSTER_ANSWERED)
 			continue;
-		if (info.rcode == DNS_RCODE_NXDOMAIN)
+		if (info.rcode == DNS_RCODE_NXDOMAIN ||
+		    (info.rcode == DNS_RCODE_NOERROR && info.nodata && !cluster_pair_exists(w, &tq)))
 			continue;
 		if (info.rcode != DNS_RCODE_NOERROR) {
 			end_error(w, wk, DNS_RCODE_SERVFAIL);

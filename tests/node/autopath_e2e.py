@@ -16,7 +16,9 @@ The same lookups run twice through glibc (`getent ahosts`, getaddrinfo with
 AF_UNSPEC: A and AAAA), against nodedns without and then with --autopath:
 an external name (www.example.test, through NSD), a service of the pod's
 namespace, a service of another namespace, a name under the node search
-domain (intranet -> intranet.corp.test). For each: the addresses (must be the
+domain (intranet -> intranet.corp.test), and one whose name is also a
+namespace's (other: other.svc.cluster.local exists but is empty, and glibc
+goes on to other.corp.test). For each: the addresses (must be the
 same with and without), the queries on the wire from the pod (nodedns's
 query log), the upstream queries (nodedns_upstream_requests_total) of the
 first (cold) lookup, and the wall time of warm lookups (median of 30).
@@ -67,6 +69,7 @@ $TTL 300
 ns1       IN A    127.0.0.1
 www       IN A    192.0.2.80
 www       IN AAAA 2001:db8::80
+api       IN A    192.0.2.81
 """,
     "corp.test": """$ORIGIN corp.test.
 $TTL 300
@@ -74,6 +77,7 @@ $TTL 300
 @    3600 IN NS  ns1.corp.test.
 ns1       IN A    127.0.0.1
 intranet  IN A    192.0.2.90
+other     IN A    192.0.2.91
 """,
 }
 
@@ -275,6 +279,7 @@ CASES = [
     ("p1", "frontend", ["10.96.40.7"]),                           # the pod's own namespace
     ("p1", "web.other", ["10.96.30.5"]),                          # another namespace
     ("p1", "intranet", ["192.0.2.90"]),                           # under the node search domain
+    ("p1", "other", ["192.0.2.91"]),   # a namespace's name in the zone (empty), a host of corp.test
     ("p2", "web", ["10.96.30.5"]),
     ("p2", "frontend.default", ["10.96.40.7"]),
     ("p3", "www.example.test", ["192.0.2.80", "2001:db8::80"]),  # not a pod of this node
@@ -322,7 +327,8 @@ def scenario(t, results):
     t.post("/control/fail", {"status": 403, "count": 1000000, "match": "pods"})
     t.start("autopath", autopath=True)
     t.node.probe("get", "http://127.0.0.1:8080/ready")  # exits 1 unless 200
-    _, wire = pod_queries(t, "p1", lambda: t.pods["p1"].getent("www.example.test"))
+    # (a name of its own, so that the cold lookups below stay cold)
+    _, wire = pod_queries(t, "p1", lambda: t.pods["p1"].getent("api.example.test"))
     check(wire == 10, "autopath before the pods could be listed: %d queries" % wire)
     t0 = time.monotonic()
     t.post("/control/clear-failures", {})

@@ -827,7 +827,8 @@ static void test_autopath_cluster_steps(void **state)
 	ldns_pkt *p = reply_pkt(0);
 	assert_true(ldns_pkt_aa(p));
 	ldns_pkt_free(p);
-	/* The type missing there still ends the walk (as CoreDNS): NOERROR. */
+	/* AAAA missing there, but A exists: glibc stops at this name (it asks
+	 * both), so the walk does too: the CNAME alone, NOERROR. */
 	ask(f, "api.demo.web.svc.cluster.local.", LDNS_RR_TYPE_AAAA, 2, QUERY_TCP, false);
 	assert_int_equal(up.ncalls, 0);
 	check_autopath(1, 2, "api.demo.web.svc.cluster.local.", 0, "api.demo.svc.cluster.local.",
@@ -907,13 +908,21 @@ static void test_autopath_upstream_steps(void **state)
 	assert_int_equal(up.ncalls, 3);
 	check_a(2, 3, "www.example.org.corp.example.", NULL, LDNS_RCODE_NXDOMAIN);
 
+	/* A namespace's name (an empty name in the zone: NODATA for A and
+	 * AAAA) is passed over, as glibc does: "demo" under the node domain. */
+	ask(f, "demo.web.svc.cluster.local.", LDNS_RR_TYPE_A, 5, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 4);
+	assert_true(call_is(3, "demo.corp.example."));
+	fake_answer(3, "10.20.0.2", 300, 0);
+	check_autopath(3, 5, "demo.web.svc.cluster.local.", 0, "demo.corp.example.", "10.20.0.2");
+
 	/* A name under a node search domain: found there. */
 	ask(f, "host.web.svc.cluster.local.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false);
-	assert_int_equal(up.ncalls, 4);
-	assert_true(call_is(3, "host.corp.example."));
-	fake_answer(3, "10.20.0.1", 300, 0);
-	check_autopath(3, 4, "host.web.svc.cluster.local.", 0, "host.corp.example.", "10.20.0.1");
-	ldns_pkt *p = reply_pkt(3);
+	assert_int_equal(up.ncalls, 5);
+	assert_true(call_is(4, "host.corp.example."));
+	fake_answer(4, "10.20.0.1", 300, 0);
+	check_autopath(4, 4, "host.web.svc.cluster.local.", 0, "host.corp.example.", "10.20.0.1");
+	ldns_pkt *p = reply_pkt(4);
 	assert_false(ldns_pkt_aa(p)); /* not our data */
 	ldns_pkt_free(p);
 }

@@ -14,8 +14,12 @@
  *   X.<search domain>, ..., X.     through the cache and the upstreams
  *
  * and answers the query with a CNAME from the asked name to the first name
- * that exists (NOERROR, with or without records of the type), followed by
- * that name's answer records, so glibc stops at its first question. When no
+ * where glibc would stop, followed by that name's answer records, so glibc
+ * stops at its first question. glibc asks A and AAAA together and stops where
+ * either has records: a cluster name counts when it has records of the asked
+ * type or (A/AAAA) of the other one, an empty one is passed over; a name from
+ * the upstreams counts when it exists (NOERROR): its other type would cost
+ * another upstream query. When no
  * name exists, the answer is a CNAME to `X.` with X.'s rcode (NXDOMAIN): the
  * client goes on with its own search, now answered from the cache. A step
  * that fails (SERVFAIL, every upstream down) ends the walk with SERVFAIL, on
