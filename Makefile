@@ -116,6 +116,7 @@ soak-ci: $(BUILD)/nodedns
 node: $(BUILD)/nodedns
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/run.py
 	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/pods_e2e.py
+	@NODEDNS_BIN=$(BUILD)/nodedns python3 tests/node/autopath_e2e.py
 
 # The list+watch client against the API server stand-in (tests/apiserver/),
 # over HTTP/1.1 and then over HTTP/2 through nghttpx (WATCH_PROTO=h1|h2|both).

@@ -2,6 +2,7 @@
 #include "nodedns/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -149,6 +150,66 @@ static void resolv_conf_upstreams(struct config *cfg, const char *path)
 	fclose(f);
 }
 
+/* The search list of resolv.conf ("search" or "domain", the last one wins,
+ * as in glibc), for --autopath without --autopath-search. */
+static void resolv_conf_search(struct config *cfg, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) != -1) {
+		char *save = NULL;
+		char *kw = strtok_r(line, " \t\r\n", &save);
+		if (!kw || (strcmp(kw, "search") != 0 && strcmp(kw, "domain") != 0))
+			continue;
+		cfg->nautopath_search = 0;
+		char *d;
+		while (cfg->nautopath_search < CONFIG_MAX_AUTOPATH_SEARCH &&
+		       (d = strtok_r(NULL, " \t\r\n", &save))) {
+			size_t n = strlen(d);
+			if (n > 0 && d[n - 1] == '.')
+				d[--n] = '\0';
+			if (n == 0 || n > 253)
+				continue;
+			for (size_t i = 0; i < n; i++)
+				d[i] = (char)tolower((unsigned char)d[i]);
+			snprintf(cfg->autopath_search[cfg->nautopath_search++], 256, "%s", d);
+		}
+	}
+	free(line);
+	fclose(f);
+}
+
+/* --autopath: the node name (from $NODE_NAME when not given) and the node's
+ * search domains (from resolv.conf when not given). */
+static int finish_autopath(struct pctx *pc, const char *resolv_conf)
+{
+	struct config *cfg = pc->cfg;
+	if (!cfg->autopath)
+		return 0;
+	if (cfg->kube_snapshot) {
+		config_set_err(pc, "--autopath: needs the API server (a --kube-snapshot has no pods)");
+		return -1;
+	}
+	if (!cfg->node_name) {
+		const char *env = getenv("NODE_NAME");
+		char why[256];
+		if (!env || !*env) {
+			config_set_err(pc, "--autopath: needs the node name (--node-name or NODE_NAME)");
+			return -1;
+		}
+		if (config_apply(pc, &config_opts[OPT_NODE_NAME], env, false, why, sizeof(why)) < 0) {
+			config_set_err(pc, "NODE_NAME: %s", why);
+			return -1;
+		}
+	}
+	if (!cfg->autopath_search_set)
+		resolv_conf_search(cfg, resolv_conf ? resolv_conf : DEFAULT_RESOLV_CONF);
+	return 0;
+}
+
 /* Cross-option checks and the defaults that depend on other options. */
 static int finish(struct pctx *pc, const char *resolv_conf)
 {
@@ -183,7 +244,7 @@ static int finish(struct pctx *pc, const char *resolv_conf)
 		config_set_err(pc, "out of memory");
 		return -1;
 	}
-	return 0;
+	return finish_autopath(pc, resolv_conf);
 }
 
 /* ---------------------------------------------------------- command line */
@@ -355,6 +416,8 @@ void config_free(struct config *cfg)
 	free(cfg->kube_snapshot);
 	free(cfg->run_dir);
 	cfg->run_dir = NULL;
+	free(cfg->node_name);
+	cfg->node_name = NULL;
 	free(cfg->setup_interface);
 	free(cfg->user);
 	cfg->user = NULL;

@@ -6,6 +6,7 @@
 
 #include "config_internal.h"
 #include "nodedns/cluster/cluster_zone.h"
+#include "nodedns/dns/autopath.h"
 #include "nodedns/dns/cache.h"
 #include "nodedns/dns/query.h"
 #include "nodedns/io/server.h"
@@ -16,6 +17,7 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
+_Static_assert(CONFIG_MAX_AUTOPATH_SEARCH == AUTOPATH_MAX_SEARCH, "one bound on the node's search domains");
 _Static_assert(CACHE_MEMORY_BYTES_DEFAULT == 64 * MIB, "--help shows --cache-memory's default as 64M");
 
 /* See config_internal.h. */
@@ -86,6 +88,14 @@ const struct opt_def config_opts[OPT_COUNT] = {
 	[OPT_WARM_START_MAX_AGE] = { "warm-start-max-age", OPT_WARM_START_MAX_AGE, K_INT, 0, 0, 604800,
 		NULL, "S", "answer from a warm-start file at most S old until the watch has synced; 0 disables",
 		STR(WARM_START_MAX_AGE_S_DEFAULT) },
+	[OPT_AUTOPATH] = { "autopath", OPT_AUTOPATH, K_FLAG, 0, 0, 0, NULL, NULL,
+		"answer a search-path expansion from a pod of this node with the first name of its "
+		"search path that exists (watches this node's Pods)", "off" },
+	[OPT_AUTOPATH_SEARCH] = { "autopath-search", OPT_AUTOPATH_SEARCH, K_STR, F_REPEAT, 0, 0, NULL,
+		"DOMAIN[,DOMAIN...]", "the node's search domains that kubelet gives pods, after the "
+		"cluster ones ('none': no other); repeatable", "the search list of /etc/resolv.conf" },
+	[OPT_NODE_NAME] = { "node-name", OPT_NODE_NAME, K_STR, 0, 0, 0, NULL, "NAME",
+		"the node whose Pods --autopath watches (fieldSelector spec.nodeName)", "$NODE_NAME" },
 
 	[OPT_SETUP_INTERFACE] = { "setup-interface", OPT_SETUP_INTERFACE, K_STR, 0, 0, 0, "Node",
 		"NAME", "create dummy interface NAME holding the listen IPs", "off" },

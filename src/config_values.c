@@ -485,6 +485,7 @@ static int apply_flag(struct config *cfg, const struct opt_def *d, bool b)
 	case OPT_NO_PREFETCH: cfg->prefetch = !b; break;
 	case OPT_SETUP_IPTABLES: cfg->setup_iptables = b; break;
 	case OPT_QUERY_LOG: cfg->query_log = b; break;
+	case OPT_AUTOPATH: cfg->autopath = b; break;
 	case OPT_CHECK_CONFIG: cfg->check_config = b; break;
 	default: break;
 	}
@@ -547,6 +548,58 @@ static int apply_cluster(struct config *cfg, const struct opt_def *d, const char
 	}
 }
 
+/* --autopath-search: comma-separated domains, or "none". */
+static int add_search(struct config *cfg, const char *s, char *why, size_t whylen)
+{
+	char sb[SHOWN_MAX_CHARS + 4];
+	cfg->autopath_search_set = true;
+	if (strcmp(s, "none") == 0)
+		return 0;
+	const char *p = s;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		char tok[DOMAIN_MAX_CHARS + 2];
+		if (cfg->nautopath_search == CONFIG_MAX_AUTOPATH_SEARCH) {
+			snprintf(why, whylen, "at most %d domains (got '%s')",
+				 CONFIG_MAX_AUTOPATH_SEARCH, config_shown(s, sb));
+			return -1;
+		}
+		if (n >= sizeof(tok)) {
+			snprintf(why, whylen, "domain longer than %d characters (got '%s')",
+				 DOMAIN_MAX_CHARS, config_shown(s, sb));
+			return -1;
+		}
+		memcpy(tok, p, n);
+		tok[n] = '\0';
+		if (parse_domain(tok, false, cfg->autopath_search[cfg->nautopath_search], why,
+				 whylen) < 0)
+			return -1;
+		cfg->nautopath_search++;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+/* --node-name: a Kubernetes node name (a DNS subdomain). */
+static int set_node_name(struct config *cfg, const char *s, char *why, size_t whylen)
+{
+	char sb[SHOWN_MAX_CHARS + 4];
+	size_t len = strlen(s);
+	bool ok = len > 0 && len <= 253;
+	for (size_t i = 0; ok && i < len; i++)
+		ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+		     s[i] == '.';
+	if (!ok) {
+		snprintf(why, whylen,
+			 "must be a node name: 1 to 253 lower-case letters, digits, '-' or '.' (got '%s')",
+			 config_shown(s, sb));
+		return -1;
+	}
+	return set_path(&cfg->node_name, s, why, whylen);
+}
+
 /* --setup-interface and --user: names that end up in system calls. */
 static int apply_name(struct config *cfg, const struct opt_def *d, const char *s, char *why,
 		      size_t whylen)
@@ -591,6 +644,10 @@ int config_apply(struct pctx *pc, const struct opt_def *d, const char *s, bool b
 		return add_cidr(cfg, s, why, whylen);
 	case OPT_STUB:
 		return add_stub(cfg, s, why, whylen);
+	case OPT_AUTOPATH_SEARCH:
+		return add_search(cfg, s, why, whylen);
+	case OPT_NODE_NAME:
+		return set_node_name(cfg, s, why, whylen);
 	case OPT_UPSTREAM_PROTO:
 	case OPT_PODS:
 	case OPT_LOG_LEVEL:
@@ -622,6 +679,10 @@ void config_reset_list(struct config *cfg, enum opt_id id)
 	case OPT_LISTEN: cfg->nlisten = 0; break;
 	case OPT_UPSTREAM: cfg->nupstream = 0; break;
 	case OPT_STUB: cfg->nstubs = 0; break;
+	case OPT_AUTOPATH_SEARCH:
+		cfg->nautopath_search = 0;
+		cfg->autopath_search_set = false;
+		break;
 	case OPT_ALLOW: cfg->nallow = 0; break;
 	default: break;
 	}

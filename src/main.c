@@ -26,6 +26,8 @@
 #include "nodedns/cluster/cluster_snapshot.h"
 #include "nodedns/cluster/cluster_zone.h"
 #include "nodedns/cluster/k8s_store.h"
+#include "nodedns/cluster/pod_set.h"
+#include "nodedns/dns/autopath.h"
 #include "nodedns/config.h"
 #include "nodedns/io/k8s_watch.h"
 #include "nodedns/util/log.h"
@@ -75,6 +77,8 @@ struct app {
 	struct k8s_store *store;
 	struct cluster_publisher *publisher;
 	struct k8s_watch *watch;
+	struct autopath_config autopath; /* --autopath: env.autopath points here */
+	struct pod_set *pods;            /* --autopath: the node's pods, with the watch */
 	bool snapshot_loaded;
 	struct warm_start_config warm_cfg; /* .run_dir NULL: no warm start */
 	char warm_server[WARM_START_ID_MAX];
@@ -197,6 +201,8 @@ static void render_metrics(void *arg, struct mbuf *b)
 	k8s_store_metrics_render(b, &ks, cluster_publisher_count(app->publisher));
 	if (app->watch)
 		k8s_watch_metrics_render(b, k8s_watch_stats(app->watch));
+	if (app->pods)
+		pod_set_metrics_render(b, pod_set_stats(app->pods));
 	enum warm_start_source src = cluster_source(app, &age);
 	warm_start_metrics_render(b, app->warm, src, age);
 	metrics_gauge(b, "nodedns_cluster_synced",
@@ -222,6 +228,17 @@ static void publish(struct app *app, struct cluster_snapshot *snap)
 		worker_publish(&app->workers[i], snap);
 	}
 	cluster_snapshot_unref(snap);
+}
+
+/* --autopath: a new table of the node's pods for every worker. */
+static void on_pods_publish(void *arg, struct pod_table *t)
+{
+	struct app *app = arg;
+	for (unsigned i = 0; i < app->nworkers; i++) {
+		pod_table_ref(t);
+		worker_publish_pods(&app->workers[i], t);
+	}
+	pod_table_unref(t);
 }
 
 static void on_watch_publish(void *arg, struct cluster_snapshot *snap)
@@ -428,6 +445,8 @@ static void fill_query_env(struct app *app, const struct cluster_config *ccfg)
 	atomic_store(&env->query_log, cfg->query_log);
 	env->version = "nodedns " NODEDNS_VERSION;
 	env->ident = app->ident;
+	if (cfg->autopath)
+		env->autopath = &app->autopath;
 	if (cfg->nallow) {
 		env->allowed = acl_allowed;
 		env->allowed_arg = cfg;
@@ -478,6 +497,17 @@ static int stage_shared_state(struct app *app)
 	}
 	if (gethostname(app->ident, sizeof(app->ident) - 1) < 0)
 		snprintf(app->ident, sizeof(app->ident), "nodedns");
+	if (cfg->autopath) {
+		const char *search[CONFIG_MAX_AUTOPATH_SEARCH];
+		for (size_t i = 0; i < cfg->nautopath_search; i++)
+			search[i] = cfg->autopath_search[i];
+		if (autopath_config_init(&app->autopath, cfg->cluster_domain, search,
+					 cfg->nautopath_search, cfg->cluster_ttl_s) < 0 ||
+		    !(app->pods = pod_set_new(cfg->node_name))) {
+			log_error("main", "--autopath: cannot set up the search path");
+			return -EINVAL;
+		}
+	}
 	fill_query_env(app, &ccfg);
 	fill_worker_shared(app);
 	return 0;
@@ -603,6 +633,9 @@ static int stage_cluster_source(struct app *app)
 		.ca_file = cfg->kube_ca_file,
 		.kubeconfig = cfg->kubeconfig,
 		.max_event_bytes = K8S_WATCH_MAX_EVENT_BYTES_DEFAULT,
+		.pod_node = cfg->autopath ? cfg->node_name : NULL,
+		.pods = app->pods,
+		.pods_cb = on_pods_publish,
 	};
 	if (k8s_watch_start(&app->loop, &wc, app->store, app->publisher, on_watch_publish, app,
 			    &app->watch, err, sizeof(err)) < 0) {
@@ -698,6 +731,7 @@ static void teardown(struct app *app)
 	cluster_snapshot_unref(app->shared.initial_snap);
 	cluster_publisher_free(app->publisher);
 	k8s_store_free(app->store);
+	pod_set_free(app->pods);
 	cache_free(app->cache);
 	free(app->workers);
 	free(app->default_list);

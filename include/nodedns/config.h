@@ -31,6 +31,7 @@
 #define CONFIG_MAX_STUBS 32
 #define CONFIG_MAX_STUB_SERVERS 8
 #define CONFIG_MAX_ALLOW 64
+#define CONFIG_MAX_AUTOPATH_SEARCH 32 /* = AUTOPATH_MAX_SEARCH */
 
 
 /** --stub DOMAIN=ADDR[,ADDR...]. @c domain is lower-case, without a trailing
@@ -91,6 +92,11 @@ struct config {
 	enum config_pods pods;
 	char *run_dir;                 /* the warm-start file's directory */
 	uint32_t warm_start_max_age_s; /* 0: no warm start */
+	bool autopath;                 /* --autopath */
+	char *node_name;               /* --node-name, else $NODE_NAME (with --autopath) */
+	char autopath_search[CONFIG_MAX_AUTOPATH_SEARCH][256]; /* the node's search domains */
+	size_t nautopath_search;
+	bool autopath_search_set; /* given; else resolv.conf's search list */
 
 	/* node */
 	char *setup_interface; /* NULL: off */

@@ -8,13 +8,13 @@
 #include <string.h>
 
 #include "nodedns/dns/cache.h"
+#include "nodedns/cluster/pod_table.h"
+#include "query_internal.h"
 #include "nodedns/util/hash.h"
 #include "nodedns/util/log.h"
 #include "nodedns/util/wire.h"
 
-#define PENDING_BUCKETS 4096 /* power of two; chains stay short under max_inflight */
 #define STALE_TTL_S 30       /* RFC 8767 4: TTL of a stale answer */
-#define REPLY_BUF_BYTES (DNS_MSG_MAX_BYTES + DNS_OPT_RR_BYTES + 16)
 
 const char *const query_type_labels[8] = { "A", "AAAA", "SRV", "PTR", "TXT", "CNAME", "other", "ANY" };
 const char *const query_rcode_labels[QUERY_RCODE_SLOTS] = { "NOERROR", "FORMERR", "SERVFAIL",
@@ -42,31 +42,12 @@ struct pending {
 	bool prefetch;         /* started by a prefetch: no waiter needed */
 };
 
-struct query_worker {
-	const struct query_env *env;
-	struct query_upstream_ops up;
-	struct query_io io;
-	struct cluster_snapshot *snap;
-	struct hash_key pending_key; /* random per worker: names come from clients */
-	struct pending *buckets[PENDING_BUCKETS];
-	size_t npending;
-	struct query_stats stats;
-	struct log_limit lim_fail;
-	uint8_t zone[DNS_NAME_MAX_BYTES]; /* the cluster domain, wire form */
-	size_t zone_len;
-	uint8_t buf[REPLY_BUF_BYTES];  /* reply being built */
-	uint8_t body[REPLY_BUF_BYTES]; /* prepared upstream body */
-	uint16_t ttl_off[DNS_RECORDS_MAX]; /* every record: more than the cache holds */
-};
 
-/* Counters of one worker have one writer (its thread): a relaxed load and
- * store is enough for the control thread's relaxed reads, and avoids a locked
- * instruction per counter on the path of every query. */
-static inline void inc(_Atomic uint64_t *c)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-}
+/* What query_internal.h shares with autopath.c keeps its short name here. */
+#define inc query_inc
+#define send_body query_send_body
+#define pick_group query_pick_group
+#define forward query_forward
 
 struct query_worker *query_worker_new(const struct query_env *env,
 				      const struct query_upstream_ops *up,
@@ -88,6 +69,7 @@ void query_worker_free(struct query_worker *w)
 	if (!w)
 		return;
 	cluster_snapshot_unref(w->snap);
+	pod_table_unref(w->pods);
 	free(w);
 }
 
@@ -96,6 +78,15 @@ void query_worker_set_snapshot(struct query_worker *w, struct cluster_snapshot *
 	struct cluster_snapshot *old = w->snap;
 	w->snap = snap;
 	cluster_snapshot_unref(old);
+}
+
+void query_worker_set_pods(struct query_worker *w, struct pod_table *pods)
+{
+	struct pod_table *old = w->pods;
+	w->pods = w->env->autopath ? pods : NULL;
+	pod_table_unref(old);
+	if (!w->pods)
+		pod_table_unref(pods);
 }
 
 size_t query_pending(const struct query_worker *w)
@@ -145,15 +136,13 @@ static void query_log(struct query_worker *w, const struct query_client *c,
 		 dnsmsg_rcode_str(rcode), source, (unsigned long long)(now - start_ms));
 }
 
-static void chase_complete(struct query_worker *w, void *ctx, const uint8_t *body, size_t len);
-
-/* Finalize the body in w->buf for @p q and send it to @p c. */
-static void send_body(struct query_worker *w, const struct query_client *c,
-		      const struct dnsmsg_query *q, size_t body_len, int rcode_ext,
-		      const char *source, uint64_t start_ms)
+void query_send_body(struct query_worker *w, const struct query_client *c,
+		     const struct dnsmsg_query *q, size_t body_len, int rcode_ext,
+		     const char *source, uint64_t start_ms)
 {
 	if (c->proto == QUERY_INTERNAL) {
-		chase_complete(w, c->conn, w->buf, body_len);
+		struct query_sub *sub = c->conn;
+		sub->done(w, sub, w->buf, body_len);
 		return;
 	}
 	size_t limit = c->proto == QUERY_UDP ? dnsmsg_udp_limit(q) : DNS_MSG_MAX_BYTES;
@@ -235,9 +224,8 @@ static int add_waiter(struct query_worker *w, struct pending *p, const struct qu
 	return 0;
 }
 
-/* Longest stub domain that @p q is in, or the default upstreams. */
-static const struct upstream_group *pick_group(const struct query_worker *w,
-					       const struct dnsmsg_query *q)
+const struct upstream_group *query_pick_group(const struct query_worker *w,
+					      const struct dnsmsg_query *q)
 {
 	const struct query_env *env = w->env;
 	const struct upstream_group *best = env->upstreams;
@@ -494,10 +482,9 @@ static void wait_upstream(struct query_worker *w, const struct query_client *c,
 	}
 }
 
-/* Forward @p q (not answered locally) for client @p c. */
-static void forward(struct query_worker *w, const struct query_client *c,
-		    const struct dnsmsg_query *q, const struct upstream_group *group,
-		    bool use_cache, uint64_t now_ms)
+void query_forward(struct query_worker *w, const struct query_client *c,
+		   const struct dnsmsg_query *q, const struct upstream_group *group,
+		   bool use_cache, uint64_t now_ms)
 {
 	const struct query_env *env = w->env;
 	uint8_t key[CACHE_KEY_MAX];
@@ -541,6 +528,7 @@ static void answer_norec(struct query_worker *w, const struct query_client *c,
  * (merged by dnsmsg_merge_chase()).
  */
 struct chase {
+	struct query_sub sub; /* first: the internal client's conn points here */
 	struct query_client client;
 	struct dnsmsg_query q;
 	uint64_t start_ms;
@@ -548,9 +536,10 @@ struct chase {
 	uint8_t body[]; /* the cluster zone's CNAME answer */
 };
 
-static void chase_complete(struct query_worker *w, void *arg, const uint8_t *target, size_t tlen)
+static void chase_complete(struct query_worker *w, struct query_sub *sub, const uint8_t *target,
+			   size_t tlen)
 {
-	struct chase *ch = arg;
+	struct chase *ch = (struct chase *)sub;
 	size_t n = dnsmsg_merge_chase(ch->body, ch->len, target, tlen, w->buf, sizeof(w->buf));
 	if (n == 0) {
 		/* Could not merge: the CNAME alone still lets the client chase. */
@@ -573,6 +562,7 @@ static void chase_start(struct query_worker *w, const struct query_client *c,
 		send_body(w, c, q, n, 0, "cluster", now_ms);
 		return;
 	}
+	ch->sub.done = chase_complete;
 	ch->client = *c;
 	ch->q = *q;
 	ch->start_ms = now_ms;
@@ -684,6 +674,9 @@ static bool handle_cluster(struct query_worker *w, const struct dnsmsg_query *q,
 		return false;
 	inc(&w->stats.by_zone[0]);
 	inc(&w->stats.cluster_answers);
+	/* Autopath: one pointer test for every NXDOMAIN when it is off. */
+	if (w->pods && info.rcode == DNS_RCODE_NXDOMAIN && autopath_start(w, q, c, now_ms))
+		return true;
 	if (info.chase_len > 0 && info.chase_len <= DNS_NAME_MAX_BYTES &&
 	    (q->qtype == DNS_TYPE_A || q->qtype == DNS_TYPE_AAAA))
 		chase_start(w, c, q, n, &info, now_ms);

@@ -67,7 +67,7 @@ uint64_t k8s_watch_backoff(struct res *r)
 
 void k8s_watch_token_changed(struct k8s_watch *w)
 {
-	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+	for (int k = 0; k < w->nres; k++) {
 		struct res *r = &w->res[k];
 		r->backoff_ms = 0;
 		if (r->easy || w->closing || !uv_is_active((uv_handle_t *)&r->retry_timer))
@@ -258,6 +258,7 @@ static void on_publish_timer(uv_timer_t *t)
 
 void k8s_watch_publish(struct k8s_watch *w)
 {
+	k8s_watch_pods_publish(w);
 	if (!w->dirty || !all_listed(w) || w->closing)
 		return;
 	uint64_t now = k8s_watch_now_ms(w);
@@ -502,13 +503,14 @@ void k8s_watch_transfer_done(struct res *r, CURLcode result)
 
 static void free_watch(struct k8s_watch *w)
 {
-	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+	for (int k = 0; k < w->nres; k++) {
 		struct res *r = &w->res[k];
 		k8s_watch_drop_list(r);
 		k8s_watch_buf_release(&r->body);
 		k8s_stream_deinit(&r->stream);
 		k8s_stream_list_deinit(&r->split);
 	}
+	free(w->pod_selector);
 	free(w->server);
 	free(w->ca_file);
 	free(w->token_file);
@@ -553,8 +555,10 @@ int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
 	w->cb = cb;
 	w->cb_arg = arg;
 	w->rng = (uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)w) | 1;
+	w->nres = K8S_KIND_COUNT;
 
-	if ((rc = k8s_watch_configure(w, cfg, err, errlen)) < 0)
+	if ((rc = k8s_watch_configure(w, cfg, err, errlen)) < 0 ||
+	    (rc = k8s_watch_pods_configure(w, cfg, err, errlen)) < 0)
 		goto fail;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		rc = k8s_watch_failv(err, errlen, -ENOMEM, "curl_global_init failed%s", "");
@@ -574,10 +578,11 @@ int k8s_watch_start(uv_loop_t *loop, const struct k8s_watch_config *cfg,
 	/* From here on everything is released through k8s_watch_close(). */
 	init_timer(w, &w->curl_timer, w);
 	init_timer(w, &w->publish_timer, w);
-	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+	for (int k = 0; k < w->nres; k++) {
 		struct res *r = &w->res[k];
 		r->w = w;
-		r->def = &res_defs[k];
+		if (k < K8S_KIND_COUNT) /* res[RES_PODS].def: k8s_watch_pods_configure() */
+			r->def = &res_defs[k];
 		r->list_mode = LIST_ANY;
 		k8s_stream_init(&r->stream, w->max_event_bytes);
 		k8s_stream_list_init(&r->split, (size_t)w->max_event_bytes * LIST_ITEM_FACTOR,
@@ -607,7 +612,7 @@ void k8s_watch_close(struct k8s_watch *w)
 	if (!w || w->closing)
 		return;
 	w->closing = true;
-	for (int k = 0; k < K8S_KIND_COUNT; k++)
+	for (int k = 0; k < w->nres; k++)
 		k8s_watch_finish_transfer(&w->res[k]);
 	/* May call the socket and timer callbacks as cached connections close. */
 	curl_multi_cleanup(w->multi);
@@ -618,7 +623,7 @@ void k8s_watch_close(struct k8s_watch *w)
 	w->curl_timer.data = w;
 	uv_close((uv_handle_t *)&w->curl_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&w->publish_timer, on_handle_closed);
-	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+	for (int k = 0; k < w->nres; k++) {
 		w->res[k].retry_timer.data = w;
 		w->res[k].idle_timer.data = w;
 		w->res[k].slice_timer.data = w;

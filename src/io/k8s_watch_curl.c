@@ -223,10 +223,14 @@ int k8s_watch_start_request(struct res *r, const char *query)
 	int rc = -ENOMEM;
 
 	k8s_watch_token_refresh(w, false);
-	size_t ulen = strlen(w->server) + strlen(r->def->path) + 1 + strlen(query) + 1;
+	/* The pods of one node: their field selector goes on every request. */
+	const char *sel = r->def->kind == RES_PODS ? w->pod_selector : NULL;
+	size_t ulen = strlen(w->server) + strlen(r->def->path) + 1 + strlen(query) + 1 +
+		      (sel ? strlen(sel) + 1 : 0);
 	if (!(url = malloc(ulen)))
 		goto fail;
-	snprintf(url, ulen, "%s%s?%s", w->server, r->def->path, query);
+	snprintf(url, ulen, "%s%s?%s%s%s", w->server, r->def->path, sel ? sel : "", sel ? "&" : "",
+		 query);
 	if (!(e = curl_easy_init()))
 		goto fail;
 	r->hdrs = curl_slist_append(NULL, "Accept: application/json");

@@ -95,11 +95,15 @@ static int on_line(void *arg, const char *line, size_t len)
 					 r->def->name);
 		} else {
 			err[0] = '\0';
-			rc = k8s_store_apply(w->store, r->def->kind, store_event(ev.type), ev.object,
-					     err, sizeof(err));
+			if (r->def->kind == RES_PODS)
+				rc = k8s_watch_pods_apply(r, ev.type == K8S_EV_DELETED, ev.object,
+							  err, sizeof(err));
+			else
+				rc = k8s_store_apply(w->store, r->def->kind, store_event(ev.type),
+						     ev.object, err, sizeof(err));
 			if (rc == 0) {
 				STAT_INC(w, events);
-				w->dirty = true;
+				w->dirty |= r->def->kind != RES_PODS;
 			} else if (rc == -ENOMEM) {
 				r->abort = AB_NOMEM;
 			} else {
@@ -256,6 +260,10 @@ static void commit_list(struct res *r, const char *rv)
 	char err[200];
 	bool nomem = false;
 
+	if (r->def->kind == RES_PODS) {
+		k8s_watch_pods_commit(r, rv);
+		return;
+	}
 	k8s_store_clear_kind(w->store, r->def->kind);
 	json_array_foreach(r->pending, i, it) {
 		int rc = k8s_store_apply(w->store, r->def->kind, K8S_ADDED, it, err, sizeof(err));

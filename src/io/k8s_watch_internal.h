@@ -96,6 +96,11 @@
 #define STAT_INC(w, f) atomic_fetch_add_explicit(&(w)->stats.f, 1, memory_order_relaxed)
 #define STAT_ADD(w, f, n) atomic_fetch_add_explicit(&(w)->stats.f, (n), memory_order_relaxed)
 
+/* The Pods of one node (--autopath): a resource after the store's kinds,
+ * with its own decoder and table (k8s_watch_pods.c), not in the store. */
+#define RES_PODS ((enum k8s_kind)K8S_KIND_COUNT)
+#define RES_MAX (K8S_KIND_COUNT + 1)
+
 struct res_def {
 	enum k8s_kind kind;
 	const char *name;     /* for logs */
@@ -169,7 +174,13 @@ struct k8s_watch {
 	CURLM *multi;
 	uv_timer_t curl_timer;
 	struct sock_ctx *socks;
-	struct res res[K8S_KIND_COUNT];
+	struct res res[RES_MAX];
+	int nres; /* K8S_KIND_COUNT, or RES_MAX with pods */
+	/* --autopath (nres == RES_MAX): the node's Pods, borrowed */
+	struct pod_set *pods;
+	char *pod_selector; /* "fieldSelector=spec.nodeName%3D<node>" */
+	void (*pods_cb)(void *arg, struct pod_table *t);
+	bool pods_dirty;
 	struct k8s_store *store;
 	struct cluster_publisher *pub;
 	k8s_watch_publish_cb cb;
@@ -254,6 +265,22 @@ size_t k8s_watch_on_header(char *data, size_t size, size_t nmemb, void *userp);
 /* One list page arrived with 200. @return 0 (next page started or list
  * committed) or -EINVAL (malformed). */
 int k8s_watch_list_page(struct res *r, char *why, size_t whylen);
+
+/* k8s_watch_pods.c: the Pods of the node (--autopath) */
+/* Set up res[RES_PODS] from @p cfg (nothing without cfg->pod_node).
+ * @return 0, -EINVAL (err says why) or -ENOMEM. */
+int k8s_watch_pods_configure(struct k8s_watch *w, const struct k8s_watch_config *cfg, char *err,
+	size_t errlen);
+
+/* One Pod event (DELETED when @p deleted): into the pod set. @return as
+ * pod_set_apply(). */
+int k8s_watch_pods_apply(struct res *r, bool deleted, const json_t *obj, char *err, size_t errlen);
+
+/* A complete list of Pods (r->pending): replace the set, then watch. */
+void k8s_watch_pods_commit(struct res *r, const char *rv);
+
+/* Hand the workers a new table when the set changed. */
+void k8s_watch_pods_publish(struct k8s_watch *w);
 
 /* k8s_watch_auth.c: credentials and TLS */
 /* Zero a secret string and free it. NULL is fine. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "nodedns/cluster/pod_table.h"
 #include "nodedns/util/log.h"
 
 /* query_upstream_ops.send for the query path: the worker's upstream pool.
@@ -45,12 +46,17 @@ static void on_async(uv_async_t *a)
 	struct worker *w = a->data;
 	pthread_mutex_lock(&w->mu);
 	struct cluster_snapshot *snap = w->next_snap;
-	bool have_snap = w->snap_pending, stop = w->stop_requested;
+	struct pod_table *pods = w->next_pods;
+	bool have_snap = w->snap_pending, have_pods = w->pods_pending, stop = w->stop_requested;
 	w->next_snap = NULL;
 	w->snap_pending = false;
+	w->next_pods = NULL;
+	w->pods_pending = false;
 	pthread_mutex_unlock(&w->mu);
 	if (have_snap)
 		query_worker_set_snapshot(w->qw, snap);
+	if (have_pods)
+		query_worker_set_pods(w->qw, pods);
 	if (stop && !uv_is_active((uv_handle_t *)&w->drain) && w->server) {
 		server_stop_listening(w->server);
 		w->drain_deadline_ms = uv_now(&w->loop) + WORKER_DRAIN_MS;
@@ -140,6 +146,17 @@ void worker_publish(struct worker *w, struct cluster_snapshot *snap)
 	uv_async_send(&w->async);
 }
 
+void worker_publish_pods(struct worker *w, struct pod_table *pods)
+{
+	pthread_mutex_lock(&w->mu);
+	struct pod_table *old = w->pods_pending ? w->next_pods : NULL;
+	w->next_pods = pods;
+	w->pods_pending = true;
+	pthread_mutex_unlock(&w->mu);
+	pod_table_unref(old);
+	uv_async_send(&w->async);
+}
+
 void worker_stop(struct worker *w)
 {
 	pthread_mutex_lock(&w->mu);
@@ -156,6 +173,10 @@ void worker_join(struct worker *w)
 		cluster_snapshot_unref(w->next_snap);
 	w->next_snap = NULL;
 	w->snap_pending = false;
+	if (w->pods_pending)
+		pod_table_unref(w->next_pods);
+	w->next_pods = NULL;
+	w->pods_pending = false;
 	pthread_mutex_unlock(&w->mu);
 	pthread_mutex_destroy(&w->mu);
 	uv_sem_destroy(&w->started);

@@ -17,6 +17,9 @@ What it serves (HTTPS only, HTTP/1.1, on --host:P):
     GET /api/v1/services
     GET /apis/discovery.k8s.io/v1/endpointslices
     GET /api/v1/namespaces
+    GET /api/v1/pods            (fieldSelector=spec.nodeName=N, = == != terms,
+                                 filters lists and watches by the object's
+                                 current state, on any collection)
   as lists (limit/continue pagination from a consistent snapshot, kind
   ServiceList..., metadata.resourceVersion, items without kind/apiVersion as a
   real server sends them) or, with watch=1 (or true), as watches:
@@ -120,9 +123,29 @@ RESOURCES = {
     "/apis/discovery.k8s.io/v1/endpointslices": (
         "EndpointSlice", "discovery.k8s.io/v1", "EndpointSliceList", True, "endpointslices"),
     "/api/v1/namespaces": ("Namespace", "v1", "NamespaceList", False, "namespaces"),
+    "/api/v1/pods": ("Pod", "v1", "PodList", True, "pods"),
 }
 # kind -> (path, kind, apiVersion, list kind, namespaced, resource name)
 KINDS = {v[0]: (path,) + v for path, v in RESOURCES.items()}
+
+def field_selector(q):
+    """A predicate for the request's fieldSelector ("a.b=v", "a.b==v",
+    "a.b!=v", comma-separated terms), or None without one."""
+    sel = q.get("fieldSelector", "")
+    if not sel:
+        return None
+    terms = []
+    for term in sel.split(","):
+        neg = "!=" in term
+        path, _, want = term.partition("!=" if neg else "=")
+        terms.append((path.split("."), want.lstrip("="), neg))
+
+    def get(o, path):
+        for k in path:
+            o = o.get(k) if isinstance(o, dict) else None
+        return "" if o is None else str(o)
+    return lambda o: all((get(o, path) != want) == neg for path, want, neg in terms)
+
 
 REASONS = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
@@ -527,6 +550,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                          "too old.")
                 list_rv = st.rv
                 items = [copy.deepcopy(o) for _, o in sorted(st.objects[kind].items())]
+                sel = field_selector(q)
+                if sel:
+                    items = [o for o in items if sel(o)]
                 for o in items:  # real lists carry no kind/apiVersion per item
                     o.pop("kind", None)
                     o.pop("apiVersion", None)
@@ -644,11 +670,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             raise BadRequest(400, "invalid timeoutSeconds")
         initial = []
         expired = None
+        sel = field_selector(q) or (lambda o: True)
         with st.cond:
             if rv in ("", "0"):
                 last = st.rv
                 for _, o in sorted(st.objects[kind].items()):
-                    initial.append({"type": "ADDED", "object": copy.deepcopy(o)})
+                    if sel(o):
+                        initial.append({"type": "ADDED", "object": copy.deepcopy(o)})
             else:
                 try:
                     last = int(rv)
@@ -689,7 +717,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                         if now >= deadline:
                             break
                         if not st.stall:
-                            out = [e for e in st.history if e[1] == kind and e[0] > last]
+                            out = [e for e in st.history if e[1] == kind and e[0] > last
+                                   and (e[2] == "RAW" or sel(e[3]))]
                             if out:
                                 break
                             if bookmarks and now >= next_bm:

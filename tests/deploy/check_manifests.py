@@ -225,10 +225,12 @@ metrics_port = split_addr(cfg.get("metrics", ""))[1]
 
 # ---- RBAC: get/list/watch on services, endpointslices, namespaces; nothing else ----
 
-want = {("", "services"), ("", "namespaces"), ("discovery.k8s.io", "endpointslices")}
+want = {("", "services"), ("", "namespaces"), ("discovery.k8s.io", "endpointslices"), ("", "pods")}
 have = set()
 for rule in role.get("rules") or []:
-    check(sorted(rule.get("verbs") or []) == ["get", "list", "watch"],
+    # pods (--autopath, the node's own): list and watch only
+    check(sorted(rule.get("verbs") or []) == (["list", "watch"] if rule.get("resources") == ["pods"]
+                                              else ["get", "list", "watch"]),
           "ClusterRole: verbs exactly get/list/watch, have %s" % rule.get("verbs"))
     check(not rule.get("nonResourceURLs") and not rule.get("resourceNames"),
           "ClusterRole: no nonResourceURLs/resourceNames")

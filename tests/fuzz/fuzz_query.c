@@ -16,7 +16,9 @@
  *             unsynced), 3 cluster fallback, 4 query log, 5 client ACL,
  *             6 default upstream group empty, 7 pod records
  *   hdr1   :  bit 0 max_waiters 2 (else 1000), 1 upstream accepts at most 2
- *             queries in flight (else 64), 2 cache of 16 KiB (else 1 MiB)
+ *             queries in flight (else 64), 2 cache of 16 KiB (else 1 MiB),
+ *             3 autopath (search corp.example, example.test; IPv4 clients
+ *             10.0.0.0-15 are pods of namespace demo, 16-31 of default)
  *   op     := tag ...; tag % 8 selects:
  *     0, 1  client query:  len16 bytes; tag bit 3 TCP, bit 4 IPv6 client
  *     2     repeat an earlier query (tag >> 3 picks it; tag bit 7 flips the
@@ -45,7 +47,9 @@
  *    upstream calls are cancelled (as closing the upstream does), a dropped
  *    query none; hold() and release() balance; nothing stays pending.
  */
+#include "nodedns/dns/autopath.h"
 #include "nodedns/dns/cache.h"
+#include "nodedns/cluster/pod_table.h"
 #include "nodedns/cluster/cluster_publisher.h"
 #include "nodedns/cluster/k8s_store.h"
 #include "nodedns/dns/dnsmsg.h"
@@ -276,6 +280,8 @@ static const struct upstream_group g_empty = { 1 };
 static const struct upstream_group g_stub_group = { 2 };
 static const struct upstream_group g_fallback = { 3 };
 static struct query_stub g_stubs[2];
+static struct autopath_config g_autopath;
+static struct pod_table *g_pods;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -303,6 +309,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	cluster_publisher_free(pub);
 	k8s_store_free(s); /* the snapshot holds its own references */
 
+	const char *search[] = { "corp.example", "example.test" };
+	if (autopath_config_init(&g_autopath, "cluster.local", search, 2, 5) < 0)
+		abort();
+	struct pod_table_pair pairs[32];
+	for (unsigned i = 0; i < 32; i++) {
+		memset(&pairs[i].ip, 0, sizeof(pairs[i].ip));
+		pairs[i].ip.fam = 4;
+		pairs[i].ip.b[0] = 10;
+		pairs[i].ip.b[3] = (uint8_t)i;
+		pairs[i].ns = i < 16 ? "demo" : "default";
+	}
+	g_pods = pod_table_new(pairs, 32);
+	if (!g_pods)
+		abort();
 	g_stubs[0].name_len = dnsname_to_wire("corp.example", g_stubs[0].name);
 	g_stubs[0].group = &g_stub_group;
 	/* in.arpa, not in-addr.arpa: never matches */
@@ -395,6 +415,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	env.version = "nodedns-fuzz";
 	env.ident = "fuzz-node";
 	env.allowed = h0 & 0x20 ? acl : NULL;
+	env.autopath = h1 & 8 ? &g_autopath : NULL;
 
 	fake_upstream_init(&g_up, h1 & 2 ? 2 : 64);
 	g_up.empty = &g_empty;
@@ -405,6 +426,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const struct query_io io = { io_reply, io_hold, io_release, io_now, NULL };
 	struct query_worker *w = query_worker_new(&env, &g_up.ops, &io);
 	CHECK(w);
+	pod_table_ref(g_pods);
+	query_worker_set_pods(w, g_pods);
 	bool snap_on = h0 & 0x04;
 	if (snap_on) {
 		cluster_snapshot_ref(g_snap);

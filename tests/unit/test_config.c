@@ -902,6 +902,53 @@ static void test_resolv_conf(void **state)
 	config_free(&cfg);
 }
 
+static void test_autopath_options(void **state)
+{
+	(void)state;
+	char path[512];
+	struct config cfg;
+
+	unsetenv("NODE_NAME");
+	assert_int_equal(PARSE0(&cfg), CONFIG_OK);
+	assert_false(cfg.autopath);
+	assert_null(cfg.node_name);
+	config_free(&cfg);
+	EXPECT_ERROR("--autopath: needs the node name", "--autopath");
+	EXPECT_ERROR("--autopath: needs the API server", "--autopath", "--node-name", "n1",
+		     "--kube-snapshot", "/dev/null");
+	EXPECT_ERROR("--node-name: must be a node name", "--node-name", "Node_1");
+	EXPECT_ERROR("--autopath-search: empty label", "--autopath-search", "a..b");
+
+	/* The node name from the downward API; the search list from the
+	 * resolv.conf nodedns reads (the last search line wins). */
+	tmp_file(path, sizeof(path), "resolv-search.conf",
+		 "search old.example\nnameserver 10.0.0.10\nsearch Corp.Example. lab.example\n");
+	setenv("NODE_NAME", "node-a", 1);
+	assert_int_equal(parse_with(&cfg, path, ARGV("--autopath")), CONFIG_OK);
+	assert_true(cfg.autopath);
+	assert_string_equal(cfg.node_name, "node-a");
+	assert_int_equal(cfg.nautopath_search, 2);
+	assert_string_equal(cfg.autopath_search[0], "corp.example");
+	assert_string_equal(cfg.autopath_search[1], "lab.example");
+	config_free(&cfg);
+	setenv("NODE_NAME", "Bad Name", 1);
+	expect_error(ARGV("--autopath"), "NODE_NAME: must be a node name");
+	unsetenv("NODE_NAME");
+
+	/* Given: comma-separated and repeatable; "none" for no node domains. */
+	assert_int_equal(parse_with(&cfg, path, ARGV("--autopath", "--node-name", "n1",
+						     "--autopath-search", "a.example,B.example.",
+						     "--autopath-search", "c.example")), CONFIG_OK);
+	assert_int_equal(cfg.nautopath_search, 3);
+	assert_string_equal(cfg.autopath_search[1], "b.example");
+	assert_string_equal(cfg.autopath_search[2], "c.example");
+	config_free(&cfg);
+	assert_int_equal(parse_with(&cfg, path, ARGV("--autopath", "--node-name", "n1",
+						     "--autopath-search", "none")), CONFIG_OK);
+	assert_int_equal(cfg.nautopath_search, 0);
+	config_free(&cfg);
+}
+
 /* ------------------------------------------------------- addr and size */
 
 static void test_parse_addr(void **state)
@@ -1403,6 +1450,7 @@ int main(void)
 		cmocka_unit_test(test_allowed),
 		cmocka_unit_test(test_parse_twice),
 		cmocka_unit_test(test_help_version),
+		cmocka_unit_test(test_autopath_options),
 		cmocka_unit_test(test_check_config),
 		cmocka_unit_test(test_default_threads),
 	};

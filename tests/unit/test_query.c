@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
 #include <jansson.h>
 #include <ldns/ldns.h>
 
+#include "nodedns/dns/autopath.h"
 #include "nodedns/dns/cache.h"
+#include "nodedns/cluster/pod_table.h"
 #include "nodedns/cluster/cluster_publisher.h"
 #include "nodedns/cluster/k8s_store.h"
 #include "nodedns/dns/dnsmsg.h"
@@ -94,6 +97,7 @@ static struct reply replies[MAX_REPLIES];
 static size_t nreplies;
 static int holds;
 static uint64_t now;
+static struct sockaddr_storage g_src; /* the client's address (zero: none) */
 
 static void io_reply(void *arg, const struct query_client *c, const uint8_t *wire, size_t len)
 {
@@ -170,6 +174,7 @@ static int setup(void **state)
 	f->w = query_worker_new(e, &up.ops, &io);
 	nreplies = 0;
 	holds = 0;
+	memset(&g_src, 0, sizeof(g_src));
 	now = 1000000;
 	*state = f;
 	return 0;
@@ -206,6 +211,8 @@ static void ask_flags(struct fixture *f, const char *name, ldns_rr_type type, ui
 	memset(&c, 0, sizeof(c));
 	c.proto = proto;
 	c.conn = (void *)(uintptr_t)(id + 1);
+	c.addr = g_src;
+	c.addrlen = sizeof(g_src);
 	query_handle(f->w, wire, len, &c, now);
 	LDNS_FREE(wire);
 	ldns_pkt_free(q);
@@ -741,6 +748,245 @@ static void test_upstream_tc_and_ad(void **state)
 	g_reply_flags = 0;
 }
 
+/* ------------------------------------------------------------- autopath */
+
+static struct autopath_config g_ap;
+
+/* Autopath on, with the node search domain corp.example (a stub) and
+ * example.test, and a pod of namespace "web" at 10.1.0.5. */
+static void autopath_on(struct fixture *f)
+{
+	const char *search[] = { "corp.example", "Example.Test." };
+	assert_int_equal(autopath_config_init(&g_ap, "cluster.local", search, 2, 5), 0);
+	assert_int_equal(g_ap.nsteps, 5); /* svc.zone, zone, 2 searches, root */
+	f->env.autopath = &g_ap;
+	struct pod_table_pair pair = { { 4, { 10, 1, 0, 5 } }, "web" };
+	query_worker_set_pods(f->w, pod_table_new(&pair, 1));
+	load_cluster(f);
+}
+
+static void from(const char *ip)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&g_src;
+	memset(&g_src, 0, sizeof(g_src));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(40000);
+	assert_int_equal(inet_pton(AF_INET, ip, &sin->sin_addr), 1);
+}
+
+/* Reply @p i: its rcode, answer count, and the CNAME's target (text) when
+ * @p target is set, then an A record @p ip when set. */
+static void check_autopath(size_t i, uint16_t id, const char *qname, int rcode, const char *target,
+			   const char *ip)
+{
+	check_a(i, id, qname, ip, rcode);
+	ldns_pkt *p = reply_pkt(i);
+	ldns_rr *first = ldns_rr_list_rr(ldns_pkt_answer(p), 0);
+	if (target) {
+		assert_non_null(first);
+		assert_int_equal(ldns_rr_get_type(first), LDNS_RR_TYPE_CNAME);
+		char *o = ldns_rdf2str(ldns_rr_owner(first));
+		char *t = ldns_rdf2str(ldns_rr_rdf(first, 0));
+		assert_string_equal(o, qname);
+		assert_string_equal(t, target);
+		LDNS_FREE(o);
+		assert_int_equal(ldns_pkt_ancount(p), ip ? 2 : 1);
+		if (ip) { /* the records of the name found, under its name */
+			char *o2 = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_answer(p), 1)));
+			assert_string_equal(o2, t);
+			LDNS_FREE(o2);
+		}
+		LDNS_FREE(t);
+	} else {
+		assert_int_equal(ldns_pkt_ancount(p), 0);
+	}
+	ldns_pkt_free(p);
+}
+
+static bool call_is(size_t i, const char *name)
+{
+	ldns_pkt *q = NULL;
+	assert_int_equal(ldns_wire2pkt(&q, up.calls[i].query, up.calls[i].len), LDNS_STATUS_OK);
+	char *n = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(q), 0)));
+	bool same = strcmp(n, name) == 0;
+	LDNS_FREE(n);
+	ldns_pkt_free(q);
+	return same;
+}
+
+static void test_autopath_cluster_steps(void **state)
+{
+	struct fixture *f = *state;
+	autopath_on(f);
+	from("10.1.0.5");
+	/* A service of another namespace: found at svc.<zone>, no upstream. */
+	ask(f, "api.demo.web.svc.cluster.local.", LDNS_RR_TYPE_A, 1, QUERY_UDP, true);
+	assert_int_equal(up.ncalls, 0);
+	check_autopath(0, 1, "api.demo.web.svc.cluster.local.", 0, "api.demo.svc.cluster.local.",
+		       "10.96.0.5");
+	ldns_pkt *p = reply_pkt(0);
+	assert_true(ldns_pkt_aa(p));
+	ldns_pkt_free(p);
+	/* AAAA missing there, but A exists: glibc stops at this name (it asks
+	 * both), so the walk does too: the CNAME alone, NOERROR. */
+	ask(f, "api.demo.web.svc.cluster.local.", LDNS_RR_TYPE_AAAA, 2, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 0);
+	check_autopath(1, 2, "api.demo.web.svc.cluster.local.", 0, "api.demo.svc.cluster.local.",
+		       NULL);
+	const struct query_stats *st = query_worker_stats(f->w);
+	assert_int_equal(st->autopath_walks, 2);
+	assert_int_equal(st->autopath_answers, 2);
+	assert_int_equal(st->autopath_root, 0);
+
+	/* The same name from an unknown address, a name of another
+	 * namespace's path, RD=0, autopath off: NXDOMAIN as before. */
+	from("10.1.0.99");
+	ask(f, "api.demo.web.svc.cluster.local.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	check_autopath(2, 3, "api.demo.web.svc.cluster.local.", LDNS_RCODE_NXDOMAIN, NULL, NULL);
+	from("10.1.0.5");
+	ask(f, "api.demo.other.svc.cluster.local.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false);
+	check_autopath(3, 4, "api.demo.other.svc.cluster.local.", LDNS_RCODE_NXDOMAIN, NULL, NULL);
+	ask(f, "xweb.svc.cluster.local.", LDNS_RR_TYPE_A, 5, QUERY_UDP, false);
+	check_autopath(4, 5, "xweb.svc.cluster.local.", LDNS_RCODE_NXDOMAIN, NULL, NULL);
+	ask_flags(f, "api.demo.web.svc.cluster.local.", LDNS_RR_TYPE_A, 6, QUERY_UDP, false, 0);
+	check_autopath(5, 6, "api.demo.web.svc.cluster.local.", LDNS_RCODE_NXDOMAIN, NULL, NULL);
+	/* A name that exists as asked is answered as asked. */
+	ask(f, "api.demo.svc.cluster.local.", LDNS_RR_TYPE_A, 7, QUERY_UDP, false);
+	check_a(6, 7, "api.demo.svc.cluster.local.", "10.96.0.5", 0);
+	assert_int_equal(st->autopath_walks, 2);
+	/* An ExternalName on the way: the plain NXDOMAIN (no chase inside). */
+	ask(f, "ext.demo.web.svc.cluster.local.", LDNS_RR_TYPE_A, 8, QUERY_UDP, false);
+	check_autopath(7, 8, "ext.demo.web.svc.cluster.local.", LDNS_RCODE_NXDOMAIN, NULL, NULL);
+	assert_int_equal(up.ncalls, 0);
+
+	f->env.autopath = NULL;
+	query_worker_set_pods(f->w, NULL);
+	ask(f, "api.demo.web.svc.cluster.local.", LDNS_RR_TYPE_A, 9, QUERY_UDP, false);
+	check_autopath(8, 9, "api.demo.web.svc.cluster.local.", LDNS_RCODE_NXDOMAIN, NULL, NULL);
+	assert_int_equal(st->autopath_walks, 3);
+}
+
+static void test_autopath_upstream_steps(void **state)
+{
+	struct fixture *f = *state;
+	autopath_on(f);
+	from("10.1.0.5");
+	/* An outside name: the cluster steps cost nothing, then each node
+	 * search domain and the name itself go through the cache. */
+	ask(f, "WWW.example.org.web.svc.cluster.local.", LDNS_RR_TYPE_A, 1, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 1);
+	assert_true(call_is(0, "www.example.org.corp.example."));
+	assert_ptr_equal(up.calls[0].group, &f->stub_group); /* the stub's servers */
+	assert_int_equal(holds, 1);
+	fake_answer(0, NULL, 60, LDNS_RCODE_NXDOMAIN);
+	assert_int_equal(up.ncalls, 2);
+	assert_true(call_is(1, "www.example.org.example.test."));
+	assert_ptr_equal(up.calls[1].group, &f->def);
+	fake_answer(1, NULL, 60, LDNS_RCODE_NXDOMAIN);
+	assert_int_equal(up.ncalls, 3);
+	assert_true(call_is(2, "www.example.org."));
+	assert_int_equal(nreplies, 0);
+	fake_answer(2, "192.0.2.80", 300, 0);
+	assert_int_equal(nreplies, 1);
+	assert_int_equal(holds, 0);
+	/* The client's case is kept in the question; the CNAME points at the
+	 * name as the records after it spell it (the cache's lower case). */
+	check_autopath(0, 1, "WWW.example.org.web.svc.cluster.local.", 0, "www.example.org.",
+		       "192.0.2.80");
+	const struct query_stats *st = query_worker_stats(f->w);
+	assert_int_equal(st->autopath_root, 1);
+	assert_int_equal(st->autopath_answers, 1);
+
+	/* Again: every step is cached now, answered at once. */
+	ask(f, "www.example.org.web.svc.cluster.local.", LDNS_RR_TYPE_A, 2, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 3);
+	check_autopath(1, 2, "www.example.org.web.svc.cluster.local.", 0, "www.example.org.",
+		       "192.0.2.80");
+	/* The client's own next questions (without autopath's help) hit the
+	 * cache the walk filled. */
+	ask(f, "www.example.org.corp.example.", LDNS_RR_TYPE_A, 3, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 3);
+	check_a(2, 3, "www.example.org.corp.example.", NULL, LDNS_RCODE_NXDOMAIN);
+
+	/* A namespace's name (an empty name in the zone: NODATA for A and
+	 * AAAA) is passed over, as glibc does: "demo" under the node domain. */
+	ask(f, "demo.web.svc.cluster.local.", LDNS_RR_TYPE_A, 5, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 4);
+	assert_true(call_is(3, "demo.corp.example."));
+	fake_answer(3, "10.20.0.2", 300, 0);
+	check_autopath(3, 5, "demo.web.svc.cluster.local.", 0, "demo.corp.example.", "10.20.0.2");
+
+	/* A name under a node search domain: found there. */
+	ask(f, "host.web.svc.cluster.local.", LDNS_RR_TYPE_A, 4, QUERY_UDP, false);
+	assert_int_equal(up.ncalls, 5);
+	assert_true(call_is(4, "host.corp.example."));
+	fake_answer(4, "10.20.0.1", 300, 0);
+	check_autopath(4, 4, "host.web.svc.cluster.local.", 0, "host.corp.example.", "10.20.0.1");
+	ldns_pkt *p = reply_pkt(4);
+	assert_false(ldns_pkt_aa(p)); /* not our data */
+	ldns_pkt_free(p);
+}
+
+static void test_autopath_nothing_and_failures(void **state)
+{
+	struct fixture *f = *state;
+	autopath_on(f);
+	from("10.1.0.5");
+	/* Nowhere: the answer for X. (NXDOMAIN) behind the CNAME. */
+	ask(f, "nope.invalid.web.svc.cluster.local.", LDNS_RR_TYPE_A, 1, QUERY_UDP, false);
+	fake_answer(0, NULL, 60, LDNS_RCODE_NXDOMAIN);
+	fake_answer(1, NULL, 60, LDNS_RCODE_NXDOMAIN);
+	fake_answer(2, NULL, 60, LDNS_RCODE_NXDOMAIN);
+	assert_int_equal(up.ncalls, 3);
+	check_autopath(0, 1, "nope.invalid.web.svc.cluster.local.", LDNS_RCODE_NXDOMAIN,
+		       "nope.invalid.", NULL);
+	/* X.'s SOA comes along, its compressed names moved with it. */
+	ldns_pkt *p = reply_pkt(0);
+	assert_int_equal(ldns_pkt_nscount(p), 1);
+	ldns_rr *soa = ldns_rr_list_rr(ldns_pkt_authority(p), 0);
+	char *owner = ldns_rdf2str(ldns_rr_owner(soa)), *mname = ldns_rdf2str(ldns_rr_rdf(soa, 0));
+	assert_string_equal(owner, "example.test.");
+	assert_string_equal(mname, "ns.example.test.");
+	LDNS_FREE(owner);
+	LDNS_FREE(mname);
+	ldns_pkt_free(p);
+	const struct query_stats *st = query_worker_stats(f->w);
+	assert_int_equal(st->autopath_root, 1);
+	assert_int_equal(st->autopath_answers, 0);
+
+	/* A step that fails ends the walk with SERVFAIL (glibc goes on). */
+	ask(f, "slow.test.web.svc.cluster.local.", LDNS_RR_TYPE_A, 2, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 4);
+	fake_fail(3, -ETIMEDOUT);
+	assert_int_equal(up.ncalls, 4);
+	check_autopath(1, 2, "slow.test.web.svc.cluster.local.", LDNS_RCODE_SERVFAIL, NULL, NULL);
+	assert_int_equal(holds, 0);
+
+	/* Two walks waiting on the same step share one upstream query; the
+	 * worker closing cancels it and both clients get an answer. */
+	ask(f, "same.test.web.svc.cluster.local.", LDNS_RR_TYPE_A, 3, QUERY_TCP, false);
+	ask(f, "same.test.web.svc.cluster.local.", LDNS_RR_TYPE_A, 4, QUERY_TCP, false);
+	assert_int_equal(up.ncalls, 5);
+	assert_int_equal(holds, 2);
+	fake_upstream_cancel_all(&up);
+	assert_int_equal(nreplies, 4);
+	assert_int_equal(holds, 0);
+	check_autopath(2, 3, "same.test.web.svc.cluster.local.", LDNS_RCODE_SERVFAIL, NULL, NULL);
+}
+
+static void test_autopath_config(void **state)
+{
+	(void)state;
+	struct autopath_config c;
+	const char *bad[] = { "a..b" };
+	assert_int_equal(autopath_config_init(&c, "cluster.local", bad, 1, 5), -EINVAL);
+	assert_int_equal(autopath_config_init(&c, "", NULL, 0, 5), -EINVAL);
+	assert_int_equal(autopath_config_init(&c, "Cluster.Local", NULL, 0, 5), 0);
+	assert_int_equal(c.nsteps, 3);
+	assert_memory_equal(c.steps[0].name, "\3svc\7cluster\5local", 19);
+	assert_int_equal(c.steps[2].len, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -760,6 +1006,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rd0_cache_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upstream_refused_is_servfail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upstream_tc_and_ad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_autopath_cluster_steps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_autopath_upstream_steps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_autopath_nothing_and_failures, setup, teardown),
+		cmocka_unit_test(test_autopath_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

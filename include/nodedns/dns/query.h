@@ -2,6 +2,7 @@
  *
  *   parse -> FORMERR/NOTIMP/REFUSED
  *         -> cluster zone (snapshot)       -> reply (AA)
+ *              NXDOMAIN from a known pod   -> autopath walk (dns/autopath.h)
  *         -> cache hit                     -> reply (ID, case, TTLs patched)
  *         -> same question already in flight -> wait with it
  *         -> upstream (TCP pool)           -> cache insert -> reply to every waiter
@@ -36,6 +37,8 @@
 #define QUERY_SERVFAIL_TTL_S_DEFAULT 2
 
 struct cache;
+struct autopath_config;
+struct pod_table;
 /* Opaque here: owned by main, handed back to query_upstream_ops.send(). */
 struct upstream_group;
 struct upstream_server;
@@ -109,6 +112,8 @@ struct query_env {
 	_Atomic bool query_log; /* may change on SIGHUP */
 	const char *version;    /* CH version.bind */
 	const char *ident;      /* CH id.server */
+	/** --autopath: the search path of the node's pods; NULL: off. */
+	const struct autopath_config *autopath;
 	/** Client ACL; NULL allows all. */
 	bool (*allowed)(const void *arg, const struct sockaddr *sa);
 	const void *allowed_arg;
@@ -135,6 +140,10 @@ struct query_stats {
 	_Atomic uint64_t refused_acl;
 	_Atomic uint64_t fallback_queries;     /* cluster zone sent to --cluster-fallback */
 	_Atomic uint64_t unsynced_servfail;    /* cluster zone not synced, no fallback */
+	_Atomic uint64_t autopath_walks;       /* search-path walks started */
+	_Atomic uint64_t autopath_answers;     /* walks that found a name: CNAME + its records */
+	_Atomic uint64_t autopath_root;        /* walks that ended at X. (found there or nowhere) */
+	_Atomic uint64_t autopath_steps;       /* names the walks looked up */
 	_Atomic int64_t pending;               /* gauge: questions in flight */
 };
 
@@ -176,6 +185,11 @@ void query_worker_free(struct query_worker *w);
 /** Replace the worker's cluster snapshot, taking ownership of one reference of
  * @p snap (may be NULL) and dropping the old one. */
 void query_worker_set_snapshot(struct query_worker *w, struct cluster_snapshot *snap);
+
+/** Replace the worker's table of the node's pods (autopath), taking
+ * ownership of one reference of @p pods (may be NULL) and dropping the old
+ * one. Without env->autopath the table is dropped at once. */
+void query_worker_set_pods(struct query_worker *w, struct pod_table *pods);
 
 /** Handle one query from @p c (@p wire borrowed for the call). */
 void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,

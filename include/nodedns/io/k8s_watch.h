@@ -32,6 +32,7 @@
 #include "nodedns/cluster/cluster_publisher.h"
 #include "nodedns/cluster/cluster_snapshot.h"
 #include "nodedns/cluster/k8s_store.h"
+#include "nodedns/cluster/pod_set.h"
 
 /* Default bound on one watch event (no option). */
 #define K8S_WATCH_MAX_EVENT_BYTES_DEFAULT (4u << 20)
@@ -51,6 +52,15 @@ struct k8s_watch_config {
 	 * 0: 300000 (5 min). Tests set it low. Watches end at their
 	 * timeoutSeconds plus 30 s. */
 	uint32_t list_deadline_ms;
+	/* --autopath: also list+watch the Pods of node `pod_node`
+	 * (fieldSelector=spec.nodeName=<pod_node>) into `pods` (borrowed for the
+	 * life of the watch), and hand each new table of their addresses to
+	 * `pods_cb` (with the publish callback's arg; the callee owns the one
+	 * reference). Pods never go through the store, never delay the first
+	 * snapshot and never count towards stats.synced. NULL: no pods. */
+	const char *pod_node;
+	struct pod_set *pods;
+	void (*pods_cb)(void *arg, struct pod_table *t);
 };
 
 struct k8s_watch_stats {

@@ -54,7 +54,8 @@ struct worker {
 	/* Mailbox from the control thread. */
 	pthread_mutex_t mu;
 	struct cluster_snapshot *next_snap;
-	bool snap_pending, stop_requested;
+	struct pod_table *next_pods; /* --autopath */
+	bool snap_pending, pods_pending, stop_requested;
 	uint64_t drain_deadline_ms;
 };
 
@@ -68,6 +69,10 @@ int worker_start(struct worker *w, int id, const struct worker_shared *sh,
 
 /** Hand the worker a snapshot; takes ownership of one reference of @p snap. */
 void worker_publish(struct worker *w, struct cluster_snapshot *snap);
+
+/** Hand the worker a table of the node's pods (--autopath); takes ownership
+ * of one reference of @p pods. */
+void worker_publish_pods(struct worker *w, struct pod_table *pods);
 
 /** Ask the worker to stop: stop listening, drain for up to WORKER_DRAIN_MS,
  * then close everything. Returns at once; worker_join() waits. */
