@@ -150,38 +150,50 @@ static int chain_pass(struct chain *ch, const uint8_t *w, size_t len, size_t p, 
 	return added;
 }
 
-/* Re-encode @p buf without the answer records not marked in @p keep. */
-static int rebuild(uint8_t *buf, size_t *len, size_t cap, const uint8_t *keep)
+/* Re-encode @p buf without the answer records not marked in @p keep; @p qend
+ * is where its question ends. Records are read one by one into a packet made
+ * from the header and question alone: ldns_wire2pkt() on the whole reply
+ * leaks a record of a message with two TSIGs (found by fuzz_trim), which an
+ * upstream can send on every reply. */
+static int rebuild(uint8_t *buf, size_t *len, size_t cap, size_t qend, const uint8_t *keep)
 {
+	static const ldns_pkt_section sections[3] = { LDNS_SECTION_ANSWER, LDNS_SECTION_AUTHORITY,
+						      LDNS_SECTION_ADDITIONAL };
+	uint8_t head[DNS_HEADER_BYTES + DNS_NAME_MAX_BYTES + 4];
 	ldns_pkt *pkt = NULL;
-	if (ldns_wire2pkt(&pkt, buf, *len) != LDNS_STATUS_OK) {
-		ldns_pkt_free(pkt);
+	int rc = -1;
+
+	if (qend > sizeof(head))
 		return -1;
+	memcpy(head, buf, qend);
+	memset(head + 6, 0, 6); /* no records: only the header and the question */
+	if (ldns_wire2pkt(&pkt, head, qend) != LDNS_STATUS_OK)
+		goto out;
+	size_t p = qend;
+	for (unsigned s = 0; s < 3; s++) {
+		for (unsigned i = 0, n = wire_get16(buf + 6 + 2 * s); i < n; i++) {
+			ldns_rr *rr = NULL;
+			if (ldns_wire2rr(&rr, buf, *len, &p, sections[s]) != LDNS_STATUS_OK)
+				goto out;
+			if (s == 0 && !(keep[i / 8] & (1u << (i % 8)))) {
+				ldns_rr_free(rr);
+				continue;
+			}
+			if (!ldns_pkt_push_rr(pkt, sections[s], rr)) {
+				ldns_rr_free(rr);
+				goto out;
+			}
+		}
 	}
-	ldns_rr_list *old = ldns_pkt_answer(pkt), *kept = ldns_rr_list_new();
-	if (!kept) {
-		ldns_pkt_free(pkt);
-		return -1;
-	}
-	for (size_t i = 0; i < ldns_rr_list_rr_count(old); i++) {
-		ldns_rr *rr = ldns_rr_list_rr(old, i);
-		if (keep[i / 8] & (1u << (i % 8)))
-			ldns_rr_list_push_rr(kept, rr);
-		else
-			ldns_rr_free(rr);
-	}
-	ldns_rr_list_free(old);
-	ldns_pkt_set_answer(pkt, kept);
-	ldns_pkt_set_ancount(pkt, (uint16_t)ldns_rr_list_rr_count(kept));
 	uint8_t *wire = NULL;
 	size_t n = 0;
-	int rc = -1;
 	if (ldns_pkt2wire(&wire, pkt, &n) == LDNS_STATUS_OK && n <= cap && n >= DNS_HEADER_BYTES) {
 		memcpy(buf, wire, n);
 		*len = n;
 		rc = 0;
 	}
 	LDNS_FREE(wire);
+out:
 	ldns_pkt_free(pkt);
 	return rc;
 }
@@ -207,6 +219,7 @@ int dnsmsg_scrub_answer(uint8_t *buf, size_t *len, size_t cap)
 	ch.n = 1;
 	ch.qtype = wire_get16(buf + p);
 	p += 4;
+	const size_t qend = p;
 	memset(keep, 0, (an + bits - 1) / bits);
 	int nkept = 0;
 	for (unsigned pass = 0; pass < SCRUB_CHAIN_MAX; pass++) {
@@ -221,7 +234,7 @@ int dnsmsg_scrub_answer(uint8_t *buf, size_t *len, size_t cap)
 		return -1; /* nothing usable left */
 	if ((unsigned)nkept == an)
 		return 0;
-	if (rebuild(buf, len, cap, keep) < 0)
+	if (rebuild(buf, len, cap, qend, keep) < 0)
 		return -1;
 	return (int)an - nkept;
 }

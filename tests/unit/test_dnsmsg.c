@@ -1494,6 +1494,24 @@ static void test_prepare_scrub(void **state)
 	prep(w, n, &pol0, &p);
 	assert_int_equal(p.blen, n);
 	assert_int_equal(get16(p.out + 6), 3);
+
+	/* Two TSIGs in the additional section of a reply that is rebuilt: read
+	 * record by record, every record kept where it was (ldns_wire2pkt()
+	 * kept one TSIG, leaked the other and the reply was refused; the
+	 * leak's own seed is in tests/fuzz/corpus/trim). */
+	static const uint8_t tsig[] = { 0, 0, 250, 0, 255, 0, 0, 0, 0, 0, 17, /* ., TSIG ANY, rdlen */
+					0, 0, 0, 0x65, 0x53, 0xf1, 0, 1, 44, 0, 0, 0, 1, 0, 0, 0, 0 };
+	n = ldns_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, mixed, ns, NULL,
+		       false, w);
+	memcpy(w + n, tsig, sizeof(tsig));
+	memcpy(w + n + sizeof(tsig), tsig, sizeof(tsig));
+	n += 2 * sizeof(tsig);
+	w[11] = 2; /* ARCOUNT */
+	prep(w, n, &pol0, &p);
+	assert_true(p.blen > 0);
+	assert_int_equal(get16(p.out + 6), 2);
+	assert_int_equal(get16(p.out + 8), 1);
+	assert_int_equal(get16(p.out + 10), 2);
 }
 
 /* Issue 11.3: an extended rcode in the upstream's OPT (BADVERS) is no
