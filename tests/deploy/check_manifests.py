@@ -51,6 +51,9 @@ except ImportError:
     print("deploy: 0 passed, 1 failed")
     sys.exit(1)
 
+sys.path.insert(0, HERE)
+from kustomize_lite import dig  # noqa: E402
+
 
 class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
@@ -81,18 +84,6 @@ def check(cond, what):
         failed += 1
         print("FAIL: " + what)
     return bool(cond)
-
-
-def dig(obj, *path, default=None):
-    """obj[path[0]][path[1]]... or default when a step is missing."""
-    for p in path:
-        if isinstance(obj, dict) and p in obj:
-            obj = obj[p]
-        elif isinstance(obj, list) and isinstance(p, int) and -len(obj) <= p < len(obj):
-            obj = obj[p]
-        else:
-            return default
-    return obj
 
 
 def load_yaml_docs(path):

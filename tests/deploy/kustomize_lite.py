@@ -27,6 +27,19 @@ class Unsupported(Exception):
     pass
 
 
+def dig(obj, *path, default=None):
+    """obj[path[0]][path[1]]... or @default when a step is missing (for the
+    scripts that read rendered objects)."""
+    for p in path:
+        if isinstance(obj, dict) and p in obj:
+            obj = obj[p]
+        elif isinstance(obj, list) and isinstance(p, int) and -len(obj) <= p < len(obj):
+            obj = obj[p]
+        else:
+            return default
+    return obj
+
+
 def _load(path):
     with open(path, encoding="utf-8") as f:
         return [d for d in yaml.safe_load_all(f) if d is not None]

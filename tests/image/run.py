@@ -60,9 +60,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "tests", "deploy"))
-from lib import net  # noqa: E402
+from lib import net, nsd  # noqa: E402
 from lib.check import CheckFailed, check, run, tail, wait_for  # noqa: E402
 import kustomize_lite  # noqa: E402
+from kustomize_lite import dig  # noqa: E402
 
 PROBE = os.path.join(REPO, "tests", "node", "dnsprobe.py")
 FAKE_API = os.path.join(REPO, "tests", "apiserver", "fake_apiserver.py")
@@ -81,27 +82,6 @@ $TTL 300
 ns1       IN A    127.0.0.1
 www       IN A    192.0.2.80
 www       IN AAAA 2001:db8::80
-"""
-
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@53
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    zonelistfile: "{dir}/zone.list"
-    xfrdfile: "{dir}/xfrd.state"
-    xfrdir: "{dir}"
-    pidfile: "{dir}/nsd.pid"
-    logfile: "{dir}/nsd.log"
-    verbosity: 1
-remote-control:
-    control-enable: no
-zone:
-    name: "example.test"
-    zonefile: "example.test.zone"
 """
 
 KUBELET_RESOLV = ("nameserver %s\n"
@@ -141,17 +121,6 @@ def remove_stale_containers():
 def _on_signal(signum, frame):
     cleanup_all()
     sys.exit(128 + signum)
-
-
-def dig(obj, *path, default=None):
-    for p in path:
-        if isinstance(obj, dict) and p in obj:
-            obj = obj[p]
-        elif isinstance(obj, list) and isinstance(p, int) and -len(obj) <= p < len(obj):
-            obj = obj[p]
-        else:
-            return default
-    return obj
 
 
 # ------------------------------------------------------------ the cluster
@@ -273,13 +242,9 @@ class Node:
         # The node's resolver: NSD on 127.0.0.1:53 (the pod's resolv.conf
         # under dnsPolicy Default).
         d = os.path.join(self.tmp, "nsd")
-        os.makedirs(d)
-        with open(os.path.join(d, "example.test.zone"), "w") as f:
-            f.write(ZONE)
-        with open(os.path.join(d, "nsd.conf"), "w") as f:
-            f.write(NSD_CONF.format(dir=d))
+        conf = nsd.write(d, {"example.test": ZONE}, ["127.0.0.1@53"])
         self.nsd_log = open(os.path.join(d, "nsd.out"), "wb")
-        n.popen(["nsd", "-d", "-c", os.path.join(d, "nsd.conf")], stdout=self.nsd_log, stderr=subprocess.STDOUT)
+        n.popen(["nsd", "-d", "-c", conf], stdout=self.nsd_log, stderr=subprocess.STDOUT)
         wait_for(lambda: json.loads(n.probe("query", "127.0.0.1:53", "www.example.test").stdout)
                  .get("answers"), 10, "NSD to answer")
         self.resolv = os.path.join(self.tmp, "resolv.conf")
