@@ -42,13 +42,6 @@ struct pending {
 	bool prefetch;         /* started by a prefetch: no waiter needed */
 };
 
-
-/* What query_internal.h shares with autopath.c keeps its short name here. */
-#define inc query_inc
-#define send_body query_send_body
-#define pick_group query_pick_group
-#define forward query_forward
-
 struct query_worker *query_worker_new(const struct query_env *env,
 				      const struct query_upstream_ops *up,
 				      const struct query_io *io)
@@ -152,9 +145,9 @@ void query_send_body(struct query_worker *w, const struct query_client *c,
 	if (n == 0)
 		return;
 	int rcode = dnsmsg_rcode(w->buf);
-	inc(&w->stats.responses[rcode < QUERY_RCODE_SLOTS - 1 ? rcode : QUERY_RCODE_SLOTS - 1]);
+	query_inc(&w->stats.responses[rcode < QUERY_RCODE_SLOTS - 1 ? rcode : QUERY_RCODE_SLOTS - 1]);
 	if (c->proto == QUERY_UDP && (w->buf[2] & 0x02))
-		inc(&w->stats.truncated);
+		query_inc(&w->stats.truncated);
 	w->io.reply(w->io.arg, c, w->buf, n);
 	if (atomic_load_explicit(&w->env->query_log, memory_order_relaxed))
 		query_log(w, c, q, rcode_ext > 15 ? rcode_ext : rcode, source, start_ms);
@@ -165,7 +158,7 @@ static void send_error(struct query_worker *w, const struct query_client *c,
 		       uint64_t start_ms)
 {
 	size_t len = dnsmsg_error_body(q, rcode, w->buf);
-	send_body(w, c, q, len, rcode, source, start_ms);
+	query_send_body(w, c, q, len, rcode, source, start_ms);
 }
 
 /* Copy a body into w->buf and send it to one client. */
@@ -174,7 +167,7 @@ static void send_copy(struct query_worker *w, const struct query_client *c,
 		      const char *source, uint64_t start_ms)
 {
 	memcpy(w->buf, body, len);
-	send_body(w, c, q, len, 0, source, start_ms);
+	query_send_body(w, c, q, len, 0, source, start_ms);
 }
 
 /* ---------------------------------------------------------- pending table */
@@ -315,7 +308,7 @@ static bool pending_stale(struct query_worker *w, struct pending *p, uint64_t no
 		return false;
 	memcpy(w->body, w->buf, n);
 	for (struct waiter *wt = p->waiters; wt; wt = wt->next) {
-		inc(&w->stats.stale_answers);
+		query_inc(&w->stats.stale_answers);
 		send_copy(w, &wt->client, &wt->q, w->body, n, "stale", wt->start_ms);
 	}
 	return true;
@@ -327,7 +320,7 @@ static void pending_fail(struct query_worker *w, struct pending *p, uint64_t now
 	if (pending_stale(w, p, now_ms))
 		return;
 	for (struct waiter *wt = p->waiters; wt; wt = wt->next) {
-		inc(&w->stats.upstream_failures);
+		query_inc(&w->stats.upstream_failures);
 		send_error(w, &wt->client, &wt->q, DNS_RCODE_SERVFAIL, "upstream-failed",
 			   wt->start_ms);
 	}
@@ -418,7 +411,7 @@ static void prefetch(struct query_worker *w, const struct dnsmsg_query *q,
 		return;
 	}
 	pending_insert(w, p);
-	inc(&w->stats.prefetches);
+	query_inc(&w->stats.prefetches);
 }
 
 /* The question could not go upstream (rc from pending_start()): nothing to
@@ -429,13 +422,13 @@ static void start_failed(struct query_worker *w, const struct query_client *c,
 			 uint64_t now_ms)
 {
 	if (rc == -ENOBUFS)
-		inc(&w->stats.dropped_inflight);
+		query_inc(&w->stats.dropped_inflight);
 	else
-		inc(&w->stats.upstream_failures);
+		query_inc(&w->stats.upstream_failures);
 	size_t n = stale_lookup(w, key, keylen, now_ms);
 	if (n) {
-		inc(&w->stats.stale_answers);
-		send_body(w, c, q, n, 0, "stale", now_ms);
+		query_inc(&w->stats.stale_answers);
+		query_send_body(w, c, q, n, 0, "stale", now_ms);
 		return;
 	}
 	send_error(w, c, q, DNS_RCODE_SERVFAIL, rc == -ENOBUFS ? "inflight-full" : "no-upstream",
@@ -451,7 +444,7 @@ static void wait_upstream(struct query_worker *w, const struct query_client *c,
 	struct pending *p = pending_find(w, key, keylen, h);
 	if (p) {
 		if (p->nwaiters >= w->env->max_waiters) {
-			inc(&w->stats.dropped_waiters);
+			query_inc(&w->stats.dropped_waiters);
 			send_error(w, c, q, DNS_RCODE_SERVFAIL, "waiters-full", now_ms);
 			return;
 		}
@@ -459,7 +452,7 @@ static void wait_upstream(struct query_worker *w, const struct query_client *c,
 			send_error(w, c, q, DNS_RCODE_SERVFAIL, "nomem", now_ms);
 			return;
 		}
-		inc(&w->stats.coalesced);
+		query_inc(&w->stats.coalesced);
 		return;
 	}
 
@@ -493,8 +486,8 @@ void query_forward(struct query_worker *w, const struct query_client *c,
 
 	if (use_cache &&
 	    cache_lookup(env->cache, key, keylen, now_ms, 0, 0, w->buf, sizeof(w->buf), &hit) == 1) {
-		inc(&w->stats.cache_answers);
-		send_body(w, c, q, hit.len, 0, "cache", now_ms);
+		query_inc(&w->stats.cache_answers);
+		query_send_body(w, c, q, hit.len, 0, "cache", now_ms);
 		if (hit.prefetch && env->prefetch)
 			prefetch(w, q, group, key, keylen);
 		return;
@@ -513,8 +506,8 @@ static void answer_norec(struct query_worker *w, const struct query_client *c,
 	struct cache_hit hit;
 	if (cache_lookup(w->env->cache, key, keylen, now_ms, 0, 0, w->buf, sizeof(w->buf), &hit) ==
 	    1) {
-		inc(&w->stats.cache_answers);
-		send_body(w, c, q, hit.len, 0, "cache", now_ms);
+		query_inc(&w->stats.cache_answers);
+		query_send_body(w, c, q, hit.len, 0, "cache", now_ms);
 		return;
 	}
 	send_error(w, c, q, DNS_RCODE_REFUSED, "norec", now_ms);
@@ -546,7 +539,7 @@ static void chase_complete(struct query_worker *w, struct query_sub *sub, const 
 		memcpy(w->buf, ch->body, ch->len);
 		n = ch->len;
 	}
-	send_body(w, &ch->client, &ch->q, n, 0, "cluster+chase", ch->start_ms);
+	query_send_body(w, &ch->client, &ch->q, n, 0, "cluster+chase", ch->start_ms);
 	if (w->io.release)
 		w->io.release(w->io.arg, &ch->client);
 	free(ch);
@@ -559,7 +552,7 @@ static void chase_start(struct query_worker *w, const struct query_client *c,
 {
 	struct chase *ch = malloc(sizeof(*ch) + n);
 	if (!ch) {
-		send_body(w, c, q, n, 0, "cluster", now_ms);
+		query_send_body(w, c, q, n, 0, "cluster", now_ms);
 		return;
 	}
 	ch->sub.done = chase_complete;
@@ -583,7 +576,7 @@ static void chase_start(struct query_worker *w, const struct query_client *c,
 	ic.conn = ch;
 	ic.addr = c->addr;
 	ic.addrlen = c->addrlen;
-	forward(w, &ic, &tq, pick_group(w, &tq), true, now_ms);
+	query_forward(w, &ic, &tq, query_pick_group(w, &tq), true, now_ms);
 }
 
 static bool is_reverse(const struct dnsmsg_query *q)
@@ -605,11 +598,11 @@ static bool handle_special(struct query_worker *w, enum dnsmsg_verdict v,
 {
 	const struct query_env *env = w->env;
 	if (v == DNSMSG_DROP) {
-		inc(&w->stats.dropped_malformed);
+		query_inc(&w->stats.dropped_malformed);
 		return true;
 	}
 	if (env->allowed && !env->allowed(env->allowed_arg, (const struct sockaddr *)&c->addr)) {
-		inc(&w->stats.refused_acl);
+		query_inc(&w->stats.refused_acl);
 		send_error(w, c, q, DNS_RCODE_REFUSED, "acl", now_ms);
 		return true;
 	}
@@ -626,12 +619,12 @@ static bool handle_special(struct query_worker *w, enum dnsmsg_verdict v,
 	default:
 		break;
 	}
-	inc(&w->stats.by_type[type_slot(q->qtype)]);
+	query_inc(&w->stats.by_type[type_slot(q->qtype)]);
 
 	if (q->qclass == DNS_CLASS_CH) {
 		size_t n = dnsmsg_chaos_body(q, env->version, env->ident, w->buf, sizeof(w->buf));
 		if (n)
-			send_body(w, c, q, n, 0, "chaos", now_ms);
+			query_send_body(w, c, q, n, 0, "chaos", now_ms);
 		else
 			send_error(w, c, q, DNS_RCODE_REFUSED, "chaos", now_ms);
 		return true;
@@ -651,12 +644,12 @@ static bool handle_cluster(struct query_worker *w, const struct dnsmsg_query *q,
 {
 	const struct query_env *env = w->env;
 	if (in_zone && !w->snap) {
-		inc(&w->stats.by_zone[0]);
+		query_inc(&w->stats.by_zone[0]);
 		if (env->fallback) {
-			inc(&w->stats.fallback_queries);
-			forward(w, c, q, env->fallback, false, now_ms);
+			query_inc(&w->stats.fallback_queries);
+			query_forward(w, c, q, env->fallback, false, now_ms);
 		} else {
-			inc(&w->stats.unsynced_servfail);
+			query_inc(&w->stats.unsynced_servfail);
 			send_error(w, c, q, DNS_RCODE_SERVFAIL, "unsynced", now_ms);
 		}
 		return true;
@@ -672,8 +665,8 @@ static bool handle_cluster(struct query_worker *w, const struct dnsmsg_query *q,
 		    w->snap, &env->cluster, q->qname, q->qname_len, q->qtype, q->qclass, w->buf,
 		    cap, &n, &info) != CLUSTER_ANSWERED)
 		return false;
-	inc(&w->stats.by_zone[0]);
-	inc(&w->stats.cluster_answers);
+	query_inc(&w->stats.by_zone[0]);
+	query_inc(&w->stats.cluster_answers);
 	/* Autopath: one pointer test for every NXDOMAIN when it is off. */
 	if (w->pods && info.rcode == DNS_RCODE_NXDOMAIN && autopath_start(w, q, c, now_ms))
 		return true;
@@ -681,7 +674,7 @@ static bool handle_cluster(struct query_worker *w, const struct dnsmsg_query *q,
 	    (q->qtype == DNS_TYPE_A || q->qtype == DNS_TYPE_AAAA))
 		chase_start(w, c, q, n, &info, now_ms);
 	else
-		send_body(w, c, q, n, 0, "cluster", now_ms);
+		query_send_body(w, c, q, n, 0, "cluster", now_ms);
 	return true;
 }
 
@@ -689,7 +682,7 @@ void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
 		  const struct query_client *c, uint64_t now_ms)
 {
 	struct dnsmsg_query q;
-	inc(&w->stats.requests[c->proto == QUERY_TCP ? 1 : 0]);
+	query_inc(&w->stats.requests[c->proto == QUERY_TCP ? 1 : 0]);
 
 	enum dnsmsg_verdict v = dnsmsg_parse_query(wire, len, &q);
 	if (handle_special(w, v, &q, c, now_ms))
@@ -700,10 +693,10 @@ void query_handle(struct query_worker *w, const uint8_t *wire, size_t len,
 	bool in_zone = dnsmsg_name_under(q.lname, q.qname_len, w->zone, w->zone_len);
 	if ((in_zone || is_reverse(&q)) && handle_cluster(w, &q, c, in_zone, now_ms))
 		return;
-	inc(&w->stats.by_zone[1]);
+	query_inc(&w->stats.by_zone[1]);
 	if (!q.rd) {
 		answer_norec(w, c, &q, now_ms);
 		return;
 	}
-	forward(w, c, &q, pick_group(w, &q), true, now_ms);
+	query_forward(w, c, &q, query_pick_group(w, &q), true, now_ms);
 }
