@@ -267,6 +267,7 @@ int k8s_watch_start_request(struct res *r, const char *query)
 		rc = -EIO;
 		goto fail;
 	}
+	STAT_INC(w, res[r->def->kind].requests);
 	uv_timer_start(&r->idle_timer, k8s_watch_on_idle, w->idle_ms, 0);
 	free(url);
 	free(auth);
@@ -312,15 +313,26 @@ void k8s_watch_on_idle(uv_timer_t *t)
 
 	if (!r->easy || w->closing)
 		return;
+	bool initial = r->initial;
 	log_warn(TAG, "%s: no data for %llu s, restarting the %s", r->def->name,
-		 (unsigned long long)(w->idle_ms / 1000), ph == PH_LIST ? "list" : "watch");
+		 (unsigned long long)(w->idle_ms / 1000),
+		 ph == PH_LIST ? "list" : initial ? "streaming list" : "watch");
 	k8s_watch_finish_transfer(r);
 	r->abort = AB_NONE;
-	if (ph == PH_LIST) {
+	r->initial = false;
+	if (initial) {
+		/* A server that streams the initial events goes on to the
+		 * initial-events-end bookmark at once; a silent one is taken for
+		 * a plain watch that ignored sendInitialEvents. */
+		k8s_watch_list_fallback(r, "no initial-events-end bookmark before the idle timeout");
+		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
+	} else if (ph == PH_LIST) {
 		STAT_INC(w, errors);
 		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
 	} else {
-		k8s_watch_schedule(r, PH_WATCH, 0);
+		STAT_INC(w, interrupted);
+		r->interrupted = true;
+		k8s_watch_schedule(r, PH_WATCH, k8s_watch_rnd(w) % w->reconnect_spread_ms);
 	}
 	k8s_watch_publish(w);
 }
