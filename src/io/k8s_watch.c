@@ -514,6 +514,11 @@ static void list_done(struct res *r, CURLcode result, long code, enum abort_reas
 		k8s_watch_drop_list(r);
 		r->list_mode = LIST_LATEST;
 	}
+	/* A page the server refuses (400 "continue key is not valid", 403,
+	 * ...) is not asked for again with the same token: the list starts
+	 * over, as client-go's does. 429 and 5xx retry the page. */
+	if (r->cont && code != 429 && code < 500)
+		k8s_watch_drop_list(r);
 	k8s_watch_schedule(r, PH_LIST, http_failure(r, code, "list"));
 }
 

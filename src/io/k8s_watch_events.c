@@ -299,6 +299,8 @@ size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
 	struct k8s_watch *w = r->w;
 	size_t n = size * nmemb;
 
+	if (r->discard)
+		return n;
 	/* Busy for a slice since the poll returned: hand the loop back. */
 	if (!r->paused && !r->resuming && uv_hrtime() / 1000000 - uv_now(w->loop) > SLICE_MS) {
 		k8s_watch_pause_until_next_turn(r);

@@ -158,6 +158,7 @@ struct res {
 	uv_timer_t slice_timer; /* resumes a transfer paused at SLICE_MS */
 	bool paused;
 	bool resuming; /* inside curl_easy_pause(CONTINUE): never pause again */
+	bool discard;  /* a paused transfer being ended: its held data is dropped */
 	char rv[K8S_RV_MAX]; /* last resourceVersion seen ("" before the first list) */
 	enum list_mode list_mode;
 	bool listed;  /* at least one list applied */

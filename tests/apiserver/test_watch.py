@@ -327,6 +327,21 @@ class Suite(h2.Scenarios):
         self.api.ctl("add", svc("ev", "after-410"))
         self.wait_svc("ev/after-410")
 
+    def test_refused_page_restarts_list(self):
+        """A continue page answered 400 is not asked for again with its token:
+        the list starts over from its first page."""
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("fail", {"status": 400, "count": 1, "match": "continue=", "watch": False})
+        self.api.ctl("compact", {})
+        self.api.ctl("drop-watches", {})
+        self.d.wait(lambda d: d["stats"]["lists"] >= s0["lists"] + 3, "relist")
+        reqs = [r for r in self.svc_requests() if "watch=1" not in r["query"]]
+        bad = [i for i, r in enumerate(reqs) if r["status"] == 400]
+        if len(bad) != 1 or bad[0] + 1 >= len(reqs) or "continue=" in reqs[bad[0] + 1]["query"]:
+            raise Fail("after a refused page the list must start over: %s"
+                       % [(r["query"][:60], r["status"]) for r in reqs])
+        self.check_counts(self.d.dump())
+
     def test_429_retry_after(self):
         s0 = self.d.dump()["stats"]
         self.api.ctl("throttle", {"count": 3, "retry_after": 1})
@@ -908,7 +923,7 @@ class Suite(h2.Scenarios):
     ORDER = [("initial_sync_paginated", True), ("added_modified_deleted", True),
              ("bookmark_moves_rv", True), ("dropped_watch_resumes", True),
              ("410_relist", True), ("list_410_falls_back_to_latest", True),
-             ("429_retry_after", True), ("500s", True), ("idle_watchdog", True),
+             ("refused_page_restarts_list", True), ("429_retry_after", True), ("500s", True), ("idle_watchdog", True),
              ("slow_drip", True), ("bad_lines_not_fatal", True), ("hostile_names", False),
              ("token_reload_resets_backoff", True), ("hostile_empty_objects", False),
              ("hostile_gzip_bomb", False), ("hostile_one_object", False), ("hostile_deep", False),
