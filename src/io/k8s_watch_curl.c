@@ -270,6 +270,7 @@ int k8s_watch_start_request(struct res *r, const char *query)
 	k8s_stream_reset(&r->stream);
 	r->start_ms = k8s_watch_now_ms(w);
 	r->lines = 0;
+	r->live = false;
 	r->easy = e;
 	if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
 		r->easy = NULL;

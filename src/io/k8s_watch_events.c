@@ -182,6 +182,11 @@ static int on_line(void *arg, const char *line, size_t len)
 		k8s_stream_event_clear(&ev);
 		return rc;
 	}
+	if (!r->live && ev.type != K8S_EV_ERROR) {
+		/* The first event or bookmark: the server serves this watch. */
+		r->live = true;
+		STAT_INC(w, res[r->def->kind].established);
+	}
 	switch (ev.type) {
 	case K8S_EV_ADDED:
 	case K8S_EV_MODIFIED:
@@ -348,16 +353,9 @@ size_t k8s_watch_on_header(char *data, size_t size, size_t nmemb, void *userp)
 	struct res *r = userp;
 
 	/* A sign of life: Retry-After is read from curl at the end. */
+	(void)data;
 	uv_timer_start(&r->idle_timer, k8s_watch_on_idle, r->w->idle_ms, 0);
 	STAT_ADD(r->w, res[r->def->kind].bytes, size * nmemb);
-	/* The blank line that ends the headers of a watch the server took. */
-	if (r->phase == PH_WATCH && !r->initial && size * nmemb <= 2 &&
-	    (data[0] == '\r' || data[0] == '\n')) {
-		long code = 0;
-		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
-		if (code == 200)
-			STAT_INC(r->w, res[r->def->kind].established);
-	}
 	return size * nmemb;
 }
 

@@ -173,6 +173,7 @@ struct res {
 	bool initial;
 	size_t stream_bytes;
 	bool interrupted; /* the last watch was cut: the next one is a reconnect */
+	bool live; /* the watch in flight delivered an event or bookmark */
 	json_t *pending; /* items of the list in progress */
 	/* The pages applied to pending so far: their items, text bytes,
 	 * estimated decoding cost and rejected objects. A page that fails is

@@ -80,8 +80,8 @@ struct k8s_watch_res_stats {
 		bytes,	   /* response bytes received: headers and body (inflated) */
 		relists,   /* lists after the first one, for any reason */
 		reconnects, /* watches started again after a cut or a failed attempt */
-		established; /* watches the server accepted (200; a streaming list
-			      * once its initial events ended) */
+		established; /* watches that delivered an event or bookmark (a
+			      * streaming list: its initial-events-end) */
 };
 
 struct k8s_watch_stats {
