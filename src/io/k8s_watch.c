@@ -304,6 +304,7 @@ void k8s_watch_start_watch(struct res *r)
 		/* A streaming list was committed from inside its stream, which
 		 * goes on as the watch. */
 		r->initial = false;
+		r->live = true;
 		r->stream.max_line_bytes = w->max_event_bytes;
 		STAT_INC(w, watches);
 		STAT_INC(w, res[r->def->kind].established);

@@ -482,6 +482,8 @@ class Suite(h2.Scenarios):
         if d["stats"]["watches"] != 3 or len(self.svc_requests()) != 1:
             raise Fail("the stream must go on as the watch: %s, %s"
                        % (d["stats"], self.svc_requests()))
+        if d["stats"]["res"]["services"]["established"] != 1:
+            raise Fail("one watch established by the stream: %s" % d["stats"]["res"])
         # A relist (410) streams again, not older than the last RV.
         self.api.ctl("compact", {})
         self.api.ctl("drop-watches", {})
