@@ -448,6 +448,14 @@ class Suite(h2.Scenarios):
         if synced:
             self.d.wait(lambda d: d["stats"]["synced"] == 1, "synced", timeout=60)
 
+    def force_relist(self):
+        """Every watch behind the compaction point, then cut: all three relist
+        (no bookmark may bring one up to date in between)."""
+        self.api.ctl("stall", {"enabled": True})
+        self.api.ctl("compact", {})
+        self.api.ctl("drop-watches", {})
+        self.api.ctl("stall", {"enabled": False})
+
     def check_counts(self, d):
         o = self.api.stats()["objects"]
         want = (o["Service"], o["EndpointSlice"], o["Namespace"])
@@ -485,8 +493,7 @@ class Suite(h2.Scenarios):
         if d["stats"]["res"]["services"]["established"] != 1:
             raise Fail("one watch established by the stream: %s" % d["stats"]["res"])
         # A relist (410) streams again, not older than the last RV.
-        self.api.ctl("compact", {})
-        self.api.ctl("drop-watches", {})
+        self.force_relist()
         d = self.d.wait(lambda d: d["stats"]["watch_lists"] >= 6, "streaming relists")
         self.check_counts(d)
         q = [r["query"] for r in self.svc_requests()]
@@ -509,8 +516,7 @@ class Suite(h2.Scenarios):
         if b"does not serve streaming lists" not in self.driver_log():
             raise Fail("no log line for the fallback")
         # Remembered: a relist uses paginated lists without asking again.
-        self.api.ctl("compact", {})
-        self.api.ctl("drop-watches", {})
+        self.force_relist()
         d = self.d.wait(lambda d: d["stats"]["lists"] >= 6, "relist")
         self.check_counts(d)
         if self.api.stats().get("watchlist:" + tag, 0) != tried:
@@ -558,8 +564,7 @@ class Suite(h2.Scenarios):
         self.wait_svc("ev/kept")
         before = self.d.dump()
         self.api.ctl("watch-list", {"mode": "serve", "endless": True})
-        self.api.ctl("compact", {})
-        self.api.ctl("drop-watches", {})
+        self.force_relist()
         d = self.d.wait(lambda d: d["stats"]["list_timeouts"] >= 4, "streaming lists cut",
                         timeout=40)
         if set(d["services"]) != set(before["services"]) or d["stats"]["watch_lists"] != 3:
@@ -613,8 +618,7 @@ class Suite(h2.Scenarios):
                         "reconnects counted")
         if any(d["stats"]["res"][k]["relists"] for k in r0) or d["stats"]["interrupted"] < 3:
             raise Fail("a cut must resume: %s %s" % (d["stats"]["res"], d["stats"]))
-        self.api.ctl("compact", {})
-        self.api.ctl("drop-watches", {})
+        self.force_relist()
         d = self.d.wait(lambda d: all(d["stats"]["res"][k]["relists"] >= 1 for k in r0),
                         "relists counted")
 
