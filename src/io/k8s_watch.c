@@ -2,14 +2,21 @@
  *
  * One state machine per resource, a port of client-go's Reflector:
  *
- *   LIST (pages of 500, "continue")  --all pages ok-->  swap into the store
+ *   LIST (a streaming list, or pages of 500 with "continue") --complete-->
+ *                                                   swap into the store
  *        |                                              (clear_kind + apply)
  *        v                                                     |
- *   WATCH from the list's RV  <----------------------------------+
+ *   WATCH from the list's RV (a streaming list's stream goes on as it)
  *     events -> store, BOOKMARK -> RV, stream end -> WATCH again from the RV
+ *     (a cut stream: after a random delay under reconnect_spread_ms)
  *     ERROR event / 410 / oversized event -> LIST again (NotOlderThan the RV)
  *     401 -> re-read the token; 429 -> Retry-After; other errors -> backoff
  *
+ * A streaming list's initial ADDED events go to the list in progress through
+ * k8s_watch_list_add() and its initial-events-end bookmark commits it
+ * (k8s_watch_commit_list()); a server that refuses it (400/422) or ignores it
+ * (a bookmark without the annotation, a MODIFIED/DELETED event, a clean end
+ * or silence before it) gets paginated lists from then on.
  * The list in progress is kept aside (a jansson array) and only applied once
  * every page arrived, so a failed relist leaves the last good data in place.
  * libcurl's multi-socket API is driven by one uv_poll_t per curl socket and
@@ -33,13 +40,18 @@ static void on_retry(uv_timer_t *t);
 
 /* ------------------------------------------------------------- helpers */
 
-static uint64_t rnd(struct k8s_watch *w)
+uint64_t k8s_watch_rnd(struct k8s_watch *w)
 {
 	/* xorshift64*: jitter only, nothing secret. */
 	w->rng ^= w->rng >> 12;
 	w->rng ^= w->rng << 25;
 	w->rng ^= w->rng >> 27;
 	return w->rng * 2685821657736338717ull;
+}
+
+static uint64_t rnd(struct k8s_watch *w)
+{
+	return k8s_watch_rnd(w);
 }
 
 uint64_t k8s_watch_now_ms(struct k8s_watch *w)
@@ -57,9 +69,9 @@ uint64_t k8s_watch_backoff(struct res *r)
 	uint64_t now = k8s_watch_now_ms(r->w);
 	if (r->backoff_ms == 0 || now - r->last_fail_ms > BACKOFF_RESET_MS)
 		r->backoff_ms = BACKOFF_INITIAL_MS;
-	uint64_t d = r->backoff_ms + rnd(r->w) % r->backoff_ms;
-	if (d > BACKOFF_MAX_MS)
-		d = BACKOFF_MAX_MS;
+	/* Full jitter: anywhere up to the cap, so that clients failing at
+	 * the same moment (an API server restart) do not retry together. */
+	uint64_t d = BACKOFF_MIN_MS + rnd(r->w) % (r->backoff_ms - BACKOFF_MIN_MS + 1);
 	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 	r->last_fail_ms = now;
 	return d;
@@ -161,11 +173,85 @@ static void start_failed(struct res *r, enum phase ph, int rc)
 	k8s_watch_schedule(r, ph, k8s_watch_backoff(r));
 }
 
+/* The timeoutSeconds of a watch: random in [300, 600] s (client-go's
+ * range), so the watches of many nodes do not end together. */
+static unsigned watch_timeout(struct k8s_watch *w)
+{
+	if (w->watch_timeout_s)
+		return w->watch_timeout_s;
+	return WATCH_TIMEOUT_MIN_S +
+	       (unsigned)(rnd(w) % (WATCH_TIMEOUT_MAX_S - WATCH_TIMEOUT_MIN_S + 1));
+}
+
+/* A streaming list (WatchList): a watch that first sends the whole
+ * collection as ADDED events, then a bookmark annotated initial-events-end
+ * at the list's resourceVersion, then goes on as a plain watch. Its
+ * resourceVersion follows list_mode as a list's does. */
+static void start_stream_list(struct res *r)
+{
+	struct k8s_watch *w = r->w;
+	char *q = NULL, *esc = NULL;
+	char rvq[K8S_RV_MAX * 3 + 32] = "";
+	int rc = -ENOMEM;
+
+	k8s_watch_drop_list(r);
+	r->stream_bytes = 0;
+	r->watch_timeout_s = watch_timeout(w);
+	if (r->list_mode == LIST_NOT_OLDER && r->rv[0]) {
+		if (!(esc = escape(r->rv)))
+			goto fail;
+		snprintf(rvq, sizeof(rvq), "&resourceVersion=%s", esc);
+	} else if (r->list_mode == LIST_ANY) {
+		snprintf(rvq, sizeof(rvq), "&resourceVersion=0");
+	} /* LIST_LATEST: no resourceVersion, a consistent read */
+	if (asprintf(&q, "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+			 "&allowWatchBookmarks=true&timeoutSeconds=%u%s",
+		     r->watch_timeout_s, rvq) < 0) {
+		q = NULL;
+		goto fail;
+	}
+	r->phase = PH_WATCH;
+	r->initial = true;
+	if ((rc = k8s_watch_start_request(r, q)) < 0) {
+		r->initial = false;
+		goto fail;
+	}
+	/* The initial events are list items: bounded as those are. */
+	r->stream.max_line_bytes = w->max_event_bytes * LIST_ITEM_FACTOR;
+	r->watched = false;
+	log_debug(TAG, "%s: streaming list %s", r->def->name, q);
+	curl_free(esc);
+	free(q);
+	return;
+fail:
+	curl_free(esc);
+	free(q);
+	start_failed(r, PH_LIST, rc);
+}
+
+void k8s_watch_list_fallback(struct res *r, const char *why)
+{
+	struct k8s_watch *w = r->w;
+
+	STAT_INC(w, watch_list_fallbacks);
+	if (!w->watch_list_off)
+		log_info(TAG, "%s: the API server does not serve streaming lists (%s): "
+			 "paginated lists from now on", r->def->name, why);
+	w->watch_list_off = true;
+	k8s_watch_drop_list(r);
+}
+
 void k8s_watch_start_list(struct res *r)
 {
 	char *q = NULL, *esc = NULL;
 	int rc = -ENOMEM;
 
+	if (!r->cont && r->listed)
+		STAT_INC(r->w, res[r->def->kind].relists);
+	if (!r->cont && !r->w->watch_list_off) {
+		start_stream_list(r);
+		return;
+	}
 	if (!r->cont) {
 		k8s_watch_drop_list(r);
 		if (!(r->pending = json_array()))
@@ -213,8 +299,19 @@ void k8s_watch_start_watch(struct res *r)
 	struct k8s_watch *w = r->w;
 	char *q = NULL, *esc = NULL;
 	int rc = -ENOMEM;
-	unsigned timeout_s =
-		WATCH_TIMEOUT_MIN_S + (unsigned)(rnd(w) % (WATCH_TIMEOUT_MAX_S - WATCH_TIMEOUT_MIN_S + 1));
+
+	if (r->initial && r->easy) {
+		/* A streaming list was committed from inside its stream, which
+		 * goes on as the watch. */
+		r->initial = false;
+		r->live = true;
+		r->stream.max_line_bytes = w->max_event_bytes;
+		STAT_INC(w, watches);
+		STAT_INC(w, res[r->def->kind].established);
+		r->watched = true;
+		return;
+	}
+	unsigned timeout_s = watch_timeout(w);
 
 	r->watch_timeout_s = timeout_s;
 	if (!(esc = escape(r->rv)))
@@ -227,9 +324,13 @@ void k8s_watch_start_watch(struct res *r)
 	r->phase = PH_WATCH;
 	if ((rc = k8s_watch_start_request(r, q)) < 0)
 		goto fail;
+	r->stream.max_line_bytes = w->max_event_bytes;
 	STAT_INC(w, watches);
 	if (r->watched)
 		STAT_INC(w, watch_restarts);
+	if (r->interrupted)
+		STAT_INC(w, res[r->def->kind].reconnects);
+	r->interrupted = false;
 	r->watched = true;
 	log_debug(TAG, "%s: watch %s", r->def->name, q);
 	curl_free(esc);
@@ -415,7 +516,83 @@ static void list_done(struct res *r, CURLcode result, long code, enum abort_reas
 		k8s_watch_drop_list(r);
 		r->list_mode = LIST_LATEST;
 	}
+	/* A page the server refuses (400 "continue key is not valid", 403,
+	 * ...) is not asked for again with the same token: the list starts
+	 * over, as client-go's does. 429 and 5xx retry the page. */
+	if (r->cont && code != 429 && code < 500)
+		k8s_watch_drop_list(r);
 	k8s_watch_schedule(r, PH_LIST, http_failure(r, code, "list"));
+}
+
+/* A streaming list ended before its initial-events-end bookmark. */
+static void stream_list_done(struct res *r, CURLcode result, long code, enum abort_reason ab)
+{
+	struct k8s_watch *w = r->w;
+	const char *why = r->errbuf[0] ? r->errbuf : curl_easy_strerror(result);
+
+	k8s_watch_drop_list(r);
+	if (ab == AB_FALLBACK) { /* logged and counted where it was seen */
+		k8s_watch_schedule(r, PH_LIST, 0);
+		return;
+	}
+	if (ab == AB_RELIST || ab == AB_NOMEM || ab == AB_STREAM_RESTART) {
+		/* An ERROR event (410: the resourceVersion asked for is gone),
+		 * or initial events over the list's bounds: start over from the
+		 * latest state, after a jittered delay. */
+		if (ab == AB_NOMEM) {
+			STAT_INC(w, errors);
+			log_error(TAG, "%s: out of memory in the streaming list, restarting it",
+				  r->def->name);
+		}
+		r->list_mode = LIST_LATEST;
+		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
+		return;
+	}
+	if (code == 200 && result == CURLE_OK) {
+		/* A clean end without initial-events-end: a plain watch. */
+		k8s_watch_list_fallback(r, "the stream ended without initial-events-end");
+		k8s_watch_schedule(r, PH_LIST, 0);
+		return;
+	}
+	if (code == 200 || (result != CURLE_OK && code == 0)) {
+		STAT_INC(w, errors);
+		if (code == 200)
+			STAT_INC(w, interrupted);
+		if (result == CURLE_OPERATION_TIMEDOUT)
+			STAT_INC(w, list_timeouts);
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: streaming list: %s, starting over", r->def->name, why);
+		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
+		return;
+	}
+	if (code == 400 || code == 422) {
+		/* Older servers (or the WatchList feature off) refuse the
+		 * parameters: "sendInitialEvents is forbidden ...". */
+		char msg[200];
+		status_message(&r->body, msg, sizeof(msg), NULL);
+		char why2[260];
+		snprintf(why2, sizeof(why2), "HTTP %ld: %s", code, msg);
+		k8s_watch_list_fallback(r, why2);
+		k8s_watch_schedule(r, PH_LIST, 0);
+		return;
+	}
+	if (code == 410) {
+		STAT_INC(w, relists_410);
+		log_info(TAG, "%s: streaming list: 410 Gone, starting over from the latest state",
+			 r->def->name);
+		r->list_mode = LIST_LATEST;
+		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
+		return;
+	}
+	k8s_watch_schedule(r, PH_LIST, http_failure(r, code, "streaming list"));
+}
+
+/* A watch cut after it delivered: resume from the last resourceVersion
+ * after a random delay in [0, reconnect_spread_ms), so that every node cut
+ * by the same API server restart does not come back in the same instant. */
+static uint64_t reconnect_delay(struct res *r)
+{
+	return rnd(r->w) % r->w->reconnect_spread_ms;
 }
 
 static void watch_done(struct res *r, CURLcode result, long code, enum abort_reason ab)
@@ -423,11 +600,21 @@ static void watch_done(struct res *r, CURLcode result, long code, enum abort_rea
 	struct k8s_watch *w = r->w;
 	uint64_t ran_ms = k8s_watch_now_ms(w) - r->start_ms;
 
+	if (ab == AB_SCHEDULED)
+		return;
+	if (r->initial) {
+		r->initial = false;
+		r->interrupted = false;
+		stream_list_done(r, result, code, ab);
+		return;
+	}
+	r->interrupted = true;
 	if (ab == AB_RELIST || ab == AB_NOMEM) {
 		if (ab == AB_NOMEM) {
 			STAT_INC(w, errors);
 			log_error(TAG, "%s: out of memory in the watch, relisting", r->def->name);
 		}
+		r->interrupted = false;
 		r->list_mode = LIST_NOT_OLDER;
 		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
 		return;
@@ -447,15 +634,30 @@ static void watch_done(struct res *r, CURLcode result, long code, enum abort_rea
 				log_warn(TAG, "%s: watch ended after %llu ms without events",
 					 r->def->name, (unsigned long long)ran_ms);
 			k8s_watch_schedule(r, PH_WATCH, k8s_watch_backoff(r));
-		} else {
-			/* The server's timeoutSeconds, or a stream cut after it
-			 * delivered (apiserver rollout, GOAWAY, a proxy): resume
-			 * from the last RV at once, as client-go does. */
-			if (result != CURLE_OK && k8s_watch_may_log(r))
+		} else if (result == CURLE_OPERATION_TIMEDOUT) {
+			/* Past timeoutSeconds + 30 s the server should have ended
+			 * it: whatever still trickles in (keep-alive bytes from a
+			 * proxy) is not a live watch. */
+			STAT_INC(w, watch_deadlines);
+			if (k8s_watch_may_log(r))
+				log_warn(TAG, "%s: watch still open %u s after its timeoutSeconds, "
+					 "ended; resuming at %s", r->def->name,
+					 WATCH_DEADLINE_MARGIN_S, r->rv);
+			k8s_watch_schedule(r, PH_WATCH, reconnect_delay(r));
+		} else if (result != CURLE_OK) {
+			/* A stream cut after it delivered (apiserver rollout, GOAWAY,
+			 * RST_STREAM, a truncated frame or chunk, a proxy): resume
+			 * from the last RV, spread out. */
+			STAT_INC(w, interrupted);
+			if (k8s_watch_may_log(r))
 				log_info(TAG, "%s: watch interrupted (%s), resuming at %s",
 					 r->def->name, why, r->rv);
-			else
-				log_debug(TAG, "%s: watch ended, resuming at %s", r->def->name, r->rv);
+			k8s_watch_schedule(r, PH_WATCH, reconnect_delay(r));
+		} else {
+			/* The server's timeoutSeconds: resume at once, as
+			 * client-go does (the timeouts are random already). */
+			r->interrupted = false;
+			log_debug(TAG, "%s: watch ended, resuming at %s", r->def->name, r->rv);
 			k8s_watch_schedule(r, PH_WATCH, 0);
 		}
 		return;
@@ -463,6 +665,7 @@ static void watch_done(struct res *r, CURLcode result, long code, enum abort_rea
 	if (code == 410) {
 		STAT_INC(w, relists_410);
 		log_info(TAG, "%s: watch: 410 Gone, relisting", r->def->name);
+		r->interrupted = false;
 		r->list_mode = LIST_NOT_OLDER;
 		k8s_watch_schedule(r, PH_LIST, k8s_watch_backoff(r));
 		return;

@@ -316,5 +316,9 @@ int k8s_watch_configure(struct k8s_watch *w, const struct k8s_watch_config *cfg,
 		w->max_event_bytes = MIN_EVENT_BYTES;
 	w->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : IDLE_DEFAULT_MS;
 	w->list_deadline_ms = cfg->list_deadline_ms ? cfg->list_deadline_ms : LIST_DEADLINE_DEFAULT_MS;
+	w->watch_timeout_s = cfg->watch_timeout_s;
+	w->reconnect_spread_ms =
+		cfg->reconnect_spread_ms ? cfg->reconnect_spread_ms : RECONNECT_SPREAD_DEFAULT_MS;
+	w->watch_list_off = cfg->watch_list < 0;
 	return 0;
 }

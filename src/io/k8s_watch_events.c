@@ -54,6 +54,100 @@ static void error_event(struct res *r, const struct k8s_stream_event *ev)
 	r->abort = AB_RELIST;
 }
 
+/* True when a BOOKMARK's object carries the initial-events-end annotation. */
+static bool initial_events_end(const json_t *obj)
+{
+	const json_t *ann = json_object_get(json_object_get(obj, "metadata"), "annotations");
+	const char *v = json_string_value(json_object_get(ann, INITIAL_EVENTS_END));
+	return v && strcmp(v, "true") == 0;
+}
+
+/* One event of a streaming list before its initial-events-end bookmark:
+ * ADDED objects go to the list in progress, the bookmark commits it. A
+ * server that ignored sendInitialEvents streams a plain watch: a bookmark
+ * without the annotation, or a MODIFIED or DELETED event, shows it.
+ * @return non-zero to end the transfer (r->abort says why). */
+static int initial_event(struct res *r, const struct k8s_stream_event *ev, size_t len)
+{
+	struct k8s_watch *w = r->w;
+	int rc;
+
+	switch (ev->type) {
+	case K8S_EV_ADDED: {
+		const char *kind = json_string_value(json_object_get(ev->object, "kind"));
+		if (kind && strcmp(kind, r->def->obj_kind) != 0) {
+			STAT_INC(w, bad_events);
+			if (k8s_watch_may_log(r))
+				log_warn(TAG, "%s: initial event for an object of another kind skipped",
+					 r->def->name);
+			return 0;
+		}
+		r->stream_bytes += len;
+		if (r->stream_bytes > LIST_MAX_BYTES) {
+			STAT_INC(w, errors);
+			log_error(TAG, "%s: streaming list larger than 256 MiB, starting over later",
+				  r->def->name);
+			r->abort = AB_STREAM_RESTART;
+			return 1;
+		}
+		if (k8s_watch_now_ms(w) - r->start_ms > w->list_deadline_ms) {
+			/* Initial events that never end are a list that never ends. */
+			STAT_INC(w, errors);
+			STAT_INC(w, list_timeouts);
+			log_warn(TAG, "%s: streaming list not complete within %llu s, starting over "
+				 "later", r->def->name, (unsigned long long)(w->list_deadline_ms / 1000));
+			r->abort = AB_STREAM_RESTART;
+			return 1;
+		}
+		rc = k8s_watch_list_add(r, json_incref((json_t *)ev->object));
+		if (rc == -ENOMEM) {
+			r->abort = AB_NOMEM;
+			return 1;
+		}
+		if (rc < 0) {
+			STAT_INC(w, errors);
+			log_error(TAG, "%s: streaming list would take too much memory to decode, "
+				  "starting over later", r->def->name);
+			r->abort = AB_STREAM_RESTART;
+			return 1;
+		}
+		return 0;
+	}
+	case K8S_EV_BOOKMARK:
+		if (!initial_events_end(ev->object)) {
+			k8s_watch_list_fallback(r, "a bookmark without initial-events-end");
+			r->abort = AB_FALLBACK;
+			return 1;
+		}
+		if (!k8s_rv_valid(ev->rv)) {
+			STAT_INC(w, bad_events);
+			log_warn(TAG, "%s: initial-events-end without a valid resourceVersion, "
+				 "starting over later", r->def->name);
+			r->abort = AB_STREAM_RESTART;
+			return 1;
+		}
+		STAT_INC(w, watch_lists);
+		STAT_INC(w, bookmarks);
+		k8s_watch_commit_list(r, ev->rv);
+		if (r->initial || r->phase != PH_WATCH) {
+			/* The commit failed and scheduled a relist. */
+			r->initial = false;
+			r->abort = AB_SCHEDULED;
+			return 1;
+		}
+		return 0;
+	case K8S_EV_MODIFIED:
+	case K8S_EV_DELETED:
+		k8s_watch_list_fallback(r, "MODIFIED or DELETED before initial-events-end");
+		r->abort = AB_FALLBACK;
+		return 1;
+	case K8S_EV_ERROR:
+		error_event(r, ev);
+		return 1;
+	}
+	return 0;
+}
+
 /* One line of a watch stream. A non-zero return ends the transfer
  * (r->abort says why). */
 static int on_line(void *arg, const char *line, size_t len)
@@ -82,6 +176,16 @@ static int on_line(void *arg, const char *line, size_t len)
 		if (k8s_watch_may_log(r))
 			log_warn(TAG, "%s: undecodable watch event skipped: %s", r->def->name, err);
 		return 0;
+	}
+	if (r->initial) {
+		rc = initial_event(r, &ev, len);
+		k8s_stream_event_clear(&ev);
+		return rc;
+	}
+	if (!r->live && ev.type != K8S_EV_ERROR) {
+		/* The first event or bookmark: the server serves this watch. */
+		r->live = true;
+		STAT_INC(w, res[r->def->kind].established);
 	}
 	switch (ev.type) {
 	case K8S_EV_ADDED:
@@ -204,12 +308,15 @@ size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
 	struct k8s_watch *w = r->w;
 	size_t n = size * nmemb;
 
+	if (r->discard)
+		return n;
 	/* Busy for a slice since the poll returned: hand the loop back. */
 	if (!r->paused && !r->resuming && uv_hrtime() / 1000000 - uv_now(w->loop) > SLICE_MS) {
 		k8s_watch_pause_until_next_turn(r);
 		return CURL_WRITEFUNC_PAUSE;
 	}
 	uv_timer_start(&r->idle_timer, k8s_watch_on_idle, w->idle_ms, 0);
+	STAT_ADD(w, res[r->def->kind].bytes, n);
 	if (!r->got_code) {
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->http_code);
 		r->got_code = true;
@@ -227,7 +334,13 @@ size_t k8s_watch_on_write(char *data, size_t size, size_t nmemb, void *userp)
 		return on_list_bytes(r, data, n);
 	uint64_t before = r->stream.oversized;
 	int rc = k8s_stream_feed(&r->stream, data, n, on_line, r);
-	if (r->stream.oversized != before) {
+	if (r->stream.oversized != before && r->initial) {
+		/* As a listed item over the bound: skipped, the list goes on. */
+		STAT_ADD(w, oversized_events, r->stream.oversized - before);
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: initial event over %zu bytes skipped", r->def->name,
+				 w->max_event_bytes * LIST_ITEM_FACTOR);
+	} else if (r->stream.oversized != before) {
 		STAT_ADD(w, oversized_events, r->stream.oversized - before);
 		log_warn(TAG, "%s: watch event larger than %zu bytes dropped, relisting",
 			 r->def->name, w->max_event_bytes);
@@ -243,16 +356,29 @@ size_t k8s_watch_on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct res *r = userp;
 
-	/* Only a sign of life: Retry-After is read from curl at the end. */
+	/* A sign of life: Retry-After is read from curl at the end. */
 	(void)data;
 	uv_timer_start(&r->idle_timer, k8s_watch_on_idle, r->w->idle_ms, 0);
+	STAT_ADD(r->w, res[r->def->kind].bytes, size * nmemb);
 	return size * nmemb;
 }
 
 /* ---------------------------------------------------------- list pages */
 
+int k8s_watch_list_add(struct res *r, json_t *item)
+{
+	if (!r->pending && !(r->pending = json_array())) {
+		json_decref(item);
+		return -ENOMEM;
+	}
+	if (json_array_append_new(r->pending, item) < 0)
+		return -ENOMEM;
+	r->list_items = json_array_size(r->pending);
+	return 0;
+}
+
 /* Apply the complete list: swap the new set into the store. */
-static void commit_list(struct res *r, const char *rv)
+void k8s_watch_commit_list(struct res *r, const char *rv)
 {
 	struct k8s_watch *w = r->w;
 	size_t i, rejected = 0;
@@ -409,7 +535,7 @@ int k8s_watch_list_page(struct res *r, char *why, size_t whylen)
 	char rvcopy[K8S_RV_MAX];
 	memcpy(rvcopy, rv, strlen(rv) + 1);
 	json_decref(root);
-	commit_list(r, rvcopy);
+	k8s_watch_commit_list(r, rvcopy);
 	return 0;
 out:
 	json_decref(root);

@@ -81,6 +81,10 @@
 #define URL_MAX_BYTES 2048
 #define TOKEN_CHECK_MS 10000
 #define UNAUTHORIZED_RETRY_MAX_MS 5000
+/* Retries wait a random time in [BACKOFF_MIN_MS, cap] ("full jitter"), the
+ * cap doubling from BACKOFF_INITIAL_MS to BACKOFF_MAX_MS: clients failing
+ * together spread out instead of retrying in lock-step. */
+#define BACKOFF_MIN_MS 50
 #define BACKOFF_INITIAL_MS 800
 #define BACKOFF_MAX_MS 30000
 #define BACKOFF_RESET_MS 120000
@@ -92,6 +96,10 @@
 #define RETRY_AFTER_MAX_S 60
 #define LOG_INTERVAL_MS 10000
 #define PUBLISH_MIN_INTERVAL_MS 20 /* see publish() */
+/* A watch cut after it delivered resumes after a random [0, spread) ms. */
+#define RECONNECT_SPREAD_DEFAULT_MS 1000
+/* The bookmark annotation that ends a streaming list's initial events. */
+#define INITIAL_EVENTS_END "k8s.io/initial-events-end"
 
 #define STAT_INC(w, f) atomic_fetch_add_explicit(&(w)->stats.f, 1, memory_order_relaxed)
 #define STAT_ADD(w, f, n) atomic_fetch_add_explicit(&(w)->stats.f, (n), memory_order_relaxed)
@@ -99,7 +107,7 @@
 /* The Pods of one node (--autopath): a resource after the store's kinds,
  * with its own decoder and table (k8s_watch_pods.c), not in the store. */
 #define RES_PODS ((enum k8s_kind)K8S_KIND_COUNT)
-#define RES_MAX (K8S_KIND_COUNT + 1)
+#define RES_MAX K8S_WATCH_RESOURCES
 
 struct res_def {
 	enum k8s_kind kind;
@@ -118,7 +126,20 @@ enum list_mode {
 };
 
 /* Why we ended a transfer ourselves. */
-enum abort_reason { AB_NONE = 0, AB_RELIST, AB_NOMEM, AB_TOOBIG, AB_COSTLY };
+/* AB_FALLBACK: the server ignored a streaming list (paginated lists from
+ * now on); AB_STREAM_RESTART: the streaming list must start over (its
+ * initial events over the list bounds or deadline); AB_SCHEDULED: what comes
+ * next is already scheduled. */
+enum abort_reason {
+	AB_NONE = 0,
+	AB_RELIST,
+	AB_NOMEM,
+	AB_TOOBIG,
+	AB_COSTLY,
+	AB_FALLBACK,
+	AB_STREAM_RESTART,
+	AB_SCHEDULED,
+};
 
 struct sock_ctx {
 	uv_poll_t poll;
@@ -142,6 +163,7 @@ struct res {
 	uv_timer_t slice_timer; /* resumes a transfer paused at SLICE_MS */
 	bool paused;
 	bool resuming; /* inside curl_easy_pause(CONTINUE): never pause again */
+	bool discard;  /* a paused transfer being ended: its held data is dropped */
 	char rv[K8S_RV_MAX]; /* last resourceVersion seen ("" before the first list) */
 	enum list_mode list_mode;
 	bool listed;  /* at least one list applied */
@@ -149,6 +171,14 @@ struct res {
 	char *cont;   /* continue token of the next page */
 	unsigned pages; /* pages of the list in progress */
 	unsigned watch_timeout_s; /* timeoutSeconds of the watch in flight */
+	/* A streaming list in flight whose initial events have not ended:
+	 * ADDED events go to the list in progress (k8s_watch_list_add), the
+	 * initial-events-end bookmark commits it and the stream goes on as the
+	 * watch. stream_bytes: the text of its initial events so far. */
+	bool initial;
+	size_t stream_bytes;
+	bool interrupted; /* the last watch was cut: the next one is a reconnect */
+	bool live; /* the watch in flight delivered an event or bookmark */
 	json_t *pending; /* items of the list in progress */
 	/* The pages applied to pending so far: their items, text bytes,
 	 * estimated decoding cost and rejected objects. A page that fails is
@@ -199,6 +229,9 @@ struct k8s_watch {
 	size_t max_event_bytes;
 	uint64_t idle_ms;
 	uint64_t list_deadline_ms;
+	unsigned watch_timeout_s; /* test hook; 0: random */
+	uint64_t reconnect_spread_ms;
+	bool watch_list_off; /* refused or ignored once (or never wanted): paginated lists */
 	uint64_t rng;
 	bool dirty; /* the store changed since the last publish */
 	uv_timer_t publish_timer; /* a publish held back by PUBLISH_MIN_INTERVAL_MS */
@@ -215,9 +248,13 @@ uint64_t k8s_watch_now_ms(struct k8s_watch *w);
 /* Whether @p r may log a warning now (rate-limited per resource). */
 bool k8s_watch_may_log(struct res *r);
 
-/* Exponential backoff with jitter: d x [1, 2), doubling from 0.8 s, at most
- * 30 s, reset after 2 minutes without a failure (client-go's constants). */
+/* Exponential backoff with full jitter: a random delay up to a cap that
+ * doubles from 0.8 s to 30 s, reset after 2 minutes without a failure
+ * (client-go's constants). */
 uint64_t k8s_watch_backoff(struct res *r);
+
+/* A random number (jitter only). */
+uint64_t k8s_watch_rnd(struct k8s_watch *w);
 
 /* The bearer token changed: forget the backoff of every resource and bring
  * a retry that waits for it forward (it may have been failing on the old
@@ -233,8 +270,22 @@ void k8s_watch_schedule(struct res *r, enum phase next, uint64_t delay_ms);
 /* Forget the list in progress (its pages and continue token). */
 void k8s_watch_drop_list(struct res *r);
 
-/* Request the next list page of @p r (the first one per its list_mode). */
+/* Request the next list page of @p r (the first one per its list_mode), or
+ * a streaming list when the server has not refused one. */
 void k8s_watch_start_list(struct res *r);
+
+/* Add @p item (its reference is stolen) to the list in progress of @p r.
+ * @return 0, or -ENOMEM / -E2BIG: abort the list. */
+int k8s_watch_list_add(struct res *r, json_t *item);
+
+/* The list in progress is complete at @p rv: swap it into the store and
+ * watch from @p rv (for a streaming list: go on with its stream). May be
+ * called with no item added since k8s_watch_drop_list() (an empty list). */
+void k8s_watch_commit_list(struct res *r, const char *rv);
+
+/* The server refused or ignored a streaming list: use paginated lists from
+ * now on (all resources). */
+void k8s_watch_list_fallback(struct res *r, const char *why);
 
 /* Start a watch of @p r from its resourceVersion. */
 void k8s_watch_start_watch(struct res *r);

@@ -88,6 +88,29 @@ Control interface (plain HTTP on 127.0.0.1:C, JSON in and out):
                       first `items` real objects) carries a continue token,
                       the same one each time, or a fresh one
         drip          {"delay_ms":1000}: the list, one byte per delay
+    POST /control/watch-list {"mode":M,"expire":N,"endless":false}: streaming
+                            lists (watch=1&sendInitialEvents=true): M is
+        refuse     422 "sendInitialEvents is forbidden" (the default: a
+                   server without the WatchList feature)
+        refuse400  400, as a server that knows no such parameter
+        ignore     the parameter is ignored: a plain watch (from rv 0: the
+                   state as ADDED events, then bookmarks without the
+                   annotation)
+        serve      WatchList: needs resourceVersionMatch=NotOlderThan and
+                   allowWatchBookmarks=true; every object as ADDED, then a
+                   BOOKMARK annotated k8s.io/initial-events-end: "true" at
+                   the list's resourceVersion, then the watch goes on.
+                   expire: the next N streaming lists send half the objects
+                   and a 410 Expired ERROR event instead; endless: the
+                   initial events never end (ADDED every 10 ms)
+    POST /control/keepalive {"interval": s}: open watches (past their initial
+                            events) send only a "\n" every s seconds and
+                            never end, past timeoutSeconds; 0 turns it off
+    POST /control/restart   {"down_s": 2}: as an API server restart: every open
+                            watch cut, new connections reset and requests on
+                            kept-alive ones unanswered for down_s seconds,
+                            history compacted at the current resourceVersion
+                            (a watch from an older one gets 410 Expired)
     POST /control/bookmarks {"interval": seconds}
     POST /control/reset-stats
     GET  /control/stats     counters: requests by verb:resource, statuses,
@@ -201,6 +224,13 @@ class State:
         self.requests = collections.deque(maxlen=500)
         self.open_watches = 0
         self.stopping = False
+        self.watch_list = {"mode": "refuse"}
+        self.down_until = 0.0
+        self.keepalive = 0.0
+
+    def is_down(self):
+        with self.cond:
+            return time.monotonic() < self.down_until
 
     # -- objects (call with the lock held) --
 
@@ -320,7 +350,7 @@ def gen_certs(d):
 class TLSServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 64
+    request_queue_size = 1024  # hundreds of clients reconnect at once in bench/cluster/apicost
 
     def __init__(self, addr, handler, ctx, state):
         self.ctx = ctx
@@ -329,6 +359,11 @@ class TLSServer(http.server.ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        if self.state.is_down():
+            # Restarting (/control/restart): the connection is reset.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            sock.close()
+            raise OSError("restarting")
         # The handshake happens in the handler thread, on first read, so a
         # slow or broken client cannot block accept().
         return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
@@ -444,6 +479,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         st = self.server.state
+        if st.is_down():  # a kept-alive connection during a restart
+            self.close_connection = True
+            return
         url = urllib.parse.urlsplit(self.path)
         self.path_only = url.path
         self.query_raw = url.query
@@ -661,9 +699,26 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         kind, apiv, list_kind, namespaced, name = res
         rv = q.get("resourceVersion", "")
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-        if q.get("sendInitialEvents"):
-            raise BadRequest(422, "sendInitialEvents is forbidden for watch unless the "
-                             "WatchList feature gate is enabled")
+        with st.cond:
+            wl = dict(st.watch_list)
+        streaming = False
+        if q.get("sendInitialEvents") in ("true", "1") and wl["mode"] != "ignore":
+            with st.cond:
+                st.stats["watchlist:" + wl["mode"]] += 1
+            if wl["mode"] == "refuse":
+                raise BadRequest(422, "sendInitialEvents is forbidden for watch unless the "
+                                 "WatchList feature gate is enabled")
+            if wl["mode"] == "refuse400":
+                raise BadRequest(400, "unknown parameter sendInitialEvents")
+            if q.get("resourceVersionMatch") != "NotOlderThan":
+                raise BadRequest(422, "sendInitialEvents requires setting resourceVersionMatch "
+                                 "to NotOlderThan")
+            if not bookmarks:
+                raise BadRequest(422, "sendInitialEvents requires allowWatchBookmarks=true")
+            streaming = True
+        elif q.get("sendInitialEvents"):
+            with st.cond:
+                st.stats["watchlist:ignored"] += 1
         try:
             timeout = float(q["timeoutSeconds"]) if "timeoutSeconds" in q else st.watch_timeout
         except ValueError:
@@ -672,7 +727,32 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         expired = None
         sel = field_selector(q) or (lambda o: True)
         with st.cond:
-            if rv in ("", "0"):
+            if streaming:
+                # Not older than rv ("" and "0": any): the latest state here.
+                if rv not in ("", "0"):
+                    try:
+                        n = int(rv)
+                    except ValueError:
+                        raise BadRequest(400, "invalid resource version %r" % rv)
+                    if n > st.rv:
+                        raise BadRequest(504, "Too large resource version: %d, current: %d"
+                                         % (n, st.rv))
+                last = st.rv
+                for _, o in sorted(st.objects[kind].items()):
+                    initial.append({"type": "ADDED", "object": copy.deepcopy(o)})
+                if st.watch_list.get("expire", 0) > 0:
+                    st.watch_list["expire"] -= 1
+                    st.stats["watchlist:expired"] += 1
+                    initial = initial[:len(initial) // 2]
+                    expired = status_obj(410, "too old resource version: %s (%d)"
+                                         % (rv or "0", st.compacted), "Expired")
+                else:
+                    initial.append({"type": "BOOKMARK", "object": {
+                        "kind": kind, "apiVersion": apiv, "metadata": {
+                            "resourceVersion": str(last),
+                            "annotations": {"k8s.io/initial-events-end": "true"}}}})
+                endless = wl.get("endless", False)
+            elif rv in ("", "0"):
                 last = st.rv
                 for _, o in sorted(st.objects[kind].items()):
                     if sel(o):
@@ -694,6 +774,21 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.note(200)
+            if streaming and expired:
+                for ev in initial:
+                    self.write_event(ev)
+            if streaming and endless:
+                # Initial events that never reach initial-events-end.
+                i = 0
+                while not st.stopping:
+                    o = {"kind": kind, "apiVersion": apiv, "metadata": {
+                        "name": "endless-%d" % i, "namespace": "endless",
+                        "resourceVersion": str(last)}}
+                    self.write_event({"type": "ADDED", "object": o})
+                    self.wfile.flush()
+                    i += 1
+                    time.sleep(0.01)
+                return
             if expired:
                 self.write_event({"type": "ERROR", "object": expired})
                 self.wfile.write(b"0\r\n\r\n")
@@ -710,9 +805,15 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 with st.cond:
                     while True:
                         now = time.monotonic()
+                        # A shorter interval set meanwhile applies at once.
+                        next_bm = min(next_bm, now + st.bookmark_interval)
                         if (st.stopping or st.drop_gen != drop_gen
                                 or st.kind_drops[kind] != kind_drop):
                             dropped, partial = True, st.drop_partial
+                            break
+                        if st.keepalive > 0:
+                            # Keep-alive bytes only, past any deadline.
+                            st.cond.wait(st.keepalive)
                             break
                         if now >= deadline:
                             break
@@ -743,6 +844,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                     with st.cond:
                         st.stats["watches_dropped"] += 1
                     return
+                if keepalive_now(st):
+                    self.wfile.write(b"1\r\n\n\r\n")
+                    self.wfile.flush()
+                    with st.cond:
+                        st.stats["keepalive_bytes"] += 1
+                    continue
                 for erv, _, etype, obj in out:
                     if etype == "RAW":
                         self.write_dripped(obj.encode() + b"\n", chunked=True)
@@ -766,6 +873,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         finally:
             with st.cond:
                 st.open_watches -= 1
+
+
+def keepalive_now(st):
+    with st.cond:
+        return st.keepalive > 0 and not st.stopping
 
 
 class ControlHandler(http.server.BaseHTTPRequestHandler):
@@ -899,6 +1011,31 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
         if path == "/control/hostile":
             with st.cond:
                 st.hostile = dict(body) if body.get("mode") else None
+            return {"ok": True}
+        if path == "/control/watch-list":
+            mode = body.get("mode", "serve")
+            if mode not in ("serve", "refuse", "refuse400", "ignore"):
+                raise BadRequest(400, "unknown watch-list mode")
+            with st.cond:
+                st.watch_list = {"mode": mode, "expire": int(body.get("expire", 0)),
+                                 "endless": bool(body.get("endless", False))}
+            return {"ok": True}
+        if path == "/control/restart":
+            # As an API server restart: every watch cut, connections reset
+            # for down_s, and the new watch cache starts at the current
+            # resourceVersion (older ones get 410 Expired).
+            with st.cond:
+                st.down_until = time.monotonic() + float(body.get("down_s", 2))
+                st.drop_gen += 1
+                st.drop_partial = False
+                st.compact(st.rv)
+                st.stats["restarts"] += 1
+                st.cond.notify_all()
+                return {"resourceVersion": st.rv, "open_watches": st.open_watches}
+        if path == "/control/keepalive":
+            with st.cond:
+                st.keepalive = float(body.get("interval", 0))
+                st.cond.notify_all()
             return {"ok": True}
         if path == "/control/bookmarks":
             with st.cond:

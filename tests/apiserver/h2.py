@@ -17,8 +17,18 @@ Scenarios adds the checks that only mean something over HTTP/2:
   h2_proxy_restart        nghttpx killed and restarted on its port: the one
                           connection dies, all three watches resume from
                           their resourceVersions on a new one, no relist
+  h2_goaway               a GOAWAY from the server (h2frames.FrameMitm
+                          between the watch and nghttpx), then the connection
+                          closed: all three watches resume on a new connection
+                          from their resourceVersions, no relist
+  h2_rst_frame            an RST_STREAM on the Services watch: that watch
+                          alone resumes, on the same connection
+  h2_truncated_frame      a DATA frame cut in half, then the connection
+                          closed: the half event is not decoded, all resume
   h2_every_request_h2     every request the proxy served in the run (all
                           scenarios above) was HTTP/2 (ALPN h2)
+Each bad-frame scenario also wants its log line and nodedns_watch_interrupted
+(stats "interrupted") and the last good data served throughout.
 """
 
 import os
@@ -28,6 +38,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 from lib.check import CheckFailed  # noqa: E402
 from lib.nghttpx import Nghttpx  # noqa: E402
+from h2frames import FrameMitm  # noqa: E402
 
 # Scenarios that run over HTTP/1.1 only, and why.
 H1_ONLY = {
@@ -39,7 +50,8 @@ H1_ONLY = {
 
 # (name, needs the main driver), run after the common ones over HTTP/2.
 ORDER = [("h2_one_connection", False), ("h2_stream_reset_one", True),
-         ("h2_proxy_restart", True), ("h2_every_request_h2", False)]
+         ("h2_proxy_restart", True), ("h2_goaway", False), ("h2_rst_frame", False),
+         ("h2_truncated_frame", False), ("h2_every_request_h2", False)]
 
 WATCH_PATHS = {"services": "/api/v1/services",
                "endpointslices": "/apis/discovery.k8s.io/v1/endpointslices",
@@ -59,6 +71,13 @@ class ProxiedApi:
             api.stop()
             raise
         self.url = self.proxy.url
+        self._mitm = None
+
+    def mitm(self):
+        """The frame-level misbehaving server in front of the proxy."""
+        if self._mitm is None:
+            self._mitm = FrameMitm(self.proxy.crt, self.proxy.key, self.proxy.port)
+        return self._mitm
 
     def __getattr__(self, name):
         return getattr(self.api, name)
@@ -69,6 +88,8 @@ class ProxiedApi:
         return s
 
     def stop(self):
+        if self._mitm:
+            self._mitm.stop()
         if self.proxy.p is not None:
             self.proxy.stop()
         self.api.stop()
@@ -189,6 +210,61 @@ class Scenarios:
                 raise self.Fail("%s re-watched at %s, not from its RV (>= %s)" % (k, got, rv))
         self._one_connection("after the restart")
 
+
+    def _bad_frame(self, action, resumed):
+        """Arm @action at the frame server, make a Service change go through
+        it, and check that @resumed watches resume, nothing relists, the
+        cut is logged and counted, and the data stays."""
+        m = self.api.mitm()
+        args = self.main_args()
+        args[args.index("--api") + 1] = m.url
+        self.api.ctl("reset-stats")
+        self.d = self.driver(args, "main")
+        if "started" not in self.d.first:
+            raise self.Fail("driver did not start: %s" % self.d.first)
+        self.d.wait(lambda d: d["stats"]["synced"] == 1 and d["stats"]["watches"] >= 3,
+                    "synced", timeout=60)
+        time.sleep(1.5)  # past SHORT_WATCH_MS, a bookmark or two
+        s0 = self.d.dump()["stats"]
+        n0 = len(self.d.dump()["services"])
+        c0 = m.counts()["connections"]
+        m.arm(action)
+        self.api.ctl("add", svc_obj("ev", "frame-" + action))
+        if not m.fired.wait(20):
+            raise self.Fail("the %s was never sent" % action)
+        d = self.wait_svc("ev/frame-" + action)
+        d = self.d.wait(lambda d: d["stats"]["interrupted"] >= s0["interrupted"] + resumed,
+                        "%d interrupted watches" % resumed)
+        s = d["stats"]
+        if s["lists"] != s0["lists"] or s["bad_events"] != s0["bad_events"]:
+            raise self.Fail("%s must resume without relisting or decoding a half "
+                            "event: %s -> %s" % (action, s0, s))
+        if len(d["services"]) != n0 + 1:
+            raise self.Fail("services %d -> %d" % (n0, len(d["services"])))
+        with open(self.d.errpath, "rb") as f:
+            if b"watch interrupted" not in f.read():
+                raise self.Fail("no log line for the interrupted watch")
+        end = time.time() + 10
+        while resumed == 3 and m.counts()["connections"] <= c0:
+            if time.time() > end:
+                raise self.Fail("no new connection after the %s" % action)
+            time.sleep(0.1)
+        time.sleep(1.5)
+        s = self.d.dump()["stats"]
+        if s["watches"] != s0["watches"] + resumed:
+            raise self.Fail("%d watches restarted, want %d" % (s["watches"] - s0["watches"],
+                                                               resumed))
+        self.api.ctl("add", svc_obj("ev", "after-" + action))
+        self.wait_svc("ev/after-" + action)
+
+    def test_h2_goaway(self):
+        self._bad_frame("goaway", 3)
+
+    def test_h2_rst_frame(self):
+        self._bad_frame("rst", 1)
+
+    def test_h2_truncated_frame(self):
+        self._bad_frame("truncate", 3)
 
     def test_h2_every_request_h2(self):
         reqs = self._h2_requests_since(0)

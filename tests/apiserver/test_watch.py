@@ -275,6 +275,7 @@ class Suite(h2.Scenarios):
                        % (got, rv, [(r["time"], r["query"]) for r in es]))
 
     def test_dropped_watch_resumes(self):
+        time.sleep(1.2)  # past SHORT_WATCH_MS: a cut now is an interruption
         s0 = self.d.dump()["stats"]
         self.api.ctl("drop-watches", {"partial": True})
         self.d.wait(lambda d: d["stats"]["watches"] >= s0["watches"] + 3, "re-watch after drop")
@@ -285,6 +286,10 @@ class Suite(h2.Scenarios):
             raise Fail("a dropped watch must resume without relisting: %s" % s)
         if s["bad_events"] != s0["bad_events"]:
             raise Fail("the half event of a cut stream must not be decoded: %s" % s)
+        if s["interrupted"] < s0["interrupted"] + 3:
+            raise Fail("the cuts must be counted as interruptions: %s" % s)
+        if b"watch interrupted" not in self.driver_log():
+            raise Fail("no log line for the cut")
 
     def test_410_relist(self):
         s0 = self.d.dump()["stats"]
@@ -321,6 +326,21 @@ class Suite(h2.Scenarios):
             raise Fail("after a list 410 the relist must drop resourceVersion")
         self.api.ctl("add", svc("ev", "after-410"))
         self.wait_svc("ev/after-410")
+
+    def test_refused_page_restarts_list(self):
+        """A continue page answered 400 is not asked for again with its token:
+        the list starts over from its first page."""
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("fail", {"status": 400, "count": 1, "match": "continue=", "watch": False})
+        self.api.ctl("compact", {})
+        self.api.ctl("drop-watches", {})
+        self.d.wait(lambda d: d["stats"]["lists"] >= s0["lists"] + 3, "relist")
+        reqs = [r for r in self.svc_requests() if "watch=1" not in r["query"]]
+        bad = [i for i, r in enumerate(reqs) if r["status"] == 400]
+        if len(bad) != 1 or bad[0] + 1 >= len(reqs) or "continue=" in reqs[bad[0] + 1]["query"]:
+            raise Fail("after a refused page the list must start over: %s"
+                       % [(r["query"][:60], r["status"]) for r in reqs])
+        self.check_counts(self.d.dump())
 
     def test_429_retry_after(self):
         s0 = self.d.dump()["stats"]
@@ -390,6 +410,10 @@ class Suite(h2.Scenarios):
         s = d["stats"]
         if s["oversized_events"] < s0["oversized_events"] + 1 or s["lists"] < s0["lists"] + 1:
             raise Fail("oversized event must be counted and trigger a relist: %s" % s)
+        if b"relisting" not in self.driver_log():
+            raise Fail("no log line for the oversized event")
+        if len(d["services"]) < 1100:
+            raise Fail("the last good data must stay: %d services" % len(d["services"]))
 
     def test_token_rotation(self):
         s0 = self.d.dump()["stats"]
@@ -411,6 +435,192 @@ class Suite(h2.Scenarios):
         d = self.wait_svc("ev/after-rotate-2", timeout=45)
         if d["stats"]["token_reloads"] < s1["token_reloads"] + 1:
             raise Fail("token not reloaded after the second rotation: %s" % d["stats"])
+
+    # --------------------------------------------------- streaming lists
+
+    def start_streaming(self, mode, extra=(), body=None, synced=True):
+        """A driver against a stand-in whose streaming lists behave per @mode."""
+        self.api.ctl("watch-list", dict(body or {}, mode=mode))
+        self.api.ctl("reset-stats")
+        self.d = self.driver(self.main_args() + list(extra), "main")
+        if "started" not in self.d.first:
+            raise Fail("driver did not start: %s" % self.d.first)
+        if synced:
+            self.d.wait(lambda d: d["stats"]["synced"] == 1, "synced", timeout=60)
+
+    def force_relist(self):
+        """Every watch behind the compaction point, then cut: all three relist
+        (no bookmark may bring one up to date in between)."""
+        self.api.ctl("stall", {"enabled": True})
+        self.api.ctl("compact", {})
+        self.api.ctl("drop-watches", {})
+        self.api.ctl("stall", {"enabled": False})
+
+    def check_counts(self, d):
+        o = self.api.stats()["objects"]
+        want = (o["Service"], o["EndpointSlice"], o["Namespace"])
+        got = (len(d["services"]), len(d["endpointslices"]), len(d["namespaces"]))
+        if got != want:
+            raise Fail("counts %s, server has %s" % (got, want))
+
+    def svc_requests(self):
+        return [r for r in self.api.requests() if r["path"] == "/api/v1/services"]
+
+    def test_watch_list_streams(self):
+        """WatchList served: one streaming request per resource lists and then
+        watches; no paginated list at all. An object over the watch event
+        bound but within a listed item's (4x) is listed, as in a paginated
+        list."""
+        self.api.ctl("add", svc("ev", "wl-big", annotations={"a": "x" * (MAX_EVENT * 2)}))
+        self.start_streaming("serve")
+        d = self.d.dump()
+        self.check_counts(d)
+        if "ev/wl-big" not in d["services"] or d["stats"]["oversized_events"]:
+            raise Fail("the big object must be listed: %s" % d["stats"])
+        s = d["stats"]
+        if s["watch_lists"] != 3 or s["lists"] != 3 or s["watch_list_fallbacks"]:
+            raise Fail("stats %s" % s)
+        reqs = self.svc_requests()
+        if len(reqs) != 1 or "sendInitialEvents=true" not in reqs[0]["query"] \
+                or "resourceVersionMatch=NotOlderThan" not in reqs[0]["query"] \
+                or "resourceVersion=0" not in reqs[0]["query"]:
+            raise Fail("expected one streaming list from resourceVersion 0: %s" % reqs)
+        rv = self.api.ctl("add", svc("ev", "streamed"))["resourceVersion"]
+        d = self.wait_svc("ev/streamed")
+        if d["stats"]["watches"] != 3 or len(self.svc_requests()) != 1:
+            raise Fail("the stream must go on as the watch: %s, %s"
+                       % (d["stats"], self.svc_requests()))
+        if d["stats"]["res"]["services"]["established"] != 1:
+            raise Fail("one watch established by the stream: %s" % d["stats"]["res"])
+        # A relist (410) streams again, not older than the last RV.
+        self.force_relist()
+        d = self.d.wait(lambda d: d["stats"]["watch_lists"] >= 6, "streaming relists")
+        self.check_counts(d)
+        q = [r["query"] for r in self.svc_requests()]
+        if not any("sendInitialEvents=true" in x and "resourceVersion=%s" % rv in x
+                   for x in q[1:]):
+            raise Fail("the relist did not stream from a later resourceVersion: %s" % q)
+        if d["stats"]["res"]["services"]["relists"] < 1:
+            raise Fail("relist not counted: %s" % d["stats"]["res"])
+
+    def fallback_check(self, mode, tag):
+        self.start_streaming(mode)
+        d = self.d.dump()
+        self.check_counts(d)
+        s = d["stats"]
+        if s["watch_list_fallbacks"] < 1 or s["watch_lists"] != 0 or s["lists"] != 3:
+            raise Fail("stats %s" % s)
+        tried = self.api.stats().get("watchlist:" + tag, 0)
+        if not 1 <= tried <= 3:
+            raise Fail("%d streaming lists tried (%s), want 1..3" % (tried, tag))
+        if b"does not serve streaming lists" not in self.driver_log():
+            raise Fail("no log line for the fallback")
+        # Remembered: a relist uses paginated lists without asking again.
+        self.force_relist()
+        d = self.d.wait(lambda d: d["stats"]["lists"] >= 6, "relist")
+        self.check_counts(d)
+        if self.api.stats().get("watchlist:" + tag, 0) != tried:
+            raise Fail("streaming lists asked for again after the fallback")
+
+    def test_watch_list_refused_422(self):
+        self.fallback_check("refuse", "refuse")
+
+    def test_watch_list_refused_400(self):
+        self.fallback_check("refuse400", "refuse400")
+
+    def test_watch_list_ignored(self):
+        """A server that ignores sendInitialEvents (a plain watch): detected
+        at its first bookmark without initial-events-end."""
+        self.fallback_check("ignore", "ignored")
+        if self.d.dump()["store_rejected"]:
+            raise Fail("objects rejected")
+
+    def test_watch_list_410_restarts(self):
+        """A 410 in the initial stream starts it over (jittered), from the
+        latest state; the half of the objects it sent is not applied alone."""
+        self.start_streaming("serve", body={"expire": 1})
+        d = self.d.dump()
+        self.check_counts(d)
+        s = d["stats"]
+        if s["relists_410"] < 1 or s["watch_lists"] != 3 or s["watch_list_fallbacks"]:
+            raise Fail("stats %s" % s)
+        st = self.api.stats()
+        if st.get("watchlist:expired") != 1:
+            raise Fail("stand-in expired %s streams" % st.get("watchlist:expired"))
+        streams = [r for r in self.api.requests() if "sendInitialEvents" in r["query"]]
+        if len(streams) != 4 or not any("resourceVersion=" not in r["query"]
+                                         for r in streams[1:]):
+            raise Fail("expected one restart without resourceVersion: %s" % streams)
+        if d["clears"]["services"] + d["clears"]["endpointslices"] + \
+                d["clears"]["namespaces"] != 3:
+            raise Fail("the expired stream must not be applied: clears %s" % d["clears"])
+
+    def test_watch_list_never_ends(self):
+        """Initial events that never reach initial-events-end: the streaming
+        relist ends at the list deadline and starts over with backoff; the
+        last good data stays."""
+        self.start_streaming("serve", extra=["--list-deadline-ms", "2000"])
+        self.api.ctl("add", svc("ev", "kept"))
+        self.wait_svc("ev/kept")
+        before = self.d.dump()
+        self.api.ctl("watch-list", {"mode": "serve", "endless": True})
+        self.force_relist()
+        d = self.d.wait(lambda d: d["stats"]["list_timeouts"] >= 4, "streaming lists cut",
+                        timeout=40)
+        if set(d["services"]) != set(before["services"]) or d["stats"]["watch_lists"] != 3:
+            raise Fail("the last good data must stay: %d -> %d services, %s"
+                       % (len(before["services"]), len(d["services"]), d["stats"]))
+        if any(k.startswith("endless/") for k in d["services"]):
+            raise Fail("an unfinished streaming list was applied")
+        if b"streaming list not complete" not in self.driver_log():
+            raise Fail("no log line for the endless stream")
+        self.api.ctl("watch-list", {"mode": "serve"})
+        d = self.d.wait(lambda d: d["stats"]["watch_lists"] >= 6, "recovered", timeout=40)
+        self.check_counts(d)
+
+    def test_watch_deadline(self):
+        """A watch that only gets keep-alive bytes is ended at timeoutSeconds +
+        30 s (here 2 + 30) and resumed from its resourceVersion, not relisted."""
+        self.start_streaming("refuse", extra=["--watch-timeout-s", "2"])
+        self.d.wait(lambda d: d["stats"]["watches"] >= 3, "watches")
+        s0 = self.d.dump()["stats"]
+        self.api.ctl("keepalive", {"interval": 0.5})
+        t0 = time.time()
+        try:
+            d = self.d.wait(lambda d: d["stats"]["watch_deadlines"] >= s0["watch_deadlines"] + 3,
+                            "watch deadlines", timeout=60)
+        finally:
+            self.api.ctl("keepalive", {"interval": 0})
+        took = time.time() - t0
+        if took < 29:
+            raise Fail("watches ended after %.1f s, before timeoutSeconds + 30 s" % took)
+        if self.api.stats().get("keepalive_bytes", 0) < 20:
+            raise Fail("the stand-in sent too few keep-alive bytes")
+        self.api.ctl("add", svc("ev", "after-deadline"))
+        d = self.wait_svc("ev/after-deadline")
+        if d["stats"]["lists"] != s0["lists"] or d["stats"]["bad_events"] != s0["bad_events"]:
+            raise Fail("a deadline must resume, not relist: %s" % d["stats"])
+        if b"after its timeoutSeconds" not in self.driver_log():
+            raise Fail("no log line for the deadline")
+
+    def test_metrics_by_resource(self):
+        """requests, bytes, relists and reconnects by resource."""
+        d = self.d.dump()
+        r0 = d["stats"]["res"]
+        for k, v in r0.items():
+            if v["requests"] < 2 or v["bytes"] < 200 or v["relists"] or v["reconnects"]:
+                raise Fail("%s: %s" % (k, v))
+        if r0["services"]["bytes"] < 20 * r0["namespaces"]["bytes"]:  # 1100 vs 3 objects
+            raise Fail("services bytes %s against namespaces %s" % (r0["services"], r0["namespaces"]))
+        time.sleep(1.2)  # past SHORT_WATCH_MS: a cut now is an interruption
+        self.api.ctl("drop-watches", {})
+        d = self.d.wait(lambda d: all(d["stats"]["res"][k]["reconnects"] >= 1 for k in r0),
+                        "reconnects counted")
+        if any(d["stats"]["res"][k]["relists"] for k in r0) or d["stats"]["interrupted"] < 3:
+            raise Fail("a cut must resume: %s %s" % (d["stats"]["res"], d["stats"]))
+        self.force_relist()
+        d = self.d.wait(lambda d: all(d["stats"]["res"][k]["relists"] >= 1 for k in r0),
+                        "relists counted")
 
     # ------------------------------------------------------ hostile server
 
@@ -719,7 +929,7 @@ class Suite(h2.Scenarios):
     ORDER = [("initial_sync_paginated", True), ("added_modified_deleted", True),
              ("bookmark_moves_rv", True), ("dropped_watch_resumes", True),
              ("410_relist", True), ("list_410_falls_back_to_latest", True),
-             ("429_retry_after", True), ("500s", True), ("idle_watchdog", True),
+             ("refused_page_restarts_list", True), ("429_retry_after", True), ("500s", True), ("idle_watchdog", True),
              ("slow_drip", True), ("bad_lines_not_fatal", True), ("hostile_names", False),
              ("token_reload_resets_backoff", True), ("hostile_empty_objects", False),
              ("hostile_gzip_bomb", False), ("hostile_one_object", False), ("hostile_deep", False),
@@ -729,7 +939,11 @@ class Suite(h2.Scenarios):
              ("wrong_ca_refused", False), ("no_ca_uses_system_store", False),
              ("kubeconfig_token_file_ca_data", False), ("kubeconfig_client_cert", False),
              ("kubeconfig_client_cert_files", False), ("refused_configs", False),
-             ("real_store", False)]
+             ("real_store", False), ("metrics_by_resource", True),
+             ("watch_list_streams", False), ("watch_list_refused_422", False),
+             ("watch_list_refused_400", False), ("watch_list_ignored", False),
+             ("watch_list_410_restarts", False), ("watch_list_never_ends", False),
+             ("watch_deadline", False)]
 
     def run(self):
         failed = 0
@@ -767,6 +981,8 @@ class Suite(h2.Scenarios):
                 self.api.ctl("stall", {"enabled": False})
                 self.api.ctl("drip", {"bytes": 0})
                 self.api.ctl("hostile", {"mode": None})
+                self.api.ctl("watch-list", {"mode": "refuse"})
+                self.api.ctl("keepalive", {"interval": 0})
         return failed
 
     def cleanup(self, keep):

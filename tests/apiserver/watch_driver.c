@@ -3,6 +3,8 @@
  * Built by hand (see tests/apiserver/build_driver.sh), not by the Makefile:
  *   watch_driver (--api URL [--token-file F] [--ca-file CA] | --kubeconfig K)
  *                [--idle-ms N] [--max-event-bytes N] [--log-level L]
+ *                [--list-deadline-ms N] [--watch-timeout-s N]
+ *                [--reconnect-spread-ms N] [--watch-list auto|off]
  *
  * Links a recording fake of the store and publisher symbols (below) unless built
  * with -DREAL_STORE, in which case the real store (src/cluster/...) is used and
@@ -208,8 +210,27 @@ static json_t *stats_json(const struct k8s_watch_stats *st)
 	S(bad_events);
 	S(list_loops);
 	S(list_timeouts);
+	S(watch_lists);
+	S(watch_list_fallbacks);
+	S(watch_deadlines);
+	S(interrupted);
 	S(synced);
 #undef S
+	static const char *const names[K8S_KIND_COUNT] = {"services", "endpointslices",
+							  "namespaces"};
+	json_t *res = json_object();
+	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "requests", json_integer((json_int_t)atomic_load(&st->res[k].requests)));
+		json_object_set_new(o, "bytes", json_integer((json_int_t)atomic_load(&st->res[k].bytes)));
+		json_object_set_new(o, "relists", json_integer((json_int_t)atomic_load(&st->res[k].relists)));
+		json_object_set_new(o, "reconnects",
+				    json_integer((json_int_t)atomic_load(&st->res[k].reconnects)));
+		json_object_set_new(o, "established",
+				    json_integer((json_int_t)atomic_load(&st->res[k].established)));
+		json_object_set_new(res, names[k], o);
+	}
+	json_object_set_new(j, "res", res);
 	return j;
 }
 
@@ -324,6 +345,12 @@ int main(int argc, char **argv)
 			cfg.idle_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--list-deadline-ms") == 0)
 			cfg.list_deadline_ms = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--watch-timeout-s") == 0)
+			cfg.watch_timeout_s = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--reconnect-spread-ms") == 0)
+			cfg.reconnect_spread_ms = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--watch-list") == 0)
+			cfg.watch_list = strcmp(v, "off") == 0 ? -1 : 0;
 		else if (strcmp(a, "--max-event-bytes") == 0)
 			cfg.max_event_bytes = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--log-level") == 0 && log_level_parse(v, &level) == 0)

@@ -2,12 +2,21 @@
  *
  * Runs on the control thread's libuv loop: libcurl's multi interface driven by
  * uv_poll/uv_timer, JSON decoded with jansson, objects pushed into the
- * k8s_store (k8s_store.h). For each resource it lists (pages of limit=500 with
- * continue), then watches from the list's resourceVersion with
- * allowWatchBookmarks=true and a random timeoutSeconds in [300, 600]. Events
- * update the store; BOOKMARK moves the resourceVersion; an ERROR event with
- * 410 (or a 410 response) relists. Errors back off exponentially with jitter
- * (0.8 s doubling to 30 s); 429 honours Retry-After. The bearer token is
+ * k8s_store (k8s_store.h). For each resource it lists with a streaming list
+ * (WatchList: watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan,
+ * the objects as ADDED events up to the bookmark annotated
+ * k8s.io/initial-events-end, whose resourceVersion the stream then watches
+ * from), or, once a server refused (400/422) or ignored that (a plain watch),
+ * paginated lists (limit=500 with continue) and a watch from the list's
+ * resourceVersion. The first list asks for resourceVersion=0 (the watch
+ * cache), a relist for NotOlderThan the last one, a list after a 410 for the
+ * latest. Watches have allowWatchBookmarks=true and a random timeoutSeconds
+ * in [300, 600]. Events update the store; BOOKMARK moves the
+ * resourceVersion; an ERROR event with 410 (or a 410 response) relists; a
+ * clean end or a cut stream resumes from the last resourceVersion (a cut one
+ * after a random delay under reconnect_spread_ms). Errors back off with full
+ * jitter (a random delay under a cap doubling from 0.8 s to 30 s); 429
+ * honours Retry-After. The bearer token is
  * re-read when its file changes and after a 401. TLS is always verified.
  * The last good data stays in the store while the API is unreachable.
  * What a server can make us spend is bounded: a list is split into its items
@@ -52,6 +61,18 @@ struct k8s_watch_config {
 	 * 0: 300000 (5 min). Tests set it low. Watches end at their
 	 * timeoutSeconds plus 30 s. */
 	uint32_t list_deadline_ms;
+	/* Test hook: the timeoutSeconds of every watch. 0: random in
+	 * [300, 600] s. The watch's own deadline stays timeoutSeconds + 30 s. */
+	uint32_t watch_timeout_s;
+	/* A watch cut after it delivered (an API server restart, a GOAWAY, a
+	 * stream reset) resumes after a random delay in [0, this): thousands of
+	 * nodes cut at once come back spread out, not in lock-step.
+	 * 0: 1000 ms. */
+	uint32_t reconnect_spread_ms;
+	/* Streaming lists (WatchList): 0 use them when the server offers them,
+	 * falling back to paginated lists when it refuses or ignores them;
+	 * -1 never (paginated lists only). */
+	int watch_list;
 	/* --autopath: also list+watch the Pods of node `pod_node`
 	 * (fieldSelector=spec.nodeName=<pod_node>) into `pods` (borrowed for the
 	 * life of the watch), and hand each new table of their addresses to
@@ -63,12 +84,31 @@ struct k8s_watch_config {
 	void (*pods_cb)(void *arg, struct pod_table *t);
 };
 
+/* Watched resources: the store's kinds, then the node's Pods (--autopath). */
+#define K8S_WATCH_RESOURCES (K8S_KIND_COUNT + 1)
+
+/* What one resource cost the API server (nodedns_watch_*{resource}). */
+struct k8s_watch_res_stats {
+	_Atomic uint64_t requests, /* lists (pages), watches and streaming lists sent */
+		bytes,	   /* response bytes received: headers and body (inflated) */
+		relists,   /* lists after the first one, for any reason */
+		reconnects, /* watches started again after a cut or a failed attempt */
+		established; /* watches that delivered an event or bookmark (a
+			      * streaming list: its initial-events-end) */
+};
+
 struct k8s_watch_stats {
 	_Atomic uint64_t lists, watches, watch_restarts, relists_410, events,
 		bookmarks, errors, throttled_429, unauthorized_401, token_reloads,
 		oversized_events, bad_events,
 		list_loops, /* lists abandoned: a repeated continue token or too many pages */
-		list_timeouts; /* requests ended by the deadline or the minimum rate */
+		list_timeouts, /* requests ended by the deadline or the minimum rate */
+		watch_lists,   /* streaming lists completed (initial-events-end) */
+		watch_list_fallbacks, /* the server refused or ignored a streaming list */
+		watch_deadlines, /* watches ended by timeoutSeconds + 30 s */
+		interrupted;   /* watch streams cut by the transport (reset, GOAWAY,
+				* a truncated frame or chunk, a closed connection) */
+	struct k8s_watch_res_stats res[K8S_WATCH_RESOURCES]; /* by enum k8s_kind, then pods */
 	_Atomic int synced; /* 1 once all three resources have been listed once */
 };
 struct mbuf;
