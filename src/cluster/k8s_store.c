@@ -43,6 +43,8 @@ struct k8s_store {
 	bool all_dirty;         /* since then, anything may have changed */
 	uint64_t n_addrs;       /* ready addresses held */
 	struct k8s_store_stats stats;
+	bool staging;           /* a stage's store: no change marks */
+	uint64_t base_objects;  /* a stage's: objects of the store it is for, other kinds */
 };
 
 /* ---------------------------------------------------------------- store */
@@ -102,14 +104,20 @@ void k8s_store_free(struct k8s_store *s)
 	free(s);
 }
 
-static uint64_t n_objects(const struct k8s_store *s)
+static uint64_t own_objects(const struct k8s_store *s)
 {
 	return s->svcs.n + s->slices.n + s->nss.n;
 }
 
-static int mark(struct hmap *dirty, const char *key, size_t klen)
+/* Counted against K8S_MAX_OBJECTS. */
+static uint64_t n_objects(const struct k8s_store *s)
 {
-	return hmap_put(dirty, key, klen, (void *)1, NULL);
+	return s->base_objects + own_objects(s);
+}
+
+static int mark(const struct k8s_store *s, struct hmap *dirty, const char *key, size_t klen)
+{
+	return s->staging ? 0 : hmap_put(dirty, key, klen, (void *)1, NULL);
 }
 
 /* Put (or with DELETED remove) the decoded @p svc, which this consumes. */
@@ -129,7 +137,7 @@ static int put_service(struct k8s_store *s, enum k8s_event ev, struct k8s_servic
 		rc = k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 		goto out;
 	}
-	if ((rc = mark(&s->dirty_svc, key, klen)) < 0 || (rc = mark(&s->dirty_ns, key, nslen)) < 0)
+	if ((rc = mark(s, &s->dirty_svc, key, klen)) < 0 || (rc = mark(s, &s->dirty_ns, key, nslen)) < 0)
 		goto out;
 	cnt = (uintptr_t)hmap_get(&s->ns_svcs, key, nslen);
 	if (ev == K8S_DELETED) {
@@ -238,7 +246,7 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 	old = hmap_get(&s->slices, key, klen);
 	if (old && old->svc[0]) {
 		sklen = k8s_objects_key(skey, old->ns, strlen(old->ns), old->svc, strlen(old->svc));
-		if ((rc = mark(&s->dirty_svc, skey, sklen)) < 0)
+		if ((rc = mark(s, &s->dirty_svc, skey, sklen)) < 0)
 			goto out;
 	}
 	if (ev == K8S_DELETED) {
@@ -258,7 +266,7 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 	}
 	if (sl->svc[0]) {
 		sklen = k8s_objects_key(skey, sl->ns, strlen(sl->ns), sl->svc, strlen(sl->svc));
-		if ((rc = mark(&s->dirty_svc, skey, sklen)) < 0 ||
+		if ((rc = mark(s, &s->dirty_svc, skey, sklen)) < 0 ||
 		    (rc = list_reserve(s, skey, sklen, &l)) < 0)
 			goto out;
 	}
@@ -303,7 +311,7 @@ static int put_namespace(struct k8s_store *s, enum k8s_event ev, const char *nam
 	    n_objects(s) >= K8S_MAX_OBJECTS) {
 		return k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 	}
-	if ((rc = mark(&s->dirty_ns, name, len)) < 0)
+	if ((rc = mark(s, &s->dirty_ns, name, len)) < 0)
 		return rc;
 	if (ev == K8S_DELETED) {
 		hmap_del(&s->nss, name, len, NULL);
@@ -385,6 +393,156 @@ void k8s_store_get_stats(const struct k8s_store *s, struct k8s_store_stats *out)
 	out->services = s->svcs.n;
 	out->endpointslices = s->slices.n;
 	out->namespaces = s->nss.n;
+}
+
+/* ------------------------------------------------- a list in progress */
+
+struct k8s_store_stage {
+	enum k8s_kind kind;
+	struct k8s_store *list; /* the pages kept so far */
+	struct k8s_store *page; /* the page in flight */
+};
+
+static struct k8s_store *stage_store(const struct k8s_store *s, uint64_t base)
+{
+	struct k8s_store *t = k8s_store_new(&s->cfg);
+
+	if (t) {
+		t->staging = true;
+		t->base_objects = base;
+	}
+	return t;
+}
+
+struct k8s_store_stage *k8s_store_stage_new(const struct k8s_store *s, enum k8s_kind kind)
+{
+	struct k8s_store_stage *st = calloc(1, sizeof(*st));
+	uint64_t mine = kind == K8S_SERVICE ? s->svcs.n
+			: kind == K8S_ENDPOINTSLICE ? s->slices.n
+						    : s->nss.n;
+
+	if (!st)
+		return NULL;
+	st->kind = kind;
+	st->list = stage_store(s, own_objects(s) - mine);
+	st->page = st->list ? stage_store(s, own_objects(s) - mine) : NULL;
+	if (!st->page) {
+		k8s_store_stage_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void k8s_store_stage_free(struct k8s_store_stage *st)
+{
+	if (!st)
+		return;
+	k8s_store_free(st->list);
+	k8s_store_free(st->page);
+	free(st);
+}
+
+int k8s_store_stage_add(struct k8s_store_stage *st, const json_t *obj, char *err, size_t errlen)
+{
+	return k8s_store_apply(st->page, st->kind, K8S_ADDED, obj, err, errlen);
+}
+
+void k8s_store_stage_page_drop(struct k8s_store_stage *st)
+{
+	k8s_store_clear_kind(st->page, st->kind);
+	st->page->base_objects = n_objects(st->list);
+}
+
+/* Move every object of @p src into @p dst as ADDED events (later ones
+ * replace earlier ones of the same name); @p src is left empty. @return
+ * the objects a limit refused, or -ENOMEM. */
+static int stage_move(struct k8s_store *dst, struct k8s_store *src)
+{
+	int refused = 0, rc;
+	bool nomem = false;
+
+	HMAP_FOREACH(&src->svcs, n)
+	{
+		if ((rc = put_service(dst, K8S_ADDED, n->val, NULL, 0)) == -ENOMEM)
+			nomem = true;
+		else if (rc < 0)
+			refused++;
+	}
+	hmap_clear(&src->svcs, NULL);
+	hmap_clear(&src->ns_svcs, NULL);
+	HMAP_FOREACH(&src->slices, n)
+	{
+		if ((rc = put_slice(dst, K8S_ADDED, n->val, NULL, 0)) == -ENOMEM)
+			nomem = true;
+		else if (rc < 0)
+			refused++;
+	}
+	hmap_clear(&src->svc_slices, list_free);
+	hmap_clear(&src->slices, NULL);
+	src->n_addrs = 0;
+	HMAP_FOREACH(&src->nss, n)
+	{
+		if ((rc = put_namespace(dst, K8S_ADDED, (const char *)n->key, n->klen, NULL, 0)) ==
+		    -ENOMEM)
+			nomem = true;
+		else if (rc < 0)
+			refused++;
+	}
+	hmap_clear(&src->nss, NULL);
+	return nomem ? -ENOMEM : refused;
+}
+
+int k8s_store_stage_page_keep(struct k8s_store_stage *st)
+{
+	int rc = stage_move(st->list, st->page);
+
+	st->page->base_objects = n_objects(st->list);
+	if (rc > 0)
+		st->page->stats.events_rejected += (uint64_t)rc;
+	return rc;
+}
+
+size_t k8s_store_stage_count(const struct k8s_store_stage *st)
+{
+	return own_objects(st->list) + own_objects(st->page);
+}
+
+int k8s_store_stage_commit(struct k8s_store *s, struct k8s_store_stage *st)
+{
+	struct k8s_store *t = st->list;
+	struct hmap tmp;
+	int rc = stage_move(t, st->page);
+	uint64_t kept = own_objects(t);
+
+	if (rc < 0) {
+		k8s_store_stage_free(st);
+		return rc;
+	}
+#define SWAP(field) (tmp = s->field, s->field = t->field, t->field = tmp)
+	switch (st->kind) {
+	case K8S_SERVICE:
+		SWAP(svcs);
+		SWAP(ns_svcs);
+		break;
+	case K8S_ENDPOINTSLICE: {
+		uint64_t n = s->n_addrs;
+		SWAP(slices);
+		SWAP(svc_slices);
+		s->n_addrs = t->n_addrs;
+		t->n_addrs = n;
+		break;
+	}
+	default:
+		SWAP(nss);
+	}
+#undef SWAP
+	/* The next publish compares every record with the last snapshot and
+	 * still shares what did not change. */
+	s->all_dirty = true;
+	s->stats.events_applied += kept;
+	s->stats.events_rejected += st->page->stats.events_rejected + (uint64_t)rc;
+	k8s_store_stage_free(st); /* and with it the objects the list replaced */
+	return rc;
 }
 
 /* ------------------------------------------------- the publisher's view */

@@ -137,8 +137,8 @@ void k8s_watch_schedule(struct res *r, enum phase next, uint64_t delay_ms)
 
 void k8s_watch_drop_list(struct res *r)
 {
-	json_decref(r->pending);
-	r->pending = NULL;
+	k8s_store_stage_free(r->stage);
+	r->stage = NULL;
 	r->list_items = r->list_bytes = r->list_cost = r->list_rejected = 0;
 	r->pages = 0;
 	free(r->cont);
@@ -168,12 +168,11 @@ void k8s_watch_start_list(struct res *r)
 
 	if (!r->cont) {
 		k8s_watch_drop_list(r);
-		if (!(r->pending = json_array()))
+		if (!(r->stage = k8s_store_stage_new(r->w->store, r->def->kind)))
 			goto fail;
 	}
 	/* A retried page: take out what its failed attempt added. */
-	while (json_array_size(r->pending) > r->list_items)
-		json_array_remove(r->pending, json_array_size(r->pending) - 1);
+	k8s_store_stage_page_drop(r->stage);
 	r->page_bytes = r->page_cost = r->page_rejected = 0;
 	k8s_stream_list_reset(&r->split);
 	if (r->cont) {

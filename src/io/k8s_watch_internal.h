@@ -144,10 +144,12 @@ struct res {
 	char *cont;   /* continue token of the next page */
 	unsigned pages; /* pages of the list in progress */
 	unsigned watch_timeout_s; /* timeoutSeconds of the watch in flight */
-	json_t *pending; /* items of the list in progress */
-	/* The pages applied to pending so far: their items, text bytes,
+	/* The list in progress: its objects decoded as they arrive, apart
+	 * from the store until the list is complete (k8s_store.h). */
+	struct k8s_store_stage *stage;
+	/* The pages kept in the stage so far: their items, text bytes,
 	 * estimated decoding cost and rejected objects. A page that fails is
-	 * taken out again (pending cut back to list_items) before its retry. */
+	 * dropped from the stage before its retry. */
 	size_t list_items, list_bytes, list_cost, list_rejected;
 	size_t page_bytes, page_cost, page_rejected; /* the page in flight */
 	struct k8s_stream_list split; /* splits a list page into its items */
@@ -221,6 +223,13 @@ void k8s_watch_schedule(struct res *r, enum phase next, uint64_t delay_ms);
 
 /* Forget the list in progress (its pages and continue token). */
 void k8s_watch_drop_list(struct res *r);
+/** Add one item to the list in progress (@p item's reference is stolen):
+ * 0, or -ENOMEM / -E2BIG meaning abort the list. A malformed item is
+ * counted, logged and skipped (0). */
+int k8s_watch_list_add(struct res *r, json_t *item);
+/** The list in progress is complete at resourceVersion @p rv: it replaces
+ * the resource's objects in the store, then the watch starts. */
+void k8s_watch_commit_list(struct res *r, const char *rv);
 
 /* Request the next list page of @p r (the first one per its list_mode). */
 void k8s_watch_start_list(struct res *r);
