@@ -64,7 +64,7 @@ int cluster_pmap_edit(struct pm_edits *e, const struct hash_key *hk, const void 
 	x->klen = (uint16_t)klen;
 	x->del = del;
 	x->val = val;
-	memcpy(x->key, key, klen);
+	x->key = key;
 	return 0;
 }
 

@@ -36,99 +36,40 @@ struct cluster_publisher {
 
 /* ------------------------------------------------------ reverse entries */
 
-struct rev_work {
-	uint32_t n, cap;
-	struct rev_item *items;
-	struct k8s_ip ip;
+/* One reverse entry of a record added or taken away, keyed by its address.
+ * The changes of a publish are gathered in one flat array, sorted by key,
+ * and each address's group turns its old rev_rec into the new one. */
+struct rev_change {
+	const struct svc_rec *rec; /* borrowed: the last snapshot's or a new edit's */
+	uint32_t target;
+	uint8_t kind;
+	bool add;
+	uint8_t klen;
+	uint8_t key[17];
 };
 
-static void rev_work_free(void *p)
+struct rev_changes {
+	size_t n, cap;
+	struct rev_change *v;
+};
+
+static int rev_push(struct rev_changes *c, const struct svc_rec *r, const struct k8s_ip *ip,
+		    int kind, uint32_t target, bool add)
 {
-	struct rev_work *w = p;
-
-	if (w)
-		free(w->items);
-	free(w);
-}
-
-static struct rev_work *rev_work_get(struct hmap *work, const struct cluster_snapshot *last,
-				     const struct k8s_ip *ip)
-{
-	uint8_t key[17];
-	size_t klen = cluster_snapshot_rev_key(key, ip);
-	struct rev_work *w = hmap_get(work, key, klen);
-	struct pm_val *v = NULL;
-
-	if (w)
-		return w;
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return NULL;
-	w->ip = *ip;
-	if (last && cluster_pmap_get(&last->rev, &last->hkey, key, klen, &v) && v) {
-		const struct rev_rec *rr = (const struct rev_rec *)v;
-		w->items = malloc((rr->n + 1) * sizeof(*w->items));
-		if (!w->items) {
-			free(w);
-			return NULL;
-		}
-		memcpy(w->items, rr->items, rr->n * sizeof(*w->items));
-		w->n = rr->n;
-		w->cap = rr->n + 1;
-	}
-	if (hmap_put(work, key, klen, w, NULL) < 0) {
-		rev_work_free(w);
-		return NULL;
-	}
-	return w;
-}
-
-static int rev_edit(struct hmap *work, const struct cluster_snapshot *last,
-		    const struct svc_rec *r, const struct k8s_ip *ip, int kind,
-		    const struct rec_target *t, bool add)
-{
-	struct rev_work *w = rev_work_get(work, last, ip);
-
-	if (!w)
-		return -ENOMEM;
-	if (!add) {
-		for (uint32_t i = 0; i < w->n;) {
-			const struct rev_item *it = &w->items[i];
-			if (it->ns_len == r->ns_len && it->name_len == r->name_len &&
-			    memcmp(it->ns, r->ns, r->ns_len) == 0 &&
-			    memcmp(it->name, r->name, r->name_len) == 0)
-				w->items[i] = w->items[--w->n];
-			else
-				i++;
-		}
-		return 0;
-	}
-	for (uint32_t i = 0; i < w->n; i++) {
-		const struct rev_item *it = &w->items[i];
-		if (it->kind == kind && it->ns_len == r->ns_len && it->name_len == r->name_len &&
-		    memcmp(it->ns, r->ns, r->ns_len) == 0 &&
-		    memcmp(it->name, r->name, r->name_len) == 0)
-			return 0; /* one PTR per Service and kind */
-	}
-	if (w->n == w->cap) {
-		uint32_t cap = w->cap ? w->cap * 2 : 2;
-		struct rev_item *v = realloc(w->items, cap * sizeof(*v));
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct rev_change *v = realloc(c->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
-		w->items = v;
-		w->cap = cap;
+		c->v = v;
+		c->cap = cap;
 	}
-	struct rev_item *it = &w->items[w->n++];
-	memset(it, 0, sizeof(*it));
-	it->kind = (uint8_t)kind;
-	it->ns_len = r->ns_len;
-	it->name_len = r->name_len;
-	memcpy(it->ns, r->ns, r->ns_len);
-	memcpy(it->name, r->name, r->name_len);
-	if (t) {
-		it->label_len = t->label_len;
-		memcpy(it->label, t->label, t->label_len);
-	}
+	struct rev_change *x = &c->v[c->n++];
+	x->rec = r;
+	x->target = target;
+	x->kind = (uint8_t)kind;
+	x->add = add;
+	x->klen = (uint8_t)cluster_snapshot_rev_key(x->key, ip);
 	return 0;
 }
 
@@ -148,8 +89,7 @@ static int ep_ref_cmp(const void *a, const void *b)
 /* Add or remove the reverse entries of @p r: each ClusterIP points at the
  * Service name, each ready endpoint address at its endpoint name (one PTR
  * per Service: the first name in label order that holds the address). */
-static int rev_apply(struct hmap *work, const struct cluster_snapshot *last,
-		     const struct svc_rec *r, bool add)
+static int rev_apply(struct rev_changes *c, const struct svc_rec *r, bool add)
 {
 	struct ep_ref *refs;
 	size_t n = 0;
@@ -158,7 +98,7 @@ static int rev_apply(struct hmap *work, const struct cluster_snapshot *last,
 	if (!r)
 		return 0;
 	for (uint32_t i = 0; i < r->n_cips; i++) {
-		if ((rc = rev_edit(work, last, r, &r->cips[i], REV_CLUSTERIP, NULL, add)) < 0)
+		if ((rc = rev_push(c, r, &r->cips[i], REV_CLUSTERIP, 0, add)) < 0)
 			return rc;
 	}
 	if (r->n_eps == 0)
@@ -174,67 +114,122 @@ static int rev_apply(struct hmap *work, const struct cluster_snapshot *last,
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (i && cluster_records_ip_cmp(&refs[i].ip, &refs[i - 1].ip) == 0)
 			continue;
-		rc = rev_edit(work, last, r, &refs[i].ip, REV_ENDPOINT, &r->targets[refs[i].target],
-			      add);
+		rc = rev_push(c, r, &refs[i].ip, REV_ENDPOINT, refs[i].target, add);
 	}
 	free(refs);
 	return rc;
 }
 
+static int rev_change_cmp(const void *a, const void *b)
+{
+	const struct rev_change *x = a, *y = b;
+
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return memcmp(x->key, y->key, x->klen);
+}
+
 static int rev_item_cmp(const void *a, const void *b)
 {
 	const struct rev_item *x = a, *y = b;
+	const struct svc_rec *p = x->rec, *q = y->rec;
 	int c;
 
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	if ((c = cluster_records_label_cmp(x->ns, x->ns_len, y->ns, y->ns_len)))
+	if ((c = cluster_records_label_cmp(p->ns, p->ns_len, q->ns, q->ns_len)))
 		return c;
-	if ((c = cluster_records_label_cmp(x->name, x->name_len, y->name, y->name_len)))
+	if ((c = cluster_records_label_cmp(p->name, p->name_len, q->name, q->name_len)))
 		return c;
-	return cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len);
+	if (x->kind != REV_ENDPOINT)
+		return 0;
+	const struct rec_target *s = &p->targets[x->target], *t = &q->targets[y->target];
+
+	return cluster_records_label_cmp(rec_label(p, s), s->label_len, rec_label(q, t), t->label_len);
 }
 
-/* Turn the worked-on reverse entries into edits of the rev map. */
-static int rev_edits(struct hmap *work, const struct cluster_snapshot *last,
+/* The new entries of one address: the old ones of @p old (may be NULL)
+ * with the changes g[0..n) applied, into @p items (room for old's and n).
+ * @return their count. */
+static uint32_t rev_group(const struct rev_rec *old, const struct rev_change *g, size_t n,
+			  struct rev_item *items)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; old && i < old->n; i++) {
+		bool gone = false;
+		for (size_t j = 0; j < n && !gone; j++)
+			gone = !g[j].add && g[j].rec == old->items[i].rec;
+		if (!gone)
+			items[k++] = old->items[i];
+	}
+	for (size_t j = 0; j < n; j++) {
+		bool dup = !g[j].add;
+		for (uint32_t i = 0; i < k && !dup; i++)
+			dup = items[i].rec == g[j].rec && items[i].kind == g[j].kind;
+		if (!dup) /* one PTR per Service and kind */
+			items[k++] = (struct rev_item){ g[j].rec, g[j].target, g[j].kind };
+	}
+	if (k > 1)
+		qsort(items, k, sizeof(*items), rev_item_cmp);
+	return k;
+}
+
+/* Turn the gathered reverse changes into edits of the rev map. */
+static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
 		     const struct hash_key *hk, struct pm_edits *e)
 {
-	HMAP_FOREACH(work, node)
-	{
-		struct rev_work *w = node->val;
-		struct pm_val *old = NULL;
-		struct rev_rec *rr;
+	struct rev_item *items = NULL;
+	size_t cap = 0;
+	int rc = 0;
 
+	if (c->n > 1)
+		qsort(c->v, c->n, sizeof(*c->v), rev_change_cmp);
+	for (size_t i = 0, j; i < c->n && rc == 0; i = j) {
+		const struct rev_change *g = &c->v[i];
+		struct pm_val *oldv = NULL;
+		const struct rev_rec *old;
+		struct rev_rec *rr;
+		uint32_t k;
+
+		for (j = i + 1; j < c->n && rev_change_cmp(g, &c->v[j]) == 0; j++)
+			;
 		if (last)
-			cluster_pmap_get(&last->rev, &last->hkey, node->key, node->klen, &old);
-		if (w->n)
-			qsort(w->items, w->n, sizeof(*w->items), rev_item_cmp);
-		if (old) {
-			const struct rev_rec *o = (const struct rev_rec *)old;
-			if (o->n == w->n &&
-			    (!w->n || memcmp(o->items, w->items, w->n * sizeof(*w->items)) == 0))
-				continue;
-		} else if (w->n == 0) {
+			cluster_pmap_get(&last->rev, &last->hkey, g->key, g->klen, &oldv);
+		old = (const struct rev_rec *)oldv;
+		size_t need = (old ? old->n : 0) + (j - i);
+		if (need > cap) {
+			struct rev_item *v = realloc(items, need * sizeof(*v));
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			items = v;
+			cap = need;
+		}
+		k = rev_group(old, g, j - i, items);
+		if (old ? old->n == k && memcmp(old->items, items, k * sizeof(*items)) == 0 : k == 0)
+			continue;
+		if (k == 0) {
+			rc = cluster_pmap_edit(e, hk, g->key, g->klen, true, NULL);
 			continue;
 		}
-		if (w->n == 0) {
-			if (cluster_pmap_edit(e, hk, node->key, node->klen, true, NULL) < 0)
-				return -ENOMEM;
-			continue;
+		rr = malloc(sizeof(*rr) + k * sizeof(rr->items[0]));
+		if (!rr) {
+			rc = -ENOMEM;
+			break;
 		}
-		rr = malloc(sizeof(*rr) + w->n * sizeof(rr->items[0]));
-		if (!rr)
-			return -ENOMEM;
 		atomic_init(&rr->hdr.refs, 1);
 		rr->hdr.type = PM_VAL_REV;
-		rr->n = w->n;
-		memcpy(rr->items, w->items, w->n * sizeof(*w->items));
-		if (cluster_pmap_edit(e, hk, node->key, node->klen, false, &rr->hdr) < 0) {
-			free(rr);
-			return -ENOMEM;
-		}
+		rr->n = k;
+		memcpy(rr->items, items, k * sizeof(*items));
+		for (uint32_t x = 0; x < k; x++)
+			cluster_snapshot_val_ref((struct pm_val *)&items[x].rec->hdr);
+		if ((rc = cluster_pmap_edit(e, hk, g->key, g->klen, false, &rr->hdr)) < 0)
+			cluster_snapshot_val_unref(&rr->hdr);
 	}
-	return 0;
+	free(items);
+	return rc;
 }
 
 /* -------------------------------------------------------------- publish */
@@ -244,7 +239,7 @@ struct publish {
 	const struct k8s_store *s;
 	const struct cluster_snapshot *last;
 	struct pm_edits svc, ns, rev;
-	struct hmap work; /* rev key -> struct rev_work */
+	struct rev_changes work; /* reverse entries added and taken away */
 };
 
 static int publish_svc(void *arg, const uint8_t *key, size_t klen)
@@ -274,9 +269,9 @@ static int publish_svc(void *arg, const uint8_t *key, size_t klen)
 		cluster_snapshot_val_unref(rec ? &rec->hdr : NULL);
 		return rc;
 	}
-	if ((rc = rev_apply(&p->work, p->last, (const struct svc_rec *)old, false)) < 0)
+	if ((rc = rev_apply(&p->work, (const struct svc_rec *)old, false)) < 0)
 		return rc;
-	return rev_apply(&p->work, p->last, rec, true);
+	return rev_apply(&p->work, rec, true);
 }
 
 static int publish_ns(void *arg, const uint8_t *key, size_t klen)
@@ -321,7 +316,7 @@ static void publish_done(struct publish *p)
 	cluster_pmap_edits_free(&p->svc);
 	cluster_pmap_edits_free(&p->ns);
 	cluster_pmap_edits_free(&p->rev);
-	hmap_deinit(&p->work, rev_work_free);
+	free(p->work.v);
 }
 
 /* The last snapshot with the edits of @p p applied. NULL: no memory. */
@@ -357,8 +352,6 @@ struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *pub
 
 	if (pub->last && k8s_store_unchanged(s))
 		goto unchanged;
-	if (hmap_init(&p.work, &pub->hkey) < 0)
-		return NULL;
 	if (publish_collect(&p) < 0 || rev_edits(&p.work, p.last, &pub->hkey, &p.rev) < 0)
 		goto fail;
 	if (pub->last && p.svc.n == 0 && p.ns.n == 0 && p.rev.n == 0) {

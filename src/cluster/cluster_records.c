@@ -217,25 +217,39 @@ static uint8_t proto_mask(const struct k8s_port *v, uint32_t n)
 	return m;
 }
 
+/* Give back the unused end of an array sized for the worst case (a record
+ * lives long; keeping it when realloc fails is fine). */
+static void shrink(void **p, size_t bytes)
+{
+	void *v = bytes ? realloc(*p, bytes) : NULL;
+
+	if (v)
+		*p = v;
+}
+
 /* The endpoints of the Service: every ready address of its slices, grouped
  * by endpoint name, deduplicated across slices. */
 static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slices, uint32_t nsl)
 {
 	struct pool p = { .r = r };
 	struct cand *c = NULL;
-	uint32_t *slice_pset = NULL;
-	size_t total = 0, n = 0;
+	uint32_t *slice_pset = NULL, nlabels = 0;
+	size_t total = 0, n = 0, label_bytes = 0;
 	int rc = -ENOMEM;
 
-	for (uint32_t i = 0; i < nsl; i++)
+	for (uint32_t i = 0; i < nsl; i++) {
 		total += slices[i]->n_addrs;
+		for (uint32_t k = 0; k < slices[i]->n_addrs; k++)
+			label_bytes += slices[i]->addrs[k].label_len;
+	}
 	if (total == 0)
 		return 0;
 	c = malloc(total * sizeof(*c));
 	slice_pset = malloc(nsl * sizeof(*slice_pset));
 	r->targets = calloc(total, sizeof(*r->targets));
 	r->eps = calloc(total, sizeof(*r->eps));
-	if (!c || !slice_pset || !r->targets || !r->eps)
+	r->labels = malloc(label_bytes ? label_bytes : 1);
+	if (!c || !slice_pset || !r->targets || !r->eps || !r->labels)
 		goto out;
 	for (uint32_t i = 0; i < nsl; i++) {
 		if ((rc = pset_add_slice(&p, slices[i], &slice_pset[i])) < 0)
@@ -256,7 +270,9 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 			j++;
 		}
 		t->label_len = c[i].a->label_len;
-		memcpy(t->label, c[i].a->label, t->label_len);
+		t->label_off = nlabels;
+		memcpy(r->labels + nlabels, c[i].a->label, t->label_len);
+		nlabels += t->label_len;
 		t->ep_first = r->n_eps;
 		for (size_t k = i; k < j; k++) {
 			if (k > i && cluster_records_ip_cmp(&c[k].a->ip, &c[k - 1].a->ip) == 0)
@@ -290,6 +306,12 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 		else
 			r->n_v6++;
 	}
+	shrink((void **)&r->ips, (r->n_v4 + r->n_v6) * sizeof(*r->ips));
+	shrink((void **)&r->targets, r->n_targets * sizeof(*r->targets));
+	shrink((void **)&r->eps, r->n_eps * sizeof(*r->eps));
+	shrink((void **)&r->labels, nlabels);
+	shrink((void **)&r->pool, r->n_pool * sizeof(*r->pool));
+	shrink((void **)&r->psets, r->n_psets * sizeof(*r->psets));
 	rc = 0;
 out:
 	free(c);
@@ -313,8 +335,12 @@ struct svc_rec *cluster_records_build(const struct k8s_service *svc,
 	memcpy(r->name, svc->name, r->name_len);
 	r->n_cips = svc->n_ips;
 	memcpy(r->cips, svc->ips, sizeof(r->cips));
-	r->ext_len = svc->ext_len;
-	memcpy(r->ext, svc->ext, svc->ext_len);
+	if (svc->ext_len) {
+		if (!(r->ext = malloc(svc->ext_len)))
+			goto nomem;
+		memcpy(r->ext, svc->ext, svc->ext_len);
+		r->ext_len = svc->ext_len;
+	}
 	if (svc->kind == K8S_SVC_EXTERNAL)
 		return r; /* no ports, no endpoints: nothing below an ExternalName */
 	if (svc->n_ports) {
@@ -348,7 +374,8 @@ bool cluster_records_equal(const struct svc_rec *a, const struct svc_rec *b)
 	for (uint32_t i = 0; i < a->n_targets; i++) {
 		const struct rec_target *x = &a->targets[i], *y = &b->targets[i];
 		if (x->ep_first != y->ep_first || x->ep_n != y->ep_n ||
-		    cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len) ||
+		    cluster_records_label_cmp(rec_label(a, x), x->label_len, rec_label(b, y),
+					      y->label_len) ||
 		    !pset_equal(a, x->portset, b, y->portset))
 			return false;
 	}

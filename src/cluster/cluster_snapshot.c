@@ -30,6 +30,8 @@ static void rec_free(struct svc_rec *r)
 	free(r->ips);
 	free(r->psets);
 	free(r->pool);
+	free(r->labels);
+	free(r->ext);
 	free(r);
 }
 
@@ -43,10 +45,14 @@ void cluster_snapshot_val_unref(struct pm_val *v)
 {
 	if (!v || atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (v->type == PM_VAL_SVC)
+	if (v->type == PM_VAL_SVC) {
 		rec_free((struct svc_rec *)v);
-	else
-		free(v);
+		return;
+	}
+	struct rev_rec *rr = (struct rev_rec *)v;
+	for (uint32_t i = 0; i < rr->n; i++)
+		cluster_snapshot_val_unref((struct pm_val *)&rr->items[i].rec->hdr);
+	free(rr);
 }
 
 size_t cluster_snapshot_rev_key(uint8_t key[17], const struct k8s_ip *ip)

@@ -46,8 +46,8 @@ struct rec_portset {
 struct rec_target {
 	uint32_t ep_first, ep_n; /* into svc_rec.eps, sorted by family then bytes */
 	uint32_t portset;        /* index into svc_rec.psets */
+	uint32_t label_off;      /* into svc_rec.labels (rec_label()) */
 	uint8_t label_len;
-	char label[K8S_LABEL_MAX];
 };
 
 /* Everything needed to answer for one Service and the names below it. Every
@@ -60,7 +60,7 @@ struct svc_rec {
 	uint8_t n_cips;
 	struct k8s_ip cips[K8S_MAX_CLUSTER_IPS];
 	uint8_t ext_len;
-	uint8_t ext[255];        /* wire, lower case */
+	uint8_t *ext;            /* wire, lower case; NULL when ext_len is 0 */
 	uint8_t svc_protos;      /* bit per k8s_proto: a named Service port exists */
 	uint8_t ep_protos;       /* bit per k8s_proto: a named endpoint port exists */
 	uint32_t n_ports;
@@ -75,17 +75,27 @@ struct svc_rec {
 	struct rec_portset *psets;
 	uint32_t n_pool;
 	struct k8s_port *pool;
+	char *labels;            /* the targets' labels, back to back */
 };
+
+/** The label of target @p t of @p r (t->label_len bytes, not terminated). */
+static inline const char *rec_label(const struct svc_rec *r, const struct rec_target *t)
+{
+	return r->labels + t->label_off;
+}
 
 enum { REV_CLUSTERIP = 0, REV_ENDPOINT = 1 };
 
+/* One PTR target: a Service name, or an endpoint name under it. The names
+ * are the record's: a rev_rec refers to the svc_recs of the same snapshot
+ * (a rebuilt record gets new reverse entries). */
 struct rev_item {
-	uint8_t kind; /* REV_CLUSTERIP first in a record */
-	uint8_t ns_len, name_len, label_len;
-	char ns[K8S_LABEL_MAX], name[K8S_LABEL_MAX], label[K8S_LABEL_MAX];
+	const struct svc_rec *rec; /* one reference */
+	uint32_t target;           /* REV_ENDPOINT: index into rec->targets */
+	uint8_t kind;              /* REV_CLUSTERIP first in a record */
 };
 
-/* The PTR targets of one IP address. */
+/* The PTR targets of one IP address, ordered by (kind, ns, name, label). */
 struct rev_rec {
 	struct pm_val hdr;
 	uint32_t n;
@@ -126,10 +136,10 @@ bool cluster_pmap_get(const struct pmap *m, const struct hash_key *hk, const voi
 /* Pending changes to one map, applied all at once to make a new one. */
 struct pm_edit {
 	uint64_t hash;
+	const uint8_t *key; /* borrowed: the caller's, until the edits are applied or freed */
+	struct pm_val *val; /* one reference, moved into the new shard */
 	uint16_t klen;
 	bool del;
-	struct pm_val *val; /* one reference, moved into the new shard */
-	uint8_t key[K8S_KEY_MAX];
 };
 
 struct pm_edits {
@@ -138,8 +148,9 @@ struct pm_edits {
 };
 
 /** Queue setting (@p del false; @p val's reference moves in, may be NULL) or
- * deleting @p key (at most K8S_KEY_MAX bytes). @return 0 or -ENOMEM, when
- * the caller keeps @p val. */
+ * deleting @p key (at most K8S_KEY_MAX bytes; borrowed: it must stay put
+ * until the edits are applied or freed). @return 0 or -ENOMEM, when the
+ * caller keeps @p val. */
 int cluster_pmap_edit(struct pm_edits *e, const struct hash_key *hk, const void *key,
 		      size_t klen, bool del, struct pm_val *val);
 /** Drop the queued edits and the references they hold. */

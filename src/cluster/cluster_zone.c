@@ -186,7 +186,7 @@ static void put_svc_name(struct resp *r, const struct svc_rec *rec, const struct
 
 	if (t) {
 		put_bytes(r, &t->label_len, 1);
-		put_bytes(r, t->label, t->label_len);
+		put_bytes(r, rec_label(rec, t), t->label_len);
 	}
 	if (compress && r->svc_rec == rec && r->svc_off) {
 		put_ptr(r, r->svc_off);
@@ -312,7 +312,7 @@ static const struct rec_target *target_find(const struct svc_rec *rec, const str
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct rec_target *t = &rec->targets[mid];
-		int c = memcmp(t->label, key, t->label_len < n ? t->label_len : n);
+		int c = memcmp(rec_label(rec, t), key, t->label_len < n ? t->label_len : n);
 		if (c == 0)
 			c = t->label_len == n ? 0 : t->label_len < n ? -1 : 1;
 		if (c == 0)
@@ -657,10 +657,13 @@ static void answer_ptrs(struct resp *r, const struct rev_rec *rr)
 
 		if (i && it->kind != rr->items[0].kind)
 			break; /* a ClusterIP answers with its Service name only */
-		if (it->label_len)
-			l[k++] = (struct lab){ (const uint8_t *)it->label, it->label_len };
-		l[k++] = (struct lab){ (const uint8_t *)it->name, it->name_len };
-		l[k++] = (struct lab){ (const uint8_t *)it->ns, it->ns_len };
+		const struct svc_rec *rec = it->rec;
+		if (it->kind == REV_ENDPOINT) {
+			const struct rec_target *t = &rec->targets[it->target];
+			l[k++] = (struct lab){ (const uint8_t *)rec_label(rec, t), t->label_len };
+		}
+		l[k++] = (struct lab){ (const uint8_t *)rec->name, rec->name_len };
+		l[k++] = (struct lab){ (const uint8_t *)rec->ns, rec->ns_len };
 		l[k++] = lab_svc;
 		put_ptr(r, r->owner_off);
 		rd = rr_start(r, T_PTR);

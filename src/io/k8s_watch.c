@@ -286,6 +286,12 @@ static void publish_now(struct k8s_watch *w)
 		w->cb(w->cb_arg, snap);
 	else
 		cluster_snapshot_unref(snap);
+	if (w->trim_after_publish) {
+		/* The first publish after a list builds every record and frees its
+		 * work maps and the records it replaced: hand that back too. */
+		w->trim_after_publish = false;
+		malloc_trim(0);
+	}
 	if (!atomic_load(&w->stats.synced)) {
 		atomic_store(&w->stats.synced, 1);
 		log_info(TAG, "cluster store synced");

@@ -314,6 +314,7 @@ void k8s_watch_commit_list(struct res *r, const char *rv)
 	/* The objects the list replaced, and the JSON of its last page, are
 	 * in malloc's free lists: hand them back to the system. */
 	malloc_trim(0);
+	w->trim_after_publish = true;
 	memcpy(r->rv, rv, strlen(rv) + 1);
 	r->list_mode = LIST_NOT_OLDER;
 	r->listed = true;

@@ -192,6 +192,7 @@ struct k8s_watch {
 	uint64_t list_deadline_ms;
 	uint64_t rng;
 	bool dirty; /* the store changed since the last publish */
+	bool trim_after_publish; /* a list was applied: give the publish's garbage back */
 	uv_timer_t publish_timer; /* a publish held back by PUBLISH_MIN_INTERVAL_MS */
 	uint64_t last_publish_ms;
 	bool closing;
