@@ -46,18 +46,20 @@ int cluster_records_label_cmp(const char *a, size_t alen, const char *b, size_t 
 }
 
 struct cand {
-	const struct k8s_addr *a;
+	const struct k8s_ip *ip;
+	const char *label;
+	uint8_t label_len;
 	uint32_t pset;
 };
 
 static int cand_cmp(const void *a, const void *b)
 {
 	const struct cand *x = a, *y = b;
-	int c = cluster_records_label_cmp(x->a->label, x->a->label_len, y->a->label, y->a->label_len);
+	int c = cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len);
 
 	if (c)
 		return c;
-	if ((c = cluster_records_ip_cmp(&x->a->ip, &y->a->ip)))
+	if ((c = cluster_records_ip_cmp(x->ip, y->ip)))
 		return c;
 	return x->pset == y->pset ? 0 : x->pset < y->pset ? -1 : 1;
 }
@@ -234,28 +236,42 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 	struct pool p = { .r = r };
 	struct cand *c = NULL;
 	uint32_t *slice_pset = NULL, nlabels = 0;
-	size_t total = 0, n = 0, label_bytes = 0;
+	size_t total = 0, n = 0, label_bytes = 0, ndashed = 0;
+	char *dashed = NULL; /* the derived labels */
 	int rc = -ENOMEM;
 
 	for (uint32_t i = 0; i < nsl; i++) {
 		total += slices[i]->n_addrs;
-		for (uint32_t k = 0; k < slices[i]->n_addrs; k++)
-			label_bytes += slices[i]->addrs[k].label_len;
+		for (uint32_t k = 0; k < slices[i]->n_addrs; k++) {
+			uint8_t hl = slices[i]->addrs[k].host_len;
+			label_bytes += hl ? hl : K8S_LABEL_MAX;
+			ndashed += hl ? 0 : K8S_LABEL_MAX;
+		}
 	}
 	if (total == 0)
 		return 0;
 	c = malloc(total * sizeof(*c));
 	slice_pset = malloc(nsl * sizeof(*slice_pset));
+	dashed = malloc(ndashed ? ndashed : 1);
 	r->targets = calloc(total, sizeof(*r->targets));
 	r->eps = calloc(total, sizeof(*r->eps));
-	r->labels = malloc(label_bytes ? label_bytes : 1);
-	if (!c || !slice_pset || !r->targets || !r->eps || !r->labels)
+	r->labels = malloc(label_bytes);
+	if (!c || !slice_pset || !dashed || !r->targets || !r->eps || !r->labels)
 		goto out;
+	ndashed = 0;
 	for (uint32_t i = 0; i < nsl; i++) {
-		if ((rc = pset_add_slice(&p, slices[i], &slice_pset[i])) < 0)
+		const struct k8s_slice *sl = slices[i];
+		if ((rc = pset_add_slice(&p, sl, &slice_pset[i])) < 0)
 			goto out;
-		for (uint32_t k = 0; k < slices[i]->n_addrs; k++)
-			c[n++] = (struct cand){ .a = &slices[i]->addrs[k], .pset = slice_pset[i] };
+		for (uint32_t k = 0; k < sl->n_addrs; k++) {
+			const struct k8s_addr *a = &sl->addrs[k];
+			struct cand *x = &c[n++];
+			x->ip = &a->ip;
+			x->pset = slice_pset[i];
+			x->label = k8s_objects_addr_label(sl, a, dashed + ndashed, &x->label_len);
+			if (!a->host_len)
+				ndashed += x->label_len;
+		}
 	}
 	qsort(c, n, sizeof(*c), cand_cmp);
 
@@ -264,20 +280,20 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 		bool one_pset = true;
 		struct rec_target *t = &r->targets[r->n_targets++];
 
-		while (j < n && cluster_records_label_cmp(c[i].a->label, c[i].a->label_len, c[j].a->label,
-					  c[j].a->label_len) == 0) {
+		while (j < n && cluster_records_label_cmp(c[i].label, c[i].label_len, c[j].label,
+							  c[j].label_len) == 0) {
 			one_pset &= c[j].pset == c[i].pset;
 			j++;
 		}
-		t->label_len = c[i].a->label_len;
+		t->label_len = c[i].label_len;
 		t->label_off = nlabels;
-		memcpy(r->labels + nlabels, c[i].a->label, t->label_len);
+		memcpy(r->labels + nlabels, c[i].label, t->label_len);
 		nlabels += t->label_len;
 		t->ep_first = r->n_eps;
 		for (size_t k = i; k < j; k++) {
-			if (k > i && cluster_records_ip_cmp(&c[k].a->ip, &c[k - 1].a->ip) == 0)
+			if (k > i && cluster_records_ip_cmp(c[k].ip, c[k - 1].ip) == 0)
 				continue;
-			r->eps[r->n_eps++] = c[k].a->ip;
+			r->eps[r->n_eps++] = *c[k].ip;
 		}
 		t->ep_n = r->n_eps - t->ep_first;
 		if (one_pset)
@@ -316,6 +332,7 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 out:
 	free(c);
 	free(slice_pset);
+	free(dashed);
 	return rc;
 }
 
