@@ -38,10 +38,13 @@ struct cluster_publisher {
 
 /* One reverse entry of a record added or taken away, keyed by its address.
  * The changes of a publish are gathered in one flat array, sorted by key,
- * and each address's group turns its old rev_rec into the new one. */
+ * and each address's group turns its old rev_rec into the new one. Entries
+ * name their Service by its shared svc_name, so a rebuilt record whose
+ * address keeps its name gives an equal entry, and that rev_rec is kept. */
 struct rev_change {
-	const struct svc_rec *rec; /* borrowed: the last snapshot's or a new edit's */
-	uint32_t target;
+	const struct svc_name *sn; /* borrowed from a record of the last snapshot or an edit */
+	const char *label;         /* REV_ENDPOINT: the target's label, borrowed likewise */
+	uint8_t label_len;
 	uint8_t kind;
 	bool add;
 	uint8_t klen;
@@ -53,8 +56,16 @@ struct rev_changes {
 	struct rev_change *v;
 };
 
+/* An entry being worked on, its label spelled out (also a dashed one). */
+struct rev_work {
+	const struct svc_name *sn;
+	const char *label;
+	uint8_t label_len;
+	uint8_t kind;
+};
+
 static int rev_push(struct rev_changes *c, const struct svc_rec *r, const struct k8s_ip *ip,
-		    int kind, uint32_t target, bool add)
+		    int kind, const struct rec_target *t, bool add)
 {
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 64;
@@ -65,8 +76,9 @@ static int rev_push(struct rev_changes *c, const struct svc_rec *r, const struct
 		c->cap = cap;
 	}
 	struct rev_change *x = &c->v[c->n++];
-	x->rec = r;
-	x->target = target;
+	x->sn = r->sname;
+	x->label = t ? rec_label(r, t) : NULL;
+	x->label_len = t ? t->label_len : 0;
 	x->kind = (uint8_t)kind;
 	x->add = add;
 	x->klen = (uint8_t)cluster_snapshot_rev_key(x->key, ip);
@@ -98,7 +110,7 @@ static int rev_apply(struct rev_changes *c, const struct svc_rec *r, bool add)
 	if (!r)
 		return 0;
 	for (uint32_t i = 0; i < r->n_cips; i++) {
-		if ((rc = rev_push(c, r, &r->cips[i], REV_CLUSTERIP, 0, add)) < 0)
+		if ((rc = rev_push(c, r, &r->cips[i], REV_CLUSTERIP, NULL, add)) < 0)
 			return rc;
 	}
 	if (r->n_eps == 0)
@@ -114,7 +126,7 @@ static int rev_apply(struct rev_changes *c, const struct svc_rec *r, bool add)
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (i && cluster_records_ip_cmp(&refs[i].ip, &refs[i - 1].ip) == 0)
 			continue;
-		rc = rev_push(c, r, &refs[i].ip, REV_ENDPOINT, refs[i].target, add);
+		rc = rev_push(c, r, &refs[i].ip, REV_ENDPOINT, &r->targets[refs[i].target], add);
 	}
 	free(refs);
 	return rc;
@@ -129,57 +141,126 @@ static int rev_change_cmp(const void *a, const void *b)
 	return memcmp(x->key, y->key, x->klen);
 }
 
-static int rev_item_cmp(const void *a, const void *b)
+static int rev_work_cmp(const void *a, const void *b)
 {
-	const struct rev_item *x = a, *y = b;
-	const struct svc_rec *p = x->rec, *q = y->rec;
+	const struct rev_work *x = a, *y = b;
+	const struct svc_name *p = x->sn, *q = y->sn;
 	int c;
 
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	if ((c = cluster_records_label_cmp(p->ns, p->ns_len, q->ns, q->ns_len)))
+	if ((c = cluster_records_label_cmp(p->s, p->ns_len, q->s, q->ns_len)))
 		return c;
-	if ((c = cluster_records_label_cmp(p->name, p->name_len, q->name, q->name_len)))
+	if ((c = cluster_records_label_cmp(p->s + p->ns_len, p->name_len, q->s + q->ns_len,
+					   q->name_len)))
 		return c;
-	if (x->kind != REV_ENDPOINT)
-		return 0;
-	const struct rec_target *s = &p->targets[x->target], *t = &q->targets[y->target];
+	return cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len);
+}
 
-	return cluster_records_label_cmp(rec_label(p, s), s->label_len, rec_label(q, t), t->label_len);
+/* Item @p i of @p rr as a work entry; @p dashed: the address's own label. */
+static struct rev_work rev_item_work(const struct rev_rec *rr, uint32_t i, const char *dashed,
+				     uint8_t dlen)
+{
+	const struct rev_item *it = &rr->items[i];
+	struct rev_work w = { it->sn, NULL, 0, it->kind };
+
+	if (it->label_len) {
+		w.label = rev_labels(rr) + it->label_off;
+		w.label_len = it->label_len;
+	} else if (it->kind == REV_ENDPOINT) {
+		w.label = dashed;
+		w.label_len = dlen;
+	}
+	return w;
 }
 
 /* The new entries of one address: the old ones of @p old (may be NULL)
- * with the changes g[0..n) applied, into @p items (room for old's and n).
+ * with the changes g[0..n) applied, into @p w (room for old's and n).
  * @return their count. */
 static uint32_t rev_group(const struct rev_rec *old, const struct rev_change *g, size_t n,
-			  struct rev_item *items)
+			  const char *dashed, uint8_t dlen, struct rev_work *w)
 {
 	uint32_t k = 0;
 
 	for (uint32_t i = 0; old && i < old->n; i++) {
 		bool gone = false;
 		for (size_t j = 0; j < n && !gone; j++)
-			gone = !g[j].add && g[j].rec == old->items[i].rec;
+			gone = !g[j].add && g[j].sn == old->items[i].sn;
 		if (!gone)
-			items[k++] = old->items[i];
+			w[k++] = rev_item_work(old, i, dashed, dlen);
 	}
 	for (size_t j = 0; j < n; j++) {
 		bool dup = !g[j].add;
 		for (uint32_t i = 0; i < k && !dup; i++)
-			dup = items[i].rec == g[j].rec && items[i].kind == g[j].kind;
+			dup = w[i].sn == g[j].sn && w[i].kind == g[j].kind;
 		if (!dup) /* one PTR per Service and kind */
-			items[k++] = (struct rev_item){ g[j].rec, g[j].target, g[j].kind };
+			w[k++] = (struct rev_work){ g[j].sn, g[j].label, g[j].label_len, g[j].kind };
 	}
 	if (k > 1)
-		qsort(items, k, sizeof(*items), rev_item_cmp);
+		qsort(w, k, sizeof(*w), rev_work_cmp);
 	return k;
+}
+
+static bool rev_same(const struct rev_rec *old, const struct rev_work *w, uint32_t k,
+		     const char *dashed, uint8_t dlen)
+{
+	if (!old)
+		return k == 0;
+	if (old->n != k)
+		return false;
+	for (uint32_t i = 0; i < k; i++) {
+		struct rev_work o = rev_item_work(old, i, dashed, dlen);
+		if (o.sn != w[i].sn || o.kind != w[i].kind ||
+		    cluster_records_label_cmp(o.label, o.label_len, w[i].label, w[i].label_len))
+			return false;
+	}
+	return true;
+}
+
+static bool is_dashed(const struct rev_work *w, const char *dashed, uint8_t dlen)
+{
+	return w->label_len == dlen && memcmp(w->label, dashed, dlen) == 0;
+}
+
+/* A rev_rec of w[0..k): a label equal to the address's dashed form is not kept. */
+static struct rev_rec *rev_rec_new(const struct rev_work *w, uint32_t k, const char *dashed,
+				   uint8_t dlen)
+{
+	size_t bytes = 0, off = 0;
+	struct rev_rec *rr;
+
+	for (uint32_t i = 0; i < k; i++) {
+		if (w[i].kind == REV_ENDPOINT && !is_dashed(&w[i], dashed, dlen))
+			bytes += w[i].label_len;
+	}
+	rr = malloc(sizeof(*rr) + k * sizeof(rr->items[0]) + bytes);
+	if (!rr)
+		return NULL;
+	atomic_init(&rr->hdr.refs, 1);
+	rr->hdr.type = PM_VAL_REV;
+	rr->n = k;
+	for (uint32_t i = 0; i < k; i++) {
+		struct rev_item *it = &rr->items[i];
+		it->sn = w[i].sn;
+		it->kind = w[i].kind;
+		it->label_off = 0;
+		it->label_len = 0;
+		cluster_snapshot_name_ref(it->sn);
+		if (w[i].kind == REV_ENDPOINT && !is_dashed(&w[i], dashed, dlen)) {
+			it->label_off = (uint16_t)off;
+			it->label_len = w[i].label_len;
+			memcpy((char *)rev_labels(rr) + off, w[i].label, w[i].label_len);
+			off += w[i].label_len;
+		}
+	}
+	return rr;
 }
 
 /* Turn the gathered reverse changes into edits of the rev map. */
 static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
 		     const struct hash_key *hk, struct pm_edits *e)
 {
-	struct rev_item *items = NULL;
+	struct rev_work *w = NULL;
 	size_t cap = 0;
 	int rc = 0;
 
@@ -190,45 +271,44 @@ static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
 		struct pm_val *oldv = NULL;
 		const struct rev_rec *old;
 		struct rev_rec *rr;
+		struct k8s_addr a = { .host_len = 0 };
+		char dbuf[K8S_LABEL_MAX];
+		uint8_t dlen;
 		uint32_t k;
 
 		for (j = i + 1; j < c->n && rev_change_cmp(g, &c->v[j]) == 0; j++)
 			;
+		a.ip.fam = g->key[0];
+		memcpy(a.ip.b, g->key + 1, g->klen - 1u);
+		const char *dashed = k8s_objects_addr_label(NULL, &a, dbuf, &dlen);
 		if (last)
 			cluster_pmap_get(&last->rev, &last->hkey, g->key, g->klen, &oldv);
 		old = (const struct rev_rec *)oldv;
 		size_t need = (old ? old->n : 0) + (j - i);
 		if (need > cap) {
-			struct rev_item *v = realloc(items, need * sizeof(*v));
+			struct rev_work *v = realloc(w, need * sizeof(*v));
 			if (!v) {
 				rc = -ENOMEM;
 				break;
 			}
-			items = v;
+			w = v;
 			cap = need;
 		}
-		k = rev_group(old, g, j - i, items);
-		if (old ? old->n == k && memcmp(old->items, items, k * sizeof(*items)) == 0 : k == 0)
+		k = rev_group(old, g, j - i, dashed, dlen, w);
+		if (rev_same(old, w, k, dashed, dlen))
 			continue;
 		if (k == 0) {
 			rc = cluster_pmap_edit(e, hk, g->key, g->klen, true, NULL);
 			continue;
 		}
-		rr = malloc(sizeof(*rr) + k * sizeof(rr->items[0]));
-		if (!rr) {
+		if (!(rr = rev_rec_new(w, k, dashed, dlen))) {
 			rc = -ENOMEM;
 			break;
 		}
-		atomic_init(&rr->hdr.refs, 1);
-		rr->hdr.type = PM_VAL_REV;
-		rr->n = k;
-		memcpy(rr->items, items, k * sizeof(*items));
-		for (uint32_t x = 0; x < k; x++)
-			cluster_snapshot_val_ref((struct pm_val *)&items[x].rec->hdr);
 		if ((rc = cluster_pmap_edit(e, hk, g->key, g->klen, false, &rr->hdr)) < 0)
 			cluster_snapshot_val_unref(&rr->hdr);
 	}
-	free(items);
+	free(w);
 	return rc;
 }
 
@@ -256,7 +336,7 @@ static int publish_svc(void *arg, const uint8_t *key, size_t klen)
 		cluster_pmap_get(&p->last->svc, &p->last->hkey, key, klen, &old);
 	if (svc) {
 		slices = k8s_store_service_slices(p->s, key, klen, &n);
-		if (!(rec = cluster_records_build(svc, slices, n)))
+		if (!(rec = cluster_records_build(svc, slices, n, (const struct svc_rec *)old)))
 			return -ENOMEM;
 	}
 	if (cluster_records_equal((const struct svc_rec *)old, rec)) {

@@ -337,7 +337,8 @@ out:
 }
 
 struct svc_rec *cluster_records_build(const struct k8s_service *svc,
-				      struct k8s_slice *const *slices, uint32_t n)
+				      struct k8s_slice *const *slices, uint32_t n,
+				      const struct svc_rec *prev)
 {
 	struct svc_rec *r = calloc(1, sizeof(*r));
 
@@ -350,6 +351,15 @@ struct svc_rec *cluster_records_build(const struct k8s_service *svc,
 	r->name_len = (uint8_t)strlen(svc->name);
 	memcpy(r->ns, svc->ns, r->ns_len);
 	memcpy(r->name, svc->name, r->name_len);
+	if (prev && prev->ns_len == r->ns_len && prev->name_len == r->name_len &&
+	    memcmp(prev->ns, r->ns, r->ns_len) == 0 && memcmp(prev->name, r->name, r->name_len) == 0) {
+		r->sname = prev->sname;
+		cluster_snapshot_name_ref(r->sname);
+	} else {
+		r->sname = cluster_snapshot_name_new(r->ns, r->ns_len, r->name, r->name_len);
+	}
+	if (!r->sname)
+		goto nomem;
 	r->n_cips = svc->n_ips;
 	memcpy(r->cips, svc->ips, sizeof(r->cips));
 	if (svc->ext_len) {

@@ -52,9 +52,11 @@ static void test_snapshots(void **state)
 	assert_true(cluster_pmap_get(&s1->svc, &s1->hkey, "demo/api", 8, &a1));
 	assert_true(cluster_pmap_get(&s2->svc, &s2->hkey, "demo/api", 8, &a2));
 	assert_ptr_equal(a1, a2);
-	for (unsigned i = 0; i < PMAP_SHARDS; i++)
-		shared += s1->svc.shard[i] == s2->svc.shard[i];
-	assert_true(shared >= (int)PMAP_SHARDS - 2);
+	for (unsigned i = 0; i < PMAP_LEAVES; i++)
+		shared += cluster_pmap_leaf(&s1->svc, i) == cluster_pmap_leaf(&s2->svc, i);
+	assert_true(shared >= (int)PMAP_LEAVES - 2);
+	/* the namespaces did not change: that whole map is shared */
+	assert_ptr_equal(s1->ns.root, s2->ns.root);
 
 	/* a modification DNS cannot see shares everything */
 	put(store, K8S_ENDPOINTSLICE,
@@ -93,10 +95,8 @@ static void test_snapshots(void **state)
 			 CLUSTER_NOT_MINE);
 	assert_int_equal(ask_raw(s3, &cfg, "10.1.244.10.in-addr.arpa", LDNS_RR_TYPE_PTR, 512),
 			 CLUSTER_NOT_MINE);
-	for (unsigned i = 0; i < PMAP_SHARDS; i++) {
-		assert_null(s3->svc.shard[i]);
-		assert_null(s3->rev.shard[i]);
-	}
+	assert_null(s3->svc.root);
+	assert_null(s3->rev.root);
 	k8s_store_get_stats(store, &st);
 	assert_int_equal(st.services, 0);
 	assert_int_equal(st.namespaces, 0);
