@@ -149,6 +149,28 @@ static int name_to_wire(const char *s, size_t len, uint8_t *out, uint8_t *outlen
 	return 0;
 }
 
+/* "<what>[<i>]" into @p out (for messages; on every element, so no printf). */
+static void index_path(char *out, size_t cap, const char *what, size_t i)
+{
+	char digits[24];
+	size_t n = 0, w = strlen(what);
+
+	do {
+		digits[n++] = (char)('0' + i % 10);
+		i /= 10;
+	} while (i);
+	if (w + n + 3 > cap) {
+		snprintf(out, cap, "%s", what);
+		return;
+	}
+	memcpy(out, what, w);
+	out[w++] = '[';
+	while (n)
+		out[w++] = digits[--n];
+	out[w++] = ']';
+	out[w] = '\0';
+}
+
 /* The endpoint name of an address without a hostname: the IP text with '.'
  * and ':' turned into '-', and a '0' added where that leaves a dash at either
  * end ("::1" -> "0--1", "fd00::" -> "fd00--0"), as CoreDNS does at the end. */
@@ -157,7 +179,22 @@ static void dashed_label(const struct k8s_ip *ip, char *out, uint8_t *outlen)
 	char txt[INET6_ADDRSTRLEN];
 	size_t n = 0;
 
-	inet_ntop(ip->fam == 4 ? AF_INET : AF_INET6, ip->b, txt, sizeof(txt));
+	if (ip->fam == 4) {
+		/* the common case, without printf */
+		for (int k = 0; k < 4; k++) {
+			unsigned v = ip->b[k];
+			if (k)
+				out[n++] = '-';
+			if (v >= 100)
+				out[n++] = (char)('0' + v / 100);
+			if (v >= 10)
+				out[n++] = (char)('0' + v / 10 % 10);
+			out[n++] = (char)('0' + v % 10);
+		}
+		*outlen = (uint8_t)n;
+		return;
+	}
+	inet_ntop(AF_INET6, ip->b, txt, sizeof(txt));
 	if (txt[0] == ':')
 		out[n++] = '0';
 	for (const char *p = txt; *p; p++)
@@ -247,7 +284,7 @@ static int decode_ports(const json_t *arr, const char *what, bool service,
 		const char *s;
 		size_t len;
 
-		snprintf(path, sizeof(path), "%s[%zu]", what, i);
+		index_path(path, sizeof(path), what, i);
 		if (!json_is_object(p)) {
 			rc = fail(err, errlen, "%s: not an object", path);
 			goto out;
@@ -478,7 +515,7 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 	size_t hnlen;
 	int rc;
 
-	snprintf(path, sizeof(path), "endpoints[%zu]", i);
+	index_path(path, sizeof(path), "endpoints", i);
 	if (!json_is_object(ep))
 		return fail(err, errlen, "%s: not an object", path);
 	if ((rc = k8s_objects_opt_member(ep, "addresses", true, path, &addrs, err, errlen)) < 0)
