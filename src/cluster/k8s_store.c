@@ -603,10 +603,24 @@ int k8s_store_foreach_change(const struct k8s_store *s, k8s_store_key_fn on_svc,
 	return each_key(&s->ns_svcs, &s->nss, on_ns, arg);
 }
 
+/* Empty a map of change marks; one that grew large (a load marks every
+ * key) gets a fresh bucket array, as clearing and walking it cost its size. */
+static void marks_clear(struct hmap *m)
+{
+	struct hmap fresh;
+
+	if (m->nb <= 64 || hmap_init(&fresh, &m->key) < 0) {
+		hmap_clear(m, NULL);
+		return;
+	}
+	hmap_deinit(m, NULL);
+	*m = fresh;
+}
+
 void k8s_store_changes_clear(struct k8s_store *s)
 {
-	hmap_clear(&s->dirty_svc, NULL);
-	hmap_clear(&s->dirty_ns, NULL);
+	marks_clear(&s->dirty_svc);
+	marks_clear(&s->dirty_ns);
 	s->all_dirty = false;
 }
 
