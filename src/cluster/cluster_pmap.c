@@ -145,7 +145,7 @@ static void slot_insert(struct pm_shard *sh, uint8_t **arena, uint64_t h, const 
 }
 
 /* Replace the leaf of @p mid that the edits g[0..n) fall into by a new one. */
-static int shard_rebuild(struct pm_mid *mid, struct pm_edit *g, size_t n)
+static int shard_rebuild(struct pm_mid *mid, struct pm_edit *g, size_t n, uint64_t *mbytes)
 {
 	uint32_t idx = shard_of(g[0].hash) & (PMAP_FANOUT - 1);
 	struct pm_shard *old = mid->leaf[idx], *sh = NULL;
@@ -169,10 +169,12 @@ static int shard_rebuild(struct pm_mid *mid, struct pm_edit *g, size_t n)
 		/* Rebuilt whole, never inserted into: a load of up to 3/4 is fine. */
 		while (cap * 3 < total * 4)
 			cap *= 2;
-		sh = calloc(1, sizeof(*sh) + cap * sizeof(struct pm_slot) + keybytes);
+		size_t bytes = sizeof(*sh) + cap * sizeof(struct pm_slot) + keybytes;
+		sh = calloc(1, bytes);
 		if (!sh)
 			return -ENOMEM;
 		atomic_init(&sh->refs, 1);
+		sh->bytes = (uint32_t)bytes;
 		sh->mask = (uint32_t)(cap - 1);
 		sh->slots = (struct pm_slot *)(sh + 1);
 		arena = (uint8_t *)(sh->slots + cap);
@@ -191,6 +193,7 @@ static int shard_rebuild(struct pm_mid *mid, struct pm_edit *g, size_t n)
 		}
 	}
 	mid->leaf[idx] = sh;
+	*mbytes += (sh ? sh->bytes : 0) - (old ? old->bytes : 0);
 	shard_unref(old);
 	return 0;
 }
@@ -263,6 +266,8 @@ int cluster_pmap_apply(struct pmap *m, struct pm_edits *e)
 	qsort(e->v, e->n, sizeof(*e->v), edit_cmp);
 	if (!(root = root_copy(m->root)))
 		return -ENOMEM;
+	if (!m->root)
+		m->bytes += sizeof(*root);
 	root_unref(m->root);
 	m->root = root;
 	while (i < e->n && rc == 0) {
@@ -270,23 +275,27 @@ int cluster_pmap_apply(struct pmap *m, struct pm_edits *e)
 		struct pm_mid *mid = mid_copy(root->mid[top]);
 		if (!mid)
 			return -ENOMEM;
+		if (!root->mid[top])
+			m->bytes += sizeof(*mid);
 		mid_unref(root->mid[top]);
 		root->mid[top] = mid;
 		while (i < e->n && rc == 0 && shard_of(e->v[i].hash) >> PMAP_FANOUT_BITS == top) {
 			size_t j = i + 1;
 			while (j < e->n && shard_of(e->v[j].hash) == shard_of(e->v[i].hash))
 				j++;
-			rc = shard_rebuild(mid, e->v + i, j - i);
+			rc = shard_rebuild(mid, e->v + i, j - i, &m->bytes);
 			i = j;
 		}
 		if (mid_empty(mid)) {
 			mid_unref(mid);
 			root->mid[top] = NULL;
+			m->bytes -= sizeof(*mid);
 		}
 	}
 	if (root_empty(root)) {
 		root_unref(root);
 		m->root = NULL;
+		m->bytes = 0;
 	}
 	return rc;
 }
@@ -294,6 +303,7 @@ int cluster_pmap_apply(struct pmap *m, struct pm_edits *e)
 void cluster_pmap_share(struct pmap *dst, const struct pmap *src)
 {
 	dst->root = src->root;
+	dst->bytes = src->bytes;
 	if (dst->root)
 		atomic_fetch_add_explicit(&dst->root->refs, 1, memory_order_relaxed);
 }
@@ -302,4 +312,5 @@ void cluster_pmap_release(struct pmap *m)
 {
 	root_unref(m->root);
 	m->root = NULL;
+	m->bytes = 0;
 }

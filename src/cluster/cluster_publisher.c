@@ -32,7 +32,36 @@ struct cluster_publisher {
 	uint32_t generation;           /* serial of the last snapshot */
 	struct cluster_snapshot *last; /* one reference, NULL before the first publish */
 	uint64_t published;            /* snapshots made */
+	uint64_t rec_bytes;            /* of the records of last */
 };
+
+static uint64_t svc_rec_bytes(const struct svc_rec *r)
+{
+	uint64_t n;
+
+	if (!r)
+		return 0;
+	n = sizeof(*r) + r->ext_len + (uint64_t)(r->n_ports + r->n_pool) * sizeof(struct k8s_port) +
+	    (uint64_t)r->n_targets * sizeof(struct rec_target) +
+	    (uint64_t)(r->n_eps + r->n_v4 + r->n_v6) * sizeof(struct k8s_ip) +
+	    (uint64_t)r->n_psets * sizeof(struct rec_portset) + sizeof(struct svc_name) +
+	    r->ns_len + r->name_len;
+	for (uint32_t i = 0; i < r->n_targets; i++)
+		n += r->targets[i].label_len;
+	return n;
+}
+
+static uint64_t rev_rec_bytes(const struct rev_rec *rr)
+{
+	uint64_t n;
+
+	if (!rr)
+		return 0;
+	n = sizeof(*rr) + (uint64_t)rr->n * sizeof(rr->items[0]);
+	for (uint32_t i = 0; i < rr->n; i++)
+		n += rr->items[i].label_len;
+	return n;
+}
 
 /* ------------------------------------------------------ reverse entries */
 
@@ -258,7 +287,7 @@ static struct rev_rec *rev_rec_new(const struct rev_work *w, uint32_t k, const c
 
 /* Turn the gathered reverse changes into edits of the rev map. */
 static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
-		     const struct hash_key *hk, struct pm_edits *e)
+		     const struct hash_key *hk, struct pm_edits *e, int64_t *delta)
 {
 	struct rev_work *w = NULL;
 	size_t cap = 0;
@@ -297,6 +326,7 @@ static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
 		k = rev_group(old, g, j - i, dashed, dlen, w);
 		if (rev_same(old, w, k, dashed, dlen))
 			continue;
+		*delta -= (int64_t)rev_rec_bytes(old);
 		if (k == 0) {
 			rc = cluster_pmap_edit(e, hk, g->key, g->klen, true, NULL);
 			continue;
@@ -305,6 +335,7 @@ static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
 			rc = -ENOMEM;
 			break;
 		}
+		*delta += (int64_t)rev_rec_bytes(rr);
 		if ((rc = cluster_pmap_edit(e, hk, g->key, g->klen, false, &rr->hdr)) < 0)
 			cluster_snapshot_val_unref(&rr->hdr);
 	}
@@ -320,6 +351,7 @@ struct publish {
 	const struct cluster_snapshot *last;
 	struct pm_edits svc, ns, rev;
 	struct rev_changes work; /* reverse entries added and taken away */
+	int64_t delta;           /* bytes of records added less those replaced */
 };
 
 static int publish_svc(void *arg, const uint8_t *key, size_t klen)
@@ -349,6 +381,7 @@ static int publish_svc(void *arg, const uint8_t *key, size_t klen)
 		cluster_snapshot_val_unref(rec ? &rec->hdr : NULL);
 		return rc;
 	}
+	p->delta += (int64_t)svc_rec_bytes(rec) - (int64_t)svc_rec_bytes((const struct svc_rec *)old);
 	if ((rc = rev_apply(&p->work, (const struct svc_rec *)old, false)) < 0)
 		return rc;
 	return rev_apply(&p->work, rec, true);
@@ -432,7 +465,7 @@ struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *pub
 
 	if (pub->last && k8s_store_unchanged(s))
 		goto unchanged;
-	if (publish_collect(&p) < 0 || rev_edits(&p.work, p.last, &pub->hkey, &p.rev) < 0)
+	if (publish_collect(&p) < 0 || rev_edits(&p.work, p.last, &pub->hkey, &p.rev, &p.delta) < 0)
 		goto fail;
 	if (pub->last && p.svc.n == 0 && p.ns.n == 0 && p.rev.n == 0) {
 		publish_done(&p);
@@ -445,6 +478,9 @@ struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *pub
 	cluster_snapshot_unref(pub->last);
 	pub->last = snap;
 	pub->published++;
+	pub->rec_bytes += (uint64_t)p.delta;
+	k8s_store_set_published_bytes(s, pub->rec_bytes,
+				      snap->svc.bytes + snap->ns.bytes + snap->rev.bytes);
 clean:
 	k8s_store_changes_clear(s);
 unchanged:

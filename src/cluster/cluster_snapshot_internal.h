@@ -149,6 +149,7 @@ struct pm_slot {
 struct pm_shard {
 	atomic_uint refs;
 	uint32_t n, mask;
+	uint32_t bytes; /* of this allocation */
 	struct pm_slot *slots;
 };
 
@@ -164,6 +165,7 @@ struct pm_root {
 
 struct pmap {
 	struct pm_root *root; /* one reference; NULL: empty map */
+	uint64_t bytes;       /* of every node and leaf under root */
 };
 
 /** Leaf @p i (< PMAP_LEAVES) of @p m, NULL when empty. */

@@ -42,6 +42,7 @@ struct k8s_store {
 	struct hmap dirty_ns;   /* namespaces changed since then */
 	bool all_dirty;         /* since then, anything may have changed */
 	uint64_t n_addrs;       /* ready addresses held */
+	uint64_t arrays[K8S_KIND_COUNT]; /* bytes of the objects' arrays, by kind */
 	struct k8s_store_stats stats;
 	bool staging;           /* a stage's store: no change marks */
 	uint64_t base_objects;  /* a stage's: objects of the store it is for, other kinds */
@@ -109,6 +110,18 @@ static uint64_t own_objects(const struct k8s_store *s)
 	return s->svcs.n + s->slices.n + s->nss.n;
 }
 
+static uint64_t svc_arrays(const struct k8s_service *svc)
+{
+	return svc ? (uint64_t)svc->n_ports * sizeof(struct k8s_port) : 0;
+}
+
+static uint64_t slice_arrays(const struct k8s_slice *sl)
+{
+	return sl ? (uint64_t)sl->n_ports * sizeof(struct k8s_port) +
+			    (uint64_t)sl->n_addrs * sizeof(struct k8s_addr) + sl->hosts_len
+		  : 0;
+}
+
 /* Counted against K8S_MAX_OBJECTS. */
 static uint64_t n_objects(const struct k8s_store *s)
 {
@@ -148,6 +161,7 @@ static int put_service(struct k8s_store *s, enum k8s_event ev, struct k8s_servic
 			hmap_del(&s->ns_svcs, key, nslen, NULL);
 		else
 			hmap_put(&s->ns_svcs, key, nslen, (void *)(cnt - 1), NULL);
+		s->arrays[K8S_SERVICE] -= svc_arrays(old);
 		k8s_objects_service_free(old);
 		goto out;
 	}
@@ -157,6 +171,7 @@ static int put_service(struct k8s_store *s, enum k8s_event ev, struct k8s_servic
 		hmap_del(&s->svcs, key, klen, NULL);
 		goto out;
 	}
+	s->arrays[K8S_SERVICE] += svc_arrays(svc) - svc_arrays(old);
 	k8s_objects_service_free(old);
 	return 0;
 out:
@@ -254,6 +269,7 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 			hmap_del(&s->slices, key, klen, NULL);
 			list_remove(s, old);
 			s->n_addrs -= old->n_addrs;
+			s->arrays[K8S_ENDPOINTSLICE] -= slice_arrays(old);
 			k8s_objects_slice_free(old);
 		}
 		goto out;
@@ -277,9 +293,11 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 	if (old) {
 		list_remove(s, old);
 		s->n_addrs -= old->n_addrs;
+		s->arrays[K8S_ENDPOINTSLICE] -= slice_arrays(old);
 		k8s_objects_slice_free(old);
 	}
 	s->n_addrs += sl->n_addrs;
+	s->arrays[K8S_ENDPOINTSLICE] += slice_arrays(sl);
 	return 0;
 out:
 	k8s_objects_slice_free(sl);
@@ -382,9 +400,16 @@ void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
 	default:
 		return;
 	}
+	s->arrays[kind] = 0;
 	/* The next publish compares every record with the last snapshot and
 	 * still shares what did not change. */
 	s->all_dirty = true;
+}
+
+/* The bytes of a map's buckets and nodes (keys taken as @p key_bytes each). */
+static uint64_t map_bytes(const struct hmap *m, size_t key_bytes)
+{
+	return m->nb * sizeof(*m->b) + m->n * (sizeof(struct hmap_node) + key_bytes);
 }
 
 void k8s_store_get_stats(const struct k8s_store *s, struct k8s_store_stats *out)
@@ -393,6 +418,25 @@ void k8s_store_get_stats(const struct k8s_store *s, struct k8s_store_stats *out)
 	out->services = s->svcs.n;
 	out->endpointslices = s->slices.n;
 	out->namespaces = s->nss.n;
+	out->addresses = s->n_addrs;
+	out->bytes_objects =
+		s->svcs.n * sizeof(struct k8s_service) + s->slices.n * sizeof(struct k8s_slice) +
+		s->arrays[K8S_SERVICE] + s->arrays[K8S_ENDPOINTSLICE] +
+		map_bytes(&s->svcs, 16) + map_bytes(&s->slices, 32) + map_bytes(&s->nss, 8) +
+		map_bytes(&s->svc_slices, 16 + sizeof(struct k8s_slice_list)) +
+		map_bytes(&s->ns_svcs, 8) + map_bytes(&s->dirty_svc, 16) + map_bytes(&s->dirty_ns, 8);
+	for (size_t i = 0; i < s->svc_slices.nb; i++) {
+		/* the slice lists' arrays: a pointer a slice, and their spare room */
+		for (const struct hmap_node *n = s->svc_slices.b[i]; n; n = n->next)
+			out->bytes_objects += ((const struct k8s_slice_list *)n->val)->cap *
+					      sizeof(struct k8s_slice *);
+	}
+}
+
+void k8s_store_set_published_bytes(struct k8s_store *s, uint64_t records, uint64_t maps)
+{
+	s->stats.bytes_records = records;
+	s->stats.bytes_maps = maps;
 }
 
 /* ------------------------------------------------- a list in progress */
@@ -480,6 +524,7 @@ static int stage_move(struct k8s_store *dst, struct k8s_store *src)
 	hmap_clear(&src->svc_slices, list_free);
 	hmap_clear(&src->slices, NULL);
 	src->n_addrs = 0;
+	memset(src->arrays, 0, sizeof(src->arrays));
 	HMAP_FOREACH(&src->nss, n)
 	{
 		if ((rc = put_namespace(dst, K8S_ADDED, (const char *)n->key, n->klen, NULL, 0)) ==
@@ -536,6 +581,9 @@ int k8s_store_stage_commit(struct k8s_store *s, struct k8s_store_stage *st)
 		SWAP(nss);
 	}
 #undef SWAP
+	uint64_t arrays = s->arrays[st->kind];
+	s->arrays[st->kind] = t->arrays[st->kind];
+	t->arrays[st->kind] = arrays;
 	/* The next publish compares every record with the last snapshot and
 	 * still shares what did not change. */
 	s->all_dirty = true;
@@ -686,6 +734,11 @@ void k8s_store_take(struct k8s_store *s, struct k8s_store *from)
 	uint64_t n = s->n_addrs;
 	s->n_addrs = from->n_addrs;
 	from->n_addrs = n;
+	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+		n = s->arrays[k];
+		s->arrays[k] = from->arrays[k];
+		from->arrays[k] = n;
+	}
 	s->all_dirty = true;
 	s->stats.events_applied += from->stats.events_applied;
 	k8s_store_free(from);

@@ -23,6 +23,12 @@ enum k8s_event { K8S_ADDED = 0, K8S_MODIFIED, K8S_DELETED };
 struct k8s_store_stats {
 	uint64_t services, endpointslices, namespaces; /* objects held */
 	uint64_t events_applied, events_rejected;      /* rejected: malformed objects */
+	uint64_t addresses; /* ready endpoint addresses held */
+	/* The store's own count of the bytes it holds (malloc's overhead not
+	 * included): its objects and indexes, and of the last snapshot
+	 * published from it, the records (Services, reverse entries) and the
+	 * persistent maps over them. */
+	uint64_t bytes_objects, bytes_records, bytes_maps;
 };
 
 struct mbuf;
