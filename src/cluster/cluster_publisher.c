@@ -114,50 +114,128 @@ static int rev_push(struct rev_changes *c, const struct svc_rec *r, const struct
 	return 0;
 }
 
-struct ep_ref {
+/* One reverse entry of a record: an address and what it names. */
+struct rev_ent {
 	struct k8s_ip ip;
-	uint32_t target;
+	uint8_t kind;
+	uint32_t target; /* REV_ENDPOINT */
 };
 
-static int ep_ref_cmp(const void *a, const void *b)
+static int rev_ent_cmp(const void *a, const void *b)
 {
-	const struct ep_ref *x = a, *y = b;
+	const struct rev_ent *x = a, *y = b;
 	int c = cluster_records_ip_cmp(&x->ip, &y->ip);
 
-	return c ? c : x->target == y->target ? 0 : x->target < y->target ? -1 : 1;
+	if (c)
+		return c;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return x->target == y->target ? 0 : x->target < y->target ? -1 : 1;
 }
 
-/* Add or remove the reverse entries of @p r: each ClusterIP points at the
- * Service name, each ready endpoint address at its endpoint name (one PTR
- * per Service: the first name in label order that holds the address). */
-static int rev_apply(struct rev_changes *c, const struct svc_rec *r, bool add)
+/* The reverse entries of @p r (may be NULL), by address: each ClusterIP
+ * points at the Service name, each ready endpoint address at its endpoint
+ * name (one PTR per Service: the first name in label order that holds the
+ * address). */
+static int rev_entries(const struct svc_rec *r, struct rev_ent **out, size_t *np)
 {
-	struct ep_ref *refs;
-	size_t n = 0;
-	int rc = 0;
+	struct rev_ent *v;
+	size_t n = 0, o = 0;
 
-	if (!r)
+	*out = NULL;
+	*np = 0;
+	if (!r || r->n_cips + r->n_eps == 0)
 		return 0;
-	for (uint32_t i = 0; i < r->n_cips; i++) {
-		if ((rc = rev_push(c, r, &r->cips[i], REV_CLUSTERIP, NULL, add)) < 0)
-			return rc;
-	}
-	if (r->n_eps == 0)
-		return 0;
-	refs = malloc(r->n_eps * sizeof(*refs));
-	if (!refs)
+	if (!(v = malloc((r->n_cips + r->n_eps) * sizeof(*v))))
 		return -ENOMEM;
+	for (uint32_t i = 0; i < r->n_cips; i++)
+		v[n++] = (struct rev_ent){ r->cips[i], REV_CLUSTERIP, 0 };
 	for (uint32_t t = 0; t < r->n_targets; t++) {
 		for (uint32_t k = 0; k < r->targets[t].ep_n; k++)
-			refs[n++] = (struct ep_ref){ r->eps[r->targets[t].ep_first + k], t };
+			v[n++] = (struct rev_ent){ r->eps[r->targets[t].ep_first + k], REV_ENDPOINT, t };
 	}
-	qsort(refs, n, sizeof(*refs), ep_ref_cmp);
+	qsort(v, n, sizeof(*v), rev_ent_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (o && cluster_records_ip_cmp(&v[o - 1].ip, &v[i].ip) == 0 &&
+		    v[o - 1].kind == v[i].kind)
+			continue; /* the first target in label order */
+		v[o++] = v[i];
+	}
+	*out = v;
+	*np = o;
+	return 0;
+}
+
+/* Are the entries a[0..na) of @p ra and b[0..nb) of @p rb (one address
+ * each) the same PTR targets? */
+static bool rev_ents_same(const struct svc_rec *ra, const struct rev_ent *a, size_t na,
+			  const struct svc_rec *rb, const struct rev_ent *b, size_t nb)
+{
+	if (na != nb || ra->sname != rb->sname)
+		return false;
+	for (size_t i = 0; i < na; i++) {
+		if (a[i].kind != b[i].kind)
+			return false;
+		if (a[i].kind == REV_ENDPOINT) {
+			const struct rec_target *x = &ra->targets[a[i].target];
+			const struct rec_target *y = &rb->targets[b[i].target];
+			if (cluster_records_label_cmp(rec_label(ra, x), x->label_len, rec_label(rb, y),
+						      y->label_len))
+				return false;
+		}
+	}
+	return true;
+}
+
+static int rev_push_ents(struct rev_changes *c, const struct svc_rec *r, const struct rev_ent *e,
+			 size_t n, bool add)
+{
+	int rc = 0;
+
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (i && cluster_records_ip_cmp(&refs[i].ip, &refs[i - 1].ip) == 0)
-			continue;
-		rc = rev_push(c, r, &refs[i].ip, REV_ENDPOINT, &r->targets[refs[i].target], add);
+		rc = rev_push(c, r, &e[i].ip, e[i].kind,
+			      e[i].kind == REV_ENDPOINT ? &r->targets[e[i].target] : NULL, add);
+		if (!add)
+			break; /* a removal takes every entry of the Service at the address */
 	}
-	free(refs);
+	return rc;
+}
+
+/* The reverse changes from record @p old to @p rec (either may be NULL):
+ * only the addresses whose entries differ, so a change of one endpoint in a
+ * large Service touches one or two addresses. */
+static int rev_diff(struct rev_changes *c, const struct svc_rec *old, const struct svc_rec *rec)
+{
+	struct rev_ent *a = NULL, *b = NULL;
+	size_t na, nb, i = 0, j = 0;
+	int rc;
+
+	if ((rc = rev_entries(old, &a, &na)) < 0 || (rc = rev_entries(rec, &b, &nb)) < 0)
+		goto out;
+	while (rc == 0 && (i < na || j < nb)) {
+		size_t ie = i, je = j;
+		int cmp = i == na ? 1 : j == nb ? -1 : cluster_records_ip_cmp(&a[i].ip, &b[j].ip);
+		if (cmp <= 0)
+			while (ie < na && cluster_records_ip_cmp(&a[ie].ip, &a[i].ip) == 0)
+				ie++;
+		if (cmp >= 0)
+			while (je < nb && cluster_records_ip_cmp(&b[je].ip, &b[j].ip) == 0)
+				je++;
+		if (cmp == 0 && rev_ents_same(old, a + i, ie - i, rec, b + j, je - j)) {
+			i = ie;
+			j = je;
+			continue;
+		}
+		if (ie > i)
+			rc = rev_push_ents(c, old, a + i, ie - i, false);
+		if (rc == 0 && je > j)
+			rc = rev_push_ents(c, rec, b + j, je - j, true);
+		i = ie;
+		j = je;
+	}
+out:
+	free(a);
+	free(b);
 	return rc;
 }
 
@@ -382,9 +460,7 @@ static int publish_svc(void *arg, const uint8_t *key, size_t klen)
 		return rc;
 	}
 	p->delta += (int64_t)svc_rec_bytes(rec) - (int64_t)svc_rec_bytes((const struct svc_rec *)old);
-	if ((rc = rev_apply(&p->work, (const struct svc_rec *)old, false)) < 0)
-		return rc;
-	return rev_apply(&p->work, rec, true);
+	return rev_diff(&p->work, (const struct svc_rec *)old, rec);
 }
 
 static int publish_ns(void *arg, const uint8_t *key, size_t klen)
