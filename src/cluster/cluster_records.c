@@ -38,7 +38,8 @@ int cluster_records_ip_cmp(const void *a, const void *b)
 
 int cluster_records_label_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-	int c = memcmp(a, b, alen < blen ? alen : blen);
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0; /* a label may be absent (NULL, 0) */
 
 	if (c)
 		return c;
@@ -393,7 +394,7 @@ bool cluster_records_equal(const struct svc_rec *a, const struct svc_rec *b)
 	if (a->kind != b->kind || a->ns_len != b->ns_len || a->name_len != b->name_len ||
 	    memcmp(a->ns, b->ns, a->ns_len) || memcmp(a->name, b->name, a->name_len) ||
 	    a->n_cips != b->n_cips || memcmp(a->cips, b->cips, sizeof(a->cips)) ||
-	    a->ext_len != b->ext_len || memcmp(a->ext, b->ext, a->ext_len) ||
+	    a->ext_len != b->ext_len || (a->ext_len && memcmp(a->ext, b->ext, a->ext_len)) ||
 	    a->n_ports != b->n_ports || !ports_equal(a->ports, b->ports, a->n_ports) ||
 	    a->n_targets != b->n_targets || a->n_eps != b->n_eps ||
 	    (a->n_eps && memcmp(a->eps, b->eps, a->n_eps * sizeof(*a->eps))))
