@@ -2,6 +2,7 @@
 """bench/cluster/table.py - the cluster zone's price per node, as issue 12's table.
 
     bench/cluster/table.py [--quick] [--out FILE] [--shapes a,b,c]
+                           [--before-shape CMD] [--after-shape CMD]
 
 For each cluster shape it runs run.sh (clusterbench.py) with the phases
 baseline,sync,cpu against bench/cluster/fast_apiserver.py, and publish_bench
@@ -15,7 +16,9 @@ target, result per shape. Shapes:
 
 --quick: one sync and 300 changes a shape, publish_bench 1,000 changes
 (about 6 minutes on 2 cores); the full run: 3 syncs (medians) and 1,000
-changes, publish_bench 4,000 (about 12). Memory is VmRSS/VmHWM of nodedns;
+changes, publish_bench 4,000 (about 12). --before-shape / --after-shape run
+a shell command around each shape's measurements (e.g. to pause other jobs
+on a shared machine for a few minutes at a time). Memory is VmRSS/VmHWM of nodedns;
 "store" figures subtract an idle nodedns watching an empty API.
 """
 import argparse
@@ -128,6 +131,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "cluster-latest.md"))
     ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--before-shape", default=None)
+    ap.add_argument("--after-shape", default=None)
     args = ap.parse_args()
     shapes = args.shapes.split(",")
     tmp = tempfile.mkdtemp(prefix="nodedns-table-")
@@ -137,15 +142,21 @@ def main():
     res = {}
     for name in shapes:
         services, eps, k, _ = SHAPES[name]
-        R = run_shape(tmp, name, args.quick)
-        R["services"] = services
-        R["endpoints"] = services * eps
-        log("%s: publish_bench" % name)
+        if args.before_shape:
+            subprocess.run(args.before_shape, shell=True)
         try:
-            P = publish_figures(exe, tmp, services, eps, k, 1000 if args.quick else 4000)
-        except (subprocess.CalledProcessError, ValueError) as e:
-            P = None
-            R.setdefault("problems", []).append("publish_bench: %s" % e)
+            R = run_shape(tmp, name, args.quick)
+            R["services"] = services
+            R["endpoints"] = services * eps
+            log("%s: publish_bench" % name)
+            try:
+                P = publish_figures(exe, tmp, services, eps, k, 1000 if args.quick else 4000)
+            except (subprocess.CalledProcessError, ValueError) as e:
+                P = None
+                R.setdefault("problems", []).append("publish_bench: %s" % e)
+        finally:
+            if args.after_shape:
+                subprocess.run(args.after_shape, shell=True)
         res[name] = (R, P, fmt_shape(R, P))
         log("%s: %s" % (name, json.dumps(res[name][2], default=str)))
     git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
