@@ -192,8 +192,11 @@ static int on_item(void *arg, const char *text, size_t len, size_t cost)
 		json_decref(it);
 		return 0;
 	}
+	/* Each item's JSON is freed once decoded: LIST_MAX_COST bounds a page
+	 * (what a page's retry may throw away), the ratio the whole list. */
 	size_t total = r->list_cost + r->page_cost + cost;
-	if (total > LIST_MAX_COST || (total > LIST_COST_FLOOR && total / LIST_COST_RATIO > bytes)) {
+	if (r->page_cost + cost > LIST_MAX_COST ||
+	    (total > LIST_COST_FLOOR && total / LIST_COST_RATIO > bytes)) {
 		json_decref(it);
 		r->abort = AB_COSTLY;
 		return 1;

@@ -45,10 +45,12 @@
  * 10k-Service cluster is about 20 MB of JSON, so this leaves ample room while
  * still bounding what a broken or hostile server can make us hold. */
 #define LIST_MAX_BYTES ((size_t)256 << 20)
-/* What the decoded items of one list may hold, as estimated by
+/* What decoding the items of one list may cost, as estimated by
  * k8s_stream_json_cost(): up to LIST_COST_RATIO x the list's text (real
- * lists: 10-20x), at least LIST_COST_FLOOR, at most LIST_MAX_COST (about
- * 140,000 real Services). An item is also bounded on its own: at most
+ * lists: 10-20x) once over LIST_COST_FLOOR, and at most LIST_MAX_COST for
+ * one page (each item's JSON is freed as soon as it is decoded into the
+ * store's compact form, so a whole list is never held as JSON; the decoded
+ * objects are bounded by the store's limits). An item is also bounded on its own: at most
  * LIST_ITEM_FACTOR x max_event_bytes of text (a watch event over
  * max_event_bytes relists, so the list must take a bit more) and
  * K8S_COST_RATIO x its text to decode. */
