@@ -477,6 +477,8 @@ def check_answers(nd, cluster, n, seed, alt=None):
         i = rnd.randrange(cluster.n)
         if alt is not None and cluster.headless(i):
             continue
+        if cluster.headless(i) and cluster.eps > 24:
+            continue   # the A set does not fit 512 bytes: a UDP answer without EDNS is TC=1
         rcode, addrs = pr.ask(cluster.fqdn(i), 1.0)
         if cluster.headless(i):
             want = {cluster.pod_ip(i, j) for j in range(cluster.eps)}
