@@ -68,6 +68,18 @@ bool cluster_pmap_get(const struct pmap *m, const struct hash_key *hk, const voi
 	}
 }
 
+int cluster_pmap_edits_reserve(struct pm_edits *e, size_t n)
+{
+	if (e->n + n <= e->cap)
+		return 0;
+	struct pm_edit *v = realloc(e->v, (e->n + n) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	e->v = v;
+	e->cap = e->n + n;
+	return 0;
+}
+
 int cluster_pmap_edit(struct pm_edits *e, const struct hash_key *hk, const void *key,
 		      size_t klen, bool del, struct pm_val *val)
 {

@@ -373,6 +373,10 @@ static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
 
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), rev_change_cmp);
+	/* at most one edit an address: sized once, not doubled on the way (the
+	 * first publish of a large cluster edits every address) */
+	if (c->n > 64 && cluster_pmap_edits_reserve(e, c->n) < 0)
+		return -ENOMEM;
 	for (size_t i = 0, j; i < c->n && rc == 0; i = j) {
 		const struct rev_change *g = &c->v[i];
 		struct pm_val *oldv = NULL;

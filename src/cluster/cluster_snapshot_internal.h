@@ -201,6 +201,9 @@ struct pm_edits {
  * caller keeps @p val. */
 int cluster_pmap_edit(struct pm_edits *e, const struct hash_key *hk, const void *key,
 		      size_t klen, bool del, struct pm_val *val);
+/** Room for @p n more edits at once (a large batch then grows without
+ * doubling copies). @return 0 or -ENOMEM. */
+int cluster_pmap_edits_reserve(struct pm_edits *e, size_t n);
 /** Drop the queued edits and the references they hold. */
 void cluster_pmap_edits_free(struct pm_edits *e);
 /** Rebuild the leaves of @p m that the edits touch, and the nodes above
