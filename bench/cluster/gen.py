@@ -174,3 +174,21 @@ class SliceEditor:
         obj = c.endpointslice(i, eps)
         obj["metadata"]["generation"] = self.gen[i]
         return obj, old, new
+
+
+def main():
+    """`gen.py --lines SERVICES EPS NAMESPACES`: every object, one JSON line each
+    (the input of publish_bench)."""
+    import json
+    import sys
+    if len(sys.argv) != 5 or sys.argv[1] != "--lines":
+        sys.exit("usage: gen.py --lines SERVICES EPS NAMESPACES")
+    c = Cluster(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    out = sys.stdout
+    for o in c.objects():
+        out.write(json.dumps(o, separators=(",", ":")))
+        out.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,209 +32,397 @@ struct cluster_publisher {
 	uint32_t generation;           /* serial of the last snapshot */
 	struct cluster_snapshot *last; /* one reference, NULL before the first publish */
 	uint64_t published;            /* snapshots made */
+	uint64_t rec_bytes;            /* of the records of last */
 };
 
-/* ------------------------------------------------------ reverse entries */
-
-struct rev_work {
-	uint32_t n, cap;
-	struct rev_item *items;
-	struct k8s_ip ip;
-};
-
-static void rev_work_free(void *p)
+static uint64_t svc_rec_bytes(const struct svc_rec *r)
 {
-	struct rev_work *w = p;
-
-	if (w)
-		free(w->items);
-	free(w);
-}
-
-static struct rev_work *rev_work_get(struct hmap *work, const struct cluster_snapshot *last,
-				     const struct k8s_ip *ip)
-{
-	uint8_t key[17];
-	size_t klen = cluster_snapshot_rev_key(key, ip);
-	struct rev_work *w = hmap_get(work, key, klen);
-	struct pm_val *v = NULL;
-
-	if (w)
-		return w;
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return NULL;
-	w->ip = *ip;
-	if (last && cluster_pmap_get(&last->rev, &last->hkey, key, klen, &v) && v) {
-		const struct rev_rec *rr = (const struct rev_rec *)v;
-		w->items = malloc((rr->n + 1) * sizeof(*w->items));
-		if (!w->items) {
-			free(w);
-			return NULL;
-		}
-		memcpy(w->items, rr->items, rr->n * sizeof(*w->items));
-		w->n = rr->n;
-		w->cap = rr->n + 1;
-	}
-	if (hmap_put(work, key, klen, w, NULL) < 0) {
-		rev_work_free(w);
-		return NULL;
-	}
-	return w;
-}
-
-static int rev_edit(struct hmap *work, const struct cluster_snapshot *last,
-		    const struct svc_rec *r, const struct k8s_ip *ip, int kind,
-		    const struct rec_target *t, bool add)
-{
-	struct rev_work *w = rev_work_get(work, last, ip);
-
-	if (!w)
-		return -ENOMEM;
-	if (!add) {
-		for (uint32_t i = 0; i < w->n;) {
-			const struct rev_item *it = &w->items[i];
-			if (it->ns_len == r->ns_len && it->name_len == r->name_len &&
-			    memcmp(it->ns, r->ns, r->ns_len) == 0 &&
-			    memcmp(it->name, r->name, r->name_len) == 0)
-				w->items[i] = w->items[--w->n];
-			else
-				i++;
-		}
-		return 0;
-	}
-	for (uint32_t i = 0; i < w->n; i++) {
-		const struct rev_item *it = &w->items[i];
-		if (it->kind == kind && it->ns_len == r->ns_len && it->name_len == r->name_len &&
-		    memcmp(it->ns, r->ns, r->ns_len) == 0 &&
-		    memcmp(it->name, r->name, r->name_len) == 0)
-			return 0; /* one PTR per Service and kind */
-	}
-	if (w->n == w->cap) {
-		uint32_t cap = w->cap ? w->cap * 2 : 2;
-		struct rev_item *v = realloc(w->items, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		w->items = v;
-		w->cap = cap;
-	}
-	struct rev_item *it = &w->items[w->n++];
-	memset(it, 0, sizeof(*it));
-	it->kind = (uint8_t)kind;
-	it->ns_len = r->ns_len;
-	it->name_len = r->name_len;
-	memcpy(it->ns, r->ns, r->ns_len);
-	memcpy(it->name, r->name, r->name_len);
-	if (t) {
-		it->label_len = t->label_len;
-		memcpy(it->label, t->label, t->label_len);
-	}
-	return 0;
-}
-
-struct ep_ref {
-	struct k8s_ip ip;
-	uint32_t target;
-};
-
-static int ep_ref_cmp(const void *a, const void *b)
-{
-	const struct ep_ref *x = a, *y = b;
-	int c = cluster_records_ip_cmp(&x->ip, &y->ip);
-
-	return c ? c : x->target == y->target ? 0 : x->target < y->target ? -1 : 1;
-}
-
-/* Add or remove the reverse entries of @p r: each ClusterIP points at the
- * Service name, each ready endpoint address at its endpoint name (one PTR
- * per Service: the first name in label order that holds the address). */
-static int rev_apply(struct hmap *work, const struct cluster_snapshot *last,
-		     const struct svc_rec *r, bool add)
-{
-	struct ep_ref *refs;
-	size_t n = 0;
-	int rc = 0;
+	uint64_t n;
 
 	if (!r)
 		return 0;
-	for (uint32_t i = 0; i < r->n_cips; i++) {
-		if ((rc = rev_edit(work, last, r, &r->cips[i], REV_CLUSTERIP, NULL, add)) < 0)
-			return rc;
-	}
-	if (r->n_eps == 0)
+	n = sizeof(*r) + r->ext_len + (uint64_t)(r->n_ports + r->n_pool) * sizeof(struct k8s_port) +
+	    (uint64_t)r->n_targets * sizeof(struct rec_target) +
+	    (uint64_t)(r->n_eps + r->n_v4 + r->n_v6) * sizeof(struct k8s_ip) +
+	    (uint64_t)r->n_psets * sizeof(struct rec_portset) + sizeof(struct svc_name) +
+	    r->ns_len + r->name_len;
+	for (uint32_t i = 0; i < r->n_targets; i++)
+		n += r->targets[i].label_len;
+	return n;
+}
+
+static uint64_t rev_rec_bytes(const struct rev_rec *rr)
+{
+	uint64_t n;
+
+	if (!rr)
 		return 0;
-	refs = malloc(r->n_eps * sizeof(*refs));
-	if (!refs)
+	n = sizeof(*rr) + (uint64_t)rr->n * sizeof(rr->items[0]);
+	for (uint32_t i = 0; i < rr->n; i++)
+		n += rr->items[i].label_len;
+	return n;
+}
+
+/* ------------------------------------------------------ reverse entries */
+
+/* One reverse entry of a record added or taken away, keyed by its address.
+ * The changes of a publish are gathered in one flat array, sorted by key,
+ * and each address's group turns its old rev_rec into the new one. Entries
+ * name their Service by its shared svc_name, so a rebuilt record whose
+ * address keeps its name gives an equal entry, and that rev_rec is kept. */
+struct rev_change {
+	const struct svc_name *sn; /* borrowed from a record of the last snapshot or an edit */
+	const char *label;         /* REV_ENDPOINT: the target's label, borrowed likewise */
+	uint8_t label_len;
+	uint8_t kind;
+	bool add;
+	uint8_t klen;
+	uint8_t key[17];
+};
+
+struct rev_changes {
+	size_t n, cap;
+	struct rev_change *v;
+};
+
+/* An entry being worked on, its label spelled out (also a dashed one). */
+struct rev_work {
+	const struct svc_name *sn;
+	const char *label;
+	uint8_t label_len;
+	uint8_t kind;
+};
+
+static int rev_push(struct rev_changes *c, const struct svc_rec *r, const struct k8s_ip *ip,
+		    int kind, const struct rec_target *t, bool add)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct rev_change *v = realloc(c->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	struct rev_change *x = &c->v[c->n++];
+	x->sn = r->sname;
+	x->label = t ? rec_label(r, t) : NULL;
+	x->label_len = t ? t->label_len : 0;
+	x->kind = (uint8_t)kind;
+	x->add = add;
+	x->klen = (uint8_t)cluster_snapshot_rev_key(x->key, ip);
+	return 0;
+}
+
+/* One reverse entry of a record: an address and what it names. */
+struct rev_ent {
+	struct k8s_ip ip;
+	uint8_t kind;
+	uint32_t target; /* REV_ENDPOINT */
+};
+
+static int rev_ent_cmp(const void *a, const void *b)
+{
+	const struct rev_ent *x = a, *y = b;
+	int c = cluster_records_ip_cmp(&x->ip, &y->ip);
+
+	if (c)
+		return c;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return x->target == y->target ? 0 : x->target < y->target ? -1 : 1;
+}
+
+/* The reverse entries of @p r (may be NULL), by address: each ClusterIP
+ * points at the Service name, each ready endpoint address at its endpoint
+ * name (one PTR per Service: the first name in label order that holds the
+ * address). */
+static int rev_entries(const struct svc_rec *r, struct rev_ent **out, size_t *np)
+{
+	struct rev_ent *v;
+	size_t n = 0, o = 0;
+
+	*out = NULL;
+	*np = 0;
+	if (!r || r->n_cips + r->n_eps == 0)
+		return 0;
+	if (!(v = malloc((r->n_cips + r->n_eps) * sizeof(*v))))
 		return -ENOMEM;
+	for (uint32_t i = 0; i < r->n_cips; i++)
+		v[n++] = (struct rev_ent){ r->cips[i], REV_CLUSTERIP, 0 };
 	for (uint32_t t = 0; t < r->n_targets; t++) {
 		for (uint32_t k = 0; k < r->targets[t].ep_n; k++)
-			refs[n++] = (struct ep_ref){ r->eps[r->targets[t].ep_first + k], t };
+			v[n++] = (struct rev_ent){ r->eps[r->targets[t].ep_first + k], REV_ENDPOINT, t };
 	}
-	qsort(refs, n, sizeof(*refs), ep_ref_cmp);
+	qsort(v, n, sizeof(*v), rev_ent_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (o && cluster_records_ip_cmp(&v[o - 1].ip, &v[i].ip) == 0 &&
+		    v[o - 1].kind == v[i].kind)
+			continue; /* the first target in label order */
+		v[o++] = v[i];
+	}
+	*out = v;
+	*np = o;
+	return 0;
+}
+
+/* Are the entries a[0..na) of @p ra and b[0..nb) of @p rb (one address
+ * each) the same PTR targets? */
+static bool rev_ents_same(const struct svc_rec *ra, const struct rev_ent *a, size_t na,
+			  const struct svc_rec *rb, const struct rev_ent *b, size_t nb)
+{
+	if (na != nb || ra->sname != rb->sname)
+		return false;
+	for (size_t i = 0; i < na; i++) {
+		if (a[i].kind != b[i].kind)
+			return false;
+		if (a[i].kind == REV_ENDPOINT) {
+			const struct rec_target *x = &ra->targets[a[i].target];
+			const struct rec_target *y = &rb->targets[b[i].target];
+			if (cluster_records_label_cmp(rec_label(ra, x), x->label_len, rec_label(rb, y),
+						      y->label_len))
+				return false;
+		}
+	}
+	return true;
+}
+
+static int rev_push_ents(struct rev_changes *c, const struct svc_rec *r, const struct rev_ent *e,
+			 size_t n, bool add)
+{
+	int rc = 0;
+
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (i && cluster_records_ip_cmp(&refs[i].ip, &refs[i - 1].ip) == 0)
-			continue;
-		rc = rev_edit(work, last, r, &refs[i].ip, REV_ENDPOINT, &r->targets[refs[i].target],
-			      add);
+		rc = rev_push(c, r, &e[i].ip, e[i].kind,
+			      e[i].kind == REV_ENDPOINT ? &r->targets[e[i].target] : NULL, add);
+		if (!add)
+			break; /* a removal takes every entry of the Service at the address */
 	}
-	free(refs);
 	return rc;
 }
 
-static int rev_item_cmp(const void *a, const void *b)
+/* The reverse changes from record @p old to @p rec (either may be NULL):
+ * only the addresses whose entries differ, so a change of one endpoint in a
+ * large Service touches one or two addresses. */
+static int rev_diff(struct rev_changes *c, const struct svc_rec *old, const struct svc_rec *rec)
 {
-	const struct rev_item *x = a, *y = b;
+	struct rev_ent *a = NULL, *b = NULL;
+	size_t na, nb, i = 0, j = 0;
+	int rc;
+
+	if ((rc = rev_entries(old, &a, &na)) < 0 || (rc = rev_entries(rec, &b, &nb)) < 0)
+		goto out;
+	while (rc == 0 && (i < na || j < nb)) {
+		size_t ie = i, je = j;
+		int cmp = i == na ? 1 : j == nb ? -1 : cluster_records_ip_cmp(&a[i].ip, &b[j].ip);
+		if (cmp <= 0)
+			while (ie < na && cluster_records_ip_cmp(&a[ie].ip, &a[i].ip) == 0)
+				ie++;
+		if (cmp >= 0)
+			while (je < nb && cluster_records_ip_cmp(&b[je].ip, &b[j].ip) == 0)
+				je++;
+		if (cmp == 0 && rev_ents_same(old, a + i, ie - i, rec, b + j, je - j)) {
+			i = ie;
+			j = je;
+			continue;
+		}
+		if (ie > i)
+			rc = rev_push_ents(c, old, a + i, ie - i, false);
+		if (rc == 0 && je > j)
+			rc = rev_push_ents(c, rec, b + j, je - j, true);
+		i = ie;
+		j = je;
+	}
+out:
+	free(a);
+	free(b);
+	return rc;
+}
+
+static int rev_change_cmp(const void *a, const void *b)
+{
+	const struct rev_change *x = a, *y = b;
+
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return memcmp(x->key, y->key, x->klen);
+}
+
+static int rev_work_cmp(const void *a, const void *b)
+{
+	const struct rev_work *x = a, *y = b;
+	const struct svc_name *p = x->sn, *q = y->sn;
 	int c;
 
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	if ((c = cluster_records_label_cmp(x->ns, x->ns_len, y->ns, y->ns_len)))
+	if ((c = cluster_records_label_cmp(p->s, p->ns_len, q->s, q->ns_len)))
 		return c;
-	if ((c = cluster_records_label_cmp(x->name, x->name_len, y->name, y->name_len)))
+	if ((c = cluster_records_label_cmp(p->s + p->ns_len, p->name_len, q->s + q->ns_len,
+					   q->name_len)))
 		return c;
 	return cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len);
 }
 
-/* Turn the worked-on reverse entries into edits of the rev map. */
-static int rev_edits(struct hmap *work, const struct cluster_snapshot *last,
-		     const struct hash_key *hk, struct pm_edits *e)
+/* Item @p i of @p rr as a work entry; @p dashed: the address's own label. */
+static struct rev_work rev_item_work(const struct rev_rec *rr, uint32_t i, const char *dashed,
+				     uint8_t dlen)
 {
-	HMAP_FOREACH(work, node)
-	{
-		struct rev_work *w = node->val;
-		struct pm_val *old = NULL;
-		struct rev_rec *rr;
+	const struct rev_item *it = &rr->items[i];
+	struct rev_work w = { it->sn, NULL, 0, it->kind };
 
-		if (last)
-			cluster_pmap_get(&last->rev, &last->hkey, node->key, node->klen, &old);
-		if (w->n)
-			qsort(w->items, w->n, sizeof(*w->items), rev_item_cmp);
-		if (old) {
-			const struct rev_rec *o = (const struct rev_rec *)old;
-			if (o->n == w->n &&
-			    (!w->n || memcmp(o->items, w->items, w->n * sizeof(*w->items)) == 0))
-				continue;
-		} else if (w->n == 0) {
-			continue;
-		}
-		if (w->n == 0) {
-			if (cluster_pmap_edit(e, hk, node->key, node->klen, true, NULL) < 0)
-				return -ENOMEM;
-			continue;
-		}
-		rr = malloc(sizeof(*rr) + w->n * sizeof(rr->items[0]));
-		if (!rr)
-			return -ENOMEM;
-		atomic_init(&rr->hdr.refs, 1);
-		rr->hdr.type = PM_VAL_REV;
-		rr->n = w->n;
-		memcpy(rr->items, w->items, w->n * sizeof(*w->items));
-		if (cluster_pmap_edit(e, hk, node->key, node->klen, false, &rr->hdr) < 0) {
-			free(rr);
-			return -ENOMEM;
+	if (it->label_len) {
+		w.label = rev_labels(rr) + it->label_off;
+		w.label_len = it->label_len;
+	} else if (it->kind == REV_ENDPOINT) {
+		w.label = dashed;
+		w.label_len = dlen;
+	}
+	return w;
+}
+
+/* The new entries of one address: the old ones of @p old (may be NULL)
+ * with the changes g[0..n) applied, into @p w (room for old's and n).
+ * @return their count. */
+static uint32_t rev_group(const struct rev_rec *old, const struct rev_change *g, size_t n,
+			  const char *dashed, uint8_t dlen, struct rev_work *w)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; old && i < old->n; i++) {
+		bool gone = false;
+		for (size_t j = 0; j < n && !gone; j++)
+			gone = !g[j].add && g[j].sn == old->items[i].sn;
+		if (!gone)
+			w[k++] = rev_item_work(old, i, dashed, dlen);
+	}
+	for (size_t j = 0; j < n; j++) {
+		bool dup = !g[j].add;
+		for (uint32_t i = 0; i < k && !dup; i++)
+			dup = w[i].sn == g[j].sn && w[i].kind == g[j].kind;
+		if (!dup) /* one PTR per Service and kind */
+			w[k++] = (struct rev_work){ g[j].sn, g[j].label, g[j].label_len, g[j].kind };
+	}
+	if (k > 1)
+		qsort(w, k, sizeof(*w), rev_work_cmp);
+	return k;
+}
+
+static bool rev_same(const struct rev_rec *old, const struct rev_work *w, uint32_t k,
+		     const char *dashed, uint8_t dlen)
+{
+	if (!old)
+		return k == 0;
+	if (old->n != k)
+		return false;
+	for (uint32_t i = 0; i < k; i++) {
+		struct rev_work o = rev_item_work(old, i, dashed, dlen);
+		if (o.sn != w[i].sn || o.kind != w[i].kind ||
+		    cluster_records_label_cmp(o.label, o.label_len, w[i].label, w[i].label_len))
+			return false;
+	}
+	return true;
+}
+
+static bool is_dashed(const struct rev_work *w, const char *dashed, uint8_t dlen)
+{
+	return w->label_len == dlen && memcmp(w->label, dashed, dlen) == 0;
+}
+
+/* A rev_rec of w[0..k): a label equal to the address's dashed form is not kept. */
+static struct rev_rec *rev_rec_new(const struct rev_work *w, uint32_t k, const char *dashed,
+				   uint8_t dlen)
+{
+	size_t bytes = 0, off = 0;
+	struct rev_rec *rr;
+
+	for (uint32_t i = 0; i < k; i++) {
+		if (w[i].kind == REV_ENDPOINT && !is_dashed(&w[i], dashed, dlen))
+			bytes += w[i].label_len;
+	}
+	rr = malloc(sizeof(*rr) + k * sizeof(rr->items[0]) + bytes);
+	if (!rr)
+		return NULL;
+	atomic_init(&rr->hdr.refs, 1);
+	rr->hdr.type = PM_VAL_REV;
+	rr->n = k;
+	for (uint32_t i = 0; i < k; i++) {
+		struct rev_item *it = &rr->items[i];
+		it->sn = w[i].sn;
+		it->kind = w[i].kind;
+		it->label_off = 0;
+		it->label_len = 0;
+		cluster_snapshot_name_ref(it->sn);
+		if (w[i].kind == REV_ENDPOINT && !is_dashed(&w[i], dashed, dlen)) {
+			it->label_off = (uint16_t)off;
+			it->label_len = w[i].label_len;
+			memcpy((char *)rev_labels(rr) + off, w[i].label, w[i].label_len);
+			off += w[i].label_len;
 		}
 	}
-	return 0;
+	return rr;
+}
+
+/* Turn the gathered reverse changes into edits of the rev map. */
+static int rev_edits(struct rev_changes *c, const struct cluster_snapshot *last,
+		     const struct hash_key *hk, struct pm_edits *e, int64_t *delta)
+{
+	struct rev_work *w = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	if (c->n > 1)
+		qsort(c->v, c->n, sizeof(*c->v), rev_change_cmp);
+	/* at most one edit an address: sized once, not doubled on the way (the
+	 * first publish of a large cluster edits every address) */
+	if (c->n > 64 && cluster_pmap_edits_reserve(e, c->n) < 0)
+		return -ENOMEM;
+	for (size_t i = 0, j; i < c->n && rc == 0; i = j) {
+		const struct rev_change *g = &c->v[i];
+		struct pm_val *oldv = NULL;
+		const struct rev_rec *old;
+		struct rev_rec *rr;
+		struct k8s_addr a = { .host_len = 0 };
+		char dbuf[K8S_LABEL_MAX];
+		uint8_t dlen;
+		uint32_t k;
+
+		for (j = i + 1; j < c->n && rev_change_cmp(g, &c->v[j]) == 0; j++)
+			;
+		a.ip.fam = g->key[0];
+		memcpy(a.ip.b, g->key + 1, g->klen - 1u);
+		const char *dashed = k8s_objects_addr_label(NULL, &a, dbuf, &dlen);
+		if (last)
+			cluster_pmap_get(&last->rev, &last->hkey, g->key, g->klen, &oldv);
+		old = (const struct rev_rec *)oldv;
+		size_t need = (old ? old->n : 0) + (j - i);
+		if (need > cap) {
+			struct rev_work *v = realloc(w, need * sizeof(*v));
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			w = v;
+			cap = need;
+		}
+		k = rev_group(old, g, j - i, dashed, dlen, w);
+		if (rev_same(old, w, k, dashed, dlen))
+			continue;
+		*delta -= (int64_t)rev_rec_bytes(old);
+		if (k == 0) {
+			rc = cluster_pmap_edit(e, hk, g->key, g->klen, true, NULL);
+			continue;
+		}
+		if (!(rr = rev_rec_new(w, k, dashed, dlen))) {
+			rc = -ENOMEM;
+			break;
+		}
+		*delta += (int64_t)rev_rec_bytes(rr);
+		if ((rc = cluster_pmap_edit(e, hk, g->key, g->klen, false, &rr->hdr)) < 0)
+			cluster_snapshot_val_unref(&rr->hdr);
+	}
+	free(w);
+	return rc;
 }
 
 /* -------------------------------------------------------------- publish */
@@ -244,7 +432,8 @@ struct publish {
 	const struct k8s_store *s;
 	const struct cluster_snapshot *last;
 	struct pm_edits svc, ns, rev;
-	struct hmap work; /* rev key -> struct rev_work */
+	struct rev_changes work; /* reverse entries added and taken away */
+	int64_t delta;           /* bytes of records added less those replaced */
 };
 
 static int publish_svc(void *arg, const uint8_t *key, size_t klen)
@@ -261,7 +450,7 @@ static int publish_svc(void *arg, const uint8_t *key, size_t klen)
 		cluster_pmap_get(&p->last->svc, &p->last->hkey, key, klen, &old);
 	if (svc) {
 		slices = k8s_store_service_slices(p->s, key, klen, &n);
-		if (!(rec = cluster_records_build(svc, slices, n)))
+		if (!(rec = cluster_records_build(svc, slices, n, (const struct svc_rec *)old)))
 			return -ENOMEM;
 	}
 	if (cluster_records_equal((const struct svc_rec *)old, rec)) {
@@ -274,9 +463,8 @@ static int publish_svc(void *arg, const uint8_t *key, size_t klen)
 		cluster_snapshot_val_unref(rec ? &rec->hdr : NULL);
 		return rc;
 	}
-	if ((rc = rev_apply(&p->work, p->last, (const struct svc_rec *)old, false)) < 0)
-		return rc;
-	return rev_apply(&p->work, p->last, rec, true);
+	p->delta += (int64_t)svc_rec_bytes(rec) - (int64_t)svc_rec_bytes((const struct svc_rec *)old);
+	return rev_diff(&p->work, (const struct svc_rec *)old, rec);
 }
 
 static int publish_ns(void *arg, const uint8_t *key, size_t klen)
@@ -321,7 +509,7 @@ static void publish_done(struct publish *p)
 	cluster_pmap_edits_free(&p->svc);
 	cluster_pmap_edits_free(&p->ns);
 	cluster_pmap_edits_free(&p->rev);
-	hmap_deinit(&p->work, rev_work_free);
+	free(p->work.v);
 }
 
 /* The last snapshot with the edits of @p p applied. NULL: no memory. */
@@ -357,9 +545,7 @@ struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *pub
 
 	if (pub->last && k8s_store_unchanged(s))
 		goto unchanged;
-	if (hmap_init(&p.work, &pub->hkey) < 0)
-		return NULL;
-	if (publish_collect(&p) < 0 || rev_edits(&p.work, p.last, &pub->hkey, &p.rev) < 0)
+	if (publish_collect(&p) < 0 || rev_edits(&p.work, p.last, &pub->hkey, &p.rev, &p.delta) < 0)
 		goto fail;
 	if (pub->last && p.svc.n == 0 && p.ns.n == 0 && p.rev.n == 0) {
 		publish_done(&p);
@@ -372,6 +558,9 @@ struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *pub
 	cluster_snapshot_unref(pub->last);
 	pub->last = snap;
 	pub->published++;
+	pub->rec_bytes += (uint64_t)p.delta;
+	k8s_store_set_published_bytes(s, pub->rec_bytes,
+				      snap->svc.bytes + snap->ns.bytes + snap->rev.bytes);
 clean:
 	k8s_store_changes_clear(s);
 unchanged:

@@ -38,7 +38,8 @@ int cluster_records_ip_cmp(const void *a, const void *b)
 
 int cluster_records_label_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-	int c = memcmp(a, b, alen < blen ? alen : blen);
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0; /* a label may be absent (NULL, 0) */
 
 	if (c)
 		return c;
@@ -46,18 +47,20 @@ int cluster_records_label_cmp(const char *a, size_t alen, const char *b, size_t 
 }
 
 struct cand {
-	const struct k8s_addr *a;
+	const struct k8s_ip *ip;
+	const char *label;
+	uint8_t label_len;
 	uint32_t pset;
 };
 
 static int cand_cmp(const void *a, const void *b)
 {
 	const struct cand *x = a, *y = b;
-	int c = cluster_records_label_cmp(x->a->label, x->a->label_len, y->a->label, y->a->label_len);
+	int c = cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len);
 
 	if (c)
 		return c;
-	if ((c = cluster_records_ip_cmp(&x->a->ip, &y->a->ip)))
+	if ((c = cluster_records_ip_cmp(x->ip, y->ip)))
 		return c;
 	return x->pset == y->pset ? 0 : x->pset < y->pset ? -1 : 1;
 }
@@ -217,31 +220,59 @@ static uint8_t proto_mask(const struct k8s_port *v, uint32_t n)
 	return m;
 }
 
+/* Give back the unused end of an array sized for the worst case (a record
+ * lives long; keeping it when realloc fails is fine). */
+static void shrink(void **p, size_t bytes)
+{
+	void *v = bytes ? realloc(*p, bytes) : NULL;
+
+	if (v)
+		*p = v;
+}
+
 /* The endpoints of the Service: every ready address of its slices, grouped
  * by endpoint name, deduplicated across slices. */
 static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slices, uint32_t nsl)
 {
 	struct pool p = { .r = r };
 	struct cand *c = NULL;
-	uint32_t *slice_pset = NULL;
-	size_t total = 0, n = 0;
+	uint32_t *slice_pset = NULL, nlabels = 0;
+	size_t total = 0, n = 0, label_bytes = 0, ndashed = 0;
+	char *dashed = NULL; /* the derived labels */
 	int rc = -ENOMEM;
 
-	for (uint32_t i = 0; i < nsl; i++)
+	for (uint32_t i = 0; i < nsl; i++) {
 		total += slices[i]->n_addrs;
+		for (uint32_t k = 0; k < slices[i]->n_addrs; k++) {
+			uint8_t hl = slices[i]->addrs[k].host_len;
+			label_bytes += hl ? hl : K8S_LABEL_MAX;
+			ndashed += hl ? 0 : K8S_LABEL_MAX;
+		}
+	}
 	if (total == 0)
 		return 0;
 	c = malloc(total * sizeof(*c));
 	slice_pset = malloc(nsl * sizeof(*slice_pset));
+	dashed = malloc(ndashed ? ndashed : 1);
 	r->targets = calloc(total, sizeof(*r->targets));
 	r->eps = calloc(total, sizeof(*r->eps));
-	if (!c || !slice_pset || !r->targets || !r->eps)
+	r->labels = malloc(label_bytes);
+	if (!c || !slice_pset || !dashed || !r->targets || !r->eps || !r->labels)
 		goto out;
+	ndashed = 0;
 	for (uint32_t i = 0; i < nsl; i++) {
-		if ((rc = pset_add_slice(&p, slices[i], &slice_pset[i])) < 0)
+		const struct k8s_slice *sl = slices[i];
+		if ((rc = pset_add_slice(&p, sl, &slice_pset[i])) < 0)
 			goto out;
-		for (uint32_t k = 0; k < slices[i]->n_addrs; k++)
-			c[n++] = (struct cand){ .a = &slices[i]->addrs[k], .pset = slice_pset[i] };
+		for (uint32_t k = 0; k < sl->n_addrs; k++) {
+			const struct k8s_addr *a = &sl->addrs[k];
+			struct cand *x = &c[n++];
+			x->ip = &a->ip;
+			x->pset = slice_pset[i];
+			x->label = k8s_objects_addr_label(sl, a, dashed + ndashed, &x->label_len);
+			if (!a->host_len)
+				ndashed += x->label_len;
+		}
 	}
 	qsort(c, n, sizeof(*c), cand_cmp);
 
@@ -250,18 +281,20 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 		bool one_pset = true;
 		struct rec_target *t = &r->targets[r->n_targets++];
 
-		while (j < n && cluster_records_label_cmp(c[i].a->label, c[i].a->label_len, c[j].a->label,
-					  c[j].a->label_len) == 0) {
+		while (j < n && cluster_records_label_cmp(c[i].label, c[i].label_len, c[j].label,
+							  c[j].label_len) == 0) {
 			one_pset &= c[j].pset == c[i].pset;
 			j++;
 		}
-		t->label_len = c[i].a->label_len;
-		memcpy(t->label, c[i].a->label, t->label_len);
+		t->label_len = c[i].label_len;
+		t->label_off = nlabels;
+		memcpy(r->labels + nlabels, c[i].label, t->label_len);
+		nlabels += t->label_len;
 		t->ep_first = r->n_eps;
 		for (size_t k = i; k < j; k++) {
-			if (k > i && cluster_records_ip_cmp(&c[k].a->ip, &c[k - 1].a->ip) == 0)
+			if (k > i && cluster_records_ip_cmp(c[k].ip, c[k - 1].ip) == 0)
 				continue;
-			r->eps[r->n_eps++] = c[k].a->ip;
+			r->eps[r->n_eps++] = *c[k].ip;
 		}
 		t->ep_n = r->n_eps - t->ep_first;
 		if (one_pset)
@@ -290,15 +323,23 @@ static int rec_build_endpoints(struct svc_rec *r, struct k8s_slice *const *slice
 		else
 			r->n_v6++;
 	}
+	shrink((void **)&r->ips, (r->n_v4 + r->n_v6) * sizeof(*r->ips));
+	shrink((void **)&r->targets, r->n_targets * sizeof(*r->targets));
+	shrink((void **)&r->eps, r->n_eps * sizeof(*r->eps));
+	shrink((void **)&r->labels, nlabels);
+	shrink((void **)&r->pool, r->n_pool * sizeof(*r->pool));
+	shrink((void **)&r->psets, r->n_psets * sizeof(*r->psets));
 	rc = 0;
 out:
 	free(c);
 	free(slice_pset);
+	free(dashed);
 	return rc;
 }
 
 struct svc_rec *cluster_records_build(const struct k8s_service *svc,
-				      struct k8s_slice *const *slices, uint32_t n)
+				      struct k8s_slice *const *slices, uint32_t n,
+				      const struct svc_rec *prev)
 {
 	struct svc_rec *r = calloc(1, sizeof(*r));
 
@@ -311,10 +352,23 @@ struct svc_rec *cluster_records_build(const struct k8s_service *svc,
 	r->name_len = (uint8_t)strlen(svc->name);
 	memcpy(r->ns, svc->ns, r->ns_len);
 	memcpy(r->name, svc->name, r->name_len);
+	if (prev && prev->ns_len == r->ns_len && prev->name_len == r->name_len &&
+	    memcmp(prev->ns, r->ns, r->ns_len) == 0 && memcmp(prev->name, r->name, r->name_len) == 0) {
+		r->sname = prev->sname;
+		cluster_snapshot_name_ref(r->sname);
+	} else {
+		r->sname = cluster_snapshot_name_new(r->ns, r->ns_len, r->name, r->name_len);
+	}
+	if (!r->sname)
+		goto nomem;
 	r->n_cips = svc->n_ips;
 	memcpy(r->cips, svc->ips, sizeof(r->cips));
-	r->ext_len = svc->ext_len;
-	memcpy(r->ext, svc->ext, svc->ext_len);
+	if (svc->ext_len) {
+		if (!(r->ext = malloc(svc->ext_len)))
+			goto nomem;
+		memcpy(r->ext, svc->ext, svc->ext_len);
+		r->ext_len = svc->ext_len;
+	}
 	if (svc->kind == K8S_SVC_EXTERNAL)
 		return r; /* no ports, no endpoints: nothing below an ExternalName */
 	if (svc->n_ports) {
@@ -340,7 +394,7 @@ bool cluster_records_equal(const struct svc_rec *a, const struct svc_rec *b)
 	if (a->kind != b->kind || a->ns_len != b->ns_len || a->name_len != b->name_len ||
 	    memcmp(a->ns, b->ns, a->ns_len) || memcmp(a->name, b->name, a->name_len) ||
 	    a->n_cips != b->n_cips || memcmp(a->cips, b->cips, sizeof(a->cips)) ||
-	    a->ext_len != b->ext_len || memcmp(a->ext, b->ext, a->ext_len) ||
+	    a->ext_len != b->ext_len || (a->ext_len && memcmp(a->ext, b->ext, a->ext_len)) ||
 	    a->n_ports != b->n_ports || !ports_equal(a->ports, b->ports, a->n_ports) ||
 	    a->n_targets != b->n_targets || a->n_eps != b->n_eps ||
 	    (a->n_eps && memcmp(a->eps, b->eps, a->n_eps * sizeof(*a->eps))))
@@ -348,7 +402,8 @@ bool cluster_records_equal(const struct svc_rec *a, const struct svc_rec *b)
 	for (uint32_t i = 0; i < a->n_targets; i++) {
 		const struct rec_target *x = &a->targets[i], *y = &b->targets[i];
 		if (x->ep_first != y->ep_first || x->ep_n != y->ep_n ||
-		    cluster_records_label_cmp(x->label, x->label_len, y->label, y->label_len) ||
+		    cluster_records_label_cmp(rec_label(a, x), x->label_len, rec_label(b, y),
+					      y->label_len) ||
 		    !pset_equal(a, x->portset, b, y->portset))
 			return false;
 	}

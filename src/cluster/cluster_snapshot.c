@@ -30,6 +30,9 @@ static void rec_free(struct svc_rec *r)
 	free(r->ips);
 	free(r->psets);
 	free(r->pool);
+	free(r->labels);
+	free(r->ext);
+	cluster_snapshot_name_unref(r->sname);
 	free(r);
 }
 
@@ -43,10 +46,42 @@ void cluster_snapshot_val_unref(struct pm_val *v)
 {
 	if (!v || atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (v->type == PM_VAL_SVC)
+	if (v->type == PM_VAL_SVC) {
 		rec_free((struct svc_rec *)v);
-	else
-		free(v);
+		return;
+	}
+	struct rev_rec *rr = (struct rev_rec *)v;
+	for (uint32_t i = 0; i < rr->n; i++)
+		cluster_snapshot_name_unref(rr->items[i].sn);
+	free(rr);
+}
+
+struct svc_name *cluster_snapshot_name_new(const char *ns, size_t ns_len, const char *name,
+					   size_t name_len)
+{
+	struct svc_name *n = malloc(sizeof(*n) + ns_len + name_len);
+
+	if (!n)
+		return NULL;
+	atomic_init(&n->refs, 1);
+	n->ns_len = (uint8_t)ns_len;
+	n->name_len = (uint8_t)name_len;
+	memcpy(n->s, ns, ns_len);
+	memcpy(n->s + ns_len, name, name_len);
+	return n;
+}
+
+void cluster_snapshot_name_ref(const struct svc_name *n)
+{
+	if (n)
+		atomic_fetch_add_explicit(&((struct svc_name *)n)->refs, 1, memory_order_relaxed);
+}
+
+void cluster_snapshot_name_unref(const struct svc_name *n)
+{
+	if (n && atomic_fetch_sub_explicit(&((struct svc_name *)n)->refs, 1,
+					   memory_order_acq_rel) == 1)
+		free((struct svc_name *)n);
 }
 
 size_t cluster_snapshot_rev_key(uint8_t key[17], const struct k8s_ip *ip)

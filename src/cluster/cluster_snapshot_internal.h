@@ -46,21 +46,22 @@ struct rec_portset {
 struct rec_target {
 	uint32_t ep_first, ep_n; /* into svc_rec.eps, sorted by family then bytes */
 	uint32_t portset;        /* index into svc_rec.psets */
+	uint32_t label_off;      /* into svc_rec.labels (rec_label()) */
 	uint8_t label_len;
-	char label[K8S_LABEL_MAX];
 };
 
 /* Everything needed to answer for one Service and the names below it. Every
  * array is owned by the record (malloc). */
 struct svc_rec {
 	struct pm_val hdr;
+	struct svc_name *sname; /* one reference; the same as ns and name */
 	uint8_t kind; /* enum k8s_svc_kind */
 	uint8_t ns_len, name_len;
 	char ns[K8S_LABEL_MAX], name[K8S_LABEL_MAX];
 	uint8_t n_cips;
 	struct k8s_ip cips[K8S_MAX_CLUSTER_IPS];
 	uint8_t ext_len;
-	uint8_t ext[255];        /* wire, lower case */
+	uint8_t *ext;            /* wire, lower case; NULL when ext_len is 0 */
 	uint8_t svc_protos;      /* bit per k8s_proto: a named Service port exists */
 	uint8_t ep_protos;       /* bit per k8s_proto: a named endpoint port exists */
 	uint32_t n_ports;
@@ -75,30 +76,67 @@ struct svc_rec {
 	struct rec_portset *psets;
 	uint32_t n_pool;
 	struct k8s_port *pool;
+	char *labels;            /* the targets' labels, back to back */
 };
+
+/** The label of target @p t of @p r (t->label_len bytes, not terminated). */
+static inline const char *rec_label(const struct svc_rec *r, const struct rec_target *t)
+{
+	return r->labels + t->label_off;
+}
 
 enum { REV_CLUSTERIP = 0, REV_ENDPOINT = 1 };
 
-struct rev_item {
-	uint8_t kind; /* REV_CLUSTERIP first in a record */
-	uint8_t ns_len, name_len, label_len;
-	char ns[K8S_LABEL_MAX], name[K8S_LABEL_MAX], label[K8S_LABEL_MAX];
+/* The name of a Service, shared by its successive records and by the
+ * reverse entries that point at it, so a rebuilt record leaves the reverse
+ * entries of its unchanged addresses alone. */
+struct svc_name {
+	atomic_uint refs;
+	uint8_t ns_len, name_len;
+	char s[]; /* ns, then name; not terminated */
 };
 
-/* The PTR targets of one IP address. */
+/** A new name (one reference), NULL: no memory. */
+struct svc_name *cluster_snapshot_name_new(const char *ns, size_t ns_len, const char *name,
+					   size_t name_len);
+void cluster_snapshot_name_ref(const struct svc_name *n);
+void cluster_snapshot_name_unref(const struct svc_name *n);
+
+/* One PTR target: a Service name, or an endpoint name under it. */
+struct rev_item {
+	const struct svc_name *sn; /* one reference */
+	uint16_t label_off;        /* into rev_labels() */
+	uint8_t label_len;         /* 0: a ClusterIP's (none), or the dashed address */
+	uint8_t kind;              /* REV_CLUSTERIP first in a record */
+};
+
+/* The PTR targets of one IP address, ordered by (kind, ns, name, label),
+ * followed by the labels that are not the dashed address. */
 struct rev_rec {
 	struct pm_val hdr;
 	uint32_t n;
 	struct rev_item items[];
 };
 
+static inline const char *rev_labels(const struct rev_rec *rr)
+{
+	return (const char *)(rr->items + rr->n);
+}
+
 /** Fill @p key with the rev key of @p ip; @return its length. */
 size_t cluster_snapshot_rev_key(uint8_t key[17], const struct k8s_ip *ip);
 
 /* ------------------------------------------ persistent sharded hash map */
 
-#define PMAP_SHARD_BITS 8
-#define PMAP_SHARDS (1u << PMAP_SHARD_BITS)
+/* A map is a two-level tree of PMAP_FANOUT x PMAP_FANOUT leaves (immutable
+ * open-addressing shards) chosen by the top bits of the keyed hash. Every
+ * node is reference-counted and shared between snapshots: an edit copies
+ * the root, the middle node above each leaf it touches and that leaf, so its
+ * cost does not grow with the number of leaves, and sharing a whole map is
+ * one reference. */
+#define PMAP_FANOUT_BITS 6
+#define PMAP_FANOUT (1u << PMAP_FANOUT_BITS)
+#define PMAP_LEAVES (PMAP_FANOUT * PMAP_FANOUT)
 
 struct pm_slot {
 	uint64_t hash;
@@ -111,12 +149,32 @@ struct pm_slot {
 struct pm_shard {
 	atomic_uint refs;
 	uint32_t n, mask;
+	uint32_t bytes; /* of this allocation */
 	struct pm_slot *slots;
 };
 
-struct pmap {
-	struct pm_shard *shard[PMAP_SHARDS]; /* NULL: empty shard */
+struct pm_mid {
+	atomic_uint refs;
+	struct pm_shard *leaf[PMAP_FANOUT]; /* NULL: empty leaf */
 };
+
+struct pm_root {
+	atomic_uint refs;
+	struct pm_mid *mid[PMAP_FANOUT]; /* NULL: no leaf under it */
+};
+
+struct pmap {
+	struct pm_root *root; /* one reference; NULL: empty map */
+	uint64_t bytes;       /* of every node and leaf under root */
+};
+
+/** Leaf @p i (< PMAP_LEAVES) of @p m, NULL when empty. */
+static inline const struct pm_shard *cluster_pmap_leaf(const struct pmap *m, uint32_t i)
+{
+	const struct pm_mid *mid = m->root ? m->root->mid[i >> PMAP_FANOUT_BITS] : NULL;
+
+	return mid ? mid->leaf[i & (PMAP_FANOUT - 1)] : NULL;
+}
 
 /** Find @p key hashed under @p hk; @return true when present (*val, may be
  * NULL, gets the value, borrowed from the map). */
@@ -126,10 +184,10 @@ bool cluster_pmap_get(const struct pmap *m, const struct hash_key *hk, const voi
 /* Pending changes to one map, applied all at once to make a new one. */
 struct pm_edit {
 	uint64_t hash;
+	const uint8_t *key; /* borrowed: the caller's, until the edits are applied or freed */
+	struct pm_val *val; /* one reference, moved into the new shard */
 	uint16_t klen;
 	bool del;
-	struct pm_val *val; /* one reference, moved into the new shard */
-	uint8_t key[K8S_KEY_MAX];
 };
 
 struct pm_edits {
@@ -138,26 +196,32 @@ struct pm_edits {
 };
 
 /** Queue setting (@p del false; @p val's reference moves in, may be NULL) or
- * deleting @p key (at most K8S_KEY_MAX bytes). @return 0 or -ENOMEM, when
- * the caller keeps @p val. */
+ * deleting @p key (at most K8S_KEY_MAX bytes; borrowed: it must stay put
+ * until the edits are applied or freed). @return 0 or -ENOMEM, when the
+ * caller keeps @p val. */
 int cluster_pmap_edit(struct pm_edits *e, const struct hash_key *hk, const void *key,
 		      size_t klen, bool del, struct pm_val *val);
+/** Room for @p n more edits at once (a large batch then grows without
+ * doubling copies). @return 0 or -ENOMEM. */
+int cluster_pmap_edits_reserve(struct pm_edits *e, size_t n);
 /** Drop the queued edits and the references they hold. */
 void cluster_pmap_edits_free(struct pm_edits *e);
-/** Rebuild the shards of @p m that the edits touch (the edits are sorted and
- * their values moved into @p m). @return 0 or -ENOMEM (@p m stays valid,
- * partly edited). */
+/** Rebuild the leaves of @p m that the edits touch, and the nodes above
+ * them (the edits are sorted and their values moved into @p m). @return 0
+ * or -ENOMEM (@p m stays valid, partly edited). */
 int cluster_pmap_apply(struct pmap *m, struct pm_edits *e);
-/** Make @p dst share every shard of @p src (one more reference each). */
+/** Make @p dst (empty) share all of @p src (one more reference). */
 void cluster_pmap_share(struct pmap *dst, const struct pmap *src);
-/** Drop every shard reference of @p m. */
+/** Drop @p m's reference; @p m is empty after. */
 void cluster_pmap_release(struct pmap *m);
 
-#define PMAP_FOREACH(m, slot)                                                  \
-	for (uint32_t pm_i_ = 0; pm_i_ < PMAP_SHARDS; pm_i_++)                 \
-		for (uint32_t pm_j_ = 0; (m)->shard[pm_i_] && pm_j_ <= (m)->shard[pm_i_]->mask; pm_j_++) \
-			for (const struct pm_slot *slot = &(m)->shard[pm_i_]->slots[pm_j_]; \
-			     slot && slot->key; slot = NULL)
+#define PMAP_FOREACH(m, slot)                                                          \
+	for (uint32_t pm_i_ = 0; (m)->root && pm_i_ < PMAP_LEAVES; pm_i_++)              \
+		for (const struct pm_shard *pm_s_ = cluster_pmap_leaf((m), pm_i_); pm_s_;   \
+		     pm_s_ = NULL)                                                          \
+			for (uint32_t pm_j_ = 0; pm_j_ <= pm_s_->mask; pm_j_++)              \
+				for (const struct pm_slot *slot = &pm_s_->slots[pm_j_];      \
+				     slot && slot->key; slot = NULL)
 
 /* ------------------------------------------------------------ snapshots */
 
@@ -173,9 +237,11 @@ struct cluster_snapshot {
 /* ---------------------------------------------------- building records */
 
 /** The record of Service @p svc with its EndpointSlices @p slices[0..n)
- * (all borrowed), one reference owned by the caller. NULL: no memory. */
+ * (all borrowed), one reference owned by the caller; it shares the name of
+ * @p prev (the Service's last record, may be NULL). NULL: no memory. */
 struct svc_rec *cluster_records_build(const struct k8s_service *svc,
-				      struct k8s_slice *const *slices, uint32_t n);
+				      struct k8s_slice *const *slices, uint32_t n,
+				      const struct svc_rec *prev);
 /** Same DNS content (either may be NULL: equal only when both are). */
 bool cluster_records_equal(const struct svc_rec *a, const struct svc_rec *b);
 /** Orders used inside records (memcmp-like results). */

@@ -186,7 +186,7 @@ static void put_svc_name(struct resp *r, const struct svc_rec *rec, const struct
 
 	if (t) {
 		put_bytes(r, &t->label_len, 1);
-		put_bytes(r, t->label, t->label_len);
+		put_bytes(r, rec_label(rec, t), t->label_len);
 	}
 	if (compress && r->svc_rec == rec && r->svc_off) {
 		put_ptr(r, r->svc_off);
@@ -312,7 +312,7 @@ static const struct rec_target *target_find(const struct svc_rec *rec, const str
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct rec_target *t = &rec->targets[mid];
-		int c = memcmp(t->label, key, t->label_len < n ? t->label_len : n);
+		int c = memcmp(rec_label(rec, t), key, t->label_len < n ? t->label_len : n);
 		if (c == 0)
 			c = t->label_len == n ? 0 : t->label_len < n ? -1 : 1;
 		if (c == 0)
@@ -647,20 +647,33 @@ static enum res resolve(struct resp *r, const struct lab *rel, int n, int depth)
 
 /* ------------------------------------------------------------- reverse */
 
-static void answer_ptrs(struct resp *r, const struct rev_rec *rr)
+static void answer_ptrs(struct resp *r, const struct rev_rec *rr, const struct k8s_ip *ip)
 {
+	char dbuf[K8S_LABEL_MAX];
+	uint8_t dlen = 0;
+	const char *dashed = NULL;
+
 	for (uint32_t i = 0; i < rr->n; i++) {
 		const struct rev_item *it = &rr->items[i];
+		const struct svc_name *sn = it->sn;
 		struct lab l[4];
 		int k = 0;
 		size_t rd;
 
 		if (i && it->kind != rr->items[0].kind)
 			break; /* a ClusterIP answers with its Service name only */
-		if (it->label_len)
-			l[k++] = (struct lab){ (const uint8_t *)it->label, it->label_len };
-		l[k++] = (struct lab){ (const uint8_t *)it->name, it->name_len };
-		l[k++] = (struct lab){ (const uint8_t *)it->ns, it->ns_len };
+		if (it->label_len) {
+			l[k++] = (struct lab){ (const uint8_t *)rev_labels(rr) + it->label_off,
+					       it->label_len };
+		} else if (it->kind == REV_ENDPOINT) {
+			if (!dashed) {
+				struct k8s_addr a = { .ip = *ip, .host_len = 0 };
+				dashed = k8s_objects_addr_label(NULL, &a, dbuf, &dlen);
+			}
+			l[k++] = (struct lab){ (const uint8_t *)dashed, dlen };
+		}
+		l[k++] = (struct lab){ (const uint8_t *)sn->s + sn->ns_len, sn->name_len };
+		l[k++] = (struct lab){ (const uint8_t *)sn->s, sn->ns_len };
 		l[k++] = lab_svc;
 		put_ptr(r, r->owner_off);
 		rd = rr_start(r, T_PTR);
@@ -690,7 +703,7 @@ static void put_header(struct resp *r, bool tc, int rcode, uint16_t qd)
  * @return false when the name is not ours. */
 static bool answer_locate(struct resp *r, const uint8_t *qname, size_t qname_len,
 			  const struct lab *labs, const uint16_t *offs, int n,
-			  const struct zone *z, const struct rev_rec **rr)
+			  const struct zone *z, const struct rev_rec **rr, struct k8s_ip *ipp)
 {
 	struct pm_val *v = NULL;
 	struct k8s_ip ip;
@@ -712,6 +725,7 @@ static bool answer_locate(struct resp *r, const uint8_t *qname, size_t qname_len
 	if (!cluster_pmap_get(&r->snap->rev, &r->snap->hkey, key, klen, &v) || !v)
 		return false;
 	*rr = (const struct rev_rec *)v;
+	*ipp = ip;
 	r->zone_wire = z->wire;
 	r->zone_wire_len = z->wire_len;
 	r->soa_owner_off = (uint16_t)(DNS_HEADER_BYTES + offs[rev]);
@@ -769,6 +783,7 @@ static enum cluster_verdict answer(const struct cluster_snapshot *snap,
 	struct zone z;
 	struct resp r;
 	const struct rev_rec *rr = NULL;
+	struct k8s_ip rev_ip;
 	enum res res;
 	int n;
 
@@ -784,7 +799,7 @@ static enum cluster_verdict answer(const struct cluster_snapshot *snap,
 		return CLUSTER_NOT_MINE;
 	memset(&r, 0, sizeof(r));
 	r.snap = snap;
-	if (!answer_locate(&r, qname, qname_len, labs, offs, n, &z, &rr))
+	if (!answer_locate(&r, qname, qname_len, labs, offs, n, &z, &rr, &rev_ip))
 		return CLUSTER_NOT_MINE;
 
 	r.out = out;
@@ -811,7 +826,7 @@ static enum cluster_verdict answer(const struct cluster_snapshot *snap,
 	if (rr) {
 		res = want(&r, T_PTR) ? RES_ANSWER : RES_NODATA;
 		if (res == RES_ANSWER)
-			answer_ptrs(&r, rr);
+			answer_ptrs(&r, rr, &rev_ip);
 	} else {
 		res = resolve(&r, labs, n - z.n, 0);
 	}

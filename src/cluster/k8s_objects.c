@@ -149,6 +149,28 @@ static int name_to_wire(const char *s, size_t len, uint8_t *out, uint8_t *outlen
 	return 0;
 }
 
+/* "<what>[<i>]" into @p out (for messages; on every element, so no printf). */
+static void index_path(char *out, size_t cap, const char *what, size_t i)
+{
+	char digits[24];
+	size_t n = 0, w = strlen(what);
+
+	do {
+		digits[n++] = (char)('0' + i % 10);
+		i /= 10;
+	} while (i);
+	if (w + n + 3 > cap) {
+		snprintf(out, cap, "%s", what);
+		return;
+	}
+	memcpy(out, what, w);
+	out[w++] = '[';
+	while (n)
+		out[w++] = digits[--n];
+	out[w++] = ']';
+	out[w] = '\0';
+}
+
 /* The endpoint name of an address without a hostname: the IP text with '.'
  * and ':' turned into '-', and a '0' added where that leaves a dash at either
  * end ("::1" -> "0--1", "fd00::" -> "fd00--0"), as CoreDNS does at the end. */
@@ -157,7 +179,22 @@ static void dashed_label(const struct k8s_ip *ip, char *out, uint8_t *outlen)
 	char txt[INET6_ADDRSTRLEN];
 	size_t n = 0;
 
-	inet_ntop(ip->fam == 4 ? AF_INET : AF_INET6, ip->b, txt, sizeof(txt));
+	if (ip->fam == 4) {
+		/* the common case, without printf */
+		for (int k = 0; k < 4; k++) {
+			unsigned v = ip->b[k];
+			if (k)
+				out[n++] = '-';
+			if (v >= 100)
+				out[n++] = (char)('0' + v / 100);
+			if (v >= 10)
+				out[n++] = (char)('0' + v / 10 % 10);
+			out[n++] = (char)('0' + v % 10);
+		}
+		*outlen = (uint8_t)n;
+		return;
+	}
+	inet_ntop(AF_INET6, ip->b, txt, sizeof(txt));
 	if (txt[0] == ':')
 		out[n++] = '0';
 	for (const char *p = txt; *p; p++)
@@ -247,7 +284,7 @@ static int decode_ports(const json_t *arr, const char *what, bool service,
 		const char *s;
 		size_t len;
 
-		snprintf(path, sizeof(path), "%s[%zu]", what, i);
+		index_path(path, sizeof(path), what, i);
 		if (!json_is_object(p)) {
 			rc = fail(err, errlen, "%s: not an object", path);
 			goto out;
@@ -297,6 +334,7 @@ void k8s_objects_slice_free(void *p)
 	if (sl) {
 		free(sl->ports);
 		free(sl->addrs);
+		free(sl->hosts);
 	}
 	free(sl);
 }
@@ -387,8 +425,70 @@ static int decode_service(const json_t *obj, struct k8s_service *svc, char *err,
 	return decode_ports(ports, "spec.ports", true, &svc->ports, &svc->n_ports, err, errlen);
 }
 
-static int slice_add_addr(struct k8s_slice *sl, uint32_t *cap, const struct k8s_addr *a)
+const char *k8s_objects_addr_label(const struct k8s_slice *sl, const struct k8s_addr *a,
+				   char buf[K8S_LABEL_MAX], uint8_t *len)
 {
+	if (a->host_len) {
+		*len = a->host_len;
+		return sl->hosts + a->host_off;
+	}
+	dashed_label(&a->ip, buf, len);
+	return buf;
+}
+
+/* Room for @p n more bytes of hostnames in @p sl. */
+static int hosts_reserve(struct k8s_slice *sl, uint32_t *cap, size_t n)
+{
+	if (sl->hosts_len + n <= *cap)
+		return 0;
+	size_t ncap = *cap ? *cap : 64;
+	while (ncap < sl->hosts_len + n)
+		ncap *= 2;
+	char *v = realloc(sl->hosts, ncap);
+	if (!v)
+		return -ENOMEM;
+	sl->hosts = v;
+	*cap = (uint32_t)ncap;
+	return 0;
+}
+
+int k8s_objects_addr_set(struct k8s_slice *sl, uint32_t *hosts_cap, const struct k8s_ip *ip,
+			 const char *label, uint8_t len)
+{
+	struct k8s_addr *a = &sl->addrs[sl->n_addrs];
+	char dashed[K8S_LABEL_MAX];
+	uint8_t dlen;
+
+	memset(a, 0, sizeof(*a));
+	a->ip = *ip;
+	dashed_label(ip, dashed, &dlen);
+	if (len && (len != dlen || memcmp(label, dashed, len) != 0)) {
+		/* the same hostname as the address before: share it */
+		const struct k8s_addr *p = sl->n_addrs ? a - 1 : NULL;
+		if (p && p->host_len == len && memcmp(sl->hosts + p->host_off, label, len) == 0) {
+			a->host_off = p->host_off;
+		} else {
+			if (hosts_reserve(sl, hosts_cap, len) < 0)
+				return -ENOMEM;
+			a->host_off = sl->hosts_len;
+			memcpy(sl->hosts + sl->hosts_len, label, len);
+			sl->hosts_len += len;
+		}
+		a->host_len = len;
+	}
+	sl->n_addrs++;
+	return 0;
+}
+
+struct slice_caps {
+	uint32_t addrs, hosts;
+};
+
+static int slice_add_addr(struct k8s_slice *sl, struct slice_caps *caps, const struct k8s_ip *ip,
+			  const char *host, uint8_t host_len)
+{
+	uint32_t *cap = &caps->addrs;
+
 	if (sl->n_addrs == *cap) {
 		uint32_t ncap = *cap ? *cap * 2 : 8;
 		struct k8s_addr *v;
@@ -400,21 +500,22 @@ static int slice_add_addr(struct k8s_slice *sl, uint32_t *cap, const struct k8s_
 		sl->addrs = v;
 		*cap = ncap;
 	}
-	sl->addrs[sl->n_addrs++] = *a;
-	return 0;
+	return k8s_objects_addr_set(sl, &caps->hosts, ip, host, host_len);
 }
 
 static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size_t i,
-			   uint32_t *cap, char *err, size_t errlen)
+			   struct slice_caps *cap, char *err, size_t errlen)
 {
 	const json_t *addrs, *cond, *ready = NULL;
-	struct k8s_addr a;
+	struct k8s_ip ip;
+	char host[K8S_LABEL_MAX];
+	uint8_t host_len = 0;
 	char path[64];
 	const char *hn;
 	size_t hnlen;
 	int rc;
 
-	snprintf(path, sizeof(path), "endpoints[%zu]", i);
+	index_path(path, sizeof(path), "endpoints", i);
 	if (!json_is_object(ep))
 		return fail(err, errlen, "%s: not an object", path);
 	if ((rc = k8s_objects_opt_member(ep, "addresses", true, path, &addrs, err, errlen)) < 0)
@@ -429,10 +530,10 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 		if (ready && !json_is_null(ready) && !json_is_boolean(ready))
 			return fail(err, errlen, "%s.conditions.ready: not a boolean", path);
 	}
-	memset(&a, 0, sizeof(a));
+	memset(&ip, 0, sizeof(ip));
 	if ((rc = k8s_objects_opt_string(ep, "hostname", path, &hn, &hnlen, err, errlen)) < 0)
 		return rc;
-	if (hn && hnlen && (rc = copy_label(hn, hnlen, "hostname", a.label, &a.label_len, err,
+	if (hn && hnlen && (rc = copy_label(hn, hnlen, "hostname", host, &host_len, err,
 					    errlen)) < 0)
 		return rc;
 
@@ -444,7 +545,7 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 			return fail(err, errlen, "%s.addresses[%zu]: not a string", path, k);
 		if (fam == 0)
 			continue; /* FQDN slice: not served */
-		if (parse_ip(s, json_string_length(v), fam, &a.ip) < 0)
+		if (parse_ip(s, json_string_length(v), fam, &ip) < 0)
 			return fail(err, errlen, "%s.addresses[%zu]: \"%.*s\" is not an IPv%d address",
 				    path, k, (int)(strlen(s) > 64 ? 64 : strlen(s)), s, fam);
 		/* absent or null "ready" means ready */
@@ -453,9 +554,7 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 		if (sl->n_addrs >= K8S_MAX_ADDRS_PER_SLICE)
 			return fail(err, errlen, "endpoints: more than %d ready addresses",
 				    K8S_MAX_ADDRS_PER_SLICE);
-		if (!hn || !hnlen)
-			dashed_label(&a.ip, a.label, &a.label_len);
-		if ((rc = slice_add_addr(sl, cap, &a)) < 0)
+		if ((rc = slice_add_addr(sl, cap, &ip, host, host_len)) < 0)
 			return rc;
 	}
 	return 0;
@@ -466,7 +565,7 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 	const json_t *labels, *eps, *ports;
 	const char *s;
 	size_t len;
-	uint32_t cap = 0;
+	struct slice_caps cap = { 0, 0 };
 	int fam = 0, rc;
 
 	if ((rc = decode_meta(obj, true, false, sl->ns, sl->name, &labels, err, errlen)) < 0)
@@ -504,6 +603,23 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 		if ((rc = decode_endpoint(sl, fam, json_array_get(eps, i), i, &cap, err,
 					  errlen)) < 0)
 			return rc;
+	}
+	/* The store keeps it: give back the unused ends. */
+	if (sl->n_addrs == 0) {
+		free(sl->addrs);
+		sl->addrs = NULL;
+	} else if (sl->n_addrs < cap.addrs) {
+		struct k8s_addr *v = realloc(sl->addrs, sl->n_addrs * sizeof(*v));
+		if (v)
+			sl->addrs = v;
+	}
+	if (sl->hosts_len == 0) {
+		free(sl->hosts);
+		sl->hosts = NULL;
+	} else if (sl->hosts_len < cap.hosts) {
+		char *v = realloc(sl->hosts, sl->hosts_len);
+		if (v)
+			sl->hosts = v;
 	}
 	return 0;
 }

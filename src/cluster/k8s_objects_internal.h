@@ -49,11 +49,13 @@ struct k8s_port {
 	char name[K8S_LABEL_MAX]; /* lower case, not terminated; "" = unnamed */
 };
 
-/* One ready address of an EndpointSlice with its DNS label. */
+/* One ready address of an EndpointSlice. Its DNS label is the endpoint's
+ * hostname, kept once per slice, or else derived from the address when
+ * asked (k8s_objects_addr_label()). */
 struct k8s_addr {
 	struct k8s_ip ip;
-	uint8_t label_len;
-	char label[K8S_LABEL_MAX]; /* hostname, or the dashed IP; lower case */
+	uint8_t host_len;  /* 0: no hostname, the label is the dashed IP */
+	uint32_t host_off; /* into k8s_slice.hosts */
 };
 
 struct k8s_service {
@@ -74,7 +76,20 @@ struct k8s_slice {
 	struct k8s_port *ports; /* owned (malloc) */
 	uint32_t n_addrs; /* ready addresses only; FQDN slices have none */
 	struct k8s_addr *addrs; /* owned (malloc) */
+	uint32_t hosts_len;
+	char *hosts; /* owned (malloc): hostnames back to back, lower case */
 };
+
+/** The DNS label of address @p a of @p sl: its hostname, or the dashed IP
+ * written into @p buf. @return the label (not terminated), *len bytes. */
+const char *k8s_objects_addr_label(const struct k8s_slice *sl, const struct k8s_addr *a,
+				   char buf[K8S_LABEL_MAX], uint8_t *len);
+/** Add address @p ip labelled @p label (@p len bytes, lower case) to @p sl,
+ * whose addrs array has room; a label equal to the dashed IP is not kept.
+ * @p hosts_cap: the bytes sl->hosts has room for (grown as needed).
+ * @return 0 or -ENOMEM. */
+int k8s_objects_addr_set(struct k8s_slice *sl, uint32_t *hosts_cap, const struct k8s_ip *ip,
+			 const char *label, uint8_t len);
 
 /* --------------------------------------------------------------- decoding */
 

@@ -42,7 +42,10 @@ struct k8s_store {
 	struct hmap dirty_ns;   /* namespaces changed since then */
 	bool all_dirty;         /* since then, anything may have changed */
 	uint64_t n_addrs;       /* ready addresses held */
+	uint64_t arrays[K8S_KIND_COUNT]; /* bytes of the objects' arrays, by kind */
 	struct k8s_store_stats stats;
+	bool staging;           /* a stage's store: no change marks */
+	uint64_t base_objects;  /* a stage's: objects of the store it is for, other kinds */
 };
 
 /* ---------------------------------------------------------------- store */
@@ -102,14 +105,32 @@ void k8s_store_free(struct k8s_store *s)
 	free(s);
 }
 
-static uint64_t n_objects(const struct k8s_store *s)
+static uint64_t own_objects(const struct k8s_store *s)
 {
 	return s->svcs.n + s->slices.n + s->nss.n;
 }
 
-static int mark(struct hmap *dirty, const char *key, size_t klen)
+static uint64_t svc_arrays(const struct k8s_service *svc)
 {
-	return hmap_put(dirty, key, klen, (void *)1, NULL);
+	return svc ? (uint64_t)svc->n_ports * sizeof(struct k8s_port) : 0;
+}
+
+static uint64_t slice_arrays(const struct k8s_slice *sl)
+{
+	return sl ? (uint64_t)sl->n_ports * sizeof(struct k8s_port) +
+			    (uint64_t)sl->n_addrs * sizeof(struct k8s_addr) + sl->hosts_len
+		  : 0;
+}
+
+/* Counted against K8S_MAX_OBJECTS. */
+static uint64_t n_objects(const struct k8s_store *s)
+{
+	return s->base_objects + own_objects(s);
+}
+
+static int mark(const struct k8s_store *s, struct hmap *dirty, const char *key, size_t klen)
+{
+	return s->staging ? 0 : hmap_put(dirty, key, klen, (void *)1, NULL);
 }
 
 /* Put (or with DELETED remove) the decoded @p svc, which this consumes. */
@@ -129,7 +150,7 @@ static int put_service(struct k8s_store *s, enum k8s_event ev, struct k8s_servic
 		rc = k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 		goto out;
 	}
-	if ((rc = mark(&s->dirty_svc, key, klen)) < 0 || (rc = mark(&s->dirty_ns, key, nslen)) < 0)
+	if ((rc = mark(s, &s->dirty_svc, key, klen)) < 0 || (rc = mark(s, &s->dirty_ns, key, nslen)) < 0)
 		goto out;
 	cnt = (uintptr_t)hmap_get(&s->ns_svcs, key, nslen);
 	if (ev == K8S_DELETED) {
@@ -140,6 +161,7 @@ static int put_service(struct k8s_store *s, enum k8s_event ev, struct k8s_servic
 			hmap_del(&s->ns_svcs, key, nslen, NULL);
 		else
 			hmap_put(&s->ns_svcs, key, nslen, (void *)(cnt - 1), NULL);
+		s->arrays[K8S_SERVICE] -= svc_arrays(old);
 		k8s_objects_service_free(old);
 		goto out;
 	}
@@ -149,6 +171,7 @@ static int put_service(struct k8s_store *s, enum k8s_event ev, struct k8s_servic
 		hmap_del(&s->svcs, key, klen, NULL);
 		goto out;
 	}
+	s->arrays[K8S_SERVICE] += svc_arrays(svc) - svc_arrays(old);
 	k8s_objects_service_free(old);
 	return 0;
 out:
@@ -238,7 +261,7 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 	old = hmap_get(&s->slices, key, klen);
 	if (old && old->svc[0]) {
 		sklen = k8s_objects_key(skey, old->ns, strlen(old->ns), old->svc, strlen(old->svc));
-		if ((rc = mark(&s->dirty_svc, skey, sklen)) < 0)
+		if ((rc = mark(s, &s->dirty_svc, skey, sklen)) < 0)
 			goto out;
 	}
 	if (ev == K8S_DELETED) {
@@ -246,6 +269,7 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 			hmap_del(&s->slices, key, klen, NULL);
 			list_remove(s, old);
 			s->n_addrs -= old->n_addrs;
+			s->arrays[K8S_ENDPOINTSLICE] -= slice_arrays(old);
 			k8s_objects_slice_free(old);
 		}
 		goto out;
@@ -258,7 +282,7 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 	}
 	if (sl->svc[0]) {
 		sklen = k8s_objects_key(skey, sl->ns, strlen(sl->ns), sl->svc, strlen(sl->svc));
-		if ((rc = mark(&s->dirty_svc, skey, sklen)) < 0 ||
+		if ((rc = mark(s, &s->dirty_svc, skey, sklen)) < 0 ||
 		    (rc = list_reserve(s, skey, sklen, &l)) < 0)
 			goto out;
 	}
@@ -269,9 +293,11 @@ static int put_slice(struct k8s_store *s, enum k8s_event ev, struct k8s_slice *s
 	if (old) {
 		list_remove(s, old);
 		s->n_addrs -= old->n_addrs;
+		s->arrays[K8S_ENDPOINTSLICE] -= slice_arrays(old);
 		k8s_objects_slice_free(old);
 	}
 	s->n_addrs += sl->n_addrs;
+	s->arrays[K8S_ENDPOINTSLICE] += slice_arrays(sl);
 	return 0;
 out:
 	k8s_objects_slice_free(sl);
@@ -303,7 +329,7 @@ static int put_namespace(struct k8s_store *s, enum k8s_event ev, const char *nam
 	    n_objects(s) >= K8S_MAX_OBJECTS) {
 		return k8s_objects_fail(-ENOSPC, err, errlen, "store full: %u objects", K8S_MAX_OBJECTS);
 	}
-	if ((rc = mark(&s->dirty_ns, name, len)) < 0)
+	if ((rc = mark(s, &s->dirty_ns, name, len)) < 0)
 		return rc;
 	if (ev == K8S_DELETED) {
 		hmap_del(&s->nss, name, len, NULL);
@@ -374,9 +400,16 @@ void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
 	default:
 		return;
 	}
+	s->arrays[kind] = 0;
 	/* The next publish compares every record with the last snapshot and
 	 * still shares what did not change. */
 	s->all_dirty = true;
+}
+
+/* The bytes of a map's buckets and nodes (keys taken as @p key_bytes each). */
+static uint64_t map_bytes(const struct hmap *m, size_t key_bytes)
+{
+	return m->nb * sizeof(*m->b) + m->n * (sizeof(struct hmap_node) + key_bytes);
 }
 
 void k8s_store_get_stats(const struct k8s_store *s, struct k8s_store_stats *out)
@@ -385,6 +418,179 @@ void k8s_store_get_stats(const struct k8s_store *s, struct k8s_store_stats *out)
 	out->services = s->svcs.n;
 	out->endpointslices = s->slices.n;
 	out->namespaces = s->nss.n;
+	out->addresses = s->n_addrs;
+	out->bytes_objects =
+		s->svcs.n * sizeof(struct k8s_service) + s->slices.n * sizeof(struct k8s_slice) +
+		s->arrays[K8S_SERVICE] + s->arrays[K8S_ENDPOINTSLICE] +
+		map_bytes(&s->svcs, 16) + map_bytes(&s->slices, 32) + map_bytes(&s->nss, 8) +
+		map_bytes(&s->svc_slices, 16 + sizeof(struct k8s_slice_list)) +
+		map_bytes(&s->ns_svcs, 8) + map_bytes(&s->dirty_svc, 16) + map_bytes(&s->dirty_ns, 8);
+	for (size_t i = 0; i < s->svc_slices.nb; i++) {
+		/* the slice lists' arrays: a pointer a slice, and their spare room */
+		for (const struct hmap_node *n = s->svc_slices.b[i]; n; n = n->next)
+			out->bytes_objects += ((const struct k8s_slice_list *)n->val)->cap *
+					      sizeof(struct k8s_slice *);
+	}
+}
+
+void k8s_store_set_published_bytes(struct k8s_store *s, uint64_t records, uint64_t maps)
+{
+	s->stats.bytes_records = records;
+	s->stats.bytes_maps = maps;
+}
+
+/* ------------------------------------------------- a list in progress */
+
+struct k8s_store_stage {
+	enum k8s_kind kind;
+	struct k8s_store *list; /* the pages kept so far */
+	struct k8s_store *page; /* the page in flight */
+};
+
+static struct k8s_store *stage_store(const struct k8s_store *s, uint64_t base)
+{
+	struct k8s_store *t = k8s_store_new(&s->cfg);
+
+	if (t) {
+		t->staging = true;
+		t->base_objects = base;
+	}
+	return t;
+}
+
+struct k8s_store_stage *k8s_store_stage_new(const struct k8s_store *s, enum k8s_kind kind)
+{
+	struct k8s_store_stage *st = calloc(1, sizeof(*st));
+	uint64_t mine = kind == K8S_SERVICE ? s->svcs.n
+			: kind == K8S_ENDPOINTSLICE ? s->slices.n
+						    : s->nss.n;
+
+	if (!st)
+		return NULL;
+	st->kind = kind;
+	st->list = stage_store(s, own_objects(s) - mine);
+	st->page = st->list ? stage_store(s, own_objects(s) - mine) : NULL;
+	if (!st->page) {
+		k8s_store_stage_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void k8s_store_stage_free(struct k8s_store_stage *st)
+{
+	if (!st)
+		return;
+	k8s_store_free(st->list);
+	k8s_store_free(st->page);
+	free(st);
+}
+
+int k8s_store_stage_add(struct k8s_store_stage *st, const json_t *obj, char *err, size_t errlen)
+{
+	return k8s_store_apply(st->page, st->kind, K8S_ADDED, obj, err, errlen);
+}
+
+void k8s_store_stage_page_drop(struct k8s_store_stage *st)
+{
+	k8s_store_clear_kind(st->page, st->kind);
+	st->page->base_objects = n_objects(st->list);
+}
+
+/* Move every object of @p src into @p dst as ADDED events (later ones
+ * replace earlier ones of the same name); @p src is left empty. @return
+ * the objects a limit refused, or -ENOMEM. */
+static int stage_move(struct k8s_store *dst, struct k8s_store *src)
+{
+	int refused = 0, rc;
+	bool nomem = false;
+
+	HMAP_FOREACH(&src->svcs, n)
+	{
+		if ((rc = put_service(dst, K8S_ADDED, n->val, NULL, 0)) == -ENOMEM)
+			nomem = true;
+		else if (rc < 0)
+			refused++;
+	}
+	hmap_clear(&src->svcs, NULL);
+	hmap_clear(&src->ns_svcs, NULL);
+	HMAP_FOREACH(&src->slices, n)
+	{
+		if ((rc = put_slice(dst, K8S_ADDED, n->val, NULL, 0)) == -ENOMEM)
+			nomem = true;
+		else if (rc < 0)
+			refused++;
+	}
+	hmap_clear(&src->svc_slices, list_free);
+	hmap_clear(&src->slices, NULL);
+	src->n_addrs = 0;
+	memset(src->arrays, 0, sizeof(src->arrays));
+	HMAP_FOREACH(&src->nss, n)
+	{
+		if ((rc = put_namespace(dst, K8S_ADDED, (const char *)n->key, n->klen, NULL, 0)) ==
+		    -ENOMEM)
+			nomem = true;
+		else if (rc < 0)
+			refused++;
+	}
+	hmap_clear(&src->nss, NULL);
+	return nomem ? -ENOMEM : refused;
+}
+
+int k8s_store_stage_page_keep(struct k8s_store_stage *st)
+{
+	int rc = stage_move(st->list, st->page);
+
+	st->page->base_objects = n_objects(st->list);
+	if (rc > 0)
+		st->page->stats.events_rejected += (uint64_t)rc;
+	return rc;
+}
+
+size_t k8s_store_stage_count(const struct k8s_store_stage *st)
+{
+	return own_objects(st->list) + own_objects(st->page);
+}
+
+int k8s_store_stage_commit(struct k8s_store *s, struct k8s_store_stage *st)
+{
+	struct k8s_store *t = st->list;
+	struct hmap tmp;
+	int rc = stage_move(t, st->page);
+	uint64_t kept = own_objects(t);
+
+	if (rc < 0) {
+		k8s_store_stage_free(st);
+		return rc;
+	}
+#define SWAP(field) (tmp = s->field, s->field = t->field, t->field = tmp)
+	switch (st->kind) {
+	case K8S_SERVICE:
+		SWAP(svcs);
+		SWAP(ns_svcs);
+		break;
+	case K8S_ENDPOINTSLICE: {
+		uint64_t n = s->n_addrs;
+		SWAP(slices);
+		SWAP(svc_slices);
+		s->n_addrs = t->n_addrs;
+		t->n_addrs = n;
+		break;
+	}
+	default:
+		SWAP(nss);
+	}
+#undef SWAP
+	uint64_t arrays = s->arrays[st->kind];
+	s->arrays[st->kind] = t->arrays[st->kind];
+	t->arrays[st->kind] = arrays;
+	/* The next publish compares every record with the last snapshot and
+	 * still shares what did not change. */
+	s->all_dirty = true;
+	s->stats.events_applied += kept;
+	s->stats.events_rejected += st->page->stats.events_rejected + (uint64_t)rc;
+	k8s_store_stage_free(st); /* and with it the objects the list replaced */
+	return rc;
 }
 
 /* ------------------------------------------------- the publisher's view */
@@ -445,10 +651,24 @@ int k8s_store_foreach_change(const struct k8s_store *s, k8s_store_key_fn on_svc,
 	return each_key(&s->ns_svcs, &s->nss, on_ns, arg);
 }
 
+/* Empty a map of change marks; one that grew large (a load marks every
+ * key) gets a fresh bucket array, as clearing and walking it cost its size. */
+static void marks_clear(struct hmap *m)
+{
+	struct hmap fresh;
+
+	if (m->nb <= 64 || hmap_init(&fresh, &m->key) < 0) {
+		hmap_clear(m, NULL);
+		return;
+	}
+	hmap_deinit(m, NULL);
+	*m = fresh;
+}
+
 void k8s_store_changes_clear(struct k8s_store *s)
 {
-	hmap_clear(&s->dirty_svc, NULL);
-	hmap_clear(&s->dirty_ns, NULL);
+	marks_clear(&s->dirty_svc);
+	marks_clear(&s->dirty_ns);
 	s->all_dirty = false;
 }
 
@@ -514,6 +734,11 @@ void k8s_store_take(struct k8s_store *s, struct k8s_store *from)
 	uint64_t n = s->n_addrs;
 	s->n_addrs = from->n_addrs;
 	from->n_addrs = n;
+	for (int k = 0; k < K8S_KIND_COUNT; k++) {
+		n = s->arrays[k];
+		s->arrays[k] = from->arrays[k];
+		from->arrays[k] = n;
+	}
 	s->all_dirty = true;
 	s->stats.events_applied += from->stats.events_applied;
 	k8s_store_free(from);

@@ -44,6 +44,8 @@ int k8s_store_foreach_change(const struct k8s_store *s, k8s_store_key_fn on_svc,
 			     k8s_store_key_fn on_ns, void *arg, bool *all);
 /** Forget the changes: a snapshot now holds them. */
 void k8s_store_changes_clear(struct k8s_store *s);
+/** The bytes of the last snapshot's records and maps, for the store's stats. */
+void k8s_store_set_published_bytes(struct k8s_store *s, uint64_t records, uint64_t maps);
 
 /* ------------------------------------------- decoded objects (a file) */
 

@@ -40,4 +40,13 @@ void k8s_store_metrics_render(struct mbuf *b, const struct k8s_store_stats *s, u
 		metrics_counter(b, counters[k].name, counters[k].help, field(s, counters[k].off));
 	metrics_counter(b, "nodedns_cluster_snapshots_total", "Snapshots published to the workers.",
 			snapshots);
+	metrics_header(b, "nodedns_cluster_addresses", "gauge",
+		       "Ready endpoint addresses in the cluster store.");
+	metrics_u64(b, "nodedns_cluster_addresses", NULL, s->addresses);
+	metrics_header(b, "nodedns_cluster_bytes", "gauge",
+		       "Bytes the cluster zone holds by its own count, by part: the store's "
+		       "objects and indexes, the last snapshot's records and its maps.");
+	metrics_u64(b, "nodedns_cluster_bytes", "part=\"objects\"", s->bytes_objects);
+	metrics_u64(b, "nodedns_cluster_bytes", "part=\"records\"", s->bytes_records);
+	metrics_u64(b, "nodedns_cluster_bytes", "part=\"maps\"", s->bytes_maps);
 }

@@ -172,8 +172,11 @@ static int enc_slice(void *arg, const void *obj, size_t len)
 	w_ports(b, sl->ports, sl->n_ports);
 	w_u32(b, sl->n_addrs);
 	for (uint32_t i = 0; i < sl->n_addrs; i++) {
+		char buf[K8S_LABEL_MAX];
+		uint8_t n;
+		const char *label = k8s_objects_addr_label(sl, &sl->addrs[i], buf, &n);
 		w_ip(b, &sl->addrs[i].ip);
-		w_str8(b, sl->addrs[i].label, sl->addrs[i].label_len);
+		w_str8(b, label, n);
 	}
 	return b->err;
 }
@@ -450,11 +453,15 @@ static int r_addrs(struct rd *r, struct k8s_slice *sl)
 	sl->addrs = calloc(n, sizeof(*sl->addrs));
 	if (!sl->addrs)
 		return -ENOMEM;
-	sl->n_addrs = n;
+	uint32_t hosts_cap = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		struct k8s_addr *a = &sl->addrs[i];
-		if (!r_ip(r, &a->ip) || !r_label(r, false, a->label, &a->label_len, false))
+		struct k8s_ip ip;
+		char label[K8S_LABEL_MAX];
+		uint8_t len;
+		if (!r_ip(r, &ip) || !r_label(r, false, label, &len, false))
 			return -EBADMSG;
+		if (k8s_objects_addr_set(sl, &hosts_cap, &ip, label, len) < 0)
+			return -ENOMEM;
 	}
 	return 0;
 }

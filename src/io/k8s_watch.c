@@ -149,8 +149,10 @@ void k8s_watch_schedule(struct res *r, enum phase next, uint64_t delay_ms)
 
 void k8s_watch_drop_list(struct res *r)
 {
-	json_decref(r->pending);
-	r->pending = NULL;
+	k8s_store_stage_free(r->stage);
+	r->stage = NULL;
+	json_decref(r->pods_pending);
+	r->pods_pending = NULL;
 	r->list_items = r->list_bytes = r->list_cost = r->list_rejected = 0;
 	r->pages = 0;
 	free(r->cont);
@@ -254,12 +256,15 @@ void k8s_watch_start_list(struct res *r)
 	}
 	if (!r->cont) {
 		k8s_watch_drop_list(r);
-		if (!(r->pending = json_array()))
+		if (r->def->kind != RES_PODS &&
+		    !(r->stage = k8s_store_stage_new(r->w->store, r->def->kind)))
 			goto fail;
 	}
 	/* A retried page: take out what its failed attempt added. */
-	while (json_array_size(r->pending) > r->list_items)
-		json_array_remove(r->pending, json_array_size(r->pending) - 1);
+	if (r->def->kind == RES_PODS)
+		k8s_watch_pods_page_drop(r);
+	else
+		k8s_store_stage_page_drop(r->stage);
 	r->page_bytes = r->page_cost = r->page_rejected = 0;
 	k8s_stream_list_reset(&r->split);
 	if (r->cont) {
@@ -389,6 +394,12 @@ static void publish_now(struct k8s_watch *w)
 		w->cb(w->cb_arg, snap);
 	else
 		cluster_snapshot_unref(snap);
+	if (w->trim_after_publish) {
+		/* The first publish after a list builds every record and frees its
+		 * work maps and the records it replaced: hand that back too. */
+		w->trim_after_publish = false;
+		malloc_trim(0);
+	}
 	if (!atomic_load(&w->stats.synced)) {
 		atomic_store(&w->stats.synced, 1);
 		log_info(TAG, "cluster store synced");

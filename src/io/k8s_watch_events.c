@@ -233,11 +233,61 @@ static int on_line(void *arg, const char *line, size_t len)
 	return r->abort != AB_NONE;
 }
 
+/* Has @p it the metadata.name the store needs? Without one, skip it
+ * before decoding (a list of "{}" is millions of them). */
+static bool item_named(struct res *r, const json_t *it)
+{
+	if (json_is_object(it) &&
+	    json_is_string(json_object_get(json_object_get(it, "metadata"), "name")))
+		return true;
+	STAT_INC(r->w, bad_events);
+	r->page_rejected++;
+	if (k8s_watch_may_log(r))
+		log_warn(TAG, "%s: listed item skipped: %s", r->def->name,
+			 "not a decodable object with metadata.name");
+	return false;
+}
+
+/* Decode @p it into the list in progress; its JSON is freed at once. */
+static int list_stage(struct res *r, json_t *it)
+{
+	char err[200];
+	int rc;
+
+	if (r->def->kind == RES_PODS)
+		return k8s_watch_pods_stage(r, it);
+	if (!r->stage && !(r->stage = k8s_store_stage_new(r->w->store, r->def->kind))) {
+		json_decref(it);
+		return -ENOMEM;
+	}
+	err[0] = '\0';
+	rc = k8s_store_stage_add(r->stage, it, err, sizeof(err));
+	json_decref(it);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		STAT_INC(r->w, bad_events);
+		r->page_rejected++;
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: listed object rejected by the store: %s", r->def->name,
+				 err);
+	}
+	return 0;
+}
+
+int k8s_watch_list_add(struct res *r, json_t *item)
+{
+	if (!item_named(r, item)) {
+		json_decref(item);
+		return 0;
+	}
+	return list_stage(r, item);
+}
+
 /* One element of a list page's "items", split out as it arrived. */
 static int on_item(void *arg, const char *text, size_t len, size_t cost)
 {
 	struct res *r = arg;
-	struct k8s_watch *w = r->w;
 	json_error_t jerr;
 	/* Without "metadata" in it, it cannot have a name: skip the decoding. */
 	json_t *it = memmem(text, len, "\"metadata\"", 10) ? json_loadb(text, len, 0, &jerr) : NULL;
@@ -248,25 +298,20 @@ static int on_item(void *arg, const char *text, size_t len, size_t cost)
 		r->abort = AB_NOMEM;
 		return 1;
 	}
-	/* The store rejects an object without metadata.name: do not keep it
-	 * until the list ends (a list of "{}" is millions of them). */
-	if (!json_is_object(it) ||
-	    !json_is_string(json_object_get(json_object_get(it, "metadata"), "name"))) {
-		STAT_INC(w, bad_events);
-		r->page_rejected++;
-		if (k8s_watch_may_log(r))
-			log_warn(TAG, "%s: listed item skipped: %s", r->def->name,
-				 "not a decodable object with metadata.name");
+	if (!item_named(r, it)) {
 		json_decref(it);
 		return 0;
 	}
+	/* Each item's JSON is freed once decoded: LIST_MAX_COST bounds a page
+	 * (what a page's retry may throw away), the ratio the whole list. */
 	size_t total = r->list_cost + r->page_cost + cost;
-	if (total > LIST_MAX_COST || (total > LIST_COST_FLOOR && total / LIST_COST_RATIO > bytes)) {
+	if (r->page_cost + cost > LIST_MAX_COST ||
+	    (total > LIST_COST_FLOOR && total / LIST_COST_RATIO > bytes)) {
 		json_decref(it);
 		r->abort = AB_COSTLY;
 		return 1;
 	}
-	if (json_array_append_new(r->pending, it) < 0) {
+	if (list_stage(r, it) < 0) {
 		r->abort = AB_NOMEM;
 		return 1;
 	}
@@ -365,52 +410,38 @@ size_t k8s_watch_on_header(char *data, size_t size, size_t nmemb, void *userp)
 
 /* ---------------------------------------------------------- list pages */
 
-int k8s_watch_list_add(struct res *r, json_t *item)
-{
-	if (!r->pending && !(r->pending = json_array())) {
-		json_decref(item);
-		return -ENOMEM;
-	}
-	if (json_array_append_new(r->pending, item) < 0)
-		return -ENOMEM;
-	r->list_items = json_array_size(r->pending);
-	return 0;
-}
-
 /* Apply the complete list: swap the new set into the store. */
 void k8s_watch_commit_list(struct res *r, const char *rv)
 {
 	struct k8s_watch *w = r->w;
-	size_t i, rejected = 0;
-	json_t *it;
-	char err[200];
+	size_t n, rejected = r->list_rejected;
 	bool nomem = false;
+	int rc = -ENOMEM;
 
 	if (r->def->kind == RES_PODS) {
 		k8s_watch_pods_commit(r, rv);
 		return;
 	}
-	k8s_store_clear_kind(w->store, r->def->kind);
-	json_array_foreach(r->pending, i, it) {
-		int rc = k8s_store_apply(w->store, r->def->kind, K8S_ADDED, it, err, sizeof(err));
-		if (rc == -ENOMEM) {
-			nomem = true;
-		} else if (rc < 0) {
-			rejected++;
-			if (k8s_watch_may_log(r))
-				log_warn(TAG, "%s: listed object rejected by the store: %s",
-					 r->def->name, err);
-		}
+	if (!r->stage)
+		r->stage = k8s_store_stage_new(w->store, r->def->kind);
+	n = r->stage ? k8s_store_stage_count(r->stage) : 0;
+	if (r->stage)
+		rc = k8s_store_stage_commit(w->store, r->stage);
+	r->stage = NULL;
+	if (rc < 0) {
+		nomem = true;
+		n = 0;
+	} else if (rc > 0) {
+		/* refused by a store limit */
+		STAT_ADD(w, bad_events, (size_t)rc);
+		rejected += (size_t)rc;
+		n -= (size_t)rc;
 	}
-	if (rejected)
-		STAT_ADD(w, bad_events, rejected);
-	size_t n = json_array_size(r->pending) - rejected;
-	rejected += r->list_rejected;
 	k8s_watch_drop_list(r);
-	/* A large list leaves its JSON tree's memory in malloc's free lists
-	 * (measured: 320 MB resident after a 10,000-service sync, 131 MB once
-	 * trimmed); hand it back to the system. */
+	/* The objects the list replaced, and the JSON of its last page, are
+	 * in malloc's free lists: hand them back to the system. */
 	malloc_trim(0);
+	w->trim_after_publish = true;
 	memcpy(r->rv, rv, strlen(rv) + 1);
 	r->list_mode = LIST_NOT_OLDER;
 	r->listed = true;
@@ -494,14 +525,24 @@ int k8s_watch_list_page(struct res *r, char *why, size_t whylen)
 			STAT_INC(r->w, bad_events);
 			continue;
 		}
-		if (json_array_append(r->pending, it) < 0) {
+		if (k8s_watch_list_add(r, json_incref(it)) < 0) {
 			rc = -ENOMEM;
 			snprintf(why, whylen, "out of memory");
 			goto out;
 		}
 	}
-	/* The page is good: its items, bytes and cost join the list's. */
-	r->list_items = json_array_size(r->pending);
+	/* The page is good: its objects, bytes and cost join the list's. */
+	int kept = r->stage ? k8s_store_stage_page_keep(r->stage) : 0;
+	if (kept < 0) {
+		rc = -ENOMEM;
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	if (kept > 0) {
+		STAT_ADD(r->w, bad_events, (size_t)kept);
+		r->page_rejected += (size_t)kept;
+	}
+	r->list_items = r->stage ? k8s_store_stage_count(r->stage) : json_array_size(r->pods_pending);
 	r->list_bytes += r->page_bytes;
 	r->list_cost += r->page_cost;
 	r->list_rejected += r->page_rejected;

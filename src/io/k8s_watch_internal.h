@@ -45,10 +45,12 @@
  * 10k-Service cluster is about 20 MB of JSON, so this leaves ample room while
  * still bounding what a broken or hostile server can make us hold. */
 #define LIST_MAX_BYTES ((size_t)256 << 20)
-/* What the decoded items of one list may hold, as estimated by
+/* What decoding the items of one list may cost, as estimated by
  * k8s_stream_json_cost(): up to LIST_COST_RATIO x the list's text (real
- * lists: 10-20x), at least LIST_COST_FLOOR, at most LIST_MAX_COST (about
- * 140,000 real Services). An item is also bounded on its own: at most
+ * lists: 10-20x) once over LIST_COST_FLOOR, and at most LIST_MAX_COST for
+ * one page (each item's JSON is freed as soon as it is decoded into the
+ * store's compact form, so a whole list is never held as JSON; the decoded
+ * objects are bounded by the store's limits). An item is also bounded on its own: at most
  * LIST_ITEM_FACTOR x max_event_bytes of text (a watch event over
  * max_event_bytes relists, so the list must take a bit more) and
  * K8S_COST_RATIO x its text to decode. */
@@ -179,10 +181,15 @@ struct res {
 	size_t stream_bytes;
 	bool interrupted; /* the last watch was cut: the next one is a reconnect */
 	bool live; /* the watch in flight delivered an event or bookmark */
-	json_t *pending; /* items of the list in progress */
-	/* The pages applied to pending so far: their items, text bytes,
+	/* The list in progress: its objects decoded as they arrive, apart
+	 * from the store until the list is complete (k8s_store.h). */
+	struct k8s_store_stage *stage;
+	/* The same for the node's Pods (--autopath; at most POD_SET_MAX
+	 * of them), which do not go through the store: their JSON. */
+	json_t *pods_pending;
+	/* The pages kept in the stage so far: their items, text bytes,
 	 * estimated decoding cost and rejected objects. A page that fails is
-	 * taken out again (pending cut back to list_items) before its retry. */
+	 * dropped from the stage before its retry. */
 	size_t list_items, list_bytes, list_cost, list_rejected;
 	size_t page_bytes, page_cost, page_rejected; /* the page in flight */
 	struct k8s_stream_list split; /* splits a list page into its items */
@@ -234,6 +241,7 @@ struct k8s_watch {
 	bool watch_list_off; /* refused or ignored once (or never wanted): paginated lists */
 	uint64_t rng;
 	bool dirty; /* the store changed since the last publish */
+	bool trim_after_publish; /* a list was applied: give the publish's garbage back */
 	uv_timer_t publish_timer; /* a publish held back by PUBLISH_MIN_INTERVAL_MS */
 	uint64_t last_publish_ms;
 	bool closing;
@@ -327,7 +335,14 @@ int k8s_watch_pods_configure(struct k8s_watch *w, const struct k8s_watch_config 
  * pod_set_apply(). */
 int k8s_watch_pods_apply(struct res *r, bool deleted, const json_t *obj, char *err, size_t errlen);
 
-/* A complete list of Pods (r->pending): replace the set, then watch. */
+/* One listed Pod (@p it's reference is stolen) into the list in progress
+ * (r->pods_pending). @return 0 or -ENOMEM. */
+int k8s_watch_pods_stage(struct res *r, json_t *it);
+
+/* A retried page: take out what its failed attempt added. */
+void k8s_watch_pods_page_drop(struct res *r);
+
+/* A complete list of Pods (r->pods_pending): replace the set, then watch. */
 void k8s_watch_pods_commit(struct res *r, const char *rv);
 
 /* Hand the workers a new table when the set changed. */

@@ -45,6 +45,32 @@ int k8s_watch_pods_apply(struct res *r, bool deleted, const json_t *obj, char *e
 	return rc;
 }
 
+int k8s_watch_pods_stage(struct res *r, json_t *it)
+{
+	/* More than the set takes would be refused at the commit: count them
+	 * now and keep no more JSON than that. */
+	if (json_array_size(r->pods_pending) >= POD_SET_MAX) {
+		json_decref(it);
+		STAT_INC(r->w, bad_events);
+		r->page_rejected++;
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "pods: listed pod skipped: more than %d pods on the node",
+				 POD_SET_MAX);
+		return 0;
+	}
+	if (!r->pods_pending && !(r->pods_pending = json_array())) {
+		json_decref(it);
+		return -ENOMEM;
+	}
+	return json_array_append_new(r->pods_pending, it) < 0 ? -ENOMEM : 0;
+}
+
+void k8s_watch_pods_page_drop(struct res *r)
+{
+	while (json_array_size(r->pods_pending) > r->list_items)
+		json_array_remove(r->pods_pending, json_array_size(r->pods_pending) - 1);
+}
+
 void k8s_watch_pods_commit(struct res *r, const char *rv)
 {
 	struct k8s_watch *w = r->w;
@@ -54,7 +80,7 @@ void k8s_watch_pods_commit(struct res *r, const char *rv)
 	bool nomem = false;
 
 	pod_set_clear(w->pods);
-	json_array_foreach(r->pending, i, it) {
+	json_array_foreach(r->pods_pending, i, it) {
 		int rc = pod_set_apply(w->pods, false, it, err, sizeof(err));
 		if (rc == -ENOMEM) {
 			nomem = true;
@@ -67,7 +93,7 @@ void k8s_watch_pods_commit(struct res *r, const char *rv)
 	}
 	if (rejected)
 		STAT_ADD(w, bad_events, rejected);
-	size_t n = json_array_size(r->pending) - rejected;
+	size_t n = json_array_size(r->pods_pending) - rejected;
 	k8s_watch_drop_list(r);
 	memcpy(r->rv, rv, strlen(rv) + 1);
 	r->list_mode = LIST_NOT_OLDER;

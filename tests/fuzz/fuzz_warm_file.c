@@ -92,7 +92,10 @@ static int name_slice(void *arg, const void *obj, size_t len)
 	memset(&nm->n[i], 0, sizeof(nm->n[i]));
 	memcpy(nm->n[i].ns, sl->ns, strlen(sl->ns) + 1);
 	memcpy(nm->n[i].svc, sl->svc, strlen(sl->svc) + 1);
-	memcpy(nm->n[i].host, sl->addrs[0].label, sl->addrs[0].label_len);
+	char buf[K8S_LABEL_MAX];
+	uint8_t n;
+	const char *label = k8s_objects_addr_label(sl, &sl->addrs[0], buf, &n);
+	memcpy(nm->n[i].host, label, n);
 	fill_ip(nm, i, &sl->addrs[0].ip);
 	nm->count++;
 	return 0;

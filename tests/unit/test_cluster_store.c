@@ -52,9 +52,11 @@ static void test_snapshots(void **state)
 	assert_true(cluster_pmap_get(&s1->svc, &s1->hkey, "demo/api", 8, &a1));
 	assert_true(cluster_pmap_get(&s2->svc, &s2->hkey, "demo/api", 8, &a2));
 	assert_ptr_equal(a1, a2);
-	for (unsigned i = 0; i < PMAP_SHARDS; i++)
-		shared += s1->svc.shard[i] == s2->svc.shard[i];
-	assert_true(shared >= (int)PMAP_SHARDS - 2);
+	for (unsigned i = 0; i < PMAP_LEAVES; i++)
+		shared += cluster_pmap_leaf(&s1->svc, i) == cluster_pmap_leaf(&s2->svc, i);
+	assert_true(shared >= (int)PMAP_LEAVES - 2);
+	/* the namespaces did not change: that whole map is shared */
+	assert_ptr_equal(s1->ns.root, s2->ns.root);
 
 	/* a modification DNS cannot see shares everything */
 	put(store, K8S_ENDPOINTSLICE,
@@ -93,10 +95,8 @@ static void test_snapshots(void **state)
 			 CLUSTER_NOT_MINE);
 	assert_int_equal(ask_raw(s3, &cfg, "10.1.244.10.in-addr.arpa", LDNS_RR_TYPE_PTR, 512),
 			 CLUSTER_NOT_MINE);
-	for (unsigned i = 0; i < PMAP_SHARDS; i++) {
-		assert_null(s3->svc.shard[i]);
-		assert_null(s3->rev.shard[i]);
-	}
+	assert_null(s3->svc.root);
+	assert_null(s3->rev.root);
 	k8s_store_get_stats(store, &st);
 	assert_int_equal(st.services, 0);
 	assert_int_equal(st.namespaces, 0);
@@ -548,6 +548,75 @@ static void test_limits(void **state)
 	cluster_snapshot_unref(s2);
 }
 
+static int stage_add(struct k8s_store_stage *st, const char *json)
+{
+	char err[256];
+	json_t *j = jq(json);
+	int rc = k8s_store_stage_add(st, j, err, sizeof(err));
+
+	json_decref(j);
+	return rc;
+}
+
+/* A list in progress: pages kept or dropped, and the kind replaced at commit. */
+static void test_stage(void **state)
+{
+	struct k8s_store_stage *st;
+	struct cluster_snapshot *s2;
+	struct k8s_store_stats before, after;
+	ldns_pkt *p;
+
+	(void)state;
+	k8s_store_get_stats(store, &before);
+	st = k8s_store_stage_new(store, K8S_SERVICE);
+	assert_non_null(st);
+	/* page 1: kept */
+	assert_int_equal(stage_add(st, "{'metadata':{'name':'one','namespace':'demo'},"
+				       "'spec':{'clusterIP':'10.96.5.1'}}"), 0);
+	assert_int_equal(stage_add(st, "{'metadata':{'namespace':'demo'}}"), -EINVAL);
+	assert_int_equal(k8s_store_stage_page_keep(st), 0);
+	/* page 2: fails and is dropped, then comes again with one object less */
+	assert_int_equal(stage_add(st, "{'metadata':{'name':'two','namespace':'demo'},"
+				       "'spec':{'clusterIP':'10.96.5.2'}}"), 0);
+	assert_int_equal(stage_add(st, "{'metadata':{'name':'gone','namespace':'demo'},"
+				       "'spec':{'clusterIP':'10.96.5.3'}}"), 0);
+	assert_int_equal(k8s_store_stage_count(st), 3);
+	k8s_store_stage_page_drop(st);
+	assert_int_equal(k8s_store_stage_count(st), 1);
+	assert_int_equal(stage_add(st, "{'metadata':{'name':'two','namespace':'demo'},"
+				       "'spec':{'clusterIP':'10.96.5.2'}}"), 0);
+	/* the same name again in a later page replaces the earlier one */
+	assert_int_equal(stage_add(st, "{'metadata':{'name':'one','namespace':'demo'},"
+				       "'spec':{'clusterIP':'10.96.5.9'}}"), 0);
+	/* the store is untouched until the commit */
+	s2 = cluster_publisher_publish(pub, store);
+	assert_ptr_equal(s2, snap);
+	cluster_snapshot_unref(s2);
+	assert_int_equal(k8s_store_stage_commit(store, st), 0); /* frees st, page 2 included */
+	k8s_store_get_stats(store, &after);
+	assert_int_equal(after.services, 2);
+	assert_int_equal(after.endpointslices, before.endpointslices);
+	assert_true(after.bytes_objects > 0);
+	s2 = cluster_publisher_publish(pub, store);
+	expect_neg_snap(s2, "gone.demo.svc.cluster.local", LDNS_RR_TYPE_A, 3);
+	expect_neg_snap(s2, "kubernetes.default.svc.cluster.local", LDNS_RR_TYPE_A, 3);
+	p = ask_full(s2, &cfg, "one.demo.svc.cluster.local", LDNS_RR_TYPE_A, 512);
+	check_sec(p, LDNS_SECTION_ANSWER, "one.demo.svc.cluster.local. 5 IN A 10.96.5.9\n");
+	ldns_pkt_free(p);
+	k8s_store_get_stats(store, &after);
+	assert_true(after.bytes_records > 0 && after.bytes_maps > 0);
+	cluster_snapshot_unref(s2);
+
+	/* a stage dropped before its commit leaves nothing behind */
+	st = k8s_store_stage_new(store, K8S_ENDPOINTSLICE);
+	assert_non_null(st);
+	assert_int_equal(stage_add(st, "{'metadata':{'name':'x','namespace':'demo',"
+				       "'labels':{'kubernetes.io/service-name':'one'}},"
+				       "'addressType':'IPv4','endpoints':[{'addresses':['10.1.1.1']}]}"),
+			 0);
+	k8s_store_stage_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +627,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_demo_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stage, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -113,8 +113,11 @@ static int cmp_slice(void *arg, const void *obj, size_t len)
 
 	(void)len;
 	for (uint32_t i = 0; i < sl->n_addrs && sl->svc[0]; i++) {
-		snprintf(name, sizeof(name), "%.*s.%s.%s.svc.cluster.local",
-			 sl->addrs[i].label_len, sl->addrs[i].label, sl->svc, sl->ns);
+		char buf[K8S_LABEL_MAX];
+		uint8_t n;
+		const char *label = k8s_objects_addr_label(sl, &sl->addrs[i], buf, &n);
+		snprintf(name, sizeof(name), "%.*s.%s.%s.svc.cluster.local", n, label, sl->svc,
+			 sl->ns);
 		same(arg, name, LDNS_RR_TYPE_A);
 		same(arg, name, LDNS_RR_TYPE_AAAA);
 	}

@@ -23,6 +23,12 @@ enum k8s_event { K8S_ADDED = 0, K8S_MODIFIED, K8S_DELETED };
 struct k8s_store_stats {
 	uint64_t services, endpointslices, namespaces; /* objects held */
 	uint64_t events_applied, events_rejected;      /* rejected: malformed objects */
+	uint64_t addresses; /* ready endpoint addresses held */
+	/* The store's own count of the bytes it holds (malloc's overhead not
+	 * included): its objects and indexes, and of the last snapshot
+	 * published from it, the records (Services, reverse entries) and the
+	 * persistent maps over them. */
+	uint64_t bytes_objects, bytes_records, bytes_maps;
 };
 
 struct mbuf;
@@ -50,6 +56,38 @@ int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 
 /** Remove every object of @p kind (a relist replaces the whole set). */
 void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind);
+
+/*
+ * A list in progress: the objects of one kind, decoded as each arrives (its
+ * JSON can be freed at once) and kept apart from the store until the list
+ * is complete, when they replace that kind's objects in one step. Objects
+ * go into the current page; a page that fails is dropped whole (its retry
+ * adds them again), a good one joins the list. Store limits count the
+ * store's objects of the other kinds.
+ */
+struct k8s_store_stage;
+
+/** A stage for a list of @p kind for store @p s (borrowed, read for its
+ * zone and counts). NULL: no memory. */
+struct k8s_store_stage *k8s_store_stage_new(const struct k8s_store *s, enum k8s_kind kind);
+/** Free the stage and every object in it. NULL is fine. */
+void k8s_store_stage_free(struct k8s_store_stage *st);
+/** Decode @p obj (borrowed) into the current page, as an ADDED event would:
+ * 0, -EINVAL (malformed; err says why), -ENOSPC (a store limit), -ENOMEM. */
+int k8s_store_stage_add(struct k8s_store_stage *st, const struct json_t *obj, char *err,
+			size_t errlen);
+/** Forget the objects of the current page. */
+void k8s_store_stage_page_drop(struct k8s_store_stage *st);
+/** The current page joins the list. @return the objects it held that a
+ * store limit refused (counted, not kept), or -ENOMEM (then the page is dropped). */
+int k8s_store_stage_page_keep(struct k8s_store_stage *st);
+/** Objects in the list so far (the current page included). */
+size_t k8s_store_stage_count(const struct k8s_store_stage *st);
+/** Replace every object of the stage's kind in @p s with the stage's
+ * (current page included) and free the stage. @return the objects a store
+ * limit refused, or -ENOMEM when the stage could not be merged (@p s is then
+ * unchanged; the stage is freed either way). */
+int k8s_store_stage_commit(struct k8s_store *s, struct k8s_store_stage *st);
 
 /**
  * Replace the whole store content with the objects of a `kubectl get
