@@ -6,7 +6,7 @@
                                                 one row for your cluster
 
 Reads the measured figures from bench/results/cluster-latest.md (the cluster
-bench: `bench/cluster/run.sh`, 10,000 Services of 10 endpoints) and scales
+bench: `bench/cluster/table.py`, its column of 10,000 Services of 10 endpoints) and scales
 them linearly with the number of endpoints, which is what the store holds
 per Service. After a new bench run, run this again and paste its output into
 deploy/README.md ("Resources"). Prints Markdown.
@@ -35,16 +35,21 @@ def measured(path):
             sys.exit("sizing: %s not found in %s (the bench's wording changed?)" % (what, path))
         return m
 
-    m = grab(r"Cluster: (\d+) Services .*?, (\d+) EndpointSlices of (\d+) endpoints", "the cluster size")
-    services, endpoints = int(m.group(1)), int(m.group(1)) * int(m.group(3))
-    m = grab(r"^\| store memory:[^|]*\| \**(\d+) MB\** \((\d+) − (\d+) MB", "store memory")
-    synced_rss, idle_rss = float(m.group(2)), float(m.group(3))
-    m = grab(r"^\| peak VmHWM during sync \| (\d+) MB(?:; with the list in one response: (\d+) MB)?", "peak VmHWM")
-    peak = max(float(m.group(1)), float(m.group(2) or 0))
-    m = grab(r"^\| initial sync, start → /ready 200, paginated[^|]*\| ([\d.]+) s", "initial sync")
-    sync_s = float(m.group(1))
-    m = grab(r"^\| CPU per endpoint change[^|]*\| ([\d.]+) ms", "CPU per endpoint change")
-    change_ms = float(m.group(1))
+    # bench/cluster/table.py: one column per shape; the first is 10k Services
+    # of 10 endpoints, the shape this table scales.
+    def first_col(row_start, what, unit):
+        m = grab(r"^\| " + re.escape(row_start) + r"[^|]*\|[^|]*\|[^|]*\| ([\d.]+) " + unit,
+                 what)
+        return float(m.group(1))
+
+    m = grab(r"^- (\d+)k-(\d+): syncs .*?idle nodedns (\d+) MB", "the cluster size")
+    services = int(m.group(1)) * 1000
+    endpoints = services * int(m.group(2))
+    idle_rss = float(m.group(3))
+    synced_rss = first_col("resident memory 5 s after sync", "memory after sync", "MB")
+    peak = first_col("peak resident memory during the first sync", "peak VmHWM", "MB")
+    sync_s = first_col("start → /ready", "initial sync", "s")
+    change_ms = first_col("CPU per EndpointSlice change", "CPU per endpoint change", "µs") / 1000
     date = re.search(r"on (\d{4}-\d{2}-\d{2})", text)
     return {"services": services, "endpoints": endpoints, "idle": idle_rss, "synced": synced_rss,
             "peak": peak, "sync_s": sync_s, "change_ms": change_ms,
