@@ -69,22 +69,34 @@ static void fake_store_free(struct k8s_store *s)
 	free(s);
 }
 
-int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
-		    const struct json_t *obj, char *err, size_t errlen)
+/* The key of @p obj in the fake store ("ns/name"; "/name" for a Namespace).
+ * @return false (err set) when it has none. */
+static bool fake_key(enum k8s_kind kind, const json_t *obj, char *key, size_t cap, char *err,
+		     size_t errlen)
 {
 	const json_t *meta = json_object_get(obj, "metadata");
 	const char *name = json_string_value(json_object_get(meta, "name"));
 	const char *ns = json_string_value(json_object_get(meta, "namespace"));
-	char key[600];
 
 	if ((unsigned)kind >= K8S_KIND_COUNT || !json_is_object(obj) || !name ||
 	    (kind != K8S_NAMESPACE && !ns)) {
-		s->rejected++;
 		if (err && errlen)
 			snprintf(err, errlen, "fake store: no metadata.name/namespace");
+		return false;
+	}
+	snprintf(key, cap, "%s/%s", kind == K8S_NAMESPACE ? "" : ns, name);
+	return true;
+}
+
+int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
+		    const struct json_t *obj, char *err, size_t errlen)
+{
+	char key[600];
+
+	if (!fake_key(kind, obj, key, sizeof(key), err, errlen)) {
+		s->rejected++;
 		return -EINVAL;
 	}
-	snprintf(key, sizeof(key), "%s/%s", kind == K8S_NAMESPACE ? "" : ns, name);
 	s->applied[ev]++;
 	if (ev == K8S_DELETED)
 		json_object_del(s->objs[kind], key);
@@ -93,10 +105,81 @@ int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 	return 0;
 }
 
-void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
+/* The list in progress, as the real store stages it: the objects of the
+ * pages kept so far and those of the page in flight, apart from the store
+ * until the commit replaces the kind with them. */
+struct k8s_store_stage {
+	struct k8s_store *s; /* for its counters */
+	enum k8s_kind kind;
+	json_t *list, *page; /* key -> object */
+};
+
+struct k8s_store_stage *k8s_store_stage_new(const struct k8s_store *s, enum k8s_kind kind)
 {
-	s->clears[kind]++;
-	json_object_clear(s->objs[kind]);
+	struct k8s_store_stage *st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->s = (struct k8s_store *)s;
+	st->kind = kind;
+	st->list = json_object();
+	st->page = json_object();
+	if (!st->list || !st->page) {
+		k8s_store_stage_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void k8s_store_stage_free(struct k8s_store_stage *st)
+{
+	if (!st)
+		return;
+	json_decref(st->list);
+	json_decref(st->page);
+	free(st);
+}
+
+int k8s_store_stage_add(struct k8s_store_stage *st, const struct json_t *obj, char *err,
+			size_t errlen)
+{
+	char key[600];
+
+	if (!fake_key(st->kind, obj, key, sizeof(key), err, errlen)) {
+		st->s->rejected++;
+		return -EINVAL;
+	}
+	return json_object_set_new(st->page, key, json_deep_copy(obj)) < 0 ? -ENOMEM : 0;
+}
+
+void k8s_store_stage_page_drop(struct k8s_store_stage *st)
+{
+	json_object_clear(st->page);
+}
+
+int k8s_store_stage_page_keep(struct k8s_store_stage *st)
+{
+	if (json_object_update(st->list, st->page) < 0)
+		return -ENOMEM;
+	json_object_clear(st->page);
+	return 0;
+}
+
+size_t k8s_store_stage_count(const struct k8s_store_stage *st)
+{
+	return json_object_size(st->list) + json_object_size(st->page);
+}
+
+int k8s_store_stage_commit(struct k8s_store *s, struct k8s_store_stage *st)
+{
+	s->clears[st->kind]++;
+	json_object_clear(s->objs[st->kind]);
+	s->applied[K8S_ADDED] += k8s_store_stage_count(st);
+	int rc = json_object_update(s->objs[st->kind], st->list) < 0 ||
+			 json_object_update(s->objs[st->kind], st->page) < 0
+		 ? -ENOMEM
+		 : 0;
+	k8s_store_stage_free(st);
+	return rc;
 }
 
 struct cluster_snapshot *cluster_publisher_publish(struct cluster_publisher *p,
