@@ -224,6 +224,11 @@ int k8s_watch_check_url(const char *url, char **normalized, char *err, size_t er
 	int rc = check_chars(url, err, errlen);
 	if (rc < 0)
 		return rc;
+	/* libcurl's parser also takes "https:/host" or "https:host"; the URL
+	 * shown in errors and logs must be the one used, so ask for it whole. */
+	if (strncasecmp(url, "https://", 8) != 0)
+		return k8s_watch_failv(err, errlen, -EINVAL,
+				       "API server URL \"%.200s\" does not start with https://", url);
 	CURLU *u = curl_url();
 	char *norm = NULL;
 	if (!u)

@@ -236,6 +236,9 @@ static void test_kube_api_url(void **state)
 	EXPECT_ERROR(want, "--kube-api", "https://10.96.0.1/#frag");
 	EXPECT_ERROR(want, "--kube-api", "10.96.0.1:443");
 	EXPECT_ERROR(want, "--kube-api", "https://10.96.0.1:99999");
+	/* libcurl reads these as https://host/...: found by fuzz_config. */
+	EXPECT_ERROR(want, "--kube-api", "https:/--no-prefetch/10.96.0.1:443");
+	EXPECT_ERROR(want, "--kube-api", "https:10.96.0.1:443");
 	EXPECT_ERROR("--kube-api: must be an https:// URL with a host and no user, password, "
 		     "query or fragment (got 'http://a?b')", "--kube-api", "http://a\nb");
 
