@@ -293,7 +293,9 @@ static int parse(struct kc_parse *p, struct k8s_kubeconfig *kc)
 				"always verified%s", NULL);
 	if (!server)
 		return failf(p, "kubeconfig: cluster \"%.200s\" has no server", cname);
-	if (strncasecmp(server, "https://", 8) != 0 || server[8] == '\0')
+	/* A host after the scheme: "https:///" would be "https://" once its
+	 * trailing slashes go (found by fuzz_kubeconfig). */
+	if (strncasecmp(server, "https://", 8) != 0 || server[8] == '\0' || server[8] == '/')
 		return failf(p, "kubeconfig: server \"%.200s\" is not an https:// URL", server);
 	if (!(kc->server = strdup(server)))
 		return -ENOMEM;

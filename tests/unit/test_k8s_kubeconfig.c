@@ -201,6 +201,9 @@ static void test_refused(void **state)
 		{HEAD "clusters:\n- name: c1\n  cluster: {server: 'https://'}\n"
 		      "users:\n- name: u1\n  user: {token: x}\n",
 		 "https"},
+		{HEAD "clusters:\n- name: c1\n  cluster: {server: 'https:///'}\n"
+		      "users:\n- name: u1\n  user: {token: x}\n",
+		 "https"},
 		{HEAD "clusters:\n- name: c1\n  cluster: {server: [https://h]}\n"
 		      "users:\n- name: u1\n  user: {token: x}\n",
 		 "server"},
