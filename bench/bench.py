@@ -1295,7 +1295,8 @@ def main():
         b.nsd = nsd
         log("NSD on 127.0.0.1:%d" % nsd.port)
         if cfg.profile:
-            text = profile(cfg, b, workloads, services, nsd)
+            # Paths relative to the checkout: the file says nothing of the machine.
+            text = profile(cfg, b, workloads, services, nsd).replace(ROOT + os.sep, "")
             os.makedirs(cfg.out, exist_ok=True)
             path = os.path.join(cfg.out, "profile-cache-hit.txt")
             with open(path, "w") as f:
