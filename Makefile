@@ -226,9 +226,13 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 # Every fuzz target for 20 s (in make test), or 10 min each (make fuzz).
+# make test's run has a fixed seed (FUZZ_SEED, see tests/fuzz/run.sh): it
+# replays the committed corpus and then the same mutations on every machine,
+# so it fails on a change's bug and reproduces; make fuzz explores (a new
+# seed each run) and what it finds goes into the corpus with its fix.
 # (`+`: the make that tests/fuzz/run.sh runs shares this make's -j slots.)
 fuzz-short:
-	+@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} tests/fuzz/run.sh
+	+@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} FUZZ_SEED=$${FUZZ_SEED:-20261205} tests/fuzz/run.sh
 
 fuzz:
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-600} tests/fuzz/run.sh

@@ -10,6 +10,11 @@
 #   FUZZ_BUILD    output directory (default build-fuzz)
 #   FUZZ_JOBS     targets run at the same time (default 1)
 #   FUZZ_CC       compiler (default clang; needs libFuzzer: clang + libclang-rt)
+#   FUZZ_SEED     libFuzzer's random seed (default: a new one each run). make
+#                 test sets it (fuzz-short): the same tree then fuzzes the same
+#                 inputs on every machine, so a failure there is reproducible
+#                 with the same command and is the change's, not luck's;
+#                 make fuzz leaves it unset and explores.
 #
 # Each target fuzz_<t> is built from tests/fuzz/fuzz_<t>.c and the layer
 # libraries, all with ASan + UBSan, and runs on a temporary copy of its seed corpus
@@ -95,12 +100,16 @@ run_one() {
 	if [ -f "tests/fuzz/dict/$t.dict" ]; then
 		dict="-dict=tests/fuzz/dict/$t.dict"
 	fi
+	seed=
+	if [ -n "${FUZZ_SEED:-}" ]; then
+		seed="-seed=$FUZZ_SEED"
+	fi
 	rc=0
 	# TMPDIR: the targets' own temporary files go with the work directory.
 	# shellcheck disable=SC2086
 	TMPDIR=$work "$OUT/fuzz_$t" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
 		-max_len="$(max_len "$t")" -print_final_stats=1 -artifact_prefix="$art/" \
-		$dict "$work/corpus" </dev/null >"$log" 2>&1 || rc=$?
+		$seed $dict "$work/corpus" </dev/null >"$log" 2>&1 || rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	if [ "$rc" -eq 0 ]; then
 		echo "pass ${execs:-0}" >"$OUT/logs/$t.result"
