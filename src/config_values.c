@@ -144,6 +144,22 @@ static int parse_domain(const char *s, bool allow_root, char out[256], char *why
 	return 0;
 }
 
+/* Comma-separated lists (--stub's servers, --autopath-search): copy the item
+ * at *@p into @p tok (@p cap bytes with its NUL) and move *@p past its comma,
+ * to NULL after the last item. @return the item's length, -1 when it does not
+ * fit. */
+static long next_item(const char **p, char *tok, size_t cap)
+{
+	const char *comma = strchr(*p, ',');
+	size_t n = comma ? (size_t)(comma - *p) : strlen(*p);
+	if (n >= cap)
+		return -1;
+	memcpy(tok, *p, n);
+	tok[n] = '\0';
+	*p = comma ? comma + 1 : NULL;
+	return (long)n;
+}
+
 /* "DOMAIN=ADDR[,ADDR...]" */
 static int parse_stub(const char *s, struct config_stub *st, char *why, size_t whylen)
 {
@@ -167,22 +183,17 @@ static int parse_stub(const char *s, struct config_stub *st, char *why, size_t w
 	if (parse_domain(dom, true, st->domain, why, whylen) < 0)
 		return -1;
 
-	const char *p = eq + 1;
-	for (;;) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+	for (const char *p = eq + 1; p;) {
 		char tok[INET6_ADDRSTRLEN + 8];
 		if (st->nservers == CONFIG_MAX_STUB_SERVERS) {
 			snprintf(why, whylen, "at most %d servers per domain (got '%s')",
 				 CONFIG_MAX_STUB_SERVERS, config_shown(s, sb));
 			return -1;
 		}
-		if (n == 0 || n >= sizeof(tok)) {
+		if (next_item(&p, tok, sizeof(tok)) <= 0) {
 			snprintf(why, whylen, "bad server address in '%s'", config_shown(s, sb));
 			return -1;
 		}
-		memcpy(tok, p, n);
-		tok[n] = '\0';
 		if (netaddr_parse(tok, DNS_PORT, &st->servers[st->nservers]) < 0) {
 			char tb[SHOWN_MAX_CHARS + 4];
 			snprintf(why, whylen,
@@ -191,9 +202,6 @@ static int parse_stub(const char *s, struct config_stub *st, char *why, size_t w
 			return -1;
 		}
 		st->nservers++;
-		if (!comma)
-			break;
-		p = comma + 1;
 	}
 	return 0;
 }
@@ -555,31 +563,24 @@ static int add_search(struct config *cfg, const char *s, char *why, size_t whyle
 	cfg->autopath_search_set = true;
 	if (strcmp(s, "none") == 0)
 		return 0;
-	const char *p = s;
-	for (;;) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+	for (const char *p = s; p;) {
 		char tok[DOMAIN_MAX_CHARS + 2];
 		if (cfg->nautopath_search == CONFIG_MAX_AUTOPATH_SEARCH) {
 			snprintf(why, whylen, "at most %d domains (got '%s')",
 				 CONFIG_MAX_AUTOPATH_SEARCH, config_shown(s, sb));
 			return -1;
 		}
-		if (n >= sizeof(tok)) {
+		if (next_item(&p, tok, sizeof(tok)) < 0) {
 			snprintf(why, whylen, "domain longer than %d characters (got '%s')",
 				 DOMAIN_MAX_CHARS, config_shown(s, sb));
 			return -1;
 		}
-		memcpy(tok, p, n);
-		tok[n] = '\0';
 		if (parse_domain(tok, false, cfg->autopath_search[cfg->nautopath_search], why,
 				 whylen) < 0)
 			return -1;
 		cfg->nautopath_search++;
-		if (!comma)
-			return 0;
-		p = comma + 1;
 	}
+	return 0;
 }
 
 /* --node-name: a Kubernetes node name (a DNS subdomain). */
