@@ -296,7 +296,10 @@ static void as_reply(const uint8_t *data, size_t size, const struct dnsmsg_query
 					   &info);
 	if (blen == 0)
 		return;
-	CHECK(blen >= DNS_HEADER_BYTES && blen <= size);
+	/* No longer than the reply, unless the scrubber dropped answer records:
+	 * a kept name that pointed into a dropped one is then spelled out. */
+	CHECK(blen >= DNS_HEADER_BYTES && blen <= sizeof(g_body) - DNS_OPT_RR_BYTES);
+	CHECK(blen <= size || get16(g_body + 6) < get16(data + 6));
 	CHECK(info.nttl <= sizeof(g_ttl_off) / sizeof(g_ttl_off[0]));
 	for (size_t i = 0; i < info.nttl; i++) {
 		CHECK(g_ttl_off[i] >= DNS_HEADER_BYTES && g_ttl_off[i] + 4u <= blen);

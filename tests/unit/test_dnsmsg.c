@@ -1744,6 +1744,42 @@ static void test_prepare_bad_pointers(void **state)
 /* ldns 1.8.3 ldns_wire2pkt() keeps one TSIG apart and leaks the first of
  * two (ldns_pkt_set_tsig() does not free the old one). Only valgrind or
  * LeakSanitizer see this test fail. */
+/* A kept record whose name is a compression pointer into a record the
+ * scrubber drops: the rebuilt body spells the name out (it may be longer than
+ * the reply; found by fuzz_dnsmsg, whose check wanted it never to grow). */
+static void test_prepare_scrub_pointer_into_dropped(void **state)
+{
+	(void)state;
+	static const uint8_t w[] = {
+		0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0,
+		/* 12: www.example.com. A IN */
+		3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0,
+		0, 1, 0, 1,
+		/* 33: x.other.test. A 192.0.2.66: off the chain, dropped; "other" at 35 */
+		1, 'x', 5, 'o', 't', 'h', 'e', 'r', 4, 't', 'e', 's', 't', 0,
+		0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 66,
+		/* 61: www.example.com. CNAME other.test. (a pointer to 35) */
+		0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 44, 0, 2, 0xc0, 35,
+		/* 75: other.test. A 192.0.2.1 (the same pointer) */
+		0xc0, 35, 0, 1, 0, 1, 0, 0, 0, 120, 0, 4, 192, 0, 2, 1,
+	};
+	struct prep p;
+	prep(w, sizeof(w), &pol0, &p);
+	assert_true(p.blen > 0);
+	assert_int_equal(get16(p.out + 6), 2);
+	check_offsets(p.out, p.blen, p.off, p.info.nttl);
+	ldns_pkt *pkt = parse(p.out, p.blen);
+	ldns_rr_list *an = ldns_pkt_answer(pkt);
+	ldns_rdf *want = ldns_dname_new_frm_str("other.test.");
+	ldns_rr *cname = ldns_rr_list_rr(an, 0), *a = ldns_rr_list_rr(an, 1);
+	assert_int_equal(ldns_rr_get_type(cname), LDNS_RR_TYPE_CNAME);
+	assert_int_equal(ldns_dname_compare(ldns_rr_rdf(cname, 0), want), 0);
+	assert_int_equal(ldns_rr_get_type(a), LDNS_RR_TYPE_A);
+	assert_int_equal(ldns_dname_compare(ldns_rr_owner(a), want), 0);
+	ldns_rdf_deep_free(want);
+	ldns_pkt_free(pkt);
+}
+
 static void test_prepare_two_tsig_no_leak(void **state)
 {
 	(void)state;
@@ -1910,6 +1946,7 @@ int main(void)
 		cmocka_unit_test(test_prepare_trailing_garbage),
 		cmocka_unit_test(test_prepare_rdata_longer_than_fields),
 		cmocka_unit_test(test_prepare_bad_pointers),
+		cmocka_unit_test(test_prepare_scrub_pointer_into_dropped),
 		cmocka_unit_test(test_prepare_two_tsig_no_leak),
 		cmocka_unit_test(test_prepare_then_finalize),
 		cmocka_unit_test(test_strings),
