@@ -4,8 +4,8 @@ write(directory, zones, addresses) writes each zone file (zones: {name:
 text}) and an nsd.conf that serves them on @addresses ("IP@PORT"), with
 every file NSD keeps (pid, log, xfrd state, zone list) inside @directory,
 no chroot, no user switch and no remote control. It returns the path of the
-nsd.conf, to run as `nsd -d -c PATH`. The tests/node suites and
-tests/integration/harness.py still carry their own copies of this text.
+nsd.conf, to run as `nsd -d -c PATH`. The tests/node suites use it;
+tests/integration/harness.py keeps its own text (it tunes TCP and ANY).
 """
 
 import os

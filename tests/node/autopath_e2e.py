@@ -46,10 +46,9 @@ import traceback
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from lib import net, procs  # noqa: E402
+from lib import net, nsd, procs  # noqa: E402
 from lib.check import CheckFailed, check, wait_for  # noqa: E402
 from lib.metrics import Metrics  # noqa: E402
-from integration.harness import NSD_CONF  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(os.environ.get("NODEDNS_BIN", os.path.join(REPO, "build", "nodedns")))
@@ -197,17 +196,10 @@ class Node:
             p.ip("route", "add", "default", "via", "10.123.%d.1" % i, "dev", "eth0")
             p.resolv(KUBELET_RESOLV % kns)
         d = os.path.join(self.tmp, "nsd")
-        os.makedirs(d)
-        zcfg = []
-        for zone, text in ZONES.items():
-            with open(os.path.join(d, zone + ".zone"), "w") as f:
-                f.write(text)
-            zcfg.append('zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' % (zone, zone))
-        with open(os.path.join(d, "nsd.conf"), "w") as f:
-            f.write(NSD_CONF.format(port=NSD_PORT, dir=d, zones="\n".join(zcfg)))
+        conf = nsd.write(d, ZONES, ["127.0.0.1@%d" % NSD_PORT])
         log = open(os.path.join(d, "nsd.out"), "wb")
         self.files.append(log)
-        n.popen(["nsd", "-d", "-c", os.path.join(d, "nsd.conf")], stdout=log, stderr=subprocess.STDOUT)
+        n.popen(["nsd", "-d", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: json.loads(n.probe("query", "127.0.0.1:%d" % NSD_PORT, "intranet.corp.test"))
                  .get("answers"), 10, "NSD to answer")
         a = os.path.join(self.tmp, "api")

@@ -44,7 +44,7 @@ import traceback
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from lib import net, procs  # noqa: E402
+from lib import net, nsd, procs  # noqa: E402
 from lib.check import CheckFailed, check, wait_for  # noqa: E402
 from lib.metrics import Metrics  # noqa: E402
 
@@ -65,28 +65,6 @@ ns1       IN A    127.0.0.1
 www       IN A    192.0.2.80
 www       IN AAAA 2001:db8::80
 api       IN A    192.0.2.81
-"""
-
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@{port}
-    ip-address: 10.123.1.1@{port}
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    zonelistfile: "{dir}/zone.list"
-    xfrdfile: "{dir}/xfrd.state"
-    xfrdir: "{dir}"
-    pidfile: "{dir}/nsd.pid"
-    logfile: "{dir}/nsd.log"
-    verbosity: 1
-remote-control:
-    control-enable: no
-zone:
-    name: "example.test"
-    zonefile: "example.test.zone"
 """
 
 # Runs inside a pod namespace: glibc lookups (getaddrinfo, AF_UNSPEC, as
@@ -262,13 +240,10 @@ class Node:
         n.x(["iptables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"])
         # NSD
         d = os.path.join(self.tmp, "nsd")
-        os.makedirs(d)
-        with open(os.path.join(d, "example.test.zone"), "w") as f:
-            f.write(ZONE)
-        with open(os.path.join(d, "nsd.conf"), "w") as f:
-            f.write(NSD_CONF.format(port=NSD_PORT, dir=d))
+        conf = nsd.write(d, {"example.test": ZONE},
+                         ["127.0.0.1@%d" % NSD_PORT, "10.123.1.1@%d" % NSD_PORT])
         self.nsd_log = open(os.path.join(d, "nsd.out"), "wb")
-        n.popen(["nsd", "-d", "-c", os.path.join(d, "nsd.conf")], stdin=subprocess.DEVNULL,
+        n.popen(["nsd", "-d", "-c", conf], stdin=subprocess.DEVNULL,
                 stdout=self.nsd_log, stderr=subprocess.STDOUT)
         wait_for(lambda: json.loads(n.probe("query", "127.0.0.1:%d" % NSD_PORT, "www.example.test"))
                  .get("answers"), 10, "NSD to answer")

@@ -32,7 +32,7 @@ import traceback
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from lib import net, procs  # noqa: E402
+from lib import net, nsd, procs  # noqa: E402
 from lib.check import CheckFailed, Skip, check, wait_for  # noqa: E402
 from lib.metrics import Metrics  # noqa: E402
 
@@ -57,27 +57,6 @@ $TTL 300
 ns1       IN A    127.0.0.1
 www       IN A    192.0.2.10
 www       IN AAAA 2001:db8::10
-"""
-
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@{port}
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    zonelistfile: "{dir}/zone.list"
-    xfrdfile: "{dir}/xfrd.state"
-    xfrdir: "{dir}"
-    pidfile: "{dir}/nsd.pid"
-    logfile: "{dir}/nsd.log"
-    verbosity: 1
-remote-control:
-    control-enable: no
-zone:
-    name: "node.test"
-    zonefile: "node.test.zone"
 """
 
 RESULTS = {}
@@ -139,12 +118,7 @@ class Nsd:
         self.proc = None
 
     def start(self):
-        os.makedirs(self.dir)
-        with open(os.path.join(self.dir, "node.test.zone"), "w") as f:
-            f.write(ZONE)
-        conf = os.path.join(self.dir, "nsd.conf")
-        with open(conf, "w") as f:
-            f.write(NSD_CONF.format(port=NSD_PORT, dir=self.dir))
+        conf = nsd.write(self.dir, {"node.test": ZONE}, ["127.0.0.1@%d" % NSD_PORT])
         self.log = open(os.path.join(self.dir, "nsd.out"), "wb")
         self.proc = self.ns.popen(["nsd", "-d", "-c", conf], stdin=subprocess.DEVNULL,
                                   stdout=self.log, stderr=subprocess.STDOUT)
