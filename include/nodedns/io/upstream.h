@@ -57,7 +57,9 @@ struct upstream_stats {
 	_Atomic uint64_t tcp_connects;  /* TCP connections established */
 	_Atomic uint64_t tc_retries;    /* UDP replies with TC=1 retried over TCP */
 	_Atomic uint64_t rcode_failovers; /* SERVFAIL/REFUSED replies passed over for the next server */
+	_Atomic uint64_t timeout_asides;  /* times a worker set it aside after timeouts in a row */
 	_Atomic int64_t open_conns;     /* gauge */
+	_Atomic int64_t aside_workers;  /* gauge: workers that have it set aside for timeouts */
 	struct histogram latency;       /* per attempt, send to matching reply */
 };
 
