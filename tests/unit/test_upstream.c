@@ -1262,6 +1262,34 @@ static void test_timeouts_set_aside(void **state)
 	assert_int_equal(ASIDE(e, 0), 0); /* the gauge counts live upstreams only */
 }
 
+/* The same over UDP: a first server that takes datagrams and never answers. */
+static void test_timeouts_set_aside_udp(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[5];
+	char name[32];
+	env_init(&e);
+	fake_start(&f[0], &e.loop, FM_SILENT, 1);
+	fake_start_udp(&f[0], FM_SILENT);
+	fake_start(&f[1], &e.loop, FM_ANSWER, 2);
+	fake_start_udp(&f[1], FM_ANSWER);
+	int ports[] = { f[0].port, f[1].port };
+	env_upstream(&e, UDP, 200, 2, 256, 100, ports, 2);
+	for (int i = 0; i < 3; i++) {
+		ask(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "u", i, "example"), &r[i]);
+		check_answer(&r[i], name, 2);
+	}
+	assert_int_equal(f[0].nudp, 3);
+	assert_int_equal(ASIDE(e, 0), 1);
+	for (int i = 3; i < 5; i++)
+		ask_fast_from_second(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "u", i, "example"),
+				     &r[i], 200);
+	assert_int_equal(f[0].nudp, 3);
+	finish_two(&e, f);
+}
+
 /* When the period ends, the next query goes to the second server as before
  * and a copy probes the first; a timely reply to it puts the first back in
  * use, a timeout sets it aside again. */
@@ -1910,6 +1938,7 @@ int main(void)
 		cmocka_unit_test(test_all_timeout),
 		cmocka_unit_test(test_backoff_skips),
 		cmocka_unit_test(test_timeouts_set_aside),
+		cmocka_unit_test(test_timeouts_set_aside_udp),
 		cmocka_unit_test(test_set_aside_probe),
 		cmocka_unit_test(test_some_names_slow_not_set_aside),
 		cmocka_unit_test(test_all_set_aside_still_tried),
