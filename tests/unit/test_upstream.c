@@ -1333,6 +1333,29 @@ static void test_set_aside_probe(void **state)
 	finish_two(&e, f);
 }
 
+/* Replies after their attempt timed out do not count: a server slower than
+ * the timeout is set aside all the same. */
+static void test_late_replies_still_set_aside(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[4];
+	char name[32];
+	env_two(&e, f, FM_DELAY, FM_ANSWER, 100);
+	f[0].delay_ms = 130;
+	for (int i = 0; i < 3; i++) {
+		ask(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "late", i, "example"), &r[i]);
+		check_answer(&r[i], name, 2);
+		run_for(&e, 60); /* the late reply arrives and is dropped */
+	}
+	assert_int_equal(STAT(e, 0, bad_replies), 3);
+	assert_int_equal(STAT(e, 0, replies), 0);
+	assert_int_equal(ASIDE(e, 0), 1);
+	ask_fast_from_second(&e, 4, "late3.example", &r[3], 100);
+	finish_two(&e, f);
+}
+
 /* Timeouts with timely replies in between are the names', not the
  * server's: it stays in use. */
 static void test_some_names_slow_not_set_aside(void **state)
@@ -1940,6 +1963,7 @@ int main(void)
 		cmocka_unit_test(test_timeouts_set_aside),
 		cmocka_unit_test(test_timeouts_set_aside_udp),
 		cmocka_unit_test(test_set_aside_probe),
+		cmocka_unit_test(test_late_replies_still_set_aside),
 		cmocka_unit_test(test_some_names_slow_not_set_aside),
 		cmocka_unit_test(test_all_set_aside_still_tried),
 		cmocka_unit_test(test_server_closes_after_each_answer),
