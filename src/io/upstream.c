@@ -63,7 +63,10 @@
  *   puts the server back in use at once; a probe that times out sets it
  *   aside again for twice as long. Timeouts of other attempts while it is
  *   set aside change nothing (a burst in flight when it was set aside would
- *   otherwise double the period many times). State is per worker, like
+ *   otherwise double the period many times). When it is set aside, its
+ *   queries in flight that have another server to try move on at once
+ *   instead of waiting out their attempts (on a busy node a timeout's worth
+ *   of queries went to it before the verdict). State is per worker, like
  *   everything here; entering and leaving are logged (rate-limited) and
  *   counted per server (timeout_asides, aside_workers).
  * - A SERVFAIL or REFUSED reply is the server's failure: the query moves on
@@ -624,14 +627,14 @@ void upstream_srv_answered(struct up_srv *s)
 
 /* An attempt to @p s timed out at @p now: set it aside after
  * UP_ASIDE_TIMEOUTS in a row, or again (twice as long) when the period,
- * and with it the probe's attempt, has ended. */
-static void srv_timed_out(struct up_srv *s, uint64_t now)
+ * and with it the probe's attempt, has ended. @return whether it was. */
+static bool srv_timed_out(struct up_srv *s, uint64_t now)
 {
 	uint64_t sup;
 	if (s->timeouts_in_row < UP_ASIDE_TIMEOUTS)
 		s->timeouts_in_row++;
 	if (s->timeouts_in_row < UP_ASIDE_TIMEOUTS || s->aside_until_ms > now)
-		return;
+		return false;
 	bool entering = s->aside_ms == 0;
 	s->aside_ms = entering ? UP_ASIDE_MIN_MS : s->aside_ms * 2;
 	if (s->aside_ms > UP_ASIDE_MAX_MS)
@@ -640,13 +643,14 @@ static void srv_timed_out(struct up_srv *s, uint64_t now)
 	if (!entering) {
 		log_debug("upstream", "%s: probe timed out, set aside for %" PRIu32 " ms", s->cfg->name,
 			  s->aside_ms);
-		return;
+		return true;
 	}
 	STAT_INC(s->cfg->stats.timeout_asides);
 	atomic_fetch_add_explicit(&s->cfg->stats.aside_workers, 1, memory_order_relaxed);
 	if (upstream_log_ok(&s->ll_aside, now, &sup))
 		log_warn("upstream", "%s: %u queries in a row timed out, set aside: other upstreams first until it answers a probe in time (%" PRIu64 " similar suppressed)",
 			 s->cfg->name, UP_ASIDE_TIMEOUTS, sup);
+	return true;
 }
 
 void upstream_srv_connect_failed(struct up_srv *s, int err, const char *what)
@@ -753,6 +757,47 @@ void upstream_req_next_server(struct up_req *r)
 
 /* ---- Loop callbacks ---- */
 
+/* Take the queries of @p reqs (a carrier's list) that have another server
+ * to try off u->tq and onto @p moving, by their tlink. */
+static void collect_movable(struct dlist *reqs, struct dlist *moving)
+{
+	for (struct dlist *n = reqs->next; n != reqs; n = n->next) {
+		struct up_req *r = dl_entry(n, struct up_req, link);
+		if (!upstream_req_has_next_server(r))
+			continue;
+		tq_remove(r);
+		dl_append(moving, &r->tlink);
+	}
+}
+
+/* @p s was just set aside: its queries waiting on an attempt there that
+ * have another server to try move on now instead of waiting out their
+ * attempts (a busy node sends a timeout's worth of queries before the
+ * verdict). Collected first, then moved: moving never touches s's lists
+ * (s is tried for each of them, and a probe goes to another server), and
+ * a collected query that something else restarts or fails leaves the
+ * list by its tlink. */
+static void srv_move_on(struct up_srv *s)
+{
+	struct dlist moving;
+	dl_init(&moving);
+	for (struct dlist *n = s->conns.next; n != &s->conns; n = n->next)
+		collect_movable(&dl_entry(n, struct up_conn, link)->reqs, &moving);
+	collect_movable(&s->backlog, &moving);
+	if (s->udp)
+		collect_movable(&s->udp->reqs, &moving);
+	while (!dl_empty(&moving)) {
+		struct up_req *r = dl_entry(moving.next, struct up_req, tlink);
+		dl_remove(&r->tlink);
+		if (r->bad_attempt)
+			r->f_proto = true;
+		else
+			r->f_timeout = true;
+		upstream_req_unbind(r);
+		upstream_req_next_server(r); /* never calls back from here */
+	}
+}
+
 /* The attempt of @p r ran out of time. */
 static void attempt_timeout(struct up_req *r, uint64_t now)
 {
@@ -762,7 +807,7 @@ static void attempt_timeout(struct up_req *r, uint64_t now)
 	uint64_t sup;
 	tq_remove(r);
 	STAT_INC(s->cfg->stats.timeouts);
-	srv_timed_out(s, now);
+	bool aside = srv_timed_out(s, now);
 	if (r->bad_attempt)
 		r->f_proto = true;
 	else
@@ -780,6 +825,8 @@ static void attempt_timeout(struct up_req *r, uint64_t now)
 		upstream_conn_fail(c, UV_ETIMEDOUT);
 	}
 	upstream_req_next_server(r);
+	if (aside)
+		srv_move_on(s);
 	upstream_srv_pump(s);
 }
 

@@ -1262,6 +1262,29 @@ static void test_timeouts_set_aside(void **state)
 	assert_int_equal(ASIDE(e, 0), 0); /* the gauge counts live upstreams only */
 }
 
+/* Queries in flight on a server when it is set aside move on at once
+ * instead of waiting out their attempts. */
+static void test_set_aside_moves_inflight_on(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[8];
+	env_two(&e, f, FM_SILENT, FM_ANSWER, 400);
+	uint64_t t0 = uv_hrtime();
+	ask_batch(&e, r, 3, 1, "first", "example", 0); /* sent, not waited for */
+	run_for(&e, 150);
+	ask_batch(&e, r + 3, 5, 10, "second", "example", 0);
+	run_until(&e, &e.ndone, 8, 2000);
+	check_batch(r, 3, "first", "example", 2);
+	check_batch(r + 3, 5, "second", "example", 2);
+	assert_int_equal(STAT(e, 0, timeouts), 3);
+	assert_int_equal(ASIDE(e, 0), 1);
+	for (int i = 3; i < 8; i++) /* at the verdict (400 ms), not their deadline (550 ms) */
+		assert_true((double)(r[i].done_ns - t0) / 1e6 < 500);
+	finish_two(&e, f);
+}
+
 /* The same over UDP: a first server that takes datagrams and never answers. */
 static void test_timeouts_set_aside_udp(void **state)
 {
@@ -1962,6 +1985,7 @@ int main(void)
 		cmocka_unit_test(test_backoff_skips),
 		cmocka_unit_test(test_timeouts_set_aside),
 		cmocka_unit_test(test_timeouts_set_aside_udp),
+		cmocka_unit_test(test_set_aside_moves_inflight_on),
 		cmocka_unit_test(test_set_aside_probe),
 		cmocka_unit_test(test_late_replies_still_set_aside),
 		cmocka_unit_test(test_some_names_slow_not_set_aside),

@@ -24,7 +24,8 @@
  * usable. So is a server set aside for timeouts: one whose attempts timed
  * out three times in a row with no timely reply from it in between (it
  * accepts connections and does not answer, or answers later than the
- * timeout). When its period ends (100 ms, doubling on each failed probe to
+ * timeout); its queries in flight then move on to their next server at
+ * once. When its period ends (100 ms, doubling on each failed probe to
  * 5 s), the next query that skips it sends a copy of itself to it as a
  * probe (no client waits on it; one at a time); a timely reply to any
  * attempt puts it back in use. When every server of a group is in backoff
