@@ -33,6 +33,42 @@
  *   server that refuses fails its queries at once (SERVFAIL quickly) and one
  *   that comes back is used by the next query (recovery without waiting for
  *   the backoff); backoff only orders servers and limits connects.
+ * - Set aside for timeouts: a server whose attempts time out
+ *   UP_ASIDE_TIMEOUTS (3) times in a row, with no timely reply from it in
+ *   between, is set aside for UP_ASIDE_MIN_MS, doubling on each failed probe
+ *   up to UP_ASIDE_MAX_MS (the connect backoff's schedule). A server that
+ *   accepts connections and then does not answer (overloaded, black-holed,
+ *   slower than the timeout) never fails a connect, so without this every
+ *   query would pay a full attempt on it first. Picking treats a server set
+ *   aside as one in backoff (skipped while another is usable, tried anyway
+ *   when only such servers are left, so nothing is refused for it), even
+ *   with its connections open.
+ *   Why "in a row, no reply in between" and not a count in a window: the
+ *   timeouts must be the server's, not the names'. A recursive upstream that
+ *   answers most names and times out on a few (a slow or dead domain
+ *   behind it) keeps answering in between and stays in use: moving its
+ *   queries elsewhere would not make that domain faster. Three, not one: a
+ *   lost UDP datagram or one stuck connection is no verdict on the server.
+ *   Only replies matched to a running attempt count; a reply after its
+ *   attempt timed out does not clear anything (the server is still slower
+ *   than the timeout).
+ *   Coming back: when the period ends, the next query that skips the server
+ *   sends a copy of itself to it as a probe, a query of its own with that
+ *   server alone and no client (its reply is dropped; it goes through the
+ *   normal reply and timeout paths, which keep the state). The client's
+ *   query still goes to the next server, so a probe costs no client a
+ *   timeout, and only one is out per server (the period is extended by one
+ *   attempt while it is). A timely reply to the probe, or to any attempt
+ *   (such as one that went to the server because nothing else was left),
+ *   puts the server back in use at once; a probe that times out sets it
+ *   aside again for twice as long. Timeouts of other attempts while it is
+ *   set aside change nothing (a burst in flight when it was set aside would
+ *   otherwise double the period many times). When it is set aside, its
+ *   queries in flight that have another server to try move on at once
+ *   instead of waiting out their attempts (on a busy node a timeout's worth
+ *   of queries went to it before the verdict). State is per worker, like
+ *   everything here; entering and leaving are logged (rate-limited) and
+ *   counted per server (timeout_asides, aside_workers).
  * - A SERVFAIL or REFUSED reply is the server's failure: the query moves on
  *   to the next server not tried yet, as after a timeout, and the reply is
  *   kept; when no server is left it is passed on (the last one received)
@@ -308,6 +344,35 @@ void upstream_req_unbind(struct up_req *r)
 	r->state = R_IDLE;
 }
 
+/* A new query for @p query (checked by upstream_query), counted in flight,
+ * before its first attempt; NULL when out of memory. */
+static struct up_req *req_new(struct upstream *u, const struct upstream_group *group,
+			      const uint8_t *query, size_t len, upstream_done_cb cb, void *arg)
+{
+	size_t nl = dnsmsg_plain_name_len(query, len, DNS_HEADER_BYTES);
+	struct up_req *r = calloc(1, sizeof(*r) + len);
+	if (!r)
+		return NULL;
+	memcpy(r->q, query, len);
+	r->len = len;
+	r->qend = DNS_HEADER_BYTES + nl + 4;
+	/* Our own query: one OPT record right after the question (dnsmsg_upstream_query). */
+	if (wire_get16(query + 6) == 0 && wire_get16(query + 8) == 0 && wire_get16(query + 10) == 1 &&
+	    len == r->qend + DNS_OPT_RR_BYTES && wire_get16(query + r->qend + 1) == DNS_TYPE_OPT)
+		r->full_len = (uint16_t)len;
+	r->orig_id = wire_get16(query);
+	r->u = u;
+	r->group = group;
+	r->cb = cb;
+	r->arg = arg;
+	dl_init(&r->link);
+	dl_init(&r->tlink);
+	dl_append(&u->reqs, &r->all);
+	u->ninflight++;
+	set_inflight(u);
+	return r;
+}
+
 /* Final failure: the callback runs later from upstream_on_defer, never from here. */
 static void req_fail_later(struct up_req *r, int status)
 {
@@ -435,6 +500,7 @@ void upstream_req_reply(struct up_req *r, uint8_t *p, size_t n)
 	uint64_t us = (uv_hrtime() - r->sent_ns) / 1000u;
 	histogram_observe(&s->cfg->stats.latency, us);
 	STAT_INC(s->cfg->stats.replies);
+	upstream_srv_answered(s);
 	wire_put16(p, r->orig_id);
 	bool was_tcp = r->state == R_TCP;
 	if (req_reply_special(r, p, n, was_tcp))
@@ -501,16 +567,33 @@ static struct up_srv *srv_get(struct upstream *u, struct upstream_server *cfg)
 	dl_init(&s->conns);
 	dl_init(&s->backlog);
 	dl_init(&s->suspects);
+	s->self[0] = cfg;
+	s->self_group.servers = s->self;
+	s->self_group.nservers = 1;
 	u->srvs[u->nsrvs++] = s;
 	return s;
 }
 
-/* Whether @p s should be skipped while a server out of backoff remains. */
-static bool srv_in_backoff(const struct up_srv *s, bool tcp, uint64_t now)
+/* Whether @p s is set aside for timeouts (a probe may be due). */
+static bool srv_aside(const struct up_srv *s)
 {
-	if (!s || s->retry_at_ms <= now)
+	return s && s->aside_ms != 0;
+}
+
+/* Whether @p s should be skipped while a server out of backoff remains:
+ * a failed connect less than its backoff ago (and no open connection), or
+ * set aside for timeouts. *@p until: when it is next worth trying. */
+static bool srv_in_backoff(const struct up_srv *s, bool tcp, uint64_t now, uint64_t *until)
+{
+	*until = 0;
+	if (!s)
 		return false;
-	return !(tcp && s->nopen > 0);
+	bool conn = s->retry_at_ms > now && !(tcp && s->nopen > 0);
+	if (conn)
+		*until = s->retry_at_ms;
+	if (srv_aside(s) && s->aside_until_ms > *until)
+		*until = s->aside_until_ms;
+	return conn || srv_aside(s);
 }
 
 void upstream_srv_backoff(struct up_srv *s, uint64_t now)
@@ -525,6 +608,49 @@ void upstream_srv_backoff_reset(struct up_srv *s)
 {
 	s->backoff_ms = 0;
 	s->retry_at_ms = 0;
+}
+
+void upstream_srv_answered(struct up_srv *s)
+{
+	uint64_t now, sup;
+	s->timeouts_in_row = 0;
+	if (!s->aside_ms)
+		return;
+	s->aside_ms = 0;
+	s->aside_until_ms = 0;
+	atomic_fetch_sub_explicit(&s->cfg->stats.aside_workers, 1, memory_order_relaxed);
+	now = upstream_now_ms(s->u);
+	if (upstream_log_ok(&s->ll_back, now, &sup))
+		log_info("upstream", "%s: answering in time again, back in use (%" PRIu64 " similar suppressed)",
+			 s->cfg->name, sup);
+}
+
+/* An attempt to @p s timed out at @p now: set it aside after
+ * UP_ASIDE_TIMEOUTS in a row, or again (twice as long) when the period,
+ * and with it the probe's attempt, has ended. @return whether it was. */
+static bool srv_timed_out(struct up_srv *s, uint64_t now)
+{
+	uint64_t sup;
+	if (s->timeouts_in_row < UP_ASIDE_TIMEOUTS)
+		s->timeouts_in_row++;
+	if (s->timeouts_in_row < UP_ASIDE_TIMEOUTS || s->aside_until_ms > now)
+		return false;
+	bool entering = s->aside_ms == 0;
+	s->aside_ms = entering ? UP_ASIDE_MIN_MS : s->aside_ms * 2;
+	if (s->aside_ms > UP_ASIDE_MAX_MS)
+		s->aside_ms = UP_ASIDE_MAX_MS;
+	s->aside_until_ms = now + s->aside_ms;
+	if (!entering) {
+		log_debug("upstream", "%s: probe timed out, set aside for %" PRIu32 " ms", s->cfg->name,
+			  s->aside_ms);
+		return true;
+	}
+	STAT_INC(s->cfg->stats.timeout_asides);
+	atomic_fetch_add_explicit(&s->cfg->stats.aside_workers, 1, memory_order_relaxed);
+	if (upstream_log_ok(&s->ll_aside, now, &sup))
+		log_warn("upstream", "%s: %u queries in a row timed out, set aside: other upstreams first until it answers a probe in time (%" PRIu64 " similar suppressed)",
+			 s->cfg->name, UP_ASIDE_TIMEOUTS, sup);
+	return true;
 }
 
 void upstream_srv_connect_failed(struct up_srv *s, int err, const char *what)
@@ -553,19 +679,45 @@ static int pick_server(struct up_req *r, uint64_t now)
 	size_t n = g->nservers < UP_MAX_GROUP ? g->nservers : UP_MAX_GROUP;
 	bool tcp = r->u->cfg.proto != UPSTREAM_PROTO_UDP || r->use_tcp;
 	int cand = -1;
-	uint64_t cand_at = 0;
+	uint64_t cand_at = 0, at;
 	for (size_t i = 0; i < n; i++) {
 		if (r->tried & (1ull << i))
 			continue;
 		const struct up_srv *s = srv_find(r->u, g->servers[i]);
-		if (!srv_in_backoff(s, tcp, now))
+		if (!srv_in_backoff(s, tcp, now, &at))
 			return (int)i;
-		if (cand < 0 || s->retry_at_ms < cand_at) {
+		if (cand < 0 || at < cand_at) {
 			cand = (int)i;
-			cand_at = s->retry_at_ms;
+			cand_at = at;
 		}
 	}
 	return cand;
+}
+
+static void on_probe_done(void *arg, int status, const uint8_t *reply, size_t len,
+			  const struct upstream_server *server)
+{
+	(void)arg, (void)status, (void)reply, (void)len, (void)server;
+}
+
+/* @p r goes to group index @p pick: a server before it, not tried, set
+ * aside and due a probe gets a copy of @p r of its own (see the rules). */
+static void req_probe_skipped(struct up_req *r, size_t pick, uint64_t now)
+{
+	struct upstream *u = r->u;
+	for (size_t i = 0; i < pick; i++) {
+		struct up_srv *s = srv_find(u, r->group->servers[i]);
+		if ((r->tried & (1ull << i)) || !srv_aside(s) || s->aside_until_ms > now)
+			continue;
+		s->aside_until_ms = now + u->cfg.timeout_ms; /* one probe at a time */
+		if (u->ninflight >= u->cfg.max_inflight)
+			continue;
+		struct up_req *p = req_new(u, &s->self_group, r->q, r->len, on_probe_done, NULL);
+		if (!p)
+			continue;
+		log_debug("upstream", "%s: probing", s->cfg->name);
+		upstream_req_next_server(p); /* s alone, aside till after this attempt: no recursion */
+	}
 }
 
 bool upstream_req_has_next_server(struct up_req *r)
@@ -577,11 +729,13 @@ void upstream_req_next_server(struct up_req *r)
 {
 	struct upstream *u = r->u;
 	for (;;) {
-		int i = pick_server(r, upstream_now_ms(u));
+		uint64_t now = upstream_now_ms(u);
+		int i = pick_server(r, now);
 		if (i < 0) {
 			req_fail_later(r, final_status(r));
 			return;
 		}
+		req_probe_skipped(r, (size_t)i, now);
 		r->tried |= 1ull << i;
 		struct up_srv *s = srv_get(u, r->group->servers[i]);
 		if (!s)
@@ -603,6 +757,47 @@ void upstream_req_next_server(struct up_req *r)
 
 /* ---- Loop callbacks ---- */
 
+/* Take the queries of @p reqs (a carrier's list) that have another server
+ * to try off u->tq and onto @p moving, by their tlink. */
+static void collect_movable(struct dlist *reqs, struct dlist *moving)
+{
+	for (struct dlist *n = reqs->next; n != reqs; n = n->next) {
+		struct up_req *r = dl_entry(n, struct up_req, link);
+		if (!upstream_req_has_next_server(r))
+			continue;
+		tq_remove(r);
+		dl_append(moving, &r->tlink);
+	}
+}
+
+/* @p s was just set aside: its queries waiting on an attempt there that
+ * have another server to try move on now instead of waiting out their
+ * attempts (a busy node sends a timeout's worth of queries before the
+ * verdict). Collected first, then moved: moving never touches s's lists
+ * (s is tried for each of them, and a probe goes to another server), and
+ * a collected query that something else restarts or fails leaves the
+ * list by its tlink. */
+static void srv_move_on(struct up_srv *s)
+{
+	struct dlist moving;
+	dl_init(&moving);
+	for (struct dlist *n = s->conns.next; n != &s->conns; n = n->next)
+		collect_movable(&dl_entry(n, struct up_conn, link)->reqs, &moving);
+	collect_movable(&s->backlog, &moving);
+	if (s->udp)
+		collect_movable(&s->udp->reqs, &moving);
+	while (!dl_empty(&moving)) {
+		struct up_req *r = dl_entry(moving.next, struct up_req, tlink);
+		dl_remove(&r->tlink);
+		if (r->bad_attempt)
+			r->f_proto = true;
+		else
+			r->f_timeout = true;
+		upstream_req_unbind(r);
+		upstream_req_next_server(r); /* never calls back from here */
+	}
+}
+
 /* The attempt of @p r ran out of time. */
 static void attempt_timeout(struct up_req *r, uint64_t now)
 {
@@ -612,6 +807,7 @@ static void attempt_timeout(struct up_req *r, uint64_t now)
 	uint64_t sup;
 	tq_remove(r);
 	STAT_INC(s->cfg->stats.timeouts);
+	bool aside = srv_timed_out(s, now);
 	if (r->bad_attempt)
 		r->f_proto = true;
 	else
@@ -629,6 +825,8 @@ static void attempt_timeout(struct up_req *r, uint64_t now)
 		upstream_conn_fail(c, UV_ETIMEDOUT);
 	}
 	upstream_req_next_server(r);
+	if (aside)
+		srv_move_on(s);
 	upstream_srv_pump(s);
 }
 
@@ -750,26 +948,9 @@ int upstream_query(struct upstream *u, const struct upstream_group *group, const
 		STAT_INC(u->wstats.dropped_inflight);
 		return -ENOBUFS;
 	}
-	struct up_req *r = calloc(1, sizeof(*r) + len);
+	struct up_req *r = req_new(u, group, query, len, cb, arg);
 	if (!r)
 		return -ENOMEM;
-	memcpy(r->q, query, len);
-	r->len = len;
-	r->qend = DNS_HEADER_BYTES + nl + 4;
-	/* Our own query: one OPT record right after the question (dnsmsg_upstream_query). */
-	if (wire_get16(query + 6) == 0 && wire_get16(query + 8) == 0 && wire_get16(query + 10) == 1 &&
-	    len == r->qend + DNS_OPT_RR_BYTES && wire_get16(query + r->qend + 1) == DNS_TYPE_OPT)
-		r->full_len = (uint16_t)len;
-	r->orig_id = wire_get16(query);
-	r->u = u;
-	r->group = group;
-	r->cb = cb;
-	r->arg = arg;
-	dl_init(&r->link);
-	dl_init(&r->tlink);
-	dl_append(&u->reqs, &r->all);
-	u->ninflight++;
-	set_inflight(u);
 	upstream_req_next_server(r); /* failures are deferred: never calls back from here */
 	return 0;
 }
@@ -795,6 +976,9 @@ void upstream_close(struct upstream *u)
 	}
 	for (size_t i = 0; i < u->nsrvs; i++) {
 		struct up_srv *s = u->srvs[i];
+		if (s->aside_ms) /* the gauge counts live workers only */
+			atomic_fetch_sub_explicit(&s->cfg->stats.aside_workers, 1, memory_order_relaxed);
+		s->aside_ms = 0;
 		while (!dl_empty(&s->conns))
 			upstream_conn_shutdown(dl_entry(s->conns.next, struct up_conn, link));
 		if (s->udp) {

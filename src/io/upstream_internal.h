@@ -54,6 +54,9 @@
 #define UP_FRAME_MIN_MS 200u     /* a started reply frame completes within max(this, timeout/4) */
 #define UP_RETIRED_IDS 32u       /* IDs of a connection whose queries left it, for late replies */
 #define UP_NO_EDNS_MS 900000u    /* how long a server that failed EDNS is asked without it */
+#define UP_ASIDE_TIMEOUTS 3u     /* attempts timed out in a row, no timely reply: set aside */
+#define UP_ASIDE_MIN_MS 100u     /* first set-aside period, doubled on each failed probe */
+#define UP_ASIDE_MAX_MS 5000u
 
 #define DNS_FLAG_QR 0x80u /* in byte 2 */
 #define DNS_FLAG_TC 0x02u /* in byte 2 */
@@ -175,7 +178,13 @@ struct up_srv {
 	uint32_t backoff_ms;
 	uint64_t no_edns_until_ms; /* FORMERR/NOTIMP to EDNS: asked without it until then */
 	struct up_udp *udp;
-	struct log_limit ll_conn, ll_timeout;
+	/* Set aside for timeouts (upstream.c): skipped like a server in backoff. */
+	unsigned timeouts_in_row;  /* attempts timed out since its last timely reply */
+	uint32_t aside_ms;         /* current set-aside period; 0: in use */
+	uint64_t aside_until_ms;   /* no probe before then */
+	struct upstream_server *self[1];  /* a probe's group: this server alone */
+	struct upstream_group self_group;
+	struct log_limit ll_conn, ll_timeout, ll_aside, ll_back;
 };
 
 struct up_req {
@@ -289,6 +298,9 @@ void upstream_srv_backoff(struct up_srv *s, uint64_t now);
 
 /* @p s answered: no backoff. */
 void upstream_srv_backoff_reset(struct up_srv *s);
+
+/* @p s answered an attempt in time: it is no longer set aside for timeouts. */
+void upstream_srv_answered(struct up_srv *s);
 
 /* Count, log (rate-limited) and back off a failed connect to @p s. */
 void upstream_srv_connect_failed(struct up_srv *s, int err, const char *what);

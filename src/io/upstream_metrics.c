@@ -20,6 +20,9 @@ static const struct metrics_field server_counters[] = {
 	{ "nodedns_upstream_rcode_failovers_total",
 	  "SERVFAIL/REFUSED replies from an upstream that sent the query on to the next one.",
 	  offsetof(struct upstream_stats, rcode_failovers) },
+	{ "nodedns_upstream_timeout_asides_total",
+	  "Times a worker set an upstream aside after queries to it timed out in a row.",
+	  offsetof(struct upstream_stats, timeout_asides) },
 };
 
 /* Samples of nodedns_upstream_failures_total per server: reason and counter. */
@@ -62,6 +65,13 @@ void upstream_metrics_render(struct mbuf *b, const struct upstream_server *serve
 		server_label(lab, sizeof(lab), &servers[i]);
 		metrics_i64(b, "nodedns_upstream_connections", lab,
 			    metrics_load_i64(&servers[i].stats, offsetof(struct upstream_stats, open_conns)));
+	}
+	metrics_header(b, "nodedns_upstream_set_aside", "gauge",
+		       "Workers that have an upstream set aside for timeouts (asked only when no other is usable).");
+	for (size_t i = 0; i < n; i++) {
+		server_label(lab, sizeof(lab), &servers[i]);
+		metrics_i64(b, "nodedns_upstream_set_aside", lab,
+			    metrics_load_i64(&servers[i].stats, offsetof(struct upstream_stats, aside_workers)));
 	}
 	metrics_header(b, "nodedns_upstream_latency_seconds", "histogram",
 		       "Time from sending a query to its matching reply, per upstream.");

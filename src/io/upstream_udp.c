@@ -67,6 +67,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		histogram_observe(&s->cfg->stats.latency, (uv_hrtime() - r->sent_ns) / 1000u);
 		STAT_INC(s->cfg->stats.replies);
 		STAT_INC(s->cfg->stats.tc_retries);
+		upstream_srv_answered(s); /* in time: only too big for UDP */
 		upstream_req_unbind(r);
 		r->use_tcp = true;
 		r->bad_attempt = false;

@@ -19,9 +19,12 @@ REFUSEs every diff.test name, and pairs of these in front of the good NSD.
 Besides the comparison, nodedns must answer every question within a bound
 (its --upstream-timeout and 0.8 s, 0.8 s where the failure is immediate).
 Known and not an allowed difference of the fields: with a first upstream
-that is slow, nodedns pays one attempt's timeout on every cache miss (it
-tries upstreams in order, a timeout puts no server in backoff), unbound
-learns the RTTs and goes to the fast one.
+that is slow, nodedns pays one attempt's timeout on its first three cache
+misses (per worker thread), then sets that upstream aside (three timeouts
+in a row, no timely reply between) and asks the next one first, probing
+the slow one in the background (failover_first_slow_learned); unbound
+learns the RTTs and mostly goes to the fast one, still waiting on the slow
+one now and then.
 
 Run: NODEDNS_BIN=build/nodedns python3 tests/integration/differential.py
 [name-filter ...]. Needs: nsd, unbound (/usr/sbin/unbound), python3.
@@ -437,6 +440,7 @@ def tcp_pipelining():
 PAIR_TIMEOUT_MS = 1000  # nodedns's --upstream-timeout in these tests
 CLIENT_WAIT_S = 2.5     # how long a client waits for either server
 FAST_S = 0.8            # bound where no timeout is involved (refused, REFUSED)
+ASIDE_AFTER = 3         # timeouts in a row that set an upstream aside (UP_ASIDE_TIMEOUTS)
 
 
 def _ask_either(addr, c):
@@ -457,10 +461,10 @@ def _ask_either(addr, c):
 def _step(name, qname, tags=(), within=None, **kw):
     """One question of a misbehaving-upstream test; nodedns must answer it
     within @within seconds (default: its timeout and 0.8 s for a loaded
-    machine)."""
+    machine), with rcode @rcode when given (whatever unbound says)."""
     c = dict(name=name, qname=qname, qtype=kw.pop("qtype", "A"), tags=set(tags),
              tcp=kw.pop("tcp", False), edns=1232, do=False, rd=True, cd=False, ad=False,
-             opcode=0, qclass="IN", wire=None)
+             opcode=0, qclass="IN", wire=None, rcode=kw.pop("rcode", None))
     c["within"] = within if within is not None else PAIR_TIMEOUT_MS / 1000.0 + 0.8
     assert not kw, kw
     return c
@@ -503,6 +507,9 @@ class _Pair:
             check(a is not None and ta <= c["within"],
                   "%s / %s: nodedns answered %s after %.2fs, want an answer within %.2fs"
                   % (label, c["name"], a and a.rcode_name, ta, c["within"]))
+            check(c["rcode"] is None or a.rcode_name == c["rcode"],
+                  "%s / %s: nodedns answered %s, want %s" % (label, c["name"], a.rcode_name,
+                                                            c["rcode"]))
             bad = compare(c, a, b)
             check(not bad, "%s / %s: not in the allowed differences:\n  %s\n  nodedns: %s\n"
                   "  unbound: %s" % (label, c["name"], "\n  ".join(bad), a and a.summary(),
@@ -640,8 +647,9 @@ def failover_first_refusing():
 
 def failover_first_slow():
     """Two upstreams, the first answers everything 4 s late: nodedns answers
-    from the second after one attempt's timeout; unbound may wait on the
-    slow one first (allowed: slow)."""
+    the first misses from the second after one attempt's timeout (later ones
+    without: failover_first_slow_learned); unbound may wait on the slow one
+    first (allowed: slow)."""
     _need_pair()
     names = ["a.diff.test", "mx.diff.test", "nothere.diff.test"]
     relay = harness.Relay(_st["nsd"].addr, delays={n: 4.0 for n in names})
@@ -651,6 +659,41 @@ def failover_first_slow():
                 _step("A", "a.diff.test", ["positive", "slow"]),
                 _step("MX", "mx.diff.test", ["positive", "slow"], qtype="MX"),
                 _step("NXDOMAIN", "nothere.diff.test", ["negative", "slow"])])
+    finally:
+        relay.close()
+
+
+def failover_first_slow_learned():
+    """Two upstreams, the first a relay that answers every name 4 s late
+    (beyond nodedns's timeout), the second the good NSD: nodedns pays the
+    first upstream's timeout on its first UP_ASIDE_TIMEOUTS (3) misses,
+    sets it aside and answers every later new name from the second within
+    FAST_S; the set-aside upstream gets only probes (one at a time, copies
+    of the queries that skipped it, no client waiting on them)."""
+    _need_pair()
+    learn, fast = ASIDE_AFTER, 12
+    names = ["n%d.wild.diff.test" % i for i in range(learn + fast)]
+    relay = harness.Relay(_st["nsd"].addr, delays={n: 4.0 for n in names})
+    try:
+        with _Pair([relay.port, _st["nsd"].port]) as p:
+            p.run("first slow, learning", [
+                _step("miss %d" % i, names[i], ["positive", "slow"], rcode="NOERROR")
+                for i in range(learn)])
+            # unbound too may still wait on the slow one now and then (slow)
+            p.run("first slow, set aside", [
+                _step("miss %d" % i, names[i], ["positive", "slow"], within=FAST_S,
+                      rcode="NOERROR")
+                for i in range(learn, learn + fast)])
+            m = p.nd.metrics()
+            sent = m.sum("nodedns_upstream_requests_total", upstream=relay.addr_text)
+            print("# first slow: %d misses, the first %d paid the timeout; nodedns sent the "
+                  "slow upstream %d queries (probes included)" % (len(names), learn, sent))
+            check(sent <= learn + 3,
+                  "the set-aside upstream got %d queries from nodedns for %d names: more "
+                  "than probes" % (sent, len(names)))
+            for name in ("nodedns_upstream_timeout_asides_total", "nodedns_upstream_set_aside"):
+                v = m.sum(name, upstream=relay.addr_text)
+                check(v == 1, "%s{upstream=%s} is %s, want 1" % (name, relay.addr_text, v))
     finally:
         relay.close()
 
@@ -672,7 +715,8 @@ def all_failing():
 
 
 UPSTREAM_TESTS = [upstream_down, upstream_refusing, upstream_slow, failover_first_down,
-                  failover_first_refusing, failover_first_slow, all_failing]
+                  failover_first_refusing, failover_first_slow, failover_first_slow_learned,
+                  all_failing]
 
 
 SEC_ZONE = """\

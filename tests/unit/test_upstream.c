@@ -32,6 +32,7 @@ enum fake_mode {
 	FM_CLOSE_AFTER,     /* answer, then close the connection */
 	FM_CLOSE_SECOND,    /* answer the first query of a connection, close on the second */
 	FM_SILENT_AFTER,    /* answer the first query of a connection, then nothing */
+	FM_SILENT_SLOW,     /* a name starting "slow": nothing; others: the answer */
 	FM_TRUNCATE,        /* half a frame, then close */
 	FM_SHORT_FRAME,     /* a frame of length 5 */
 	FM_GARBAGE,         /* random frames */
@@ -325,6 +326,12 @@ static void fake_handle(struct fake_client *cl, const uint8_t *q, size_t n)
 			client_close(cl);
 			break;
 		}
+		al = make_answer(f, q, n, ans);
+		fake_send_frame(cl, ans, al);
+		break;
+	case FM_SILENT_SLOW:
+		if (n > 17 && memcmp(q + 13, "slow", 4) == 0)
+			break;
 		al = make_answer(f, q, n, ans);
 		fake_send_frame(cl, ans, al);
 		break;
@@ -1214,6 +1221,207 @@ static void test_late_reply_dropped(void **state)
 	finish_two(&e, f);
 }
 
+#define ASIDE(e, i) ((int)atomic_load(&(e).srv[i].stats.aside_workers))
+
+/* Ask @p name and check that server 1 (tag 2) answered it without the
+ * client paying an attempt of @p timeout_ms on server 0 first. */
+static void ask_fast_from_second(struct env *e, uint16_t id, const char *name, struct rec *r,
+				 unsigned timeout_ms)
+{
+	uint64_t t0 = uv_hrtime();
+	ask(e, id, name, r);
+	check_answer(r, name, 2);
+	assert_ptr_equal(r->srv, &e->srv[1]);
+	assert_true((double)(r->done_ns - t0) / 1e6 < timeout_ms);
+}
+
+/* A first server that accepts and never answers: after three timeouts in a
+ * row it is set aside, and new queries go straight to the second. */
+static void test_timeouts_set_aside(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[8];
+	char name[32];
+	env_two(&e, f, FM_SILENT, FM_ANSWER, 200);
+	for (int i = 0; i < 3; i++) {
+		uint64_t t0 = uv_hrtime();
+		ask(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "t", i, "example"), &r[i]);
+		check_answer(&r[i], name, 2);
+		assert_true(ms_since(t0) >= 190); /* paid the first server's attempt */
+	}
+	assert_int_equal(STAT(e, 0, timeouts), 3);
+	assert_int_equal(STAT(e, 0, timeout_asides), 1);
+	assert_int_equal(ASIDE(e, 0), 1);
+	for (int i = 3; i < 8; i++)
+		ask_fast_from_second(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "t", i, "example"),
+				     &r[i], 200);
+	assert_int_equal(STAT(e, 0, timeouts), 3);
+	finish_two(&e, f);
+	assert_int_equal(ASIDE(e, 0), 0); /* the gauge counts live upstreams only */
+}
+
+/* Queries in flight on a server when it is set aside move on at once
+ * instead of waiting out their attempts. */
+static void test_set_aside_moves_inflight_on(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[8];
+	env_two(&e, f, FM_SILENT, FM_ANSWER, 400);
+	uint64_t t0 = uv_hrtime();
+	ask_batch(&e, r, 3, 1, "first", "example", 0); /* sent, not waited for */
+	run_for(&e, 150);
+	ask_batch(&e, r + 3, 5, 10, "second", "example", 0);
+	run_until(&e, &e.ndone, 8, 2000);
+	check_batch(r, 3, "first", "example", 2);
+	check_batch(r + 3, 5, "second", "example", 2);
+	assert_int_equal(STAT(e, 0, timeouts), 3);
+	assert_int_equal(ASIDE(e, 0), 1);
+	for (int i = 3; i < 8; i++) /* at the verdict (400 ms), not their deadline (550 ms) */
+		assert_true((double)(r[i].done_ns - t0) / 1e6 < 500);
+	finish_two(&e, f);
+}
+
+/* The same over UDP: a first server that takes datagrams and never answers. */
+static void test_timeouts_set_aside_udp(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[5];
+	char name[32];
+	env_init(&e);
+	fake_start(&f[0], &e.loop, FM_SILENT, 1);
+	fake_start_udp(&f[0], FM_SILENT);
+	fake_start(&f[1], &e.loop, FM_ANSWER, 2);
+	fake_start_udp(&f[1], FM_ANSWER);
+	int ports[] = { f[0].port, f[1].port };
+	env_upstream(&e, UDP, 200, 2, 256, 100, ports, 2);
+	for (int i = 0; i < 3; i++) {
+		ask(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "u", i, "example"), &r[i]);
+		check_answer(&r[i], name, 2);
+	}
+	assert_int_equal(f[0].nudp, 3);
+	assert_int_equal(ASIDE(e, 0), 1);
+	for (int i = 3; i < 5; i++)
+		ask_fast_from_second(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "u", i, "example"),
+				     &r[i], 200);
+	assert_true(f[0].nudp <= 4); /* a probe at most, on a slow machine */
+	finish_two(&e, f);
+}
+
+/* When the period ends, the next query goes to the second server as before
+ * and a copy probes the first; a timely reply to it puts the first back in
+ * use, a timeout sets it aside again. */
+static void test_set_aside_probe(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[8];
+	env_two(&e, f, FM_SILENT, FM_ANSWER, 200);
+	ask(&e, 1, "p1.example", &r[0]);
+	ask(&e, 2, "p2.example", &r[1]);
+	ask(&e, 3, "p3.example", &r[2]);
+	assert_int_equal(ASIDE(e, 0), 1);
+	assert_int_equal(STAT(e, 0, queries), 3);
+
+	/* Period over (100 ms), still silent: the probe costs the client nothing. */
+	run_for(&e, 150);
+	ask_fast_from_second(&e, 4, "p4.example", &r[3], 200);
+	assert_int_equal(STAT(e, 0, queries), 4); /* the probe */
+	ask_fast_from_second(&e, 5, "p5.example", &r[4], 200);
+	assert_int_equal(STAT(e, 0, queries), 4); /* one probe at a time */
+	run_for(&e, 250);                          /* the probe times out: aside again */
+	assert_int_equal(STAT(e, 0, timeouts), 4);
+	assert_int_equal(ASIDE(e, 0), 1);
+	assert_int_equal(STAT(e, 0, timeout_asides), 1); /* still the same spell */
+	ask_fast_from_second(&e, 6, "p6.example", &r[5], 200);
+	assert_int_equal(STAT(e, 0, queries), 4); /* 200 ms now: no probe yet */
+
+	/* The server answers again: the next probe brings it back. */
+	f[0].mode = FM_ANSWER;
+	run_for(&e, 250);
+	ask_fast_from_second(&e, 7, "p7.example", &r[6], 200);
+	assert_int_equal(STAT(e, 0, queries), 5);
+	run_for(&e, 50);
+	assert_int_equal(STAT(e, 0, replies), 1);
+	assert_int_equal(ASIDE(e, 0), 0);
+	ask(&e, 8, "p8.example", &r[7]);
+	check_answer(&r[7], "p8.example", 1);
+	assert_ptr_equal(r[7].srv, &e.srv[0]);
+	finish_two(&e, f);
+}
+
+/* Replies after their attempt timed out do not count: a server slower than
+ * the timeout is set aside all the same. */
+static void test_late_replies_still_set_aside(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r[4];
+	char name[32];
+	env_two(&e, f, FM_DELAY, FM_ANSWER, 100);
+	f[0].delay_ms = 130;
+	for (int i = 0; i < 3; i++) {
+		ask(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "late", i, "example"), &r[i]);
+		check_answer(&r[i], name, 2);
+		run_for(&e, 60); /* the late reply arrives and is dropped */
+	}
+	assert_int_equal(STAT(e, 0, bad_replies), 3);
+	assert_int_equal(STAT(e, 0, replies), 0);
+	assert_int_equal(ASIDE(e, 0), 1);
+	ask_fast_from_second(&e, 4, "late3.example", &r[3], 100);
+	finish_two(&e, f);
+}
+
+/* Timeouts with timely replies in between are the names', not the
+ * server's: it stays in use. */
+static void test_some_names_slow_not_set_aside(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r;
+	char name[32];
+	env_two(&e, f, FM_SILENT_SLOW, FM_ANSWER, 100);
+	for (int i = 0; i < 4; i++) {
+		ask(&e, (uint16_t)(10 + i), batch_name(name, sizeof(name), "slow", i, "example"), &r);
+		check_answer(&r, name, 2);
+		ask(&e, (uint16_t)(20 + i), batch_name(name, sizeof(name), "ok", i, "example"), &r);
+		check_answer(&r, name, 1);
+	}
+	assert_int_equal(STAT(e, 0, timeouts), 4);
+	assert_int_equal(STAT(e, 0, timeout_asides), 0);
+	assert_int_equal(ASIDE(e, 0), 0);
+	finish_two(&e, f);
+}
+
+/* Every server set aside: queries still go to them, nothing is refused. */
+static void test_all_set_aside_still_tried(void **state)
+{
+	(void)state;
+	struct env e;
+	struct fake f[2];
+	struct rec r;
+	env_two(&e, f, FM_SILENT, FM_SILENT, 50);
+	for (uint16_t i = 0; i < 3; i++) {
+		ask(&e, i, "void.example", &r);
+		assert_int_equal(r.status, -ETIMEDOUT);
+	}
+	assert_int_equal(ASIDE(e, 0), 1);
+	assert_int_equal(ASIDE(e, 1), 1);
+	f[1].mode = FM_ANSWER;
+	ask(&e, 4, "back.example", &r);
+	check_answer(&r, "back.example", 2);
+	assert_int_equal(ASIDE(e, 1), 0);
+	finish_two(&e, f);
+}
+
 static void test_all_refused(void **state)
 {
 	(void)state;
@@ -1775,6 +1983,13 @@ int main(void)
 		cmocka_unit_test(test_all_refused),
 		cmocka_unit_test(test_all_timeout),
 		cmocka_unit_test(test_backoff_skips),
+		cmocka_unit_test(test_timeouts_set_aside),
+		cmocka_unit_test(test_timeouts_set_aside_udp),
+		cmocka_unit_test(test_set_aside_moves_inflight_on),
+		cmocka_unit_test(test_set_aside_probe),
+		cmocka_unit_test(test_late_replies_still_set_aside),
+		cmocka_unit_test(test_some_names_slow_not_set_aside),
+		cmocka_unit_test(test_all_set_aside_still_tried),
 		cmocka_unit_test(test_server_closes_after_each_answer),
 		cmocka_unit_test(test_reused_conn_resent),
 		cmocka_unit_test(test_poison_isolated),

@@ -21,7 +21,17 @@
  * closed is resent once on a fresh connection to the same server without
  * counting as an attempt. Failed connects put the server in backoff
  * (100 ms doubling to 5 s); a server in backoff is skipped while another is
- * usable.
+ * usable. So is a server set aside for timeouts: one whose attempts timed
+ * out three times in a row with no timely reply from it in between (it
+ * accepts connections and does not answer, or answers later than the
+ * timeout); its queries in flight then move on to their next server at
+ * once. When its period ends (100 ms, doubling on each failed probe to
+ * 5 s), the next query that skips it sends a copy of itself to it as a
+ * probe (no client waits on it; one at a time); a timely reply to any
+ * attempt puts it back in use. When every server of a group is in backoff
+ * or set aside, queries still go to them, the one due first first. This
+ * state is per worker; nodedns_upstream_timeout_asides_total and
+ * nodedns_upstream_set_aside count it per server.
  *
  * With cfg->proto == UPSTREAM_PROTO_UDP a query goes out over UDP (one socket per
  * server per worker, random IDs, replies only from the server's address) and is
@@ -57,7 +67,9 @@ struct upstream_stats {
 	_Atomic uint64_t tcp_connects;  /* TCP connections established */
 	_Atomic uint64_t tc_retries;    /* UDP replies with TC=1 retried over TCP */
 	_Atomic uint64_t rcode_failovers; /* SERVFAIL/REFUSED replies passed over for the next server */
+	_Atomic uint64_t timeout_asides;  /* times a worker set it aside after timeouts in a row */
 	_Atomic int64_t open_conns;     /* gauge */
+	_Atomic int64_t aside_workers;  /* gauge: workers that have it set aside for timeouts */
 	struct histogram latency;       /* per attempt, send to matching reply */
 };
 
