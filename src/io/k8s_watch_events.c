@@ -148,6 +148,46 @@ static int initial_event(struct res *r, const struct k8s_stream_event *ev, size_
 	return 0;
 }
 
+/* The store's fast path for a watch line (an EndpointSlice change, decoded
+ * without a JSON tree): true when it took the line, with on_line()'s return
+ * in *ret; false leaves the line to the generic path below. */
+static bool fast_line(struct res *r, const char *line, size_t len, int *ret)
+{
+	struct k8s_watch *w = r->w;
+	enum k8s_event sev;
+	char rv[K8S_RV_MAX], err[200];
+	int rc;
+
+	/* Checked first, as k8s_stream_decode() does: one over the bound is
+	 * dropped the same way whichever path would read it. */
+	if (r->def->kind == RES_PODS || !k8s_stream_cost_ok(k8s_stream_json_cost(line, len), len))
+		return false;
+	rc = k8s_store_apply_line(w->store, r->def->kind, r->def->obj_kind, line, len, &sev, rv,
+				  err, sizeof(err));
+	if (rc == K8S_LINE_UNHANDLED)
+		return false;
+	if (!r->live) {
+		r->live = true;
+		STAT_INC(w, res[r->def->kind].established);
+	}
+	if (rc == 0) {
+		STAT_INC(w, events);
+		w->dirty = true;
+	} else if (rc == -ENOMEM) {
+		r->abort = AB_NOMEM;
+	} else {
+		STAT_INC(w, bad_events);
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: %s event rejected by the store: %s", r->def->name,
+				 sev == K8S_ADDED ? "ADDED" : sev == K8S_MODIFIED ? "MODIFIED" : "DELETED",
+				 err);
+	}
+	if (rv[0])
+		memcpy(r->rv, rv, sizeof(r->rv));
+	*ret = r->abort != AB_NONE;
+	return true;
+}
+
 /* One line of a watch stream. A non-zero return ends the transfer
  * (r->abort says why). */
 static int on_line(void *arg, const char *line, size_t len)
@@ -159,6 +199,8 @@ static int on_line(void *arg, const char *line, size_t len)
 	int rc;
 
 	r->lines++;
+	if (!r->initial && fast_line(r, line, len, &rc))
+		return rc;
 	rc = k8s_stream_decode(line, len, &ev, err, sizeof(err));
 	if (rc == -ENOMEM) {
 		r->abort = AB_NOMEM;
