@@ -11,7 +11,8 @@
  * the generic path (k8s_stream_decode() and k8s_objects_slice(), jansson)
  * stays the reference. Anything this path is not sure to decode exactly as
  * the generic one would - a JSON or type error, a duplicate key, an escape
- * \u, a byte over 0x7f, a real number, anything after the event, an unusual "kind", a value that
+ * \u, a byte over 0x7f, a real number, anything after the event, a
+ * decoding cost over k8s_stream_cost_ok()'s bound, an unusual "kind", a value that
  * fails a check, an event type other than ADDED/MODIFIED/DELETED - makes it
  * return K8S_FAST_UNHANDLED, and the caller decodes the line the generic way
  * (which then also words the error). fuzz_k8s_slice_fast checks that every
@@ -32,6 +33,16 @@
 #include <yajl/yajl_parse.h>
 
 #define FAST_MAX_DEPTH 32
+/* k8s_stream_json_cost()'s amounts (k8s_stream.c). On valid JSON it adds,
+ * besides the text's length: each object, each array, each string (keys
+ * included), each member (its ':'), each ',' and each number once; so the
+ * callbacks count the same total without a pass over the text. */
+#define COST_OBJECT 224
+#define COST_ARRAY 136
+#define COST_STRING 48
+#define COST_MEMBER 48
+#define COST_COMMA 16
+#define COST_NUMBER 48
 /* Scratch bigger than this is freed after use. */
 #define FAST_KEEP_BYTES (256 * 1024)
 
@@ -68,6 +79,7 @@ enum slot {
 struct level {
 	uint8_t slot;
 	bool array;
+	bool nonempty; /* a value (or key) came: the next one follows a ',' */
 	uint32_t seen; /* bit per slot, for objects: a duplicate key is not ours */
 };
 
@@ -91,6 +103,7 @@ struct fast {
 	uint8_t next;	  /* slot of the next value */
 	yajl_handle h;
 	size_t end;	  /* bytes up to the end of the root value */
+	size_t cost;	  /* k8s_stream_json_cost() of the line, counted as it is read */
 	bool root_seen;
 	bool bad;	  /* not ours (or no memory: nomem) */
 	bool nomem;
@@ -208,9 +221,12 @@ static uint8_t take_slot(struct fast *f)
 {
 	if (f->depth == 0)
 		return f->root_seen ? S_COUNT : S_ROOT;
-	const struct level *l = &f->st[f->depth - 1];
-	if (l->array)
+	struct level *l = &f->st[f->depth - 1];
+	if (l->array) {
+		f->cost += l->nonempty ? COST_COMMA : 0;
+		l->nonempty = true;
 		return element_slot(l->slot);
+	}
 	uint8_t s = f->next;
 	f->next = S_SKIP;
 	return s;
@@ -223,6 +239,8 @@ static int push(struct fast *f, uint8_t slot, bool array)
 	f->st[f->depth].slot = slot;
 	f->st[f->depth].array = array;
 	f->st[f->depth].seen = 0;
+	f->st[f->depth].nonempty = false;
+	f->cost += array ? COST_ARRAY : COST_OBJECT;
 	f->depth++;
 	if (slot == S_ROOT)
 		f->root_seen = true;
@@ -294,6 +312,8 @@ static int on_key(void *arg, const unsigned char *key, size_t len)
 	struct fast *f = arg;
 	struct level *l = &f->st[f->depth - 1];
 
+	f->cost += COST_STRING + COST_MEMBER + (l->nonempty ? COST_COMMA : 0);
+	l->nonempty = true;
 	if (memchr(key, 0, len))
 		return stop(f); /* jansson refuses a NUL */
 	f->next = slot_of(l, (const char *)key, len);
@@ -322,6 +342,7 @@ static int on_string(void *arg, const unsigned char *s, size_t len)
 	uint8_t slot = take_slot(f);
 	struct k8s_fast *c = f->ctx;
 
+	f->cost += COST_STRING;
 	if (memchr(s, 0, len))
 		return stop(f); /* jansson refuses a NUL */
 	switch (slot) {
@@ -420,6 +441,7 @@ static int on_number(void *arg, const char *s, size_t len)
 	size_t i = 0;
 	bool neg = false;
 
+	f->cost += COST_NUMBER;
 	if (len && s[0] == '-') {
 		neg = true;
 		i = 1;
@@ -578,12 +600,15 @@ int k8s_fast_slice_event(struct k8s_fast *c, const char *line, size_t len, const
 	f->obj_kind = obj_kind;
 	f->type = -1;
 	c->len = c->n_eps = c->n_addrs = 0;
+	c->cost = 0;
 	h = yajl_alloc(&callbacks, NULL, f);
 	if (!h)
 		return -ENOMEM;
 	f->h = h;
+	f->cost = len;
 	if (yajl_parse(h, (const unsigned char *)line, len) == yajl_status_ok &&
-	    yajl_complete_parse(h) == yajl_status_ok && !f->bad && trailing_space(line, len, f->end)) {
+	    yajl_complete_parse(h) == yajl_status_ok && !f->bad && trailing_space(line, len, f->end) &&
+	    (c->cost = f->cost, k8s_stream_cost_ok(f->cost, len))) {
 		rc = build(f, sl, rv);
 		if (rc == 0)
 			*ev = (enum k8s_event)f->type;

@@ -30,6 +30,7 @@ struct k8s_fast {
 	size_t n_eps, eps_cap;
 	struct text *addrs;
 	size_t n_addrs, addrs_cap;
+	size_t cost; /* k8s_stream_json_cost() of the last line read whole (0: none) */
 };
 
 /** Free the buffers of @p c (it may be used again). */
@@ -42,8 +43,9 @@ void k8s_fast_deinit(struct k8s_fast *c);
  * absent). A DELETED event fills only sl->ns and sl->name, as the generic
  * path does. Returns 0 when the line decodes the generic way to the same
  * event, rv and slice (and is accepted there); K8S_FAST_UNHANDLED when the
- * caller must decode it the generic way (anything unusual, malformed, or
- * another event type); -ENOMEM. On anything but 0 the caller frees what
+ * caller must decode it the generic way (anything unusual, malformed, over
+ * the decoding-cost bound of k8s_stream_cost_ok(), or another event type);
+ * -ENOMEM. On anything but 0 the caller frees what
  * @p sl holds (k8s_objects_slice_free()) and rv is "".
  */
 int k8s_fast_slice_event(struct k8s_fast *c, const char *line, size_t len, const char *obj_kind,

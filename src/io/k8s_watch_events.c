@@ -158,9 +158,9 @@ static bool fast_line(struct res *r, const char *line, size_t len, int *ret)
 	char rv[K8S_RV_MAX], err[200];
 	int rc;
 
-	/* Checked first, as k8s_stream_decode() does: one over the bound is
-	 * dropped the same way whichever path would read it. */
-	if (r->def->kind == RES_PODS || !k8s_stream_cost_ok(k8s_stream_json_cost(line, len), len))
+	/* A line over the decoding-cost bound is left to the generic path,
+	 * which drops it (and relists). */
+	if (r->def->kind == RES_PODS)
 		return false;
 	rc = k8s_store_apply_line(w->store, r->def->kind, r->def->obj_kind, line, len, &sev, rv,
 				  err, sizeof(err));

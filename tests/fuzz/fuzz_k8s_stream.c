@@ -206,17 +206,17 @@ static int on_line(void *arg, const char *line, size_t len)
 	struct watch *w = arg;
 	struct k8s_stream_event ev;
 	char err[200];
-	/* k8s_watch.c offers the line to the store's fast path first (within
-	 * the cost bound); what it takes, the generic decoding below must
-	 * accept as the same event, and is not applied a second time. */
+	/* k8s_watch.c offers the line to the store's fast path first; what it
+	 * takes (never a line over the cost bound), the generic decoding below
+	 * must accept as the same event, and is not applied a second time. */
 	bool cost_ok = k8s_stream_cost_ok(k8s_stream_json_cost(line, len), len);
 	enum k8s_event fev = K8S_ADDED;
 	char frv[K8S_RV_MAX];
-	int frc = cost_ok ? k8s_store_apply_line(w->store, w->kind, kind_names[w->kind], line, len,
-						 &fev, frv, err, sizeof(err))
-			  : K8S_LINE_UNHANDLED;
+	int frc = k8s_store_apply_line(w->store, w->kind, kind_names[w->kind], line, len, &fev,
+				       frv, err, sizeof(err));
 	CHECK(frc == K8S_LINE_UNHANDLED || frc == 0 || frc == -EINVAL || frc == -ENOSPC);
-	CHECK(!cost_ok || frc != K8S_LINE_UNHANDLED || frv[0] == '\0');
+	CHECK(frc != K8S_LINE_UNHANDLED || frv[0] == '\0');
+	CHECK(frc == K8S_LINE_UNHANDLED || cost_ok);
 	int rc = k8s_stream_decode(line, len, &ev, err, sizeof(err));
 	CHECK(rc == 0 || rc == -EINVAL);
 	CHECK(frc == K8S_LINE_UNHANDLED || rc == 0);

@@ -187,6 +187,18 @@ static void test_limits(void **state)
 			 0);
 	k8s_store_get_stats(s, &st);
 	assert_int_equal(st.addresses, 1000);
+	/* 600 empty endpoints: within the API limit, over the decoding-cost
+	 * bound: left to the generic path (which drops it) */
+	n = (size_t)snprintf(big, cap, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
+				       "\"b\",\"namespace\":\"n\"},\"addressType\":\"IPv4\","
+				       "\"endpoints\":[{}");
+	for (int i = 1; i < 600; i++)
+		n += (size_t)snprintf(big + n, cap - n, ",{}");
+	snprintf(big + n, cap - n, "]}}");
+	assert_false(k8s_stream_cost_ok(k8s_stream_json_cost(big, strlen(big)), strlen(big)));
+	assert_int_equal(k8s_store_apply_line(s, K8S_ENDPOINTSLICE, "EndpointSlice", big,
+					      strlen(big), &ev, rv, NULL, 0),
+			 K8S_LINE_UNHANDLED);
 	free(big);
 	k8s_store_free(s);
 }

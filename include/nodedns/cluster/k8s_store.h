@@ -69,8 +69,8 @@ int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
  * @return what k8s_store_apply() would, or K8S_LINE_UNHANDLED (nothing
  * done, rv ""): any other kind or event type, and any line this path is
  * not sure to read exactly as the generic one (malformed ones included), is
- * left to the generic path. The caller checks the line's decoding cost
- * (k8s_stream_cost_ok()) first, as k8s_stream_decode() does.
+ * left to the generic path; so is a line over the decoding-cost bound
+ * (k8s_stream_cost_ok()), which k8s_stream_decode() then refuses.
  */
 int k8s_store_apply_line(struct k8s_store *s, enum k8s_kind kind, const char *obj_kind,
 			 const char *line, size_t len, enum k8s_event *ev, char rv[K8S_RV_MAX],
