@@ -481,15 +481,32 @@ static const yajl_callbacks callbacks = {
 /* Bytes the two JSON parsers could read differently: a byte over 0x7f
  * (yajl's UTF-8 check is looser than jansson's), an escape \u (lone
  * surrogates, \u0000), and \v, \f (whitespace to yajl only). */
+static bool plain_byte(unsigned char c)
+{
+	return c < 0x80 && c != '\v' && c != '\f';
+}
+
 static bool plain_text(const char *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if (c >= 0x80 || c == '\v' || c == '\f')
+	const char *end = p + len, *bs = memchr(p, '\\', len);
+	size_t i = 0;
+
+	for (; bs; bs = memchr(bs + 1, '\\', (size_t)(end - bs - 1)))
+		if (bs + 1 == end || bs[1] == 'u')
 			return false;
-		if (c == '\\' && i + 1 < len && p[i + 1] == 'u')
-			return false;
+	/* Eight bytes at a time: a byte over 0x7f or under 0x20 (never in
+	 * compact JSON outside strings, nor inside) sets a top bit here. */
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x;
+		memcpy(&x, p + i, 8);
+		if ((x | (x - 0x2020202020202020ull)) & 0x8080808080808080ull)
+			for (size_t k = i; k < i + 8; k++)
+				if (!plain_byte((unsigned char)p[k]))
+					return false;
 	}
+	for (; i < len; i++)
+		if (!plain_byte((unsigned char)p[i]))
+			return false;
 	return true;
 }
 
