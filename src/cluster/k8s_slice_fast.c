@@ -43,8 +43,10 @@
 #define COST_MEMBER 48
 #define COST_COMMA 16
 #define COST_NUMBER 48
-/* Scratch bigger than this is freed after use. */
+/* Scratch bigger than this is freed after use (so one hostile event does
+ * not pin its size): text bytes, and endpoints or addresses. */
 #define FAST_KEEP_BYTES (256 * 1024)
+#define FAST_KEEP_ITEMS 1024
 
 /* What the next value is (set by the key before it, or by its array). */
 enum slot {
@@ -639,6 +641,16 @@ int k8s_fast_slice_event(struct k8s_fast *c, const char *line, size_t len, const
 		free(c->buf);
 		c->buf = NULL;
 		c->cap = 0;
+	}
+	if (c->eps_cap > FAST_KEEP_ITEMS) {
+		free(c->eps);
+		c->eps = NULL;
+		c->eps_cap = 0;
+	}
+	if (c->addrs_cap > FAST_KEEP_ITEMS) {
+		free(c->addrs);
+		c->addrs = NULL;
+		c->addrs_cap = 0;
 	}
 	return rc;
 }
