@@ -528,6 +528,29 @@ int k8s_store_stage_add(struct k8s_store_stage *st, const json_t *obj, char *err
 	return k8s_store_apply(st->page, st->kind, K8S_ADDED, obj, err, errlen);
 }
 
+int k8s_store_stage_add_line(struct k8s_store_stage *st, const char *obj_kind, const char *line,
+			     size_t len, char *err, size_t errlen)
+{
+	struct k8s_store *s = st->page;
+	struct k8s_slice *sl;
+	enum k8s_event ev = K8S_ADDED;
+	char rv[K8S_RV_MAX];
+	int rc;
+
+	if (st->kind != K8S_ENDPOINTSLICE)
+		return K8S_LINE_UNHANDLED;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!(sl = calloc(1, sizeof(*sl))))
+		return counted(s, -ENOMEM, err, errlen);
+	rc = k8s_fast_slice_event(&s->fast, line, len, obj_kind, &ev, rv, sl);
+	if (rc != 0 || ev != K8S_ADDED) {
+		k8s_objects_slice_free(sl);
+		return rc < 0 ? counted(s, rc, err, errlen) : K8S_LINE_UNHANDLED;
+	}
+	return counted(s, put_slice(s, K8S_ADDED, sl, err, errlen), err, errlen);
+}
+
 void k8s_store_stage_page_drop(struct k8s_store_stage *st)
 {
 	k8s_store_clear_kind(st->page, st->kind);

@@ -169,6 +169,19 @@ int k8s_store_stage_add(struct k8s_store_stage *st, const struct json_t *obj, ch
 	return json_object_set_new(st->page, key, json_deep_copy(obj)) < 0 ? -ENOMEM : 0;
 }
 
+/* The same for a streaming list's events. */
+int k8s_store_stage_add_line(struct k8s_store_stage *st, const char *obj_kind, const char *line,
+			     size_t len, char *err, size_t errlen)
+{
+	(void)st;
+	(void)obj_kind;
+	(void)line;
+	(void)len;
+	(void)err;
+	(void)errlen;
+	return K8S_LINE_UNHANDLED;
+}
+
 void k8s_store_stage_page_drop(struct k8s_store_stage *st)
 {
 	json_object_clear(st->page);

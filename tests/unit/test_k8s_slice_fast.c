@@ -203,12 +203,56 @@ static void test_limits(void **state)
 	k8s_store_free(s);
 }
 
+/* A streaming list's ADDED slices are staged as k8s_store_stage_add() stages them. */
+static void test_stage(void **state)
+{
+	struct k8s_store *a = k8s_store_new(&cfg), *b = k8s_store_new(&cfg);
+	struct k8s_store_stage *sa, *sb;
+	struct k8s_store_stats x, y;
+	const char *l;
+
+	(void)state;
+	sa = k8s_store_stage_new(a, K8S_ENDPOINTSLICE);
+	sb = k8s_store_stage_new(b, K8S_ENDPOINTSLICE);
+	assert_non_null(sa);
+	assert_non_null(sb);
+	l = line_of("{'type':'ADDED','object':" SLICE_OBJ "}");
+	assert_int_equal(k8s_store_stage_add_line(sa, "EndpointSlice", l, strlen(l), NULL, 0), 0);
+	json_t *o = jq(SLICE_OBJ);
+	assert_int_equal(k8s_store_stage_add(sb, o, NULL, 0), 0);
+	json_decref(o);
+	/* only ADDED: anything else is the generic path's (a fallback) */
+	l = line_of("{'type':'MODIFIED','object':" SLICE_OBJ "}");
+	assert_int_equal(k8s_store_stage_add_line(sa, "EndpointSlice", l, strlen(l), NULL, 0),
+			 K8S_LINE_UNHANDLED);
+	l = line_of("{'type':'DELETED','object':" SLICE_OBJ "}");
+	assert_int_equal(k8s_store_stage_add_line(sa, "EndpointSlice", l, strlen(l), NULL, 0),
+			 K8S_LINE_UNHANDLED);
+	assert_int_equal(k8s_store_stage_count(sa), 1);
+	assert_int_equal(k8s_store_stage_commit(a, sa), 0);
+	assert_int_equal(k8s_store_stage_commit(b, sb), 0);
+	k8s_store_get_stats(a, &x);
+	k8s_store_get_stats(b, &y);
+	assert_int_equal(x.endpointslices, 1);
+	assert_int_equal(x.addresses, y.addresses);
+	assert_int_equal(x.events_applied, y.events_applied);
+	/* a stage of another kind: never */
+	sa = k8s_store_stage_new(a, K8S_SERVICE);
+	assert_non_null(sa);
+	assert_int_equal(k8s_store_stage_add_line(sa, "Service", l, strlen(l), NULL, 0),
+			 K8S_LINE_UNHANDLED);
+	k8s_store_stage_free(sa);
+	k8s_store_free(a);
+	k8s_store_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_same_as_generic),
 		cmocka_unit_test(test_left_to_generic),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_stage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,6 +98,13 @@ void k8s_store_stage_free(struct k8s_store_stage *st);
  * 0, -EINVAL (malformed; err says why), -ENOSPC (a store limit), -ENOMEM. */
 int k8s_store_stage_add(struct k8s_store_stage *st, const struct json_t *obj, char *err,
 			size_t errlen);
+/** The fast path of k8s_store_apply_line() for the events of a streaming
+ * list: an EndpointSlice ADDED line is decoded without a JSON tree into the
+ * current page, as k8s_store_stage_add() would add its object. @return as
+ * k8s_store_stage_add(), or K8S_LINE_UNHANDLED (nothing done) for any
+ * other kind, event type or line (left to k8s_stream_decode()). */
+int k8s_store_stage_add_line(struct k8s_store_stage *st, const char *obj_kind, const char *line,
+			     size_t len, char *err, size_t errlen);
 /** Forget the objects of the current page. */
 void k8s_store_stage_page_drop(struct k8s_store_stage *st);
 /** The current page joins the list. @return the objects it held that a
