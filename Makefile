@@ -8,7 +8,7 @@
 #   make image-test  run that image as the DaemonSet does (as root)
 
 CC      ?= cc
-PKGS    := ldns libuv libcurl jansson yaml-0.1 libcap libmnl zlib
+PKGS    := ldns libuv libcurl jansson yajl yaml-0.1 libcap libmnl zlib
 CFLAGS  ?= -O2 -g
 # The project's own flags stay even when CFLAGS is given on the command line.
 NDNS_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

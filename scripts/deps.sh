@@ -4,7 +4,7 @@
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -e
 what=${1:-build}
-build_pkgs="gcc make pkg-config libldns-dev libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libcmocka-dev libmnl-dev libcap-dev zlib1g-dev"
+build_pkgs="gcc make pkg-config libldns-dev libuv1-dev libcurl4-openssl-dev libjansson-dev libyajl-dev libyaml-dev libcmocka-dev libmnl-dev libcap-dev zlib1g-dev"
 test_pkgs="nsd dnsperf bind9-dnsutils knot-dnsutils ldnsutils python3 python3-yaml valgrind clang libclang-rt-14-dev iproute2 openssl iptables conntrack libcap2-bin prometheus unbound nghttp2-proxy"
 bench_pkgs="unbound dnsmasq-base knot-resolver pdns-recursor linux-perf python3-matplotlib"
 image_pkgs="podman runc debootstrap"

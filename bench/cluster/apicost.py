@@ -62,7 +62,7 @@ def build_driver(out_dir):
     """bench/cluster/apicost_driver.c against build/lib (make builds them)."""
     os.makedirs(out_dir, exist_ok=True)
     exe = os.path.join(out_dir, "apicost_driver")
-    pkgs = "ldns libuv libcurl jansson yaml-0.1".split()
+    pkgs = "ldns libuv libcurl jansson yajl yaml-0.1".split()
     cflags = subprocess.check_output(["pkg-config", "--cflags"] + pkgs, text=True).split()
     libs = subprocess.check_output(["pkg-config", "--libs"] + pkgs, text=True).split()
     lib = os.path.join(ROOT, "build", "lib")

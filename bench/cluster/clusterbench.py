@@ -526,6 +526,12 @@ def main():
                     help="run nodedns and dnsperf at this nice level (e.g. -10 to shield "
                     "them a little from other load on a shared machine)")
     ap.add_argument("--perf-seconds", type=int, default=None)
+    ap.add_argument("--cpu-changes", type=int, default=None,
+                    help="changes in the cpu phase (default 300 with --quick, else 1000)")
+    ap.add_argument("--perf-record", metavar="FILE", default=None,
+                    help="run `perf record` on nodedns (all threads, DWARF call graphs) "
+                    "during the cpu phase's changes and write FILE; the profiler's own "
+                    "cost lands in that run's CPU per change, so measure in another run")
     ap.add_argument("--raw-test-stand-in", action="store_true",
                     help="run tests/apiserver/fake_apiserver.py as is (no TCP_NODELAY)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
@@ -542,7 +548,7 @@ def main():
         "prop_small": 200 if q else 1000,
         "prop_big": 200 if q else 1000,
         "sync_runs": 1 if q else 3,
-        "cpu_changes": 300 if q else 1000,
+        "cpu_changes": args.cpu_changes or (300 if q else 1000),
         "perf_seconds": args.perf_seconds or (10 if q else 20),
         "perf_nochurn": not q,
         "churn_rate": 100,
@@ -714,6 +720,12 @@ def phase_big(env, R, cfg, big, args, phases):
         ev1 = nd.metric("nodedns_cluster_events_total")
         stop_ev = threading.Event()
         counter = {"ok": 0, "err": 0}
+        prof = None
+        if args.perf_record:
+            prof = PROCS.spawn(["perf", "record", "-q", "-F", "5000", "--call-graph",
+                                "dwarf,16384", "-p", str(nd.pid), "-o", args.perf_record],
+                               os.path.join(env.tmp, "perf-record.log"))
+            time.sleep(1.0)
         a, ta = ticks(nd.pid)
         na = cpu_ns(nd.pid)
         th = threading.Thread(target=churn_loop, args=(info["control_port"], big,
@@ -727,6 +739,12 @@ def phase_big(env, R, cfg, big, args, phases):
         time.sleep(0.3)   # let the last events land
         b, tb = ticks(nd.pid)
         nb = cpu_ns(nd.pid)
+        if prof:
+            prof.send_signal(signal.SIGINT)
+            try:
+                prof.wait(60)
+            except subprocess.TimeoutExpired:
+                PROCS.stop(prof, 3.0)
         nchg = counter["ok"]
         R["cpu"] = {"changes": nchg, "errors": counter["err"], "seconds": counter.get("seconds"),
                     "ticks": b - a, "idle_ticks_same_length": idle,

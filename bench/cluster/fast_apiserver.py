@@ -21,7 +21,11 @@ per-kind event log. Same wire contract as far as nodedns uses it:
       cache does).
     watch=1: resourceVersion N -> every event after N, chunked, one JSON
       event per line, BOOKMARK every --bookmark-interval s; "" or "0" ->
-      synthetic ADDED of the current state first; timeoutSeconds honoured.
+      synthetic ADDED of the current state first; timeoutSeconds honoured;
+      sendInitialEvents=true (a streaming list, as kube-apiserver's WatchList
+      serves it): those ADDED events, then at once a BOOKMARK at the current
+      resourceVersion annotated k8s.io/initial-events-end: "true"
+      (--no-watch-list: ignored, as a server without WatchList does).
   Control (plain HTTP, 127.0.0.1:C): POST /control/add|update|delete with an
   object, {"objects":[...]} or a List (all or nothing), GET /control/stats.
 
@@ -31,7 +35,7 @@ The cluster is generated in-process (gen.py) from --services/--eps/...
 Usage:
   fast_apiserver.py --port 0 --control-port 0 --token-file F --cert-dir D
       [--services 10000 --eps 10 --namespaces 100 --headless-every 10 | --empty]
-      [--bookmark-interval 10] [--rv0-ignores-limit]
+      [--bookmark-interval 10] [--rv0-ignores-limit] [--no-watch-list]
   prints one JSON line {"ready":true,"port":P,"control_port":C,"ca":...,
   "objects":{...},"gen_seconds":...} once both servers listen.
 """
@@ -82,6 +86,7 @@ class State:
         self.token = token
         self.bookmark_interval = bookmark_interval
         self.rv0_ignores_limit = rv0_ignores_limit
+        self.watch_list = True
         # kind -> {(ns, name): (obj, list_item_bytes)}; sorted keys kept lazily
         self.objects = {k: {} for k in KINDS}
         self.sorted_keys = {k: None for k in KINDS}
@@ -257,9 +262,12 @@ class Api(http.server.BaseHTTPRequestHandler):
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
         timeout = float(q.get("timeoutSeconds") or 1800)
         initial = []
+        send_initial = (q.get("sendInitialEvents") in ("true", "1") and bookmarks and
+                        st.watch_list)
         with st.cond:
             rvs, lines = st.log[kind]
-            if rv in ("", "0"):
+            initial_rv = st.rv
+            if rv in ("", "0") or send_initial:
                 for k in sorted(st.objects[kind]):
                     initial.append(b'{"type":"ADDED","object":' +
                                    dumps(st.objects[kind][k][0]) + b"}\n")
@@ -272,6 +280,11 @@ class Api(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            if send_initial:
+                initial.append(b'{"type":"BOOKMARK","object":{"kind":"' + kind.encode() +
+                               b'","apiVersion":"' + apiv.encode() +
+                               b'","metadata":{"resourceVersion":"' + str(initial_rv).encode() +
+                               b'","annotations":{"k8s.io/initial-events-end":"true"}}}}\n')
             if initial:
                 self.chunk(b"".join(initial))
             deadline = time.monotonic() + timeout
@@ -379,6 +392,8 @@ def main():
     ap.add_argument("--empty", action="store_true")
     ap.add_argument("--bookmark-interval", type=float, default=10.0)
     ap.add_argument("--rv0-ignores-limit", action="store_true")
+    ap.add_argument("--no-watch-list", action="store_true",
+                    help="ignore sendInitialEvents (a server without WatchList)")
     a = ap.parse_args()
 
     if not os.path.exists(os.path.join(a.cert_dir, "ca.crt")):
@@ -391,6 +406,7 @@ def main():
         write_token(a.token_file, token)
 
     st = State(token, a.bookmark_interval, a.rv0_ignores_limit)
+    st.watch_list = not a.no_watch_list
     t0 = time.monotonic()
     if not a.empty:
         c = gen.Cluster(a.services, a.eps, a.namespaces, a.headless_every)

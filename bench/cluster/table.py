@@ -61,7 +61,7 @@ def build_publish_bench(tmp):
                     "-o", exe, os.path.join(HERE, "publish_bench.c"),
                     os.path.join(ROOT, "build/lib/libnodedns_cluster.a"),
                     os.path.join(ROOT, "build/lib/libnodedns_util.a"),
-                    "-ljansson", "-lldns", "-lm"], check=True)
+                    "-ljansson", "-lyajl", "-lldns", "-lm"], check=True)
     return exe
 
 

@@ -75,7 +75,7 @@ static int pool_reserve(struct pool *p, size_t nports)
 	struct svc_rec *r = p->r;
 
 	if (!r->pool || r->n_pool + nports > p->cap_pool) {
-		size_t cap = p->cap_pool ? p->cap_pool : 16;
+		size_t cap = p->cap_pool ? p->cap_pool : 4;
 		while (cap < r->n_pool + nports)
 			cap *= 2;
 		struct k8s_port *v = realloc(r->pool, cap * sizeof(*v));

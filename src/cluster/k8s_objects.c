@@ -84,7 +84,7 @@ static bool label_char(unsigned char c)
 }
 
 /* A DNS label (1..63 letters, digits, '-', '_'), copied lower-cased. */
-static int copy_label(const char *s, size_t len, const char *what, char *out, uint8_t *outlen,
+int k8s_objects_copy_label(const char *s, size_t len, const char *what, char *out, uint8_t *outlen,
 		      char *err, size_t errlen)
 {
 	if (len == 0 || len > K8S_LABEL_MAX)
@@ -100,7 +100,7 @@ static int copy_label(const char *s, size_t len, const char *what, char *out, ui
 	return 0;
 }
 
-static int parse_ip(const char *s, size_t len, int fam, struct k8s_ip *ip)
+int k8s_objects_parse_ip(const char *s, size_t len, int fam, struct k8s_ip *ip)
 {
 	char buf[INET6_ADDRSTRLEN + 1];
 
@@ -204,7 +204,7 @@ static void dashed_label(const struct k8s_ip *ip, char *out, uint8_t *outlen)
 	*outlen = (uint8_t)n;
 }
 
-static int parse_proto(const char *s, size_t len)
+int k8s_objects_parse_proto(const char *s, size_t len)
 {
 	if (!s)
 		return K8S_PROTO_TCP; /* the API default */
@@ -237,7 +237,7 @@ static int decode_meta(const json_t *obj, bool namespaced, bool label_name, char
 	if (!s)
 		return fail(err, errlen, "metadata.name: missing");
 	if (label_name) {
-		if ((rc = copy_label(s, len, "metadata.name", name, NULL, err, errlen)) < 0)
+		if ((rc = k8s_objects_copy_label(s, len, "metadata.name", name, NULL, err, errlen)) < 0)
 			return rc;
 		name[len] = '\0';
 	} else {
@@ -252,7 +252,7 @@ static int decode_meta(const json_t *obj, bool namespaced, bool label_name, char
 			return rc;
 		if (!s)
 			return fail(err, errlen, "metadata.namespace: missing");
-		if ((rc = copy_label(s, len, "metadata.namespace", ns, NULL, err, errlen)) < 0)
+		if ((rc = k8s_objects_copy_label(s, len, "metadata.namespace", ns, NULL, err, errlen)) < 0)
 			return rc;
 		ns[len] = '\0';
 	}
@@ -291,12 +291,12 @@ static int decode_ports(const json_t *arr, const char *what, bool service,
 		}
 		if ((rc = k8s_objects_opt_string(p, "name", path, &s, &len, err, errlen)) < 0)
 			goto out;
-		if (s && len && (rc = copy_label(s, len, path, ports[i].name, &ports[i].name_len,
+		if (s && len && (rc = k8s_objects_copy_label(s, len, path, ports[i].name, &ports[i].name_len,
 						 err, errlen)) < 0)
 			goto out;
 		if ((rc = k8s_objects_opt_string(p, "protocol", path, &s, &len, err, errlen)) < 0)
 			goto out;
-		ports[i].proto = (uint8_t)parse_proto(s, len);
+		ports[i].proto = (uint8_t)k8s_objects_parse_proto(s, len);
 		num = json_object_get(p, "port");
 		if ((!num || json_is_null(num)) && !service)
 			continue; /* "all ports": no SRV */
@@ -351,7 +351,7 @@ static int add_cluster_ip(struct k8s_service *svc, const char *s, size_t len, bo
 	}
 	if (svc->n_ips >= K8S_MAX_CLUSTER_IPS)
 		return fail(err, errlen, "%s: more than %d addresses", what, K8S_MAX_CLUSTER_IPS);
-	if (parse_ip(s, len, 0, &svc->ips[svc->n_ips]) < 0)
+	if (k8s_objects_parse_ip(s, len, 0, &svc->ips[svc->n_ips]) < 0)
 		return fail(err, errlen, "%s: \"%.*s\" is not an IP address", what,
 			    (int)(len > 64 ? 64 : len), s);
 	svc->n_ips++;
@@ -411,7 +411,7 @@ static int decode_service(const json_t *obj, struct k8s_service *svc, char *err,
 		svc->n_ips = 0;
 		/* An IP literal is not a name: such a Service gets no CNAME (CoreDNS
 		 * does not serve it either). */
-		if (s && len && parse_ip(s, len, 0, &ip) < 0 &&
+		if (s && len && k8s_objects_parse_ip(s, len, 0, &ip) < 0 &&
 		    name_to_wire(s, len, svc->ext, &svc->ext_len) < 0)
 			return fail(err, errlen, "spec.externalName: \"%.*s\" is not a domain name",
 				    (int)(len > 64 ? 64 : len), s);
@@ -480,12 +480,8 @@ int k8s_objects_addr_set(struct k8s_slice *sl, uint32_t *hosts_cap, const struct
 	return 0;
 }
 
-struct slice_caps {
-	uint32_t addrs, hosts;
-};
-
-static int slice_add_addr(struct k8s_slice *sl, struct slice_caps *caps, const struct k8s_ip *ip,
-			  const char *host, uint8_t host_len)
+int k8s_objects_slice_add_addr(struct k8s_slice *sl, struct k8s_slice_caps *caps,
+			       const struct k8s_ip *ip, const char *host, uint8_t host_len)
 {
 	uint32_t *cap = &caps->addrs;
 
@@ -504,7 +500,7 @@ static int slice_add_addr(struct k8s_slice *sl, struct slice_caps *caps, const s
 }
 
 static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size_t i,
-			   struct slice_caps *cap, char *err, size_t errlen)
+			   struct k8s_slice_caps *cap, char *err, size_t errlen)
 {
 	const json_t *addrs, *cond, *ready = NULL;
 	struct k8s_ip ip;
@@ -533,7 +529,7 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 	memset(&ip, 0, sizeof(ip));
 	if ((rc = k8s_objects_opt_string(ep, "hostname", path, &hn, &hnlen, err, errlen)) < 0)
 		return rc;
-	if (hn && hnlen && (rc = copy_label(hn, hnlen, "hostname", host, &host_len, err,
+	if (hn && hnlen && (rc = k8s_objects_copy_label(hn, hnlen, "hostname", host, &host_len, err,
 					    errlen)) < 0)
 		return rc;
 
@@ -545,7 +541,7 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 			return fail(err, errlen, "%s.addresses[%zu]: not a string", path, k);
 		if (fam == 0)
 			continue; /* FQDN slice: not served */
-		if (parse_ip(s, json_string_length(v), fam, &ip) < 0)
+		if (k8s_objects_parse_ip(s, json_string_length(v), fam, &ip) < 0)
 			return fail(err, errlen, "%s.addresses[%zu]: \"%.*s\" is not an IPv%d address",
 				    path, k, (int)(strlen(s) > 64 ? 64 : strlen(s)), s, fam);
 		/* absent or null "ready" means ready */
@@ -554,7 +550,7 @@ static int decode_endpoint(struct k8s_slice *sl, int fam, const json_t *ep, size
 		if (sl->n_addrs >= K8S_MAX_ADDRS_PER_SLICE)
 			return fail(err, errlen, "endpoints: more than %d ready addresses",
 				    K8S_MAX_ADDRS_PER_SLICE);
-		if ((rc = slice_add_addr(sl, cap, &ip, host, host_len)) < 0)
+		if ((rc = k8s_objects_slice_add_addr(sl, cap, &ip, host, host_len)) < 0)
 			return rc;
 	}
 	return 0;
@@ -565,7 +561,7 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 	const json_t *labels, *eps, *ports;
 	const char *s;
 	size_t len;
-	struct slice_caps cap = { 0, 0 };
+	struct k8s_slice_caps cap = { 0, 0 };
 	int fam = 0, rc;
 
 	if ((rc = decode_meta(obj, true, false, sl->ns, sl->name, &labels, err, errlen)) < 0)
@@ -575,7 +571,7 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 				     &s, &len, err, errlen)) < 0)
 			return rc;
 		if (s && len) {
-			if ((rc = copy_label(s, len, "metadata.labels[" SVC_NAME_LABEL "]",
+			if ((rc = k8s_objects_copy_label(s, len, "metadata.labels[" SVC_NAME_LABEL "]",
 					     sl->svc, NULL, err, errlen)) < 0)
 				return rc;
 			sl->svc[len] = '\0';
@@ -604,11 +600,17 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 					  errlen)) < 0)
 			return rc;
 	}
+	k8s_objects_slice_trim(sl, &cap);
+	return 0;
+}
+
+void k8s_objects_slice_trim(struct k8s_slice *sl, const struct k8s_slice_caps *cap)
+{
 	/* The store keeps it: give back the unused ends. */
 	if (sl->n_addrs == 0) {
 		free(sl->addrs);
 		sl->addrs = NULL;
-	} else if (sl->n_addrs < cap.addrs) {
+	} else if (sl->n_addrs < cap->addrs) {
 		struct k8s_addr *v = realloc(sl->addrs, sl->n_addrs * sizeof(*v));
 		if (v)
 			sl->addrs = v;
@@ -616,12 +618,11 @@ static int decode_slice(const json_t *obj, struct k8s_slice *sl, char *err, size
 	if (sl->hosts_len == 0) {
 		free(sl->hosts);
 		sl->hosts = NULL;
-	} else if (sl->hosts_len < cap.hosts) {
+	} else if (sl->hosts_len < cap->hosts) {
 		char *v = realloc(sl->hosts, sl->hosts_len);
 		if (v)
 			sl->hosts = v;
 	}
-	return 0;
 }
 
 /* ------------------------------------------------------------ entries */

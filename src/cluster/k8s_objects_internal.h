@@ -93,6 +93,27 @@ int k8s_objects_addr_set(struct k8s_slice *sl, uint32_t *hosts_cap, const struct
 
 /* --------------------------------------------------------------- decoding */
 
+/** Copy @p len bytes of @p s as a DNS label (1..63 of [A-Za-z0-9_-]),
+ * lower-cased, into @p out (not terminated); *outlen = len when not NULL.
+ * @return 0 or -EINVAL (@p what names it in err). */
+int k8s_objects_copy_label(const char *s, size_t len, const char *what, char *out,
+			   uint8_t *outlen, char *err, size_t errlen);
+/** An IP address of family @p fam (4, 6, or 0 for either). @return 0 or -EINVAL. */
+int k8s_objects_parse_ip(const char *s, size_t len, int fam, struct k8s_ip *ip);
+/** A port's "protocol" (NULL: absent, TCP). @return an enum k8s_proto. */
+int k8s_objects_parse_proto(const char *s, size_t len);
+
+/** What a slice's arrays have room for while it is being built. */
+struct k8s_slice_caps {
+	uint32_t addrs, hosts;
+};
+/** Append ready address @p ip labelled @p host (@p host_len bytes, 0: none)
+ * to @p sl, growing its arrays. @return 0 or -ENOMEM. */
+int k8s_objects_slice_add_addr(struct k8s_slice *sl, struct k8s_slice_caps *caps,
+			       const struct k8s_ip *ip, const char *host, uint8_t host_len);
+/** The slice is complete: give back the unused ends of its arrays. */
+void k8s_objects_slice_trim(struct k8s_slice *sl, const struct k8s_slice_caps *caps);
+
 /**
  * Decode @p obj (borrowed) into @p svc, which the caller zeroed; with
  * @p meta_only just metadata.namespace and metadata.name (a DELETED event).

@@ -10,6 +10,7 @@
 #include "nodedns/cluster/k8s_store.h"
 
 #include "k8s_store_internal.h"
+#include "k8s_slice_fast.h"
 #include "nodedns/cluster/cluster_zone.h"
 #include "nodedns/util/hashmap.h"
 #include "nodedns/util/log.h"
@@ -46,6 +47,7 @@ struct k8s_store {
 	struct k8s_store_stats stats;
 	bool staging;           /* a stage's store: no change marks */
 	uint64_t base_objects;  /* a stage's: objects of the store it is for, other kinds */
+	struct k8s_fast fast;   /* k8s_store_apply_line()'s buffers */
 };
 
 /* ---------------------------------------------------------------- store */
@@ -102,6 +104,7 @@ void k8s_store_free(struct k8s_store *s)
 	if (!s)
 		return;
 	free_maps(s);
+	k8s_fast_deinit(&s->fast);
 	free(s);
 }
 
@@ -382,6 +385,40 @@ int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 	return rc;
 }
 
+/* Count one put as k8s_store_apply() counts an event. */
+static int counted(struct k8s_store *s, int rc, char *err, size_t errlen)
+{
+	if (rc == -ENOMEM)
+		k8s_objects_fail(rc, err, errlen, "out of memory");
+	if (rc < 0)
+		s->stats.events_rejected++;
+	else
+		s->stats.events_applied++;
+	return rc;
+}
+
+int k8s_store_apply_line(struct k8s_store *s, enum k8s_kind kind, const char *obj_kind,
+			 const char *line, size_t len, enum k8s_event *ev, char rv[K8S_RV_MAX],
+			 char *err, size_t errlen)
+{
+	struct k8s_slice *sl;
+	int rc;
+
+	rv[0] = '\0';
+	if (kind != K8S_ENDPOINTSLICE)
+		return K8S_LINE_UNHANDLED;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!(sl = calloc(1, sizeof(*sl))))
+		return counted(s, -ENOMEM, err, errlen);
+	rc = k8s_fast_slice_event(&s->fast, line, len, obj_kind, ev, rv, sl);
+	if (rc != 0) {
+		k8s_objects_slice_free(sl);
+		return rc == K8S_FAST_UNHANDLED ? K8S_LINE_UNHANDLED : counted(s, rc, err, errlen);
+	}
+	return counted(s, put_slice(s, *ev, sl, err, errlen), err, errlen);
+}
+
 void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
 {
 	switch (kind) {
@@ -489,6 +526,29 @@ void k8s_store_stage_free(struct k8s_store_stage *st)
 int k8s_store_stage_add(struct k8s_store_stage *st, const json_t *obj, char *err, size_t errlen)
 {
 	return k8s_store_apply(st->page, st->kind, K8S_ADDED, obj, err, errlen);
+}
+
+int k8s_store_stage_add_line(struct k8s_store_stage *st, const char *obj_kind, const char *line,
+			     size_t len, char *err, size_t errlen)
+{
+	struct k8s_store *s = st->page;
+	struct k8s_slice *sl;
+	enum k8s_event ev = K8S_ADDED;
+	char rv[K8S_RV_MAX];
+	int rc;
+
+	if (st->kind != K8S_ENDPOINTSLICE)
+		return K8S_LINE_UNHANDLED;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!(sl = calloc(1, sizeof(*sl))))
+		return counted(s, -ENOMEM, err, errlen);
+	rc = k8s_fast_slice_event(&s->fast, line, len, obj_kind, &ev, rv, sl);
+	if (rc != 0 || ev != K8S_ADDED) {
+		k8s_objects_slice_free(sl);
+		return rc < 0 ? counted(s, rc, err, errlen) : K8S_LINE_UNHANDLED;
+	}
+	return counted(s, put_slice(s, K8S_ADDED, sl, err, errlen), err, errlen);
 }
 
 void k8s_store_stage_page_drop(struct k8s_store_stage *st)
@@ -673,18 +733,6 @@ void k8s_store_changes_clear(struct k8s_store *s)
 }
 
 /* ------------------------------------------- decoded objects (a file) */
-
-/* Count one put as k8s_store_apply() counts an event. */
-static int counted(struct k8s_store *s, int rc, char *err, size_t errlen)
-{
-	if (rc == -ENOMEM)
-		k8s_objects_fail(rc, err, errlen, "out of memory");
-	if (rc < 0)
-		s->stats.events_rejected++;
-	else
-		s->stats.events_applied++;
-	return rc;
-}
 
 int k8s_store_put_service(struct k8s_store *s, struct k8s_service *svc, char *err,
 			  size_t errlen)

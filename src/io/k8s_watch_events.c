@@ -62,6 +62,32 @@ static bool initial_events_end(const json_t *obj)
 	return v && strcmp(v, "true") == 0;
 }
 
+/* An initial event of @p len bytes joins the streaming list: @return 1
+ * (r->abort set) when the list is now over its size or its time. */
+static int initial_bounds(struct res *r, size_t len)
+{
+	struct k8s_watch *w = r->w;
+
+	r->stream_bytes += len;
+	if (r->stream_bytes > LIST_MAX_BYTES) {
+		STAT_INC(w, errors);
+		log_error(TAG, "%s: streaming list larger than 256 MiB, starting over later",
+			  r->def->name);
+		r->abort = AB_STREAM_RESTART;
+		return 1;
+	}
+	if (k8s_watch_now_ms(w) - r->start_ms > w->list_deadline_ms) {
+		/* Initial events that never end are a list that never ends. */
+		STAT_INC(w, errors);
+		STAT_INC(w, list_timeouts);
+		log_warn(TAG, "%s: streaming list not complete within %llu s, starting over "
+			 "later", r->def->name, (unsigned long long)(w->list_deadline_ms / 1000));
+		r->abort = AB_STREAM_RESTART;
+		return 1;
+	}
+	return 0;
+}
+
 /* One event of a streaming list before its initial-events-end bookmark:
  * ADDED objects go to the list in progress, the bookmark commits it. A
  * server that ignored sendInitialEvents streams a plain watch: a bookmark
@@ -82,23 +108,8 @@ static int initial_event(struct res *r, const struct k8s_stream_event *ev, size_
 					 r->def->name);
 			return 0;
 		}
-		r->stream_bytes += len;
-		if (r->stream_bytes > LIST_MAX_BYTES) {
-			STAT_INC(w, errors);
-			log_error(TAG, "%s: streaming list larger than 256 MiB, starting over later",
-				  r->def->name);
-			r->abort = AB_STREAM_RESTART;
+		if (initial_bounds(r, len))
 			return 1;
-		}
-		if (k8s_watch_now_ms(w) - r->start_ms > w->list_deadline_ms) {
-			/* Initial events that never end are a list that never ends. */
-			STAT_INC(w, errors);
-			STAT_INC(w, list_timeouts);
-			log_warn(TAG, "%s: streaming list not complete within %llu s, starting over "
-				 "later", r->def->name, (unsigned long long)(w->list_deadline_ms / 1000));
-			r->abort = AB_STREAM_RESTART;
-			return 1;
-		}
 		rc = k8s_watch_list_add(r, json_incref((json_t *)ev->object));
 		if (rc == -ENOMEM) {
 			r->abort = AB_NOMEM;
@@ -148,6 +159,80 @@ static int initial_event(struct res *r, const struct k8s_stream_event *ev, size_
 	return 0;
 }
 
+/* The store's fast path for a watch line (an EndpointSlice change, decoded
+ * without a JSON tree): true when it took the line, with on_line()'s return
+ * in *ret; false leaves the line to the generic path below. */
+static bool fast_line(struct res *r, const char *line, size_t len, int *ret)
+{
+	struct k8s_watch *w = r->w;
+	enum k8s_event sev;
+	char rv[K8S_RV_MAX], err[200];
+	int rc;
+
+	/* A line over the decoding-cost bound is left to the generic path,
+	 * which drops it (and relists). */
+	if (r->def->kind == RES_PODS)
+		return false;
+	rc = k8s_store_apply_line(w->store, r->def->kind, r->def->obj_kind, line, len, &sev, rv,
+				  err, sizeof(err));
+	if (rc == K8S_LINE_UNHANDLED)
+		return false;
+	if (!r->live) {
+		r->live = true;
+		STAT_INC(w, res[r->def->kind].established);
+	}
+	if (rc == 0) {
+		STAT_INC(w, events);
+		w->dirty = true;
+	} else if (rc == -ENOMEM) {
+		r->abort = AB_NOMEM;
+	} else {
+		STAT_INC(w, bad_events);
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: %s event rejected by the store: %s", r->def->name,
+				 sev == K8S_ADDED ? "ADDED" : sev == K8S_MODIFIED ? "MODIFIED" : "DELETED",
+				 err);
+	}
+	if (rv[0])
+		memcpy(r->rv, rv, sizeof(r->rv));
+	*ret = r->abort != AB_NONE;
+	return true;
+}
+
+/* The fast path for a streaming list's event: an ADDED EndpointSlice is
+ * staged without a JSON tree (k8s_store_stage_add_line), then meets
+ * initial_event()'s bounds. (Those come after the staging here: when one
+ * ends the stream, the stage is dropped with the object in it.) True when it
+ * took the line, with on_line()'s return in *ret. */
+static bool fast_initial(struct res *r, const char *line, size_t len, int *ret)
+{
+	struct k8s_watch *w = r->w;
+	char err[200];
+	int rc;
+
+	if (r->def->kind != K8S_ENDPOINTSLICE)
+		return false;
+	if (!r->stage && !(r->stage = k8s_store_stage_new(w->store, r->def->kind)))
+		return false; /* the generic path meets it again and reports it */
+	rc = k8s_store_stage_add_line(r->stage, r->def->obj_kind, line, len, err, sizeof(err));
+	if (rc == K8S_LINE_UNHANDLED)
+		return false;
+	*ret = 1;
+	if (rc == -ENOMEM) {
+		r->abort = AB_NOMEM;
+		return true;
+	}
+	if (rc < 0) {
+		STAT_INC(w, bad_events);
+		r->page_rejected++;
+		if (k8s_watch_may_log(r))
+			log_warn(TAG, "%s: listed object rejected by the store: %s", r->def->name,
+				 err);
+	}
+	*ret = initial_bounds(r, len);
+	return true;
+}
+
 /* One line of a watch stream. A non-zero return ends the transfer
  * (r->abort says why). */
 static int on_line(void *arg, const char *line, size_t len)
@@ -159,6 +244,8 @@ static int on_line(void *arg, const char *line, size_t len)
 	int rc;
 
 	r->lines++;
+	if (r->initial ? fast_initial(r, line, len, &rc) : fast_line(r, line, len, &rc))
+		return rc;
 	rc = k8s_stream_decode(line, len, &ev, err, sizeof(err));
 	if (rc == -ENOMEM) {
 		r->abort = AB_NOMEM;

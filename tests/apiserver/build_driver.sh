@@ -12,7 +12,7 @@ mode=${1:-plain}
 build=${BUILD:-build}
 out=${2:-$build/apiserver}
 mkdir -p "$out"
-pkgs="ldns libuv libcurl jansson yaml-0.1"
+pkgs="ldns libuv libcurl jansson yajl yaml-0.1"
 cflags="-std=c11 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE -Iinclude $(pkg-config --cflags $pkgs) ${CFLAGS:--O1 -g}"
 libs="$build/lib/libnodedns_io.a $build/lib/libnodedns_cluster.a $build/lib/libnodedns_util.a"
 syslibs="$(pkg-config --libs $pkgs) -lpthread -lm"

@@ -408,7 +408,7 @@ check(froms and froms[0] == "debian:bookworm" and froms[-1] == "debian:bookworm-
       "Dockerfile: builds on debian:bookworm, runs on debian:bookworm-slim")
 build_stage = dockerfile.split(froms[-1])[0] if froms else ""
 run_stage = dockerfile.split(froms[-1])[-1] if froms else ""
-for p in ("libldns3", "libuv1", "libcurl4", "libjansson4", "libyaml-0-2", "libmnl0",
+for p in ("libldns3", "libuv1", "libcurl4", "libjansson4", "libyajl2", "libyaml-0-2", "libmnl0",
           "ca-certificates", "iptables"):
     check(re.search(r"(?<![\w.-])%s(?![\w.-])" % re.escape(p), run_stage),
           "Dockerfile: runtime stage installs %s" % p)

@@ -15,9 +15,12 @@
  *     lines of a reference splitter run on the whole input (split at '\n',
  *     one trailing '\r' removed, empty ones skipped, longer than
  *     max_line_bytes dropped and counted), whatever the chunking;
- *  2. as k8s_watch.c uses it: each line through k8s_stream_decode(), each
- *     ADDED/MODIFIED/DELETED object applied to a real k8s_store
- *     (k8s_store_apply) unless its "kind" names another resource, an ERROR
+ *  2. as k8s_watch.c uses it: each line offered to the store's fast path
+ *     (k8s_store_apply_line: what it takes must decode the generic way to
+ *     the same event and rv), then through k8s_stream_decode(), each
+ *     ADDED/MODIFIED/DELETED object the fast path did not take applied to a
+ *     real k8s_store (k8s_store_apply) unless its "kind" names another
+ *     resource, an ERROR
  *     ends the response (k8s_stream_reset(), the next bytes are a new one).
  *     Snapshots are published along the way and kept while the store
  *     changes, then asked about the objects seen (fuzz_cluster.h), old ones
@@ -203,8 +206,20 @@ static int on_line(void *arg, const char *line, size_t len)
 	struct watch *w = arg;
 	struct k8s_stream_event ev;
 	char err[200];
+	/* k8s_watch.c offers the line to the store's fast path first; what it
+	 * takes (never a line over the cost bound), the generic decoding below
+	 * must accept as the same event, and is not applied a second time. */
+	bool cost_ok = k8s_stream_cost_ok(k8s_stream_json_cost(line, len), len);
+	enum k8s_event fev = K8S_ADDED;
+	char frv[K8S_RV_MAX];
+	int frc = k8s_store_apply_line(w->store, w->kind, kind_names[w->kind], line, len, &fev,
+				       frv, err, sizeof(err));
+	CHECK(frc == K8S_LINE_UNHANDLED || frc == 0 || frc == -EINVAL || frc == -ENOSPC);
+	CHECK(frc != K8S_LINE_UNHANDLED || frv[0] == '\0');
+	CHECK(frc == K8S_LINE_UNHANDLED || cost_ok);
 	int rc = k8s_stream_decode(line, len, &ev, err, sizeof(err));
 	CHECK(rc == 0 || rc == -EINVAL);
+	CHECK(frc == K8S_LINE_UNHANDLED || rc == 0);
 	if (rc < 0) {
 		CHECK(ev.root == NULL && ev.object == NULL);
 		CHECK(strlen(err) < sizeof(err));
@@ -220,13 +235,19 @@ static int on_line(void *arg, const char *line, size_t len)
 	case K8S_EV_MODIFIED:
 	case K8S_EV_DELETED: {
 		const char *kind = json_string_value(json_object_get(ev.object, "kind"));
+		CHECK(frc == K8S_LINE_UNHANDLED || !kind || strcmp(kind, kind_names[w->kind]) == 0);
 		if (kind && strcmp(kind, kind_names[w->kind]) != 0)
 			break; /* k8s_watch.c skips an object of another kind */
 		enum k8s_event e = ev.type == K8S_EV_ADDED	? K8S_ADDED
 				   : ev.type == K8S_EV_MODIFIED ? K8S_MODIFIED
 								: K8S_DELETED;
-		err[0] = '\0';
-		rc = k8s_store_apply(w->store, w->kind, e, ev.object, err, sizeof(err));
+		if (frc != K8S_LINE_UNHANDLED) {
+			CHECK(fev == e && strcmp(frv, ev.rv) == 0);
+			rc = frc;
+		} else {
+			err[0] = '\0';
+			rc = k8s_store_apply(w->store, w->kind, e, ev.object, err, sizeof(err));
+		}
 		CHECK(rc == 0 || rc == -EINVAL || rc == -ENOSPC);
 		CHECK(rc == 0 || err[0] != '\0');
 		if (rc == 0 && e != K8S_DELETED)
@@ -234,9 +255,11 @@ static int on_line(void *arg, const char *line, size_t len)
 		break;
 	}
 	case K8S_EV_BOOKMARK:
+		CHECK(frc == K8S_LINE_UNHANDLED);
 		CHECK(k8s_rv_valid(ev.rv));
 		break;
 	case K8S_EV_ERROR:
+		CHECK(frc == K8S_LINE_UNHANDLED);
 		CHECK(ev.code >= 0 && ev.code <= 999);
 		CHECK(strlen(ev.reason) < K8S_REASON_MAX);
 		for (const char *c = ev.reason; *c; c++)

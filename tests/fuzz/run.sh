@@ -39,7 +39,7 @@ TARGETS=${FUZZ_TARGETS:-$ALL}
 
 # Every target links the layer libraries of $OUT (built here by make with the
 # fuzzer's instrumentation); the linker takes only what a target uses.
-PKGS="ldns libuv libcurl jansson yaml-0.1 libcap libmnl zlib"
+PKGS="ldns libuv libcurl jansson yajl yaml-0.1 libcap libmnl zlib"
 # Largest input libFuzzer generates (bytes).
 max_len() {
 	case $1 in

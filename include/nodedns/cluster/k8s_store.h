@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nodedns/cluster/k8s_stream.h"
+
 struct json_t;
 struct cluster_config;
 
@@ -54,6 +56,26 @@ void k8s_store_free(struct k8s_store *s);
 int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 		    const struct json_t *obj, char *err, size_t errlen);
 
+/** k8s_store_apply_line(): the line is left to k8s_stream_decode() and
+ * k8s_store_apply(). */
+#define K8S_LINE_UNHANDLED 1
+
+/**
+ * The fast path for one watch event line (as k8s_stream_feed() delivers it)
+ * of a watch on @p kind whose objects are of kind @p obj_kind: an
+ * EndpointSlice ADDED, MODIFIED or DELETED is decoded without a JSON tree
+ * and applied as k8s_store_apply() would (same result, same counts); *ev is
+ * the event and @p rv the object's resourceVersion ("" when absent).
+ * @return what k8s_store_apply() would, or K8S_LINE_UNHANDLED (nothing
+ * done, rv ""): any other kind or event type, and any line this path is
+ * not sure to read exactly as the generic one (malformed ones included), is
+ * left to the generic path; so is a line over the decoding-cost bound
+ * (k8s_stream_cost_ok()), which k8s_stream_decode() then refuses.
+ */
+int k8s_store_apply_line(struct k8s_store *s, enum k8s_kind kind, const char *obj_kind,
+			 const char *line, size_t len, enum k8s_event *ev, char rv[K8S_RV_MAX],
+			 char *err, size_t errlen);
+
 /** Remove every object of @p kind (a relist replaces the whole set). */
 void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind);
 
@@ -76,6 +98,13 @@ void k8s_store_stage_free(struct k8s_store_stage *st);
  * 0, -EINVAL (malformed; err says why), -ENOSPC (a store limit), -ENOMEM. */
 int k8s_store_stage_add(struct k8s_store_stage *st, const struct json_t *obj, char *err,
 			size_t errlen);
+/** The fast path of k8s_store_apply_line() for the events of a streaming
+ * list: an EndpointSlice ADDED line is decoded without a JSON tree into the
+ * current page, as k8s_store_stage_add() would add its object. @return as
+ * k8s_store_stage_add(), or K8S_LINE_UNHANDLED (nothing done) for any
+ * other kind, event type or line (left to k8s_stream_decode()). */
+int k8s_store_stage_add_line(struct k8s_store_stage *st, const char *obj_kind, const char *line,
+			     size_t len, char *err, size_t errlen);
 /** Forget the objects of the current page. */
 void k8s_store_stage_page_drop(struct k8s_store_stage *st);
 /** The current page joins the list. @return the objects it held that a
