@@ -352,6 +352,18 @@ static int apply_namespace(struct k8s_store *s, enum k8s_event ev, const json_t 
 	return put_namespace(s, ev, name, strlen(name), err, errlen);
 }
 
+/* An event's result, counted as applied or rejected (out of memory worded). */
+static int counted(struct k8s_store *s, int rc, char *err, size_t errlen)
+{
+	if (rc == -ENOMEM)
+		k8s_objects_fail(rc, err, errlen, "out of memory");
+	if (rc < 0)
+		s->stats.events_rejected++;
+	else
+		s->stats.events_applied++;
+	return rc;
+}
+
 int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 		    const struct json_t *obj, char *err, size_t errlen)
 {
@@ -376,25 +388,7 @@ int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 			rc = fail(err, errlen, "unknown kind %d", (int)kind);
 		}
 	}
-	if (rc == -ENOMEM)
-		k8s_objects_fail(rc, err, errlen, "out of memory");
-	if (rc < 0)
-		s->stats.events_rejected++;
-	else
-		s->stats.events_applied++;
-	return rc;
-}
-
-/* Count one put as k8s_store_apply() counts an event. */
-static int counted(struct k8s_store *s, int rc, char *err, size_t errlen)
-{
-	if (rc == -ENOMEM)
-		k8s_objects_fail(rc, err, errlen, "out of memory");
-	if (rc < 0)
-		s->stats.events_rejected++;
-	else
-		s->stats.events_applied++;
-	return rc;
+	return counted(s, rc, err, errlen);
 }
 
 int k8s_store_apply_line(struct k8s_store *s, enum k8s_kind kind, const char *obj_kind,

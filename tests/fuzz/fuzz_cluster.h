@@ -33,14 +33,7 @@
 #define FUZZ_NAME "fuzz"
 #endif
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, FUZZ_NAME ": %s:%d: check failed: %s\n",     \
-				__FILE__, __LINE__, #cond);                            \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
+#include "fuzz_check.h"
 
 #define FC_MAX_NAMES 24
 #define FC_LABEL_MAX 63

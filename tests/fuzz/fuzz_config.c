@@ -34,14 +34,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "fuzz_config: %s:%d: check failed: %s\n",    \
-				__FILE__, __LINE__, #cond);                            \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
+#include "fuzz_check.h"
 
 #define MAX_ARGS 64
 

@@ -32,14 +32,7 @@ static const struct dnsmsg_ttl_policy pol = {
 	.min_ttl_s = 5, .max_ttl_s = 86400, .neg_ttl_s = 300, .servfail_ttl_s = 2
 };
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "fuzz_dnsmsg: %s:%d: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
+#include "fuzz_check.h"
 
 static uint16_t get16(const uint8_t *p)
 {

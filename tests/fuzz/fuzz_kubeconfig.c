@@ -29,14 +29,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "fuzz_kubeconfig: %s:%d: check failed: %s\n", \
-				__FILE__, __LINE__, #cond);                            \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
+#include "fuzz_check.h"
 
 static char g_dir[512], g_path[600];
 

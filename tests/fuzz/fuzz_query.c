@@ -75,14 +75,7 @@
 
 #define MAX_QUERIES 64 /* client queries per input; more are ignored */
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "fuzz_query: %s:%d: check failed: %s\n",     \
-				__FILE__, __LINE__, #cond);                            \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
+#include "fuzz_check.h"
 
 /* ------------------------------------------------------ fake upstream */
 

@@ -18,14 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                  \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "fuzz_trim: %s:%d: %s\n", __FILE__, __LINE__, \
-				#cond);                                               \
-			abort();                                                     \
-		}                                                                    \
-	} while (0)
+#include "fuzz_check.h"
 
 #define CAP (DNS_MSG_MAX_BYTES + 64)
 

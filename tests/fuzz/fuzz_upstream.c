@@ -69,14 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "fuzz_upstream: %s:%d: check failed: %s\n",  \
-				__FILE__, __LINE__, #cond);                            \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
+#include "fuzz_check.h"
 
 #define MAX_QUERIES 16
 #define MAX_CONNS 16
