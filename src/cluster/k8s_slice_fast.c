@@ -529,6 +529,13 @@ static const char *txt(const struct k8s_fast *c, const struct text *t)
 	return c->buf ? c->buf + t->off : "";
 }
 
+/* Whether the kept text @p t is @p s exactly. */
+static bool text_is(const struct k8s_fast *c, const struct text *t, const char *s)
+{
+	size_t n = strlen(s);
+	return c->buf && t->len == n && memcmp(c->buf + t->off, s, n) == 0;
+}
+
 /* Fill @p sl from what the parse kept. @return 0, -ENOMEM, or 1 (not ours). */
 static int build(struct fast *f, struct k8s_slice *sl, char rv[K8S_RV_MAX])
 {
@@ -565,9 +572,7 @@ static int build(struct fast *f, struct k8s_slice *sl, char rv[K8S_RV_MAX])
 	}
 	if (!f->addrtype.set)
 		return 1;
-	fam = f->addrtype.len == 4 && memcmp(txt(c, &f->addrtype), "IPv4", 4) == 0   ? 4
-	      : f->addrtype.len == 4 && memcmp(txt(c, &f->addrtype), "IPv6", 4) == 0 ? 6
-										     : 0;
+	fam = text_is(c, &f->addrtype, "IPv4") ? 4 : text_is(c, &f->addrtype, "IPv6") ? 6 : 0;
 	if (f->n_ports) {
 		sl->ports = malloc(f->n_ports * sizeof(*sl->ports));
 		if (!sl->ports)
