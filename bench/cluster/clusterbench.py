@@ -407,10 +407,22 @@ def churn_loop(ctl_port, cluster, rate, stop_ev, counter, seed, editor=None):
     counter["seconds"] = time.monotonic() - t0
 
 
-def run_dnsperf(env, nd, qfile, seconds, qps, tag):
+def run_dnsperf(env, nd, qfile, seconds, qps, tag, probe_fifo=None):
+    """dnsperf for @seconds; with @probe_fifo not None, probe.py alongside
+    (SCHED_FIFO at that priority when not 0) from its second second on; its
+    figures go under "probe"."""
     outp = os.path.join(env.tmp, "dnsperf-%s.out" % tag)
     argv = ["dnsperf", "-s", LOCAL, "-p", str(nd.port), "-d", qfile, "-l", str(seconds),
             "-Q", str(qps), "-q", "1000", "-t", "2", "-b", "4096", "-v"]
+    probe = None
+    if probe_fifo is not None:
+        pargv = [sys.executable, os.path.join(HERE, "probe.py"), "--port", str(nd.port),
+                 "--names", qfile, "--delay", "1.0", "--seconds", str(max(1.0, seconds - 1.5))]
+        if probe_fifo:
+            pargv = ["chrt", "-f", str(probe_fifo)] + pargv
+        if env.args.pin:
+            pargv = ["taskset", "-c", env.args.client_cpu] + pargv
+        probe = PROCS.spawn(pargv, outp + ".probe.err", stdout=subprocess.PIPE)
     if env.args.nice:
         argv = ["nice", "-n", str(env.args.nice)] + argv
     if env.args.pin:
@@ -422,6 +434,12 @@ def run_dnsperf(env, nd, qfile, seconds, qps, tag):
         except subprocess.TimeoutExpired:
             PROCS.stop(p, 3.0)
             raise RuntimeError("dnsperf did not finish")
+    probe_out = None
+    if probe:
+        try:
+            probe_out = json.loads(probe.communicate(timeout=30)[0] or b"null")
+        except (subprocess.TimeoutExpired, ValueError):
+            PROCS.stop(probe, 3.0)
     lat = []
     rcodes = {}
     summary = {}
@@ -464,6 +482,8 @@ def run_dnsperf(env, nd, qfile, seconds, qps, tag):
             summary["after_1s_over_10ms"] = sum(1 for x in rest if x > 0.010)
             summary["first_1s_over_10ms"] = summary["over_10ms"] - summary["after_1s_over_10ms"]
     os.unlink(outp)   # ~50 MB of per-query lines
+    if probe_out:
+        summary["probe"] = probe_out
     return summary
 
 
@@ -519,9 +539,10 @@ def main():
                     "thread and worker share one priority: a publish still delays queries on "
                     "the same CPU). Bounded by run.sh's timeout; RT throttling keeps 5%% free")
     ap.add_argument("--rt-pass", type=int, default=0,
-                    help="after the dnsperf runs, run them again with nodedns, the stand-in, "
-                    "this driver and dnsperf SCHED_FIFO at this priority (other jobs on a "
-                    "shared machine then cannot delay them)")
+                    help="after the dnsperf runs, run them again with nodedns's threads "
+                    "SCHED_FIFO at this priority and the paced probe one above (other jobs on "
+                    "a shared machine then cannot delay them); the stand-in, this driver and "
+                    "dnsperf stay as they are, below the kernel's RT budget")
     ap.add_argument("--nice", type=int, default=0,
                     help="run nodedns and dnsperf at this nice level (e.g. -10 to shield "
                     "them a little from other load on a shared machine)")
@@ -532,6 +553,10 @@ def main():
                     help="run `perf record` on nodedns (all threads, DWARF call graphs) "
                     "during the cpu phase's changes and write FILE; the profiler's own "
                     "cost lands in that run's CPU per change, so measure in another run")
+    ap.add_argument("--sched-record", metavar="FILE", default=None,
+                    help="run `perf sched record` on all CPUs during the last churn "
+                    "pass's dnsperf (the SCHED_FIFO one with --rt-pass) and write FILE; "
+                    "`perf sched timehist -i FILE` then shows who held each CPU")
     ap.add_argument("--raw-test-stand-in", action="store_true",
                     help="run tests/apiserver/fake_apiserver.py as is (no TCP_NODELAY)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
@@ -769,13 +794,18 @@ def phase_big(env, R, cfg, big, args, phases):
             passes.append(("_rt", args.rt_pass))
         seed = 14
         for tag, rt in passes:
+            # The SCHED_FIFO pass makes nodedns's threads FIFO, and the probe
+            # one above; not the stand-in, this driver or dnsperf: with them
+            # FIFO too, CPU 0 reached the kernel's RT budget (95 % of each
+            # second) and sat idle up to 50 ms at a time with the probe
+            # runnable (RT throttling, seen with --sched-record).
             if rt:
-                set_sched([nd.pid, api.pid], rt)
+                set_sched([nd.pid], rt, this_thread=False)
             try:
-                perf_pass(env, R, cfg, args, nd, info, big, editor, qfile, tag, seed)
+                perf_pass(env, R, cfg, args, nd, info, big, editor, qfile, tag, seed, rt)
             finally:
                 if rt:
-                    set_sched([nd.pid, api.pid], args.rt)
+                    set_sched([nd.pid], args.rt, this_thread=False)
             seed += 1
         bad = check_answers(nd, big, 300, 4, alt=alt)
         if bad:
@@ -789,24 +819,28 @@ def phase_big(env, R, cfg, big, args, phases):
     PROCS.stop(api, 3.0)
 
 
-def set_sched(pids, rt):
-    """SCHED_FIFO priority rt (or back to SCHED_OTHER when 0) for this thread
-    (so what it starts inherits it) and every thread of pids."""
-    if rt:
+def set_sched(pids, rt, this_thread=True):
+    """SCHED_FIFO priority rt (or back to SCHED_OTHER when 0) for every
+    thread of pids and, with @this_thread, this one (so what it starts
+    inherits it)."""
+    if this_thread and rt:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt))
-    else:
+    elif this_thread:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     for pid in pids:
         subprocess.run(["chrt", "-a", "-p"] + (["-f", str(rt)] if rt else ["-o", "0"]) +
                        [str(pid)], capture_output=True, timeout=10)
 
 
-def perf_pass(env, R, cfg, args, nd, info, big, editor, qfile, tag, seed):
+def perf_pass(env, R, cfg, args, nd, info, big, editor, qfile, tag, seed, rt=0):
+    # The paced probe runs alongside dnsperf in every pass, in the
+    # SCHED_FIFO pass one priority above everything else (probe.py says why).
+    fifo = rt + 1 if rt else 0
     if cfg["perf_nochurn"]:
         a, _ = ticks(nd.pid)
         wa = runq_wait_ms(nd.pid)
         p = R["perf%s_nochurn" % tag] = run_dnsperf(env, nd, qfile, cfg["perf_seconds"],
-                                                     args.qps, "quiet" + tag)
+                                                     args.qps, "quiet" + tag, fifo)
         b, _ = ticks(nd.pid)
         wb = runq_wait_ms(nd.pid)
         p["nodedns_cpu_s"] = (b - a) / CLK_TCK
@@ -821,16 +855,34 @@ def perf_pass(env, R, cfg, args, nd, info, big, editor, qfile, tag, seed):
                                                    editor))
     th.start()
     time.sleep(0.5)
+    prof = None
+    if args.sched_record and tag == ("_rt" if args.rt_pass else ""):
+        # SCHED_OTHER on either CPU: inheriting a FIFO priority (--rt) and
+        # this driver's CPU, perf's writer held CPU 0 from dnsperf for 116 ms.
+        argv = ["perf", "sched", "record", "-k", "CLOCK_MONOTONIC", "-a", "-o",
+                args.sched_record]
+        if args.rt:
+            argv = ["chrt", "-o", "0"] + argv
+        if args.pin:
+            argv = ["taskset", "-c", "%s,%s" % (args.client_cpu, args.server_cpu)] + argv
+        prof = PROCS.spawn(argv, os.path.join(env.tmp, "sched-record.log"))
+        time.sleep(1.0)
     a, _ = ticks(nd.pid)
     wa = runq_wait_ms(nd.pid)
     try:
         p = R["perf%s_churn" % tag] = run_dnsperf(env, nd, qfile, cfg["perf_seconds"], args.qps,
-                                                   "churn" + tag)
+                                                   "churn" + tag, fifo)
     finally:
         b, _ = ticks(nd.pid)
         wb = runq_wait_ms(nd.pid)
         stop_ev.set()
         th.join(30)
+        if prof:
+            prof.send_signal(signal.SIGINT)
+            try:
+                prof.wait(60)
+            except subprocess.TimeoutExpired:
+                prof.kill()
     p["runq_wait_ms"] = {k: round(wb[k] - wa.get(k, 0), 1) for k in wb}
     p["changes"] = counter["ok"]
     p["change_errors"] = counter["err"]
@@ -950,8 +1002,8 @@ def write_report(R, args):
                     c["ms_per_change"], c["ticks"], c["idle_ticks_same_length"],
                     ", ".join("%s %d" % kv for kv in sorted(c["threads_ticks"].items()))))
     for key, label in (("perf_nochurn", "no churn"), ("perf_churn", "100 endpoint changes/s"),
-                       ("perf_rt_nochurn", "SCHED_FIFO, no churn"),
-                       ("perf_rt_churn", "SCHED_FIFO, 100 endpoint changes/s")):
+                       ("perf_rt_nochurn", "nodedns SCHED_FIFO, no churn"),
+                       ("perf_rt_churn", "nodedns SCHED_FIFO, 100 endpoint changes/s")):
         p = R.get(key)
         if not p:
             continue
@@ -967,6 +1019,15 @@ def write_report(R, args):
                      % (fmt(p["after_1s_max_ms"], 1), p["after_1s_over_1ms"],
                         100.0 * p["after_1s_over_1ms"] / p["after_1s_n"],
                         p["after_1s_over_10ms"]))
+        pr = p.get("probe")
+        if pr and pr.get("answered"):
+            L.append("| … paced probe alongside (one query every %.0f ms from the second second "
+                     "on%s): answered / max / p99.9 / p99 / p50; over 1 ms; over 2 ms | "
+                     "%d of %d / **%s ms** / %s / %s / %s; %d; %d | max <= 2 ms |"
+                     % (pr["interval_ms"], ", SCHED_FIFO one above the rest" if "_rt" in key
+                        else "", pr["answered"], pr["sent"], fmt(pr["max_ms"], 2),
+                        fmt(pr["p999_ms"], 2), fmt(pr["p99_ms"], 2), fmt(pr["p50_ms"], 2),
+                        pr["over_1ms"], pr["over_2ms"]))
         w = p.get("runq_wait_ms", {})
         L.append("| … rcodes (T = timed out); time nodedns's threads were runnable but had no "
                  "CPU%s | %s; worker %.0f ms, main %.0f ms%s | |"
@@ -1014,9 +1075,11 @@ def write_report(R, args):
              "sync, what a memory limit must allow.")
     L.append("- The latency tail under normal scheduling measures this shared machine as much "
              "as nodedns (see how long nodedns's worker was runnable without a CPU); the "
-             "SCHED_FIFO rows (`--rt-pass`) shield our processes from other jobs. nodedns's main "
-             "thread (watch + publish) and its worker share CPU %s here, so a publish can hold "
-             "queries back." % args.server_cpu)
+             "SCHED_FIFO rows (`--rt-pass`) shield nodedns's threads from other jobs. nodedns's "
+             "main thread (watch + publish) and its worker share CPU %s here, so a publish can "
+             "hold queries back. The slowest answer is the paced probe's: dnsperf's sending and "
+             "receiving threads share CPU %s with the Python stand-in and driver, so its own tail "
+             "includes its receiver waiting for that CPU." % (args.server_cpu, args.client_cpu))
     L.append("")
     L.append("Method: see bench/cluster/run.sh. Raw numbers: `--json FILE`.")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -4,16 +4,20 @@
 #
 #   bench/cluster/run.sh [--quick] [--keep] [--json FILE] [--no-pin] [--qps N]
 #                        [--phases baseline,prop-small,sync,prop-big,cpu,perf,rv0]
-#                        [--rt-pass PRIO] [--raw-test-stand-in] [--out FILE]
+#                        [--rt-pass PRIO] [--sched-record FILE] [--raw-test-stand-in] [--out FILE]
 #
 # Writes bench/results/cluster-latest.md (and prints it). --quick takes about
 # 1 minute (200 changes per propagation run, 1 sync, 300 changes for CPU,
 # 10 s of dnsperf under churn); the full run about 3-4 (1,000 changes, 3
 # syncs each way, 20 s of dnsperf with and without churn). --rt-pass PRIO
-# repeats the dnsperf runs with everything of ours SCHED_FIFO: on a machine
+# repeats the dnsperf runs with nodedns's threads SCHED_FIFO: on a machine
 # shared with other jobs the normal runs' sub-millisecond tail measures the
 # other jobs (the report shows how long nodedns's worker sat runnable without
-# a CPU); the SCHED_FIFO pass shows what is left.
+# a CPU); the SCHED_FIFO pass shows what is left. Every dnsperf run has a
+# paced probe alongside (probe.py; in the SCHED_FIFO pass one priority above
+# nodedns): the slowest answer is the probe's, since dnsperf's own threads and
+# the Python driver share CPU 0 and delay dnsperf's receiver by themselves.
+# --sched-record FILE records the scheduler during that pass (perf sched).
 #
 # What runs (all on loopback, free ports, every process in its own session,
 # killed by its id on exit; the whole run is bounded by `timeout`):

@@ -15,8 +15,11 @@ target, result per shape. Shapes:
     50k-10   50,000 Services x 10 (500k endpoints)
 
 --quick: one sync and 300 changes a shape, publish_bench 1,000 changes
-(about 6 minutes on 2 cores); the full run: 3 syncs (medians) and 1,000
-changes, publish_bench 4,000 (about 12). --before-shape / --after-shape run
+(about 8 minutes on 2 cores); the full run: 3 syncs (medians) and 1,000
+changes, publish_bench 4,000 (about 15). The shapes in --perf-shapes also
+get run.sh's churn passes: dnsperf and the paced probe (probe.py) under
+100 endpoint changes a second, once normally and once with nodedns's
+threads SCHED_FIFO and the probe one priority above. --before-shape / --after-shape run
 a shell command around each shape's measurements (e.g. to pause other jobs
 on a shared machine for a few minutes at a time). Memory is VmRSS/VmHWM of nodedns;
 "store" figures subtract an idle nodedns watching an empty API.
@@ -80,12 +83,15 @@ def publish_figures(exe, tmp, services, eps, k, changes):
             for key in ("first_publish_us", "apply_us", "publish_us")}
 
 
-def run_shape(tmp, name, quick):
+def run_shape(tmp, name, quick, perf):
     services, eps, k, _ = SHAPES[name]
     js = os.path.join(tmp, name + ".json")
-    argv = [os.path.join(HERE, "run.sh"), "--phases", "baseline,sync,cpu", "--services",
+    argv = [os.path.join(HERE, "run.sh"), "--phases",
+            "baseline,sync,cpu" + (",perf" if perf else ""), "--services",
             str(services), "--eps", str(eps), "--namespaces", str(k), "--json", js,
             "--out", os.path.join(tmp, name + ".md")]
+    if perf:
+        argv += ["--rt-pass", "50"]
     if quick:
         argv.append("--quick")
     log("%s: %s" % (name, " ".join(argv[1:])))
@@ -115,6 +121,12 @@ def fmt_shape(R, P):
     if P:
         out["publish"] = "%.0f µs (decode+apply %.0f µs)" % (P["publish_us"], P["apply_us"])
         out["first"] = "%.2f s" % (P["first_publish_us"] / 1e6)
+    for key, pas in (("tail_rt", "perf_rt_churn"), ("tail", "perf_churn")):
+        pr = (R.get(pas) or {}).get("probe")
+        if pr and pr.get("answered"):
+            out[key] = "%.2f ms (p99.9 %.2f; %d of %d over 2 ms; dnsperf's own max %.1f ms)" % (
+                pr["max_ms"], pr["p999_ms"], pr["over_2ms"], pr["answered"],
+                R[pas].get("max_ms") or 0)
     b = R.get("cluster_bytes") or {}
     if b:
         total = sum(b.values())
@@ -131,6 +143,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "cluster-latest.md"))
     ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--perf-shapes", default="10k-10,1k-100",
+                    help="shapes that also get the churn passes (dnsperf + paced probe under "
+                    "100 changes/s, normal and with nodedns SCHED_FIFO): about 1 minute each")
     ap.add_argument("--before-shape", default=None)
     ap.add_argument("--after-shape", default=None)
     args = ap.parse_args()
@@ -145,7 +160,7 @@ def main():
         if args.before_shape:
             subprocess.run(args.before_shape, shell=True)
         try:
-            R = run_shape(tmp, name, args.quick)
+            R = run_shape(tmp, name, args.quick, name in args.perf_shapes.split(","))
             R["services"] = services
             R["endpoints"] = services * eps
             log("%s: publish_bench" % name)
@@ -183,6 +198,10 @@ def main():
          "≤ 100 µs"),
         ("publish of one endpoint change (publish_bench, CPU)", "publish", BEFORE["publish"],
          "≤ 100 µs, independent of size"),
+        ("slowest cluster answer during 100 changes/s, worker and control thread on one "
+         "core, SCHED_FIFO (paced probe, one query every 2 ms for ~8 s, SCHED_FIFO one above)",
+         "tail_rt", "10 ms", "≤ 2 ms"),
+        ("… the same under normal scheduling on this shared machine", "tail", "", ""),
         ("first publish after the list (publish_bench, CPU)", "first", "", ""),
         ("nodedns_cluster_bytes (the store's own count)", "bytes", "", ""),
     ]
