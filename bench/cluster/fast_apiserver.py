@@ -124,15 +124,18 @@ class State:
             if key not in objs:
                 self.sorted_keys[kind] = None
         o["metadata"]["resourceVersion"] = str(self.rv)
+        whole = dumps(o)
         if etype != "DELETED":
             item = dict(o)
             item.pop("kind")
             item.pop("apiVersion")
-            objs[key] = (o, dumps(item))
+            # (object, as a list item, as an ADDED event): a streaming list
+            # then only joins bytes, as a list page does
+            objs[key] = (o, dumps(item), b'{"type":"ADDED","object":' + whole + b"}\n")
         if record:
             rvs, lines = self.log[kind]
             rvs.append(self.rv)
-            lines.append(b'{"type":"' + etype.encode() + b'","object":' + dumps(o) + b"}\n")
+            lines.append(b'{"type":"' + etype.encode() + b'","object":' + whole + b"}\n")
             self.stats["events:" + etype] += 1
             self.cond.notify_all()
 
@@ -268,9 +271,10 @@ class Api(http.server.BaseHTTPRequestHandler):
             rvs, lines = st.log[kind]
             initial_rv = st.rv
             if rv in ("", "0") or send_initial:
-                for k in sorted(st.objects[kind]):
-                    initial.append(b'{"type":"ADDED","object":' +
-                                   dumps(st.objects[kind][k][0]) + b"}\n")
+                if st.sorted_keys[kind] is None:
+                    st.sorted_keys[kind] = sorted(st.objects[kind])
+                objs = st.objects[kind]
+                initial = [objs[k][2] for k in st.sorted_keys[kind]]
                 idx = len(rvs)
             else:
                 idx = bisect.bisect_right(rvs, int(rv))
@@ -285,8 +289,17 @@ class Api(http.server.BaseHTTPRequestHandler):
                                b'","apiVersion":"' + apiv.encode() +
                                b'","metadata":{"resourceVersion":"' + str(initial_rv).encode() +
                                b'","annotations":{"k8s.io/initial-events-end":"true"}}}}\n')
-            if initial:
-                self.chunk(b"".join(initial))
+            # In chunks of about 256 KiB, so the client decodes while the
+            # rest is still being encrypted and sent, as from a real server.
+            part, size = [], 0
+            for line in initial:
+                part.append(line)
+                size += len(line)
+                if size >= 1 << 18:
+                    self.chunk(b"".join(part))
+                    part, size = [], 0
+            if part:
+                self.chunk(b"".join(part))
             deadline = time.monotonic() + timeout
             next_bm = time.monotonic() + st.bookmark_interval
             while True:

@@ -232,6 +232,10 @@ def main():
         extra = []
         if R.get("sync_s"):
             extra.append("syncs %s s" % ", ".join("%.2f" % x for x in R["sync_s"]))
+        if R.get("sync_cpu"):
+            extra.append("CPU until /ready: nodedns %s s, stand-in %s s" % (
+                ", ".join("%.2f" % c["nodedns_s"] for c in R["sync_cpu"]),
+                ", ".join("%.2f" % c["stand_in_s"] for c in R["sync_cpu"])))
         if R.get("rss_synced_runs_kib"):
             extra.append("VmRSS %s MB" % ", ".join("%.0f" % mb(x) for x in R["rss_synced_runs_kib"]))
             extra.append("VmHWM %s MB" % ", ".join("%.0f" % mb(x) for x in R["hwm_synced_runs_kib"]))
