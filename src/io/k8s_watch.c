@@ -357,9 +357,16 @@ static bool all_listed(const struct k8s_watch *w)
 	return true;
 }
 
+/* The interval after a publish is over: read what came meanwhile (which
+ * publishes it, being the first change after the interval) and what was
+ * held back before. With nothing read the sockets are polled as usual
+ * again, and the next change is read and published at once. */
 static void on_publish_timer(uv_timer_t *t)
 {
-	publish_now(t->data);
+	struct k8s_watch *w = t->data;
+
+	k8s_watch_release_reads(w);
+	publish_now(w);
 }
 
 void k8s_watch_publish(struct k8s_watch *w)
@@ -394,6 +401,10 @@ static void publish_now(struct k8s_watch *w)
 		w->cb(w->cb_arg, snap);
 	else
 		cluster_snapshot_unref(snap);
+	/* Until the interval is over nothing more can be published: read
+	 * what comes meanwhile in one pass at its end (k8s_watch_hold_reads). */
+	k8s_watch_hold_reads(w);
+	uv_timer_start(&w->publish_timer, on_publish_timer, PUBLISH_MIN_INTERVAL_MS, 0);
 	if (w->trim_after_publish) {
 		/* The first publish after a list builds every record and frees its
 		 * work maps and the records it replaced: hand that back too. */

@@ -1,7 +1,10 @@
 /* src/io/k8s_watch_curl.c - the API watch's transfers: curl multi on uv_poll/uv_timer, starting and ending requests. */
 #include "k8s_watch_internal.h"
 
+#include <poll.h>
+
 static void drain(struct k8s_watch *w);
+static int poll_sock(struct sock_ctx *c);
 
 /* -------------------------------------------------- curl <-> libuv glue */
 
@@ -77,12 +80,72 @@ int k8s_watch_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp
 		events |= UV_READABLE;
 	if (what & CURL_POLL_OUT)
 		events |= UV_WRITABLE;
-	if ((rc = uv_poll_start(&c->poll, events, on_poll)) < 0) {
+	c->events = events;
+	if ((rc = poll_sock(c)) < 0) {
 		log_error(TAG, "uv_poll_start(%d): %s", (int)fd, uv_strerror(rc));
 		k8s_watch_sock_close(w, c);
 		return -1;
 	}
 	return 0;
+}
+
+/* Poll @p c for what curl wants, less reading while reads are held. */
+static int poll_sock(struct sock_ctx *c)
+{
+	int events = c->events & ~(c->w->reads_held ? UV_READABLE : 0);
+
+	if (!events)
+		return uv_poll_stop(&c->poll);
+	return uv_poll_start(&c->poll, events, on_poll);
+}
+
+void k8s_watch_hold_reads(struct k8s_watch *w)
+{
+	if (w->reads_held || w->closing)
+		return;
+	w->reads_held = true;
+	for (struct sock_ctx *c = w->socks; c; c = c->next)
+		if (c->events & UV_READABLE)
+			(void)poll_sock(c);
+}
+
+bool k8s_watch_release_reads(struct k8s_watch *w)
+{
+	enum { MAX_FDS = 16 }; /* one per connection: 3 lists/watches (+ pods) on h1 */
+	struct pollfd fds[MAX_FDS];
+	nfds_t n = 0;
+	int running = 0;
+	bool any = false;
+
+	if (!w->reads_held)
+		return false;
+	w->reads_held = false;
+	for (struct sock_ctx *c = w->socks; c; c = c->next) {
+		int rc = poll_sock(c);
+		if (rc < 0)
+			log_error(TAG, "uv_poll_start(%d): %s", (int)c->fd, uv_strerror(rc));
+		if ((c->events & UV_READABLE) && n < MAX_FDS)
+			fds[n++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+	}
+	/* What is waiting now; a socket past MAX_FDS is read when libuv
+	 * polls it, like any other. The fds stay open: only curl closes
+	 * them, and only from inside curl_multi_socket_action() below, so
+	 * each is looked up again before use. */
+	if (n && poll(fds, n, 0) > 0) {
+		for (nfds_t i = 0; i < n; i++) {
+			int flags = 0;
+			if (fds[i].revents & POLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL))
+				flags |= CURL_CSELECT_ERR;
+			if (!flags || !find_sock(w, fds[i].fd))
+				continue;
+			any = true;
+			curl_multi_socket_action(w->multi, fds[i].fd, flags, &running);
+		}
+		drain(w);
+	}
+	return any;
 }
 
 /* libcurl is about to close @p fd: make sure no poll handle still watches

@@ -252,6 +252,33 @@ class Suite(h2.Scenarios):
         if d["stats"]["lists"] != lists or d["stats"]["events"] < 5:
             raise Fail("stats %s" % d["stats"])
 
+    def test_burst_read_between_publishes(self):
+        """After a publish nodedns stops reading the API sockets until the
+        publish interval (20 ms) is over and reads what came in one pass:
+        a burst must still arrive whole, its last event soon after it is
+        sent (not held until something else comes), in fewer publishes."""
+        p0 = self.d.dump()["publishes"]
+        n = 40
+        for i in range(n):
+            self.api.ctl("add", svc("burst", "b%d" % i))
+        sent = time.monotonic()
+        d = self.wait_svc("burst/b%d" % (n - 1), timeout=10)
+        lag = time.monotonic() - sent
+        missing = [i for i in range(n) if "burst/b%d" % i not in d["services"]]
+        if missing:
+            raise Fail("burst events lost: %s" % missing)
+        if lag > 2.0:
+            raise Fail("the burst's last event took %.2f s to be published" % lag)
+        if d["publishes"] - p0 >= n:
+            raise Fail("%d events took %d publishes" % (n, d["publishes"] - p0))
+        # and a lone change after a quiet spell is read and published at once
+        time.sleep(0.2)
+        self.api.ctl("add", svc("burst", "lone"))
+        sent = time.monotonic()
+        self.wait_svc("burst/lone", timeout=10)
+        if time.monotonic() - sent > 2.0:
+            raise Fail("a lone change took %.2f s" % (time.monotonic() - sent))
+
     def test_bookmark_moves_rv(self):
         self.d.wait(lambda d: d["stats"]["bookmarks"] >= 6, "bookmarks")
         # A change to another kind; the slice watch only learns the RV from a bookmark.
@@ -927,6 +954,7 @@ class Suite(h2.Scenarios):
 
     # (name, needs the main driver)
     ORDER = [("initial_sync_paginated", True), ("added_modified_deleted", True),
+             ("burst_read_between_publishes", True),
              ("bookmark_moves_rv", True), ("dropped_watch_resumes", True),
              ("410_relist", True), ("list_410_falls_back_to_latest", True),
              ("refused_page_restarts_list", True), ("429_retry_after", True), ("500s", True), ("idle_watchdog", True),
