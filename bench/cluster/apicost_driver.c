@@ -12,7 +12,9 @@
  *          each client's watch counters (synced, lists, watches,
  *          streaming lists, relists, reconnects, requests, bytes, ...)
  *   quit   close every watch, run the loop dry, print {"closed":true}, exit
- * EOF on stdin means quit.
+ * EOF on stdin means quit. The options, the stdin commands and the JSON
+ * output share their code with tests/apiserver/watch_driver.c
+ * (tests/apiserver/driver_common.h).
  */
 #include <jansson.h>
 #include <signal.h>
@@ -28,6 +30,8 @@
 #include "nodedns/io/k8s_watch.h"
 #include "nodedns/util/log.h"
 
+#include "../../tests/apiserver/driver_common.h"
+
 struct client {
 	struct k8s_store *store;
 	struct cluster_publisher *pub;
@@ -37,11 +41,9 @@ struct client {
 
 struct driver {
 	uv_loop_t loop;
-	uv_pipe_t in;
+	struct cmd_in in;
 	struct client *c;
 	int n;
-	char line[256];
-	size_t line_len;
 	bool quitting;
 	uint64_t t0;
 };
@@ -79,35 +81,8 @@ static json_t *client_json(const struct k8s_watch_stats *st)
 	json_object_set_new(j, "bytes", json_integer((json_int_t)bytes));
 	json_object_set_new(j, "relists", json_integer((json_int_t)relists));
 	json_object_set_new(j, "reconnects", json_integer((json_int_t)reconnects));
-	static const char *const names[K8S_KIND_COUNT] = {"services", "endpointslices",
-							  "namespaces"};
-	json_t *res = json_object();
-	for (int k = 0; k < K8S_KIND_COUNT; k++) {
-		json_t *o = json_object();
-		json_object_set_new(o, "requests",
-				    json_integer((json_int_t)atomic_load(&st->res[k].requests)));
-		json_object_set_new(o, "bytes", json_integer((json_int_t)atomic_load(&st->res[k].bytes)));
-		json_object_set_new(o, "relists",
-				    json_integer((json_int_t)atomic_load(&st->res[k].relists)));
-		json_object_set_new(o, "reconnects",
-				    json_integer((json_int_t)atomic_load(&st->res[k].reconnects)));
-		json_object_set_new(o, "established",
-				    json_integer((json_int_t)atomic_load(&st->res[k].established)));
-		json_object_set_new(res, names[k], o);
-	}
-	json_object_set_new(j, "res", res);
+	json_object_set_new(j, "res", res_stats_json(st));
 	return j;
-}
-
-static void emit(json_t *j)
-{
-	char *s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (s) {
-		fprintf(stdout, "%s\n", s);
-		fflush(stdout);
-		free(s);
-	}
 }
 
 static void dump(struct driver *d)
@@ -123,11 +98,6 @@ static void dump(struct driver *d)
 	emit(o);
 }
 
-static void on_closed(uv_handle_t *h)
-{
-	(void)h;
-}
-
 static void quit(struct driver *d)
 {
 	if (d->quitting)
@@ -137,41 +107,21 @@ static void quit(struct driver *d)
 		k8s_watch_close(d->c[i].w);
 		d->c[i].w = NULL;
 	}
-	uv_read_stop((uv_stream_t *)&d->in);
-	uv_close((uv_handle_t *)&d->in, on_closed);
+	cmd_in_stop(&d->in);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* A command line from stdin; NULL: EOF. */
+static void on_line(void *arg, const char *line)
 {
-	static char mem[4096];
-	(void)h;
-	(void)suggested;
-	*buf = uv_buf_init(mem, sizeof(mem));
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-	struct driver *d = s->data;
-	if (n < 0) {
+	struct driver *d = arg;
+	if (!line)
 		quit(d);
-		return;
-	}
-	for (ssize_t i = 0; i < n; i++) {
-		char ch = buf->base[i];
-		if (ch != '\n') {
-			if (d->line_len + 1 < sizeof(d->line))
-				d->line[d->line_len++] = ch;
-			continue;
-		}
-		d->line[d->line_len] = '\0';
-		d->line_len = 0;
-		if (d->quitting)
-			continue;
-		if (strcmp(d->line, "dump") == 0)
-			dump(d);
-		else if (strcmp(d->line, "quit") == 0)
-			quit(d);
-	}
+	else if (d->quitting)
+		;
+	else if (strcmp(line, "dump") == 0)
+		dump(d);
+	else if (strcmp(line, "quit") == 0)
+		quit(d);
 }
 
 int main(int argc, char **argv)
@@ -184,22 +134,10 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i + 1 < argc; i += 2) {
 		const char *a = argv[i], *v = argv[i + 1];
-		if (strcmp(a, "--api") == 0)
-			cfg.api_url = v;
-		else if (strcmp(a, "--token-file") == 0)
-			cfg.token_file = v;
-		else if (strcmp(a, "--ca-file") == 0)
-			cfg.ca_file = v;
+		if (driver_option(&cfg, &level, a, v))
+			;
 		else if (strcmp(a, "--clients") == 0)
 			n = atoi(v);
-		else if (strcmp(a, "--watch-list") == 0)
-			cfg.watch_list = strcmp(v, "off") == 0 ? -1 : 0;
-		else if (strcmp(a, "--watch-timeout-s") == 0)
-			cfg.watch_timeout_s = (uint32_t)strtoul(v, NULL, 10);
-		else if (strcmp(a, "--idle-ms") == 0)
-			cfg.idle_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
-		else if (strcmp(a, "--log-level") == 0 && log_level_parse(v, &level) == 0)
-			;
 		else {
 			fprintf(stderr, "apicost_driver: bad option %s\n", a);
 			return 2;
@@ -224,10 +162,7 @@ int main(int argc, char **argv)
 		}
 		d.n = i + 1;
 	}
-	uv_pipe_init(&d.loop, &d.in, 0);
-	d.in.data = &d;
-	uv_pipe_open(&d.in, 0);
-	uv_read_start((uv_stream_t *)&d.in, on_alloc, on_read);
+	cmd_in_start(&d.loop, &d.in, on_line, &d);
 	emit(json_pack("{s:b,s:i}", "started", 1, "clients", n));
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	int lc = uv_loop_close(&d.loop);

@@ -171,11 +171,19 @@ static int stop(struct fast *f)
 	return 0; /* yajl: cancel the parse */
 }
 
+/* Whether the @p len bytes at @p p are the string @p lit exactly (a JSON key
+ * or string as yajl hands it over, without a terminating NUL). */
+static bool bytes_are(const void *p, size_t len, const char *lit)
+{
+	size_t n = strlen(lit);
+	return len == n && memcmp(p, lit, n) == 0;
+}
+
 /* The slot of a value in the current container, from the key before it (objects)
  * or the container itself (arrays); with @p key NULL, an array element. */
 static uint8_t slot_of(const struct level *l, const char *key, size_t len)
 {
-#define K(s) (len == sizeof(s) - 1 && memcmp(key, s, sizeof(s) - 1) == 0)
+#define K(s) bytes_are(key, len, s)
 	switch (l->slot) {
 	case S_ROOT:
 		return K("type") ? S_TYPE : K("object") ? S_OBJECT : S_SKIP;
@@ -351,15 +359,13 @@ static int on_string(void *arg, const unsigned char *s, size_t len)
 	case S_SKIP:
 		return 1;
 	case S_TYPE:
-		f->type = len == 5 && memcmp(s, "ADDED", 5) == 0      ? K8S_ADDED
-			  : len == 8 && memcmp(s, "MODIFIED", 8) == 0 ? K8S_MODIFIED
-			  : len == 7 && memcmp(s, "DELETED", 7) == 0  ? K8S_DELETED
-								      : -2;
+		f->type = bytes_are(s, len, "ADDED")	  ? K8S_ADDED
+			  : bytes_are(s, len, "MODIFIED") ? K8S_MODIFIED
+			  : bytes_are(s, len, "DELETED")  ? K8S_DELETED
+							  : -2;
 		return f->type == -2 ? stop(f) : 1;
 	case S_KIND:
-		if (strlen(f->obj_kind) != len || memcmp(s, f->obj_kind, len) != 0)
-			return stop(f);
-		return 1;
+		return bytes_are(s, len, f->obj_kind) ? 1 : stop(f);
 	case S_NAME: return keep_text(f, &f->name, s, len);
 	case S_NS: return keep_text(f, &f->ns, s, len);
 	case S_RV: return keep_text(f, &f->rv, s, len);
@@ -529,11 +535,12 @@ static const char *txt(const struct k8s_fast *c, const struct text *t)
 	return c->buf ? c->buf + t->off : "";
 }
 
-/* Whether the kept text @p t is @p s exactly. */
+/* Whether the kept text @p t is @p s exactly. Not through txt(): gcc's
+ * stringop-overread check (-O1 with the sanitizers) takes a memcmp of a
+ * literal's length against txt()'s "" fallback for an overread. */
 static bool text_is(const struct k8s_fast *c, const struct text *t, const char *s)
 {
-	size_t n = strlen(s);
-	return c->buf && t->len == n && memcmp(c->buf + t->off, s, n) == 0;
+	return c->buf && bytes_are(c->buf + t->off, t->len, s);
 }
 
 /* Fill @p sl from what the parse kept. @return 0, -ENOMEM, or 1 (not ours). */

@@ -164,10 +164,15 @@ static char *escape(const char *s)
 	return curl_easy_escape(NULL, s, 0);
 }
 
-/* A list or watch request could not even start: count it, log it (rate
- * limited) and try again after the backoff. */
-static void start_failed(struct res *r, enum phase ph, int rc)
+/* The end of starting a list or watch (@p ph): free its query @p q and the
+ * escaped value @p esc in it; when the request could not even start (@p rc
+ * below 0), count it, log it (rate limited) and try again after the backoff. */
+static void start_end(struct res *r, enum phase ph, int rc, char *q, char *esc)
 {
+	curl_free(esc);
+	free(q);
+	if (rc >= 0)
+		return;
 	STAT_INC(r->w, errors);
 	if (k8s_watch_may_log(r))
 		log_error(TAG, "%s: cannot start %s: %s", r->def->name,
@@ -201,7 +206,7 @@ static void start_stream_list(struct res *r)
 	r->watch_timeout_s = watch_timeout(w);
 	if (r->list_mode == LIST_NOT_OLDER && r->rv[0]) {
 		if (!(esc = escape(r->rv)))
-			goto fail;
+			goto done;
 		snprintf(rvq, sizeof(rvq), "&resourceVersion=%s", esc);
 	} else if (r->list_mode == LIST_ANY) {
 		snprintf(rvq, sizeof(rvq), "&resourceVersion=0");
@@ -210,25 +215,20 @@ static void start_stream_list(struct res *r)
 			 "&allowWatchBookmarks=true&timeoutSeconds=%u%s",
 		     r->watch_timeout_s, rvq) < 0) {
 		q = NULL;
-		goto fail;
+		goto done;
 	}
 	r->phase = PH_WATCH;
 	r->initial = true;
 	if ((rc = k8s_watch_start_request(r, q)) < 0) {
 		r->initial = false;
-		goto fail;
+		goto done;
 	}
 	/* The initial events are list items: bounded as those are. */
 	r->stream.max_line_bytes = w->max_event_bytes * LIST_ITEM_FACTOR;
 	r->watched = false;
 	log_debug(TAG, "%s: streaming list %s", r->def->name, q);
-	curl_free(esc);
-	free(q);
-	return;
-fail:
-	curl_free(esc);
-	free(q);
-	start_failed(r, PH_LIST, rc);
+done:
+	start_end(r, PH_LIST, rc, q, esc);
 }
 
 void k8s_watch_list_fallback(struct res *r, const char *why)
@@ -258,7 +258,7 @@ void k8s_watch_start_list(struct res *r)
 		k8s_watch_drop_list(r);
 		if (r->def->kind != RES_PODS &&
 		    !(r->stage = k8s_store_stage_new(r->w->store, r->def->kind)))
-			goto fail;
+			goto done;
 	}
 	/* A retried page: take out what its failed attempt added. */
 	if (r->def->kind == RES_PODS)
@@ -269,11 +269,11 @@ void k8s_watch_start_list(struct res *r)
 	k8s_stream_list_reset(&r->split);
 	if (r->cont) {
 		if (!(esc = escape(r->cont)))
-			goto fail;
+			goto done;
 		rc = asprintf(&q, "limit=%d&continue=%s", PAGE_LIMIT, esc);
 	} else if (r->list_mode == LIST_NOT_OLDER && r->rv[0]) {
 		if (!(esc = escape(r->rv)))
-			goto fail;
+			goto done;
 		rc = asprintf(&q, "limit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan",
 			      PAGE_LIMIT, esc);
 	} else if (r->list_mode == LIST_LATEST) {
@@ -284,19 +284,14 @@ void k8s_watch_start_list(struct res *r)
 	if (rc < 0) {
 		q = NULL;
 		rc = -ENOMEM;
-		goto fail;
+		goto done;
 	}
 	r->phase = PH_LIST;
 	if ((rc = k8s_watch_start_request(r, q)) < 0)
-		goto fail;
+		goto done;
 	log_debug(TAG, "%s: list %s", r->def->name, q);
-	curl_free(esc);
-	free(q);
-	return;
-fail:
-	curl_free(esc);
-	free(q);
-	start_failed(r, PH_LIST, rc);
+done:
+	start_end(r, PH_LIST, rc, q, esc);
 }
 
 void k8s_watch_start_watch(struct res *r)
@@ -320,15 +315,15 @@ void k8s_watch_start_watch(struct res *r)
 
 	r->watch_timeout_s = timeout_s;
 	if (!(esc = escape(r->rv)))
-		goto fail;
+		goto done;
 	if (asprintf(&q, "watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%u",
 		     esc, timeout_s) < 0) {
 		q = NULL;
-		goto fail;
+		goto done;
 	}
 	r->phase = PH_WATCH;
 	if ((rc = k8s_watch_start_request(r, q)) < 0)
-		goto fail;
+		goto done;
 	r->stream.max_line_bytes = w->max_event_bytes;
 	STAT_INC(w, watches);
 	if (r->watched)
@@ -338,13 +333,8 @@ void k8s_watch_start_watch(struct res *r)
 	r->interrupted = false;
 	r->watched = true;
 	log_debug(TAG, "%s: watch %s", r->def->name, q);
-	curl_free(esc);
-	free(q);
-	return;
-fail:
-	curl_free(esc);
-	free(q);
-	start_failed(r, PH_WATCH, rc);
+done:
+	start_end(r, PH_WATCH, rc, q, esc);
 }
 
 /* ---------------------------------------------------------- publishing */

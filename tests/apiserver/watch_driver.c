@@ -13,7 +13,8 @@
  *   quit   k8s_watch_close(), run the loop dry, print {"closed":...}, exit
  * After every publish it prints {"publish":N}. EOF on stdin means quit.
  * Exit: 0 clean, 2 k8s_watch_start failed ({"start_error":...}), 3 the loop
- * did not close cleanly.
+ * did not close cleanly. What it shares with bench/cluster/apicost_driver.c
+ * (options, stdin commands, JSON output) is in driver_common.h.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -30,10 +31,9 @@
 #include "nodedns/io/k8s_watch.h"
 #include "nodedns/util/log.h"
 
-#ifndef REAL_STORE
-static const char *const kind_names[K8S_KIND_COUNT] = {"services", "endpointslices",
-						       "namespaces"};
+#include "driver_common.h"
 
+#ifndef REAL_STORE
 /* ------------------------------------------------ a recording fake store */
 
 struct k8s_store {
@@ -283,28 +283,15 @@ static json_t *store_dump(struct k8s_store *s, struct cluster_publisher *p)
 
 struct driver {
 	uv_loop_t loop;
-	uv_pipe_t in;
+	struct cmd_in in;
 	uv_signal_t sigterm;
 	struct k8s_watch *w;
 	struct k8s_store *store;
 	struct cluster_publisher *pub;
-	char line[256];
-	size_t line_len;
 	uint64_t publishes;
 	bool quitting;
 	struct cluster_snapshot *current;
 };
-
-static void emit(json_t *j)
-{
-	char *s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (s) {
-		fprintf(stdout, "%s\n", s);
-		fflush(stdout);
-		free(s);
-	}
-}
 
 static json_t *stats_json(const struct k8s_watch_stats *st)
 {
@@ -330,21 +317,7 @@ static json_t *stats_json(const struct k8s_watch_stats *st)
 	S(interrupted);
 	S(synced);
 #undef S
-	static const char *const names[K8S_KIND_COUNT] = {"services", "endpointslices",
-							  "namespaces"};
-	json_t *res = json_object();
-	for (int k = 0; k < K8S_KIND_COUNT; k++) {
-		json_t *o = json_object();
-		json_object_set_new(o, "requests", json_integer((json_int_t)atomic_load(&st->res[k].requests)));
-		json_object_set_new(o, "bytes", json_integer((json_int_t)atomic_load(&st->res[k].bytes)));
-		json_object_set_new(o, "relists", json_integer((json_int_t)atomic_load(&st->res[k].relists)));
-		json_object_set_new(o, "reconnects",
-				    json_integer((json_int_t)atomic_load(&st->res[k].reconnects)));
-		json_object_set_new(o, "established",
-				    json_integer((json_int_t)atomic_load(&st->res[k].established)));
-		json_object_set_new(res, names[k], o);
-	}
-	json_object_set_new(j, "res", res);
+	json_object_set_new(j, "res", res_stats_json(st));
 	return j;
 }
 
@@ -370,11 +343,6 @@ static void on_publish(void *arg, struct cluster_snapshot *snap)
 	emit(o);
 }
 
-static void on_closed(uv_handle_t *h)
-{
-	(void)h;
-}
-
 static void quit(struct driver *d)
 {
 	if (d->quitting)
@@ -382,48 +350,24 @@ static void quit(struct driver *d)
 	d->quitting = true;
 	k8s_watch_close(d->w);
 	d->w = NULL;
-	uv_read_stop((uv_stream_t *)&d->in);
-	uv_close((uv_handle_t *)&d->in, on_closed);
+	cmd_in_stop(&d->in);
 	uv_close((uv_handle_t *)&d->sigterm, on_closed);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* A command line from stdin; NULL: EOF. */
+static void command(void *arg, const char *cmd)
 {
-	static char mem[4096];
-	(void)h;
-	(void)suggested;
-	*buf = uv_buf_init(mem, sizeof(mem));
-}
-
-static void command(struct driver *d, const char *cmd)
-{
-	if (d->quitting)
-		return;
-	if (strcmp(cmd, "dump") == 0)
+	struct driver *d = arg;
+	if (!cmd)
+		quit(d);
+	else if (d->quitting)
+		;
+	else if (strcmp(cmd, "dump") == 0)
 		dump(d);
 	else if (strcmp(cmd, "quit") == 0)
 		quit(d);
 	else if (cmd[0])
 		fprintf(stderr, "watch_driver: unknown command \"%s\"\n", cmd);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-	struct driver *d = s->data;
-	if (n < 0) {
-		quit(d);
-		return;
-	}
-	for (ssize_t i = 0; i < n; i++) {
-		char c = buf->base[i];
-		if (c == '\n') {
-			d->line[d->line_len] = '\0';
-			d->line_len = 0;
-			command(d, d->line);
-		} else if (d->line_len + 1 < sizeof(d->line)) {
-			d->line[d->line_len++] = c;
-		}
-	}
 }
 
 static void on_signal(uv_signal_t *s, int sig)
@@ -447,28 +391,16 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		i++;
-		if (strcmp(a, "--api") == 0)
-			cfg.api_url = v;
-		else if (strcmp(a, "--token-file") == 0)
-			cfg.token_file = v;
-		else if (strcmp(a, "--ca-file") == 0)
-			cfg.ca_file = v;
+		if (driver_option(&cfg, &level, a, v))
+			;
 		else if (strcmp(a, "--kubeconfig") == 0)
 			cfg.kubeconfig = v;
-		else if (strcmp(a, "--idle-ms") == 0)
-			cfg.idle_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--list-deadline-ms") == 0)
 			cfg.list_deadline_ms = (uint32_t)strtoul(v, NULL, 10);
-		else if (strcmp(a, "--watch-timeout-s") == 0)
-			cfg.watch_timeout_s = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--reconnect-spread-ms") == 0)
 			cfg.reconnect_spread_ms = (uint32_t)strtoul(v, NULL, 10);
-		else if (strcmp(a, "--watch-list") == 0)
-			cfg.watch_list = strcmp(v, "off") == 0 ? -1 : 0;
 		else if (strcmp(a, "--max-event-bytes") == 0)
 			cfg.max_event_bytes = (uint32_t)strtoul(v, NULL, 10);
-		else if (strcmp(a, "--log-level") == 0 && log_level_parse(v, &level) == 0)
-			;
 		else {
 			fprintf(stderr, "watch_driver: bad option %s\n", a);
 			return 2;
@@ -503,10 +435,7 @@ int main(int argc, char **argv)
 #endif
 		return 2;
 	}
-	uv_pipe_init(&d.loop, &d.in, 0);
-	d.in.data = &d;
-	uv_pipe_open(&d.in, 0);
-	uv_read_start((uv_stream_t *)&d.in, on_alloc, on_read);
+	cmd_in_start(&d.loop, &d.in, command, &d);
 	uv_signal_init(&d.loop, &d.sigterm);
 	d.sigterm.data = &d;
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);

@@ -841,15 +841,27 @@ static void env_udp(struct env *e, struct fake *f, uint8_t tag, enum fake_mode u
 	env_upstream(e, UDP, 1000, 2, 256, 100, &f->port, 1);
 }
 
-/* Two fakes, tags 1 and 2, as the servers of one group in that order. */
-static void env_two(struct env *e, struct fake f[2], enum fake_mode mode0, enum fake_mode mode1,
-		    uint32_t timeout_ms)
+/* Two fakes, tags 1 and 2, as the servers of one group in that order; the
+ * upstream speaks @p proto (over UDP each fake also takes datagrams, in its mode). */
+static void env_two_proto(struct env *e, struct fake f[2], enum upstream_proto proto,
+			  enum fake_mode mode0, enum fake_mode mode1, uint32_t timeout_ms)
 {
 	env_init(e);
 	fake_start(&f[0], &e->loop, mode0, 1);
+	if (proto == UDP)
+		fake_start_udp(&f[0], mode0);
 	fake_start(&f[1], &e->loop, mode1, 2);
+	if (proto == UDP)
+		fake_start_udp(&f[1], mode1);
 	int ports[] = { f[0].port, f[1].port };
-	env_upstream(e, TCP, timeout_ms, 2, 256, 100, ports, 2);
+	env_upstream(e, proto, timeout_ms, 2, 256, 100, ports, 2);
+}
+
+/* The same over TCP. */
+static void env_two(struct env *e, struct fake f[2], enum fake_mode mode0, enum fake_mode mode1,
+		    uint32_t timeout_ms)
+{
+	env_two_proto(e, f, TCP, mode0, mode1, timeout_ms);
 }
 
 /* A single server on a port where nothing listens. */
@@ -1235,6 +1247,29 @@ static void ask_fast_from_second(struct env *e, uint16_t id, const char *name, s
 	assert_true((double)(r->done_ns - t0) / 1e6 < timeout_ms);
 }
 
+/* The set-aside fixture: two servers over @p proto, the first silent, the
+ * second @p mode1, attempts of @p timeout_ms; then three queries
+ * "<prefix><i>.example" (IDs 1 to 3, records @p r[0..2]) one after the other,
+ * each paying the first server's attempt, and answered by the second (tag 2)
+ * or, with the second silent too, timed out. After them the first is set aside. */
+static void env_first_set_aside(struct env *e, struct fake f[2], enum upstream_proto proto,
+				enum fake_mode mode1, uint32_t timeout_ms, const char *prefix,
+				struct rec r[3])
+{
+	char name[32];
+	env_two_proto(e, f, proto, FM_SILENT, mode1, timeout_ms);
+	for (int i = 0; i < 3; i++) {
+		uint64_t t0 = uv_hrtime();
+		ask(e, (uint16_t)(1 + i), batch_name(name, sizeof(name), prefix, i, "example"), &r[i]);
+		if (mode1 == FM_SILENT)
+			assert_int_equal(r[i].status, -ETIMEDOUT);
+		else
+			check_answer(&r[i], name, 2);
+		assert_true(ms_since(t0) >= timeout_ms - 10); /* paid the first server's attempt */
+	}
+	assert_int_equal(ASIDE(*e, 0), 1);
+}
+
 /* A first server that accepts and never answers: after three timeouts in a
  * row it is set aside, and new queries go straight to the second. */
 static void test_timeouts_set_aside(void **state)
@@ -1244,16 +1279,9 @@ static void test_timeouts_set_aside(void **state)
 	struct fake f[2];
 	struct rec r[8];
 	char name[32];
-	env_two(&e, f, FM_SILENT, FM_ANSWER, 200);
-	for (int i = 0; i < 3; i++) {
-		uint64_t t0 = uv_hrtime();
-		ask(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "t", i, "example"), &r[i]);
-		check_answer(&r[i], name, 2);
-		assert_true(ms_since(t0) >= 190); /* paid the first server's attempt */
-	}
+	env_first_set_aside(&e, f, TCP, FM_ANSWER, 200, "t", r);
 	assert_int_equal(STAT(e, 0, timeouts), 3);
 	assert_int_equal(STAT(e, 0, timeout_asides), 1);
-	assert_int_equal(ASIDE(e, 0), 1);
 	for (int i = 3; i < 8; i++)
 		ask_fast_from_second(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "t", i, "example"),
 				     &r[i], 200);
@@ -1293,19 +1321,8 @@ static void test_timeouts_set_aside_udp(void **state)
 	struct fake f[2];
 	struct rec r[5];
 	char name[32];
-	env_init(&e);
-	fake_start(&f[0], &e.loop, FM_SILENT, 1);
-	fake_start_udp(&f[0], FM_SILENT);
-	fake_start(&f[1], &e.loop, FM_ANSWER, 2);
-	fake_start_udp(&f[1], FM_ANSWER);
-	int ports[] = { f[0].port, f[1].port };
-	env_upstream(&e, UDP, 200, 2, 256, 100, ports, 2);
-	for (int i = 0; i < 3; i++) {
-		ask(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "u", i, "example"), &r[i]);
-		check_answer(&r[i], name, 2);
-	}
+	env_first_set_aside(&e, f, UDP, FM_ANSWER, 200, "u", r);
 	assert_int_equal(f[0].nudp, 3);
-	assert_int_equal(ASIDE(e, 0), 1);
 	for (int i = 3; i < 5; i++)
 		ask_fast_from_second(&e, (uint16_t)(1 + i), batch_name(name, sizeof(name), "u", i, "example"),
 				     &r[i], 200);
@@ -1322,11 +1339,7 @@ static void test_set_aside_probe(void **state)
 	struct env e;
 	struct fake f[2];
 	struct rec r[8];
-	env_two(&e, f, FM_SILENT, FM_ANSWER, 200);
-	ask(&e, 1, "p1.example", &r[0]);
-	ask(&e, 2, "p2.example", &r[1]);
-	ask(&e, 3, "p3.example", &r[2]);
-	assert_int_equal(ASIDE(e, 0), 1);
+	env_first_set_aside(&e, f, TCP, FM_ANSWER, 200, "p", r);
 	assert_int_equal(STAT(e, 0, queries), 3);
 
 	/* Period over (100 ms), still silent: the probe costs the client nothing. */
@@ -1407,17 +1420,12 @@ static void test_all_set_aside_still_tried(void **state)
 	(void)state;
 	struct env e;
 	struct fake f[2];
-	struct rec r;
-	env_two(&e, f, FM_SILENT, FM_SILENT, 50);
-	for (uint16_t i = 0; i < 3; i++) {
-		ask(&e, i, "void.example", &r);
-		assert_int_equal(r.status, -ETIMEDOUT);
-	}
-	assert_int_equal(ASIDE(e, 0), 1);
+	struct rec r[4];
+	env_first_set_aside(&e, f, TCP, FM_SILENT, 50, "void", r);
 	assert_int_equal(ASIDE(e, 1), 1);
 	f[1].mode = FM_ANSWER;
-	ask(&e, 4, "back.example", &r);
-	check_answer(&r, "back.example", 2);
+	ask(&e, 4, "back.example", &r[3]);
+	check_answer(&r[3], "back.example", 2);
 	assert_int_equal(ASIDE(e, 1), 0);
 	finish_two(&e, f);
 }
