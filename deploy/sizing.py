@@ -63,9 +63,14 @@ def row(m, services, per_service, cache_mb):
     limit = (peak + cache_mb) * MARGIN
     limit_mib = max(ROUND_MIB, int(math.ceil(limit * 1e6 / 2**20 / ROUND_MIB)) * ROUND_MIB)
     sync_cpu = m["sync_s"] * scale
-    return ("| %s | %s | %.0f MB | %.0f MB | %dMi | %.1f s | %.0f s |"
+    return ("| %s | %s | %.0f MB | %.0f MB | %dMi | %s s | %s s |"
             % (format(services, ","), format(services * per_service, ","), synced, peak, limit_mib,
-               sync_cpu, sync_cpu / 0.1))
+               seconds(sync_cpu), seconds(sync_cpu / 0.1)))
+
+
+def seconds(x):
+    """Two significant digits under 10 s, whole seconds above."""
+    return "%.0f" % x if x >= 10 else "%.2g" % x
 
 
 def main():
