@@ -9,7 +9,8 @@ For every answer the paced probe (probe.py) timed over its --slow-ms in the
 recorded pass, prints what ran on nodedns's CPU between the send and the
 answer, from `perf sched timehist`: how long nodedns's main thread (watch +
 publish) and its worker ran, how long the worker sat runnable without the
-CPU, idle time and anything else. Both sides are on CLOCK_MONOTONIC (the
+CPU, idle time and anything else, and how long the main thread ran in the
+--before-ms before the send. Both sides are on CLOCK_MONOTONIC (the
 probe's send times and perf's `-k CLOCK_MONOTONIC`).
 """
 import argparse
@@ -48,6 +49,9 @@ def main():
     ap.add_argument("--json", required=True, help="clusterbench --json output")
     ap.add_argument("--sched", required=True, help="perf sched record output")
     ap.add_argument("--cpu", type=int, default=1, help="nodedns's CPU (run.sh pins it to 1)")
+    ap.add_argument("--before-ms", type=float, default=5.0,
+                    help="also sum the main thread's runs this long before each send "
+                    "(a long pass there leaves a queue the worker is still working off)")
     ap.add_argument("--pass", dest="pas", default="perf_rt_churn",
                     help="which dnsperf pass's probe (perf_rt_churn, perf_churn, ...)")
     args = ap.parse_args()
@@ -62,13 +66,17 @@ def main():
     pids = {re.match(r"nodedns\[(\d+)", t).group(1) for _, _, t, _ in rr
             if t.startswith("nodedns[") and "/" not in t}
     main_tid = min(pids) if pids else "?"
-    print("%-14s %7s | %6s %6s %6s %6s | %s" % ("sent at", "ms", "main", "worker", "idle",
-                                                "other", "longest main run, worker's wait"))
+    print("%-14s %7s | %6s %6s %6s %6s | %11s | %s" % (
+        "sent at", "ms", "main", "worker", "idle", "other", "main before",
+        "longest main run, worker's wait"))
     for t0, ms in slow:
         t1 = t0 + ms / 1e3
         got = {"main": 0.0, "worker": 0.0, "idle": 0.0, "other": 0.0}
-        longest_main, worker_wait, others = 0.0, 0.0, set()
+        longest_main, worker_wait, others, before = 0.0, 0.0, set(), 0.0
+        b0 = t0 - args.before_ms / 1e3
         for a, b, task, delay in rr:
+            if b >= b0 and a <= t0 and classify(task, main_tid) == "main":
+                before += (min(b, t0) - max(a, b0)) * 1e3
             if b < t0 or a > t1:
                 continue
             k = classify(task, main_tid)
@@ -79,9 +87,10 @@ def main():
                 worker_wait = max(worker_wait, delay)
             elif k == "other":
                 others.add(task)
-        print("%-14.6f %7.2f | %6.2f %6.2f %6.2f %6.2f | %.2f ms, %.2f ms%s"
-              % (t0, ms, got["main"], got["worker"], got["idle"], got["other"], longest_main,
-                 worker_wait, (" (" + ", ".join(sorted(others)) + ")") if others else ""))
+        print("%-14.6f %7.2f | %6.2f %6.2f %6.2f %6.2f | %11.2f | %.2f ms, %.2f ms%s"
+              % (t0, ms, got["main"], got["worker"], got["idle"], got["other"], before,
+                 longest_main, worker_wait,
+                 (" (" + ", ".join(sorted(others)) + ")") if others else ""))
     return 0
 
 
