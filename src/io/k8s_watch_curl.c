@@ -109,16 +109,15 @@ void k8s_watch_hold_reads(struct k8s_watch *w)
 			(void)poll_sock(c);
 }
 
-bool k8s_watch_release_reads(struct k8s_watch *w)
+void k8s_watch_release_reads(struct k8s_watch *w)
 {
 	enum { MAX_FDS = 16 }; /* one per connection: 3 lists/watches (+ pods) on h1 */
 	struct pollfd fds[MAX_FDS];
 	nfds_t n = 0;
 	int running = 0;
-	bool any = false;
 
 	if (!w->reads_held)
-		return false;
+		return;
 	w->reads_held = false;
 	for (struct sock_ctx *c = w->socks; c; c = c->next) {
 		int rc = poll_sock(c);
@@ -140,12 +139,10 @@ bool k8s_watch_release_reads(struct k8s_watch *w)
 				flags |= CURL_CSELECT_ERR;
 			if (!flags || !find_sock(w, fds[i].fd))
 				continue;
-			any = true;
 			curl_multi_socket_action(w->multi, fds[i].fd, flags, &running);
 		}
 		drain(w);
 	}
-	return any;
 }
 
 /* libcurl is about to close @p fd: make sure no poll handle still watches

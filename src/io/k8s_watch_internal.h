@@ -386,9 +386,8 @@ int k8s_watch_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp
  * thread's CPU per change was that). */
 void k8s_watch_hold_reads(struct k8s_watch *w);
 
-/* Poll the sockets for reading again and read what is waiting on them now.
- * @return whether any socket had something to read. */
-bool k8s_watch_release_reads(struct k8s_watch *w);
+/* Poll the sockets for reading again and read what is waiting on them now. */
+void k8s_watch_release_reads(struct k8s_watch *w);
 
 /* CURLMOPT_TIMERFUNCTION: arm the one curl timer. */
 int k8s_watch_on_curl_timer(CURLM *multi, long timeout_ms, void *userp);
