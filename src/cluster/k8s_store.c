@@ -391,26 +391,38 @@ int k8s_store_apply(struct k8s_store *s, enum k8s_kind kind, enum k8s_event ev,
 	return counted(s, rc, err, errlen);
 }
 
-int k8s_store_apply_line(struct k8s_store *s, enum k8s_kind kind, const char *obj_kind,
-			 const char *line, size_t len, enum k8s_event *ev, char rv[K8S_RV_MAX],
-			 char *err, size_t errlen)
+/* An EndpointSlice event line decoded without a JSON tree (k8s_slice_fast)
+ * and put into @p s, counted as k8s_store_apply() counts; with @p added_only,
+ * any event but ADDED is left alone. @return as k8s_store_apply_line(). */
+static int apply_slice_line(struct k8s_store *s, const char *obj_kind, const char *line,
+			    size_t len, bool added_only, enum k8s_event *ev, char rv[K8S_RV_MAX],
+			    char *err, size_t errlen)
 {
 	struct k8s_slice *sl;
 	int rc;
 
-	rv[0] = '\0';
-	if (kind != K8S_ENDPOINTSLICE)
-		return K8S_LINE_UNHANDLED;
 	if (err && errlen)
 		err[0] = '\0';
 	if (!(sl = calloc(1, sizeof(*sl))))
 		return counted(s, -ENOMEM, err, errlen);
 	rc = k8s_fast_slice_event(&s->fast, line, len, obj_kind, ev, rv, sl);
+	if (rc == 0 && added_only && *ev != K8S_ADDED)
+		rc = K8S_FAST_UNHANDLED;
 	if (rc != 0) {
 		k8s_objects_slice_free(sl);
 		return rc == K8S_FAST_UNHANDLED ? K8S_LINE_UNHANDLED : counted(s, rc, err, errlen);
 	}
 	return counted(s, put_slice(s, *ev, sl, err, errlen), err, errlen);
+}
+
+int k8s_store_apply_line(struct k8s_store *s, enum k8s_kind kind, const char *obj_kind,
+			 const char *line, size_t len, enum k8s_event *ev, char rv[K8S_RV_MAX],
+			 char *err, size_t errlen)
+{
+	rv[0] = '\0';
+	if (kind != K8S_ENDPOINTSLICE)
+		return K8S_LINE_UNHANDLED;
+	return apply_slice_line(s, obj_kind, line, len, false, ev, rv, err, errlen);
 }
 
 void k8s_store_clear_kind(struct k8s_store *s, enum k8s_kind kind)
@@ -525,24 +537,12 @@ int k8s_store_stage_add(struct k8s_store_stage *st, const json_t *obj, char *err
 int k8s_store_stage_add_line(struct k8s_store_stage *st, const char *obj_kind, const char *line,
 			     size_t len, char *err, size_t errlen)
 {
-	struct k8s_store *s = st->page;
-	struct k8s_slice *sl;
 	enum k8s_event ev = K8S_ADDED;
 	char rv[K8S_RV_MAX];
-	int rc;
 
 	if (st->kind != K8S_ENDPOINTSLICE)
 		return K8S_LINE_UNHANDLED;
-	if (err && errlen)
-		err[0] = '\0';
-	if (!(sl = calloc(1, sizeof(*sl))))
-		return counted(s, -ENOMEM, err, errlen);
-	rc = k8s_fast_slice_event(&s->fast, line, len, obj_kind, &ev, rv, sl);
-	if (rc != 0 || ev != K8S_ADDED) {
-		k8s_objects_slice_free(sl);
-		return rc < 0 ? counted(s, rc, err, errlen) : K8S_LINE_UNHANDLED;
-	}
-	return counted(s, put_slice(s, K8S_ADDED, sl, err, errlen), err, errlen);
+	return apply_slice_line(st->page, obj_kind, line, len, true, &ev, rv, err, errlen);
 }
 
 void k8s_store_stage_page_drop(struct k8s_store_stage *st)
