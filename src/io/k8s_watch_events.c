@@ -199,6 +199,16 @@ static bool fast_line(struct res *r, const char *line, size_t len, int *ret)
 	return true;
 }
 
+/* The store refused a listed object (@p err says why): counted against the
+ * page, logged (rate-limited); the list goes on. */
+static void list_rejected(struct res *r, const char *err)
+{
+	STAT_INC(r->w, bad_events);
+	r->page_rejected++;
+	if (k8s_watch_may_log(r))
+		log_warn(TAG, "%s: listed object rejected by the store: %s", r->def->name, err);
+}
+
 /* The fast path for a streaming list's event: an ADDED EndpointSlice is
  * staged without a JSON tree (k8s_store_stage_add_line), then meets
  * initial_event()'s bounds. (Those come after the staging here: when one
@@ -222,13 +232,8 @@ static bool fast_initial(struct res *r, const char *line, size_t len, int *ret)
 		r->abort = AB_NOMEM;
 		return true;
 	}
-	if (rc < 0) {
-		STAT_INC(w, bad_events);
-		r->page_rejected++;
-		if (k8s_watch_may_log(r))
-			log_warn(TAG, "%s: listed object rejected by the store: %s", r->def->name,
-				 err);
-	}
+	if (rc < 0)
+		list_rejected(r, err);
 	*ret = initial_bounds(r, len);
 	return true;
 }
@@ -352,13 +357,8 @@ static int list_stage(struct res *r, json_t *it)
 	json_decref(it);
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc < 0) {
-		STAT_INC(r->w, bad_events);
-		r->page_rejected++;
-		if (k8s_watch_may_log(r))
-			log_warn(TAG, "%s: listed object rejected by the store: %s", r->def->name,
-				 err);
-	}
+	if (rc < 0)
+		list_rejected(r, err);
 	return 0;
 }
 
