@@ -344,18 +344,19 @@ void upstream_req_unbind(struct up_req *r)
 	r->state = R_IDLE;
 }
 
-/* A new query for @p query (checked by upstream_query), counted in flight,
- * before its first attempt; NULL when out of memory. */
+/* A new query for @p query (checked by upstream_query), whose question ends
+ * at @p qend, counted in flight, before its first attempt; NULL when out of
+ * memory. */
 static struct up_req *req_new(struct upstream *u, const struct upstream_group *group,
-			      const uint8_t *query, size_t len, upstream_done_cb cb, void *arg)
+			      const uint8_t *query, size_t len, size_t qend, upstream_done_cb cb,
+			      void *arg)
 {
-	size_t nl = dnsmsg_plain_name_len(query, len, DNS_HEADER_BYTES);
 	struct up_req *r = calloc(1, sizeof(*r) + len);
 	if (!r)
 		return NULL;
 	memcpy(r->q, query, len);
 	r->len = len;
-	r->qend = DNS_HEADER_BYTES + nl + 4;
+	r->qend = qend;
 	/* Our own query: one OPT record right after the question (dnsmsg_upstream_query). */
 	if (wire_get16(query + 6) == 0 && wire_get16(query + 8) == 0 && wire_get16(query + 10) == 1 &&
 	    len == r->qend + DNS_OPT_RR_BYTES && wire_get16(query + r->qend + 1) == DNS_TYPE_OPT)
@@ -712,7 +713,8 @@ static void req_probe_skipped(struct up_req *r, size_t pick, uint64_t now)
 		s->aside_until_ms = now + u->cfg.timeout_ms; /* one probe at a time */
 		if (u->ninflight >= u->cfg.max_inflight)
 			continue;
-		struct up_req *p = req_new(u, &s->self_group, r->q, r->len, on_probe_done, NULL);
+		struct up_req *p = req_new(u, &s->self_group, r->q, r->len, r->qend, on_probe_done,
+					   NULL);
 		if (!p)
 			continue;
 		log_debug("upstream", "%s: probing", s->cfg->name);
@@ -757,6 +759,16 @@ void upstream_req_next_server(struct up_req *r)
 
 /* ---- Loop callbacks ---- */
 
+/* The attempt of @p r ends unanswered: a protocol failure when it had a bad
+ * reply, a timeout otherwise (what final_status() reports if none is left). */
+static void attempt_failed(struct up_req *r)
+{
+	if (r->bad_attempt)
+		r->f_proto = true;
+	else
+		r->f_timeout = true;
+}
+
 /* Take the queries of @p reqs (a carrier's list) that have another server
  * to try off u->tq and onto @p moving, by their tlink. */
 static void collect_movable(struct dlist *reqs, struct dlist *moving)
@@ -789,10 +801,7 @@ static void srv_move_on(struct up_srv *s)
 	while (!dl_empty(&moving)) {
 		struct up_req *r = dl_entry(moving.next, struct up_req, tlink);
 		dl_remove(&r->tlink);
-		if (r->bad_attempt)
-			r->f_proto = true;
-		else
-			r->f_timeout = true;
+		attempt_failed(r);
 		upstream_req_unbind(r);
 		upstream_req_next_server(r); /* never calls back from here */
 	}
@@ -808,10 +817,7 @@ static void attempt_timeout(struct up_req *r, uint64_t now)
 	tq_remove(r);
 	STAT_INC(s->cfg->stats.timeouts);
 	bool aside = srv_timed_out(s, now);
-	if (r->bad_attempt)
-		r->f_proto = true;
-	else
-		r->f_timeout = true;
+	attempt_failed(r);
 	if (upstream_log_ok(&s->ll_timeout, now, &sup))
 		log_warn("upstream", "%s: query timed out after %" PRIu32 " ms (%" PRIu64 " similar suppressed)",
 			 s->cfg->name, u->cfg.timeout_ms, sup);
@@ -948,7 +954,7 @@ int upstream_query(struct upstream *u, const struct upstream_group *group, const
 		STAT_INC(u->wstats.dropped_inflight);
 		return -ENOBUFS;
 	}
-	struct up_req *r = req_new(u, group, query, len, cb, arg);
+	struct up_req *r = req_new(u, group, query, len, DNS_HEADER_BYTES + nl + 4, cb, arg);
 	if (!r)
 		return -ENOMEM;
 	upstream_req_next_server(r); /* failures are deferred: never calls back from here */
