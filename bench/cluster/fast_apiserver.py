@@ -139,12 +139,13 @@ class State:
             self.stats["events:" + etype] += 1
             self.cond.notify_all()
 
-    def items(self, kind):
-        """Lock held: the list items in key order (bytes)."""
+    def items(self, kind, form=1):
+        """Lock held: the objects in key order, as list items (form 1) or as
+        ADDED event lines (form 2), pre-serialized bytes."""
         if self.sorted_keys[kind] is None:
             self.sorted_keys[kind] = sorted(self.objects[kind])
         objs = self.objects[kind]
-        return [objs[k][1] for k in self.sorted_keys[kind]]
+        return [objs[k][form] for k in self.sorted_keys[kind]]
 
 
 class TLSServer(http.server.ThreadingHTTPServer):
@@ -271,10 +272,7 @@ class Api(http.server.BaseHTTPRequestHandler):
             rvs, lines = st.log[kind]
             initial_rv = st.rv
             if rv in ("", "0") or send_initial:
-                if st.sorted_keys[kind] is None:
-                    st.sorted_keys[kind] = sorted(st.objects[kind])
-                objs = st.objects[kind]
-                initial = [objs[k][2] for k in st.sorted_keys[kind]]
+                initial = st.items(kind, 2)
                 idx = len(rvs)
             else:
                 idx = bisect.bisect_right(rvs, int(rv))
