@@ -483,6 +483,11 @@ def run_dnsperf(env, nd, qfile, seconds, qps, tag, probe_fifo=None):
             summary["first_1s_over_10ms"] = summary["over_10ms"] - summary["after_1s_over_10ms"]
     os.unlink(outp)   # ~50 MB of per-query lines
     if probe_out:
+        ms = probe_out.pop("lat_ms", None) or []
+        if ms:
+            probe_out.update(p50_ms=pct(ms, 50), p99_ms=pct(ms, 99), p999_ms=pct(ms, 99.9),
+                             max_ms=max(ms), over_1ms=sum(1 for x in ms if x > 1.0),
+                             over_2ms=sum(1 for x in ms if x > 2.0))
         summary["probe"] = probe_out
     return summary
 
